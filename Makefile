@@ -1,0 +1,29 @@
+# Tidemark — make help lists the targets.
+
+GO ?= go
+PKGS ?= ./...
+BENCH ?= .
+BENCHCOUNT ?= 6
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: test
+test: ## Run every test with -race, against PostgreSQL (started from the installed binaries if none is running).
+	./scripts/test.sh
+
+.PHONY: bench
+bench: ## Run the benchmarks (BENCH=regexp, BENCHCOUNT=n) and print medians.
+	./scripts/bench.sh '$(BENCH)' $(BENCHCOUNT)
+
+.PHONY: lint
+lint: ## Check formatting and go vet.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+.PHONY: fmt
+fmt: ## Format the code.
+	gofmt -w $$(git ls-files '*.go')

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# scripts/test.sh — run the Go tests with a PostgreSQL server available.
+#
+# Usage:
+#   scripts/test.sh [go test flags...]           # tests ./...
+#   scripts/test.sh ./pkg/a/ ./pkg/b/... [flags]  # tests only the listed packages
+#
+# By default this runs
+#   go test -race -count=1 -timeout 15m "$@" ./...
+# If the first argument starts with "./", the arguments are taken to be the
+# package list (plus any flags) and ./... is not appended:
+#   go test -race -count=1 -timeout 15m "$@"
+# Flags given later override the defaults (e.g. -timeout 30m, -count=3).
+#
+# Which PostgreSQL is used (exported as TIDEMARK_TEST_DATABASE_URL):
+#   1. TIDEMARK_TEST_DATABASE_URL, if set and reachable;
+#   2. else the local server on 127.0.0.1:5432, if reachable
+#      (postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable);
+#   3. else a throwaway cluster: initdb into a temp dir under ${TMPDIR:-/tmp},
+#      started on the first free port from 55432 upward, listening on
+#      127.0.0.1 only, and stopped and removed when this script exits.
+#      When run as root, initdb/pg_ctl run as the "postgres" OS user.
+#
+# Environment:
+#   TIDEMARK_TEST_DATABASE_URL     preferred server (step 1).
+#   TIDEMARK_TEST_FORCE_THROWAWAY  if set to a non-empty value other than "0",
+#                                  skip steps 1 and 2 and always start a
+#                                  throwaway cluster (used to test this script).
+#
+# The exit status is go test's exit status (or non-zero if no server could be
+# started).
+set -euo pipefail
+
+readonly DEFAULT_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
+readonly FIRST_PORT=55432
+readonly LAST_PORT=55531
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+# redact hides a password in a postgres:// URL before it is printed.
+redact() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
+
+# pg_bindir prints the directory holding the server binaries, or nothing.
+pg_bindir() {
+	if command -v pg_config >/dev/null 2>&1; then
+		pg_config --bindir 2>/dev/null || true
+	fi
+}
+PG_BINDIR="$(pg_bindir)"
+
+# pg_tool NAME prints the path of a PostgreSQL client/server program: from
+# $(pg_config --bindir) if it is there, else from PATH.
+pg_tool() {
+	if [[ -n "$PG_BINDIR" && -x "$PG_BINDIR/$1" ]]; then
+		printf '%s\n' "$PG_BINDIR/$1"
+	elif command -v "$1" >/dev/null 2>&1; then
+		command -v "$1"
+	else
+		log "cannot find PostgreSQL program '$1' (install PostgreSQL; pg_config must be on PATH)"
+		return 1
+	fi
+}
+
+# reachable URL succeeds if a server accepts a connection for URL. psql also
+# checks that authentication works and the database exists; pg_isready is
+# the fallback when psql is missing.
+reachable() {
+	local psql pg_isready
+	if psql="$(command -v psql 2>/dev/null)" || { [[ -n "$PG_BINDIR" && -x "$PG_BINDIR/psql" ]] && psql="$PG_BINDIR/psql"; }; then
+		PGCONNECT_TIMEOUT=3 "$psql" -X -q -A -t -d "$1" -c 'select 1' >/dev/null 2>&1
+	elif pg_isready="$(command -v pg_isready 2>/dev/null)" || { [[ -n "$PG_BINDIR" && -x "$PG_BINDIR/pg_isready" ]] && pg_isready="$PG_BINDIR/pg_isready"; }; then
+		"$pg_isready" -q -t 3 -d "$1" >/dev/null 2>&1
+	else
+		log "neither psql nor pg_isready found"
+		return 1
+	fi
+}
+
+# port_free PORT succeeds if nothing accepts TCP connections on 127.0.0.1:PORT.
+port_free() {
+	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# as_pg CMD... runs CMD as the postgres OS user when we are root (initdb and
+# pg_ctl refuse to run as root), otherwise as ourselves.
+as_pg() {
+	if [[ "$(id -u)" -ne 0 ]]; then
+		"$@"
+	elif command -v runuser >/dev/null 2>&1; then
+		runuser -u postgres -- "$@"
+	else
+		# %q quoting is bash syntax, so the command must run under bash.
+		su postgres -s /bin/bash -c "$(printf '%q ' "$@")"
+	fi
+}
+
+THROWAWAY_DIR=""
+THROWAWAY_PG_CTL=""
+
+cleanup() {
+	if [[ -n "$THROWAWAY_DIR" ]]; then
+		if [[ -f "$THROWAWAY_DIR/data/postmaster.pid" ]]; then
+			(cd "$THROWAWAY_DIR" && as_pg "$THROWAWAY_PG_CTL" -D "$THROWAWAY_DIR/data" -m immediate -w stop >/dev/null 2>&1) || true
+		fi
+		rm -rf -- "$THROWAWAY_DIR" || true
+		THROWAWAY_DIR=""
+	fi
+}
+
+start_throwaway() {
+	local initdb pg_ctl tmp port
+	initdb="$(pg_tool initdb)"
+	pg_ctl="$(pg_tool pg_ctl)"
+
+	tmp="$(mktemp -d "${TMPDIR:-/tmp}/tidemark-pgtest.XXXXXX")"
+	THROWAWAY_DIR="$tmp"
+	THROWAWAY_PG_CTL="$pg_ctl"
+	trap cleanup EXIT
+	trap 'exit 129' HUP
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+
+	mkdir -p "$tmp/data" "$tmp/sock"
+	if [[ "$(id -u)" -eq 0 ]]; then
+		chown -R postgres:postgres "$tmp"
+		if ! as_pg test -w "$tmp/data"; then
+			log "the postgres user cannot write to $tmp (is a parent of ${TMPDIR:-/tmp} private?); set TMPDIR=/tmp"
+			return 1
+		fi
+	fi
+
+	# Run from inside the temp dir so the postgres user never has to access
+	# our working directory.
+	if ! (cd "$tmp" && as_pg "$initdb" -D "$tmp/data" -U postgres -A trust --no-sync -E UTF8 >"$tmp/initdb.log" 2>&1); then
+		log "initdb failed:"
+		cat "$tmp/initdb.log" >&2
+		return 1
+	fi
+
+	for ((port = FIRST_PORT; port <= LAST_PORT; port++)); do
+		port_free "$port" || continue
+		if (cd "$tmp" && as_pg "$pg_ctl" -D "$tmp/data" -l "$tmp/server.log" -w -t 60 \
+			-o "-p $port -k $tmp/sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+			start >/dev/null 2>&1); then
+			TIDEMARK_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+			export TIDEMARK_TEST_DATABASE_URL
+			log "using throwaway PostgreSQL at $TIDEMARK_TEST_DATABASE_URL (data dir $tmp, removed on exit)"
+			return 0
+		fi
+		# Lost a race for the port, or a real failure: retry on the next port
+		# only if the log says the port was taken.
+		if ! grep -q 'could not bind\|Address already in use' "$tmp/server.log" 2>/dev/null; then
+			log "pg_ctl start failed on port $port:"
+			cat "$tmp/server.log" >&2 || true
+			return 1
+		fi
+		: >"$tmp/server.log"
+	done
+	log "no free port in $FIRST_PORT-$LAST_PORT for a throwaway PostgreSQL"
+	return 1
+}
+
+force="${TIDEMARK_TEST_FORCE_THROWAWAY:-}"
+if [[ -n "$force" && "$force" != "0" ]]; then
+	log "TIDEMARK_TEST_FORCE_THROWAWAY is set; not looking for a running server"
+	start_throwaway
+elif [[ -n "${TIDEMARK_TEST_DATABASE_URL:-}" ]] && reachable "$TIDEMARK_TEST_DATABASE_URL"; then
+	export TIDEMARK_TEST_DATABASE_URL
+	log "using PostgreSQL from TIDEMARK_TEST_DATABASE_URL: $(redact "$TIDEMARK_TEST_DATABASE_URL")"
+else
+	if [[ -n "${TIDEMARK_TEST_DATABASE_URL:-}" ]]; then
+		log "TIDEMARK_TEST_DATABASE_URL ($(redact "$TIDEMARK_TEST_DATABASE_URL")) is not reachable; trying 127.0.0.1:5432"
+	fi
+	if reachable "$DEFAULT_URL"; then
+		TIDEMARK_TEST_DATABASE_URL="$DEFAULT_URL"
+		export TIDEMARK_TEST_DATABASE_URL
+		log "using local PostgreSQL at $TIDEMARK_TEST_DATABASE_URL"
+	else
+		start_throwaway
+	fi
+fi
+
+if [[ $# -gt 0 && "$1" == ./* ]]; then
+	set -- go test -race -count=1 -timeout 15m "$@"
+else
+	set -- go test -race -count=1 -timeout 15m "$@" ./...
+fi
+
+status=0
+"$@" || status=$?
+exit "$status"
