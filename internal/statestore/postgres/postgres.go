@@ -1,0 +1,899 @@
+// Package postgres is the PostgreSQL driver of Tidemark's state store: the
+// state lives in tables of one schema (tidemark by default) of a database the
+// app already uses, so several processes and machines can share it.
+//
+// Every statement names its tables with the schema, quoted; nothing depends
+// on the connection's search_path. The migrations run in one transaction
+// under an advisory lock derived from the schema name, so processes starting
+// together do not race.
+//
+// The engine sends hundreds or thousands of rows per call over the network,
+// so each call costs as few round trips as possible: lookups take arrays
+// (key = ANY($1), unnest), and a write method's statements are sent as one
+// pgx batch, which the server runs as one implicit transaction (the batch
+// ends with a single Sync): whole or not at all, in one round trip once the
+// connection has prepared the statements.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tidemark/tidemark/internal/retry"
+	"github.com/tidemark/tidemark/internal/statestore"
+	"github.com/tidemark/tidemark/target"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// DefaultSchema is the schema used when none is given.
+const DefaultSchema = "tidemark"
+
+// maxIdentLen is PostgreSQL's identifier length limit (NAMEDATALEN-1).
+const maxIdentLen = 63
+
+// applicationName is set on the connections of a pool Open creates, unless
+// the URL sets one.
+const applicationName = "tidemark"
+
+// Store is a state store in a PostgreSQL schema.
+type Store struct {
+	pool     *pgxpool.Pool
+	ownsPool bool
+	schema   string
+	q        queries
+}
+
+var _ statestore.Store = (*Store)(nil)
+
+// Open connects to the database at url (a PostgreSQL URL or key=value
+// connection string, as pgxpool.ParseConfig takes) and opens the state store
+// in schema, "" meaning DefaultSchema, as New does. Close closes the pool.
+func Open(ctx context.Context, url string, schema string) (*Store, error) {
+	schema, err := checkSchema(schema)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgconn redacts the password from the message.
+		return nil, fmt.Errorf("postgres state store: parsing the database URL: %w", err)
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = applicationName
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("postgres state store: creating the connection pool: %w", err))
+	}
+	s, err := open(ctx, pool, schema, true)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// New opens the state store in schema, "" meaning DefaultSchema, using pool,
+// which Close leaves open. It creates the schema if it does not exist and
+// applies the migrations the schema lacks. The schema name must be 1 to 63
+// lowercase ASCII letters, digits and underscores, not starting with a digit
+// or pg_.
+func New(ctx context.Context, pool *pgxpool.Pool, schema string) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("postgres state store: nil pool")
+	}
+	schema, err := checkSchema(schema)
+	if err != nil {
+		return nil, err
+	}
+	return open(ctx, pool, schema, false)
+}
+
+func open(ctx context.Context, pool *pgxpool.Pool, schema string, ownsPool bool) (*Store, error) {
+	s := &Store{pool: pool, ownsPool: ownsPool, schema: schema, q: newQueries(schema)}
+	if err := s.migrate(ctx); err != nil {
+		return nil, fmt.Errorf("postgres state store in schema %s: %w", schema, err)
+	}
+	return s, nil
+}
+
+// checkSchema returns the schema to use for name, or why name is not a
+// schema name the store accepts. Only names that mean the same quoted or
+// not are accepted, so that a user's unquoted SQL finds the tables.
+func checkSchema(name string) (string, error) {
+	if name == "" {
+		return DefaultSchema, nil
+	}
+	invalid := func(why string, args ...any) error {
+		return fmt.Errorf("postgres state store: invalid schema name %q: %s", name, fmt.Sprintf(why, args...))
+	}
+	if len(name) > maxIdentLen {
+		return "", invalid("%d bytes long, PostgreSQL allows at most %d", len(name), maxIdentLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c == '_':
+		case c >= '0' && c <= '9':
+			if i == 0 {
+				return "", invalid("starts with a digit; use lowercase ASCII letters, digits and underscores, starting with a letter or underscore")
+			}
+		default:
+			r, _ := utf8.DecodeRuneInString(name[i:])
+			return "", invalid("character %q at byte %d; use lowercase ASCII letters, digits and underscores, starting with a letter or underscore", r, i)
+		}
+	}
+	if strings.HasPrefix(name, "pg_") || name == "information_schema" {
+		return "", invalid("reserved for PostgreSQL's system schemas")
+	}
+	return name, nil
+}
+
+// Close closes the connection pool if Open created it; a pool given to New
+// is left to its owner.
+func (s *Store) Close() error {
+	if s.ownsPool {
+		s.pool.Close()
+	}
+	return nil
+}
+
+// Schema returns the schema the store's tables are in.
+func (s *Store) Schema() string { return s.schema }
+
+// migrationLockKey is the advisory lock taken while migrating schema:
+// distinct per schema, the same in every process.
+func migrationLockKey(schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("tidemark statestore migrations\x00"))
+	h.Write([]byte(schema))
+	return int64(h.Sum64())
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	migrations, err := statestore.LoadMigrations(migrationFS, "migrations")
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		// The lock is its own statement: a statement's snapshot is taken
+		// before it waits, and what follows must see what the holder did.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockKey(s.schema)); err != nil {
+			return fmt.Errorf("locking the schema for migration: %w", err)
+		}
+		// CREATE ... IF NOT EXISTS needs the CREATE privilege even when
+		// the object exists, so look first: a role that may only use the
+		// tables opens a migrated schema.
+		var schemaExists, tableExists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1), to_regclass($2) IS NOT NULL`,
+			s.schema, s.q.migrations).Scan(&schemaExists, &tableExists); err != nil {
+			return fmt.Errorf("looking for the schema: %w", err)
+		}
+		if !schemaExists {
+			if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{s.schema}.Sanitize()); err != nil {
+				return fmt.Errorf("creating the schema: %w", err)
+			}
+		}
+		if !tableExists {
+			if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.q.migrations+` (
+				version    integer PRIMARY KEY,
+				name       text NOT NULL,
+				applied_at timestamptz NOT NULL)`); err != nil {
+				return fmt.Errorf("creating the migrations table: %w", err)
+			}
+		}
+		var current int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM `+s.q.migrations).Scan(&current); err != nil {
+			return fmt.Errorf("reading the schema version: %w", err)
+		}
+		if current > len(migrations) {
+			return fmt.Errorf("schema version %d is newer than this Tidemark knows (%d); upgrade Tidemark", current, len(migrations))
+		}
+		for _, m := range migrations[current:] {
+			// Without arguments pgx uses the simple protocol, which runs a
+			// script of several statements.
+			if _, err := tx.Exec(ctx, s.q.replace(m.SQL)); err != nil {
+				return fmt.Errorf("applying migration %s: %w", m.Name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO `+s.q.migrations+` (version, name, applied_at) VALUES ($1, $2, $3)`,
+				m.Version, m.Name, time.Now()); err != nil {
+				return fmt.Errorf("recording migration %s: %w", m.Name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// tx runs fn in a transaction; errors are classified.
+func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return classify(ctx, fmt.Errorf("beginning a transaction: %w", err))
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(ctx)
+		return classify(ctx, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return classify(ctx, fmt.Errorf("committing: %w", err))
+	}
+	return nil
+}
+
+// send sends the statements queued in b to the server at once and calls
+// read to consume their results in order. pgx ends the batch with a single
+// Sync, so the server runs it as one implicit transaction: if a statement
+// fails, the ones before it are rolled back and the ones after it are not
+// run. The server commits as soon as the batch succeeds, so read must not
+// expect an error of its own to roll anything back. Errors are classified.
+func (s *Store) send(ctx context.Context, b *pgx.Batch, read func(br pgx.BatchResults) error) error {
+	br := s.pool.SendBatch(ctx, b)
+	err := read(br)
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return classify(ctx, err)
+}
+
+// retryableCodes are the SQLSTATEs a retry may fix, besides class 08.
+var retryableCodes = map[string]bool{
+	"40001": true, // serialization_failure
+	"40P01": true, // deadlock_detected
+	"53300": true, // too_many_connections
+	"57P01": true, // admin_shutdown: the backend was terminated
+	"57P02": true, // crash_shutdown
+	"57P03": true, // cannot_connect_now: the server is starting
+}
+
+// classify marks errors a retry may fix: a lost or refused connection, a
+// server shutting down or starting, a serialization failure or deadlock,
+// too many connections. An error after ctx ended never is: retrying cannot
+// outlive the context.
+func classify(ctx context.Context, err error) error {
+	if err == nil || retry.Is(err) || ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		return err
+	}
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		if strings.HasPrefix(pgErr.Code, "08") || retryableCodes[pgErr.Code] {
+			return retry.Mark(err)
+		}
+		return err
+	}
+	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return retry.Mark(err)
+	}
+	if _, ok := errors.AsType[net.Error](err); ok {
+		return retry.Mark(err)
+	}
+	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
+		return retry.Mark(err)
+	}
+	return err
+}
+
+// FlowGet implements statestore.Store.
+func (s *Store) FlowGet(ctx context.Context, p statestore.FlowGetParams) (statestore.Flow, error) {
+	f := statestore.Flow{Name: p.Flow}
+	b := &pgx.Batch{}
+	b.Queue(s.q.flowCreate, p.Flow, time.Now())
+	b.Queue(s.q.flowGen, p.Flow)
+	err := s.send(ctx, b, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		return br.QueryRow().Scan(&f.Gen)
+	})
+	if err != nil {
+		return statestore.Flow{}, fmt.Errorf("getting flow %s: %w", p.Flow, err)
+	}
+	return f, nil
+}
+
+// FlowDrop implements statestore.Store.
+func (s *Store) FlowDrop(ctx context.Context, p statestore.FlowDropParams) error {
+	b := &pgx.Batch{}
+	for _, q := range s.q.flowDrop {
+		b.Queue(q, p.Flow)
+	}
+	err := s.send(ctx, b, func(br pgx.BatchResults) error {
+		for range s.q.flowDrop {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("dropping flow %s: %w", p.Flow, err)
+	}
+	return nil
+}
+
+// SourceEnsure implements statestore.Store.
+func (s *Store) SourceEnsure(ctx context.Context, p statestore.SourceEnsureParams) (int64, error) {
+	var id int64
+	b := &pgx.Batch{}
+	b.Queue(s.q.sourceCreate, p.Flow, p.Name)
+	b.Queue(s.q.sourceID, p.Flow, p.Name)
+	err := s.send(ctx, b, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		return br.QueryRow().Scan(&id)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("registering source %s/%s: %w", p.Flow, p.Name, err)
+	}
+	return id, nil
+}
+
+// SourceStatus implements statestore.Store.
+func (s *Store) SourceStatus(ctx context.Context, p statestore.SourceStatusParams) (statestore.SourceStatus, error) {
+	var (
+		st   statestore.SourceStatus
+		last *time.Time
+	)
+	if err := s.pool.QueryRow(ctx, s.q.sourceStatus, p.SourceID).Scan(&st.Rows, &st.Failing, &last); err != nil {
+		return statestore.SourceStatus{}, classify(ctx, fmt.Errorf("reading the status of source %d: %w", p.SourceID, err))
+	}
+	st.LastProcessedAt = utc(last)
+	return st, nil
+}
+
+// utc returns *t in UTC, or the zero time for nil.
+func utc(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+func scanTarget(row pgx.Row) (statestore.Target, error) {
+	var (
+		t       statestore.Target
+		staged  []byte
+		updated time.Time
+	)
+	if err := row.Scan(&t.ID, &t.Flow, &t.Kind, &t.Key, &t.ParentID, &t.Exists, &t.Record, &staged, &t.DestroyedGen, &t.LostGen, &updated); err != nil {
+		return t, err
+	}
+	t.UpdatedAt = updated.UTC()
+	var err error
+	if t.Staged, err = statestore.DecodeRecords(staged); err != nil {
+		return t, fmt.Errorf("target %s: %w", t.Key, err)
+	}
+	return t, nil
+}
+
+// TargetList implements statestore.Store.
+func (s *Store) TargetList(ctx context.Context, p statestore.TargetListParams) ([]statestore.Target, error) {
+	rows, err := s.pool.Query(ctx, s.q.targetList, p.Flow)
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("listing the targets of flow %s: %w", p.Flow, err))
+	}
+	defer rows.Close()
+	var out []statestore.Target
+	for rows.Next() {
+		t, err := scanTarget(rows)
+		if err != nil {
+			return nil, classify(ctx, fmt.Errorf("listing the targets of flow %s: %w", p.Flow, err))
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(ctx, fmt.Errorf("listing the targets of flow %s: %w", p.Flow, err))
+	}
+	return out, nil
+}
+
+// TargetStage implements statestore.Store.
+func (s *Store) TargetStage(ctx context.Context, p statestore.TargetStageParams) (statestore.Target, error) {
+	var t statestore.Target
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		// Appending to the staged list decodes it, so the row is locked
+		// between reading and writing it. A target created by another
+		// process meanwhile is locked on the next turn.
+		for range 3 {
+			var (
+				id     int64
+				staged []byte
+			)
+			err := tx.QueryRow(ctx, s.q.targetLock, p.Flow, p.Key).Scan(&id, &staged)
+			now := time.Now()
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				blob := statestore.EncodeRecords([][]byte{p.Record})
+				t, err = scanTarget(tx.QueryRow(ctx, s.q.targetCreate, p.Flow, p.Kind, p.Key, p.ParentID, blob, now))
+				if errors.Is(err, pgx.ErrNoRows) {
+					continue
+				}
+				return err
+			case err != nil:
+				return err
+			}
+			records, err := statestore.DecodeRecords(staged)
+			if err != nil {
+				return err
+			}
+			blob := statestore.EncodeRecords(append(records, p.Record))
+			t, err = scanTarget(tx.QueryRow(ctx, s.q.targetRestage, id, blob, p.Kind, now))
+			return err
+		}
+		return errors.New("the target keeps being created and deleted concurrently")
+	})
+	if err != nil {
+		return statestore.Target{}, fmt.Errorf("staging target %s of flow %s: %w", p.Key, p.Flow, err)
+	}
+	return t, nil
+}
+
+// TargetCommit implements statestore.Store.
+func (s *Store) TargetCommit(ctx context.Context, p statestore.TargetCommitParams) (statestore.TargetCommitResult, error) {
+	var res statestore.TargetCommitResult
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		if !p.Exists {
+			if _, err := tx.Exec(ctx, s.q.targetDisown, p.ID); err != nil {
+				return fmt.Errorf("dropping the ownership of its children: %w", err)
+			}
+			if _, err := tx.Exec(ctx, s.q.targetDelete, p.ID); err != nil {
+				return fmt.Errorf("deleting it and its attachments: %w", err)
+			}
+		} else {
+			tag, err := tx.Exec(ctx, s.q.targetCommit, p.ID, p.Flow, p.Record, time.Now())
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				return statestore.ErrNotFound
+			}
+			if p.Invalidate != target.InvalidateNone {
+				var gen int64
+				err := tx.QueryRow(ctx, s.q.flowAdvance, p.Flow).Scan(&gen)
+				if errors.Is(err, pgx.ErrNoRows) {
+					return fmt.Errorf("flow %s: %w", p.Flow, statestore.ErrNotFound)
+				} else if err != nil {
+					return fmt.Errorf("advancing the generation of flow %s: %w", p.Flow, err)
+				}
+				q := s.q.targetLost
+				if p.Invalidate == target.InvalidateDestructive {
+					q = s.q.targetDestroyed
+					if _, err := tx.Exec(ctx, s.q.targetDisown, p.ID); err != nil {
+						return fmt.Errorf("dropping the ownership of its children: %w", err)
+					}
+				}
+				if _, err := tx.Exec(ctx, q, p.ID, gen); err != nil {
+					return fmt.Errorf("recording the %s invalidation: %w", p.Invalidate, err)
+				}
+			}
+		}
+		err := tx.QueryRow(ctx, s.q.flowGen, p.Flow).Scan(&res.Gen)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("flow %s: %w", p.Flow, statestore.ErrNotFound)
+		}
+		return err
+	})
+	if err != nil {
+		return statestore.TargetCommitResult{}, fmt.Errorf("committing target %d of flow %s: %w", p.ID, p.Flow, err)
+	}
+	return res, nil
+}
+
+func scanRowMeta(rows pgx.Rows) (statestore.RowMeta, error) {
+	var m statestore.RowMeta
+	err := rows.Scan(&m.ID, &m.Key, &m.Ordinal, &m.ContentFP, &m.LogicFP, &m.Gen, &m.Staged, &m.ErrorCount)
+	return m, err
+}
+
+func collectRowMetas(out []statestore.RowMeta, rows pgx.Rows) ([]statestore.RowMeta, error) {
+	defer rows.Close()
+	for rows.Next() {
+		m, err := scanRowMeta(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// RowLookup implements statestore.Store.
+func (s *Store) RowLookup(ctx context.Context, p statestore.RowLookupParams) ([]statestore.RowMeta, error) {
+	out := make([]statestore.RowMeta, 0, len(p.Keys))
+	if len(p.Keys) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, s.q.rowLookup, p.SourceID, p.Keys)
+	if err == nil {
+		out, err = collectRowMetas(out, rows)
+	}
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("looking up %d rows of source %d: %w", len(p.Keys), p.SourceID, err))
+	}
+	return out, nil
+}
+
+// RowLoad implements statestore.Store.
+func (s *Store) RowLoad(ctx context.Context, p statestore.RowLoadParams) ([]statestore.RowTracking, error) {
+	out := make([]statestore.RowTracking, 0, len(p.IDs))
+	if len(p.IDs) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, s.q.rowLoad, p.IDs)
+	if err == nil {
+		var t statestore.RowTracking
+		_, err = pgx.ForEachRow(rows, []any{&t.ID, &t.Tracking, &t.Staged}, func() error {
+			out = append(out, t)
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("loading %d rows: %w", len(p.IDs), err))
+	}
+	return out, nil
+}
+
+// limit returns a LIMIT argument: NULL, no limit, for a negative n, as in
+// SQLite.
+func limit(n int) any {
+	if n < 0 {
+		return nil
+	}
+	return int64(n)
+}
+
+// RowScan implements statestore.Store.
+func (s *Store) RowScan(ctx context.Context, p statestore.RowScanParams) ([]statestore.RowMeta, error) {
+	rows, err := s.pool.Query(ctx, s.q.rowScan, p.SourceID, p.AfterID, limit(p.Limit))
+	var out []statestore.RowMeta
+	if err == nil {
+		out, err = collectRowMetas(nil, rows)
+	}
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("scanning the rows of source %d after id %d: %w", p.SourceID, p.AfterID, err))
+	}
+	return out, nil
+}
+
+// RowErrors implements statestore.Store.
+func (s *Store) RowErrors(ctx context.Context, p statestore.RowErrorsParams) ([]statestore.RowError, error) {
+	rows, err := s.pool.Query(ctx, s.q.rowErrors, p.SourceID, limit(p.Limit))
+	var out []statestore.RowError
+	if err == nil {
+		var (
+			e  statestore.RowError
+			at *time.Time
+		)
+		_, err = pgx.ForEachRow(rows, []any{&e.Key, &e.Message, &e.Count, &at}, func() error {
+			e.At = utc(at)
+			out = append(out, e)
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("listing the failing rows of source %d: %w", p.SourceID, err))
+	}
+	return out, nil
+}
+
+// ownerArrays are ownerships as the columns unnest takes.
+type ownerArrays struct {
+	targetIDs []int64
+	keyHashes [][]byte
+	rowIDs    []int64
+}
+
+func (a *ownerArrays) add(keys []statestore.OwnerKey, rowID int64) {
+	for i := range keys {
+		a.targetIDs = append(a.targetIDs, keys[i].TargetID)
+		a.keyHashes = append(a.keyHashes, keys[i].KeyHash[:])
+		a.rowIDs = append(a.rowIDs, rowID)
+	}
+}
+
+func (a *ownerArrays) len() int { return len(a.targetIDs) }
+
+// OwnerFind implements statestore.Store.
+func (s *Store) OwnerFind(ctx context.Context, p statestore.OwnerFindParams) ([]statestore.Owner, error) {
+	if len(p.Keys) == 0 {
+		return nil, nil
+	}
+	var keys ownerArrays
+	keys.add(p.Keys, 0)
+	rows, err := s.pool.Query(ctx, s.q.ownerFind, keys.targetIDs, keys.keyHashes)
+	var out []statestore.Owner
+	if err == nil {
+		var ord, rowID int64
+		_, err = pgx.ForEachRow(rows, []any{&ord, &rowID}, func() error {
+			if ord < 1 || ord > int64(len(p.Keys)) {
+				return fmt.Errorf("unexpected key ordinal %d", ord)
+			}
+			out = append(out, statestore.Owner{OwnerKey: p.Keys[ord-1], RowID: rowID})
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("finding the owners of %d target keys: %w", len(p.Keys), err))
+	}
+	return out, nil
+}
+
+// Precommit implements statestore.Store. Its statements, at most three
+// whatever the number of rows, are sent as one batch: insert the new rows
+// (and return their ids), replace the staged blobs of the others, add the
+// ownerships. The ownerships of new rows find their row by key, so nothing
+// waits for the ids.
+func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]int64, error) {
+	ids := make([]int64, len(p.Rows))
+	if len(p.Rows) == 0 {
+		return ids, nil
+	}
+	var (
+		// New rows, by key, and staged rows, by id; a row given twice
+		// is staged with its last blob, as if the rows were staged in
+		// turn.
+		newKeys   []string
+		newStaged [][]byte
+		newIndex  map[string]int
+		oldIDs    []int64
+		oldStaged [][]byte
+		oldIndex  map[int64]int
+		owners    ownerArrays
+		ownerKeys []string // for new rows' ownerships; "" for the others
+	)
+	for i := range p.Rows {
+		r := &p.Rows[i]
+		if r.ID == 0 {
+			if newIndex == nil {
+				newIndex = make(map[string]int)
+			}
+			if j, ok := newIndex[r.Key]; ok {
+				newStaged[j] = r.Staged
+			} else {
+				newIndex[r.Key] = len(newKeys)
+				newKeys = append(newKeys, r.Key)
+				newStaged = append(newStaged, r.Staged)
+			}
+		} else {
+			ids[i] = r.ID
+			if oldIndex == nil {
+				oldIndex = make(map[int64]int)
+			}
+			if j, ok := oldIndex[r.ID]; ok {
+				oldStaged[j] = r.Staged
+			} else {
+				oldIndex[r.ID] = len(oldIDs)
+				oldIDs = append(oldIDs, r.ID)
+				oldStaged = append(oldStaged, r.Staged)
+			}
+		}
+		owners.add(r.NewOwners, r.ID)
+		key := ""
+		if r.ID == 0 {
+			key = r.Key
+		}
+		for range r.NewOwners {
+			ownerKeys = append(ownerKeys, key)
+		}
+	}
+
+	b := &pgx.Batch{}
+	if len(newKeys) > 0 {
+		b.Queue(s.q.rowInsert, p.SourceID, newKeys, newStaged)
+	}
+	if len(oldIDs) > 0 {
+		b.Queue(s.q.rowStage, oldIDs, oldStaged)
+	}
+	if owners.len() > 0 {
+		b.Queue(s.q.ownerAdd, p.SourceID, owners.targetIDs, owners.keyHashes, owners.rowIDs, ownerKeys)
+	}
+	err := s.send(ctx, b, func(br pgx.BatchResults) error {
+		if len(newKeys) > 0 {
+			rows, err := br.Query()
+			inserted := make(map[string]int64, len(newKeys))
+			if err == nil {
+				var (
+					id  int64
+					key string
+				)
+				_, err = pgx.ForEachRow(rows, []any{&id, &key}, func() error {
+					inserted[key] = id
+					return nil
+				})
+			}
+			if err != nil {
+				return fmt.Errorf("inserting %d new rows: %w", len(newKeys), err)
+			}
+			for i := range p.Rows {
+				if r := &p.Rows[i]; r.ID == 0 {
+					id, ok := inserted[r.Key]
+					if !ok {
+						return fmt.Errorf("inserting row %q: no id returned", r.Key)
+					}
+					ids[i] = id
+				}
+			}
+		}
+		if len(oldIDs) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("staging %d rows: %w", len(oldIDs), err)
+			}
+		}
+		if owners.len() > 0 {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("recording %d ownerships: %w", owners.len(), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("precommitting %d rows of source %d: %w", len(p.Rows), p.SourceID, err)
+	}
+	return ids, nil
+}
+
+// Commit implements statestore.Store. Its statements, at most six whatever
+// the number of rows, are sent as one batch, in the order the SQLite driver
+// applies them: commit the updated rows, bump ordinals, record failures of
+// known rows, then of new ones, drop ownerships, delete rows.
+func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
+	n := len(p.Rows) + len(p.Bumps) + len(p.Errors) + len(p.Deletes)
+	if n == 0 {
+		return nil
+	}
+	var (
+		disown ownerArrays
+		b      = &pgx.Batch{}
+		ops    []string // what each queued statement does, for errors
+	)
+	queue := func(op, sql string, args ...any) {
+		b.Queue(sql, args...)
+		ops = append(ops, op)
+	}
+
+	if len(p.Rows) > 0 {
+		// A row given twice is committed with its last outcome.
+		var (
+			index    = make(map[int64]int, len(p.Rows))
+			ids      = make([]int64, 0, len(p.Rows))
+			ordinals = make([]*int64, 0, len(p.Rows))
+			contents = make([][]byte, 0, len(p.Rows))
+			logics   = make([][]byte, 0, len(p.Rows))
+			gens     = make([]int64, 0, len(p.Rows))
+			tracking = make([][]byte, 0, len(p.Rows))
+		)
+		for i := range p.Rows {
+			r := &p.Rows[i]
+			disown.add(r.DroppedOwners, r.ID)
+			if j, ok := index[r.ID]; ok {
+				ordinals[j], contents[j], logics[j], gens[j], tracking[j] = r.Ordinal, r.ContentFP, r.LogicFP, r.Gen, r.Tracking
+				continue
+			}
+			index[r.ID] = len(ids)
+			ids = append(ids, r.ID)
+			ordinals = append(ordinals, r.Ordinal)
+			contents = append(contents, r.ContentFP)
+			logics = append(logics, r.LogicFP)
+			gens = append(gens, r.Gen)
+			tracking = append(tracking, r.Tracking)
+		}
+		queue(fmt.Sprintf("committing %d rows", len(ids)), s.q.rowCommit, p.At, ids, ordinals, contents, logics, gens, tracking)
+	}
+
+	if len(p.Bumps) > 0 {
+		var (
+			index    = make(map[int64]int, len(p.Bumps))
+			ids      = make([]int64, 0, len(p.Bumps))
+			ordinals = make([]*int64, 0, len(p.Bumps))
+		)
+		for _, bump := range p.Bumps {
+			if j, ok := index[bump.ID]; ok {
+				ordinals[j] = bump.Ordinal
+				continue
+			}
+			index[bump.ID] = len(ids)
+			ids = append(ids, bump.ID)
+			ordinals = append(ordinals, bump.Ordinal)
+		}
+		queue(fmt.Sprintf("updating the ordinals of %d rows", len(ids)), s.q.rowBump, p.At, ids, ordinals)
+	}
+
+	if len(p.Errors) > 0 {
+		// A row failing twice counts two failures, with the last message.
+		var (
+			oldIndex    map[int64]int
+			oldIDs      []int64
+			oldMessages []string
+			oldCounts   []int64
+			newIndex    map[string]int
+			newKeys     []string
+			newMessages []string
+			newCounts   []int64
+		)
+		for _, e := range p.Errors {
+			msg := cleanText(e.Message)
+			if e.ID != 0 {
+				if oldIndex == nil {
+					oldIndex = make(map[int64]int)
+				}
+				if j, ok := oldIndex[e.ID]; ok {
+					oldMessages[j] = msg
+					oldCounts[j]++
+					continue
+				}
+				oldIndex[e.ID] = len(oldIDs)
+				oldIDs = append(oldIDs, e.ID)
+				oldMessages = append(oldMessages, msg)
+				oldCounts = append(oldCounts, 1)
+				continue
+			}
+			if newIndex == nil {
+				newIndex = make(map[string]int)
+			}
+			if j, ok := newIndex[e.Key]; ok {
+				newMessages[j] = msg
+				newCounts[j]++
+				continue
+			}
+			newIndex[e.Key] = len(newKeys)
+			newKeys = append(newKeys, e.Key)
+			newMessages = append(newMessages, msg)
+			newCounts = append(newCounts, 1)
+		}
+		if len(oldIDs) > 0 {
+			queue(fmt.Sprintf("recording the failures of %d rows", len(oldIDs)), s.q.rowFail, p.At, oldIDs, oldMessages, oldCounts)
+		}
+		if len(newKeys) > 0 {
+			queue(fmt.Sprintf("recording the failures of %d new rows", len(newKeys)), s.q.rowFailNew, p.SourceID, p.At, newKeys, newMessages, newCounts)
+		}
+	}
+
+	var deletes []int64
+	for _, d := range p.Deletes {
+		disown.add(d.Owners, d.ID)
+		deletes = append(deletes, d.ID)
+	}
+	if disown.len() > 0 {
+		queue(fmt.Sprintf("dropping %d ownerships", disown.len()), s.q.ownerDrop, disown.targetIDs, disown.keyHashes, disown.rowIDs)
+	}
+	if len(deletes) > 0 {
+		queue(fmt.Sprintf("deleting %d rows", len(deletes)), s.q.rowDelete, deletes)
+	}
+
+	err := s.send(ctx, b, func(br pgx.BatchResults) error {
+		for _, op := range ops {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("%s: %w", op, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("committing %d rows of source %d: %w", n, p.SourceID, err)
+	}
+	return nil
+}
+
+// cleanText makes s storable as PostgreSQL text, which must be valid UTF-8
+// without NUL characters, replacing what is not with U+FFFD. It is used for
+// error messages only, which are shown, not matched.
+func cleanText(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}

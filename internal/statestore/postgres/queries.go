@@ -1,0 +1,135 @@
+package postgres
+
+import (
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// queries are the store's SQL statements with the schema filled in. Table
+// placeholders ({{rows}}, ...) become schema-qualified, quoted names such as
+// "tidemark"."tidemark_rows"; {{schema}}, used by migrations, the quoted
+// schema.
+type queries struct {
+	replacer *strings.Replacer
+
+	migrations string // the migrations table
+
+	flowCreate, flowGen, flowAdvance string
+	flowDrop                         []string
+
+	sourceCreate, sourceID, sourceStatus string
+
+	targetList, targetLock, targetCreate, targetRestage string
+	targetCommit, targetDisown, targetDelete            string
+	targetLost, targetDestroyed                         string
+
+	rowLookup, rowLoad, rowScan, rowErrors string
+	ownerFind                              string
+
+	rowInsert, rowStage, ownerAdd string
+
+	rowCommit, rowBump, rowFail, rowFailNew, ownerDrop, rowDelete string
+}
+
+// replace fills in the placeholders of sql.
+func (q *queries) replace(sql string) string { return q.replacer.Replace(sql) }
+
+const targetColumns = `id, flow, kind, key, parent_id, committed, record, staged, destroyed_gen, lost_gen, updated_at`
+
+const rowMetaColumns = `id, key, ordinal, content_fp, logic_fp, gen, staged IS NOT NULL, error_count`
+
+func newQueries(schema string) queries {
+	table := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
+	q := queries{replacer: strings.NewReplacer(
+		"{{schema}}", pgx.Identifier{schema}.Sanitize(),
+		"{{migrations}}", table("tidemark_migrations"),
+		"{{flows}}", table("tidemark_flows"),
+		"{{sources}}", table("tidemark_sources"),
+		"{{targets}}", table("tidemark_targets"),
+		"{{rows}}", table("tidemark_rows"),
+		"{{owners}}", table("tidemark_owners"),
+	)}
+	r := q.replace
+	q.migrations = r(`{{migrations}}`)
+
+	q.flowCreate = r(`INSERT INTO {{flows}} (name, gen, created_at) VALUES ($1, 0, $2) ON CONFLICT (name) DO NOTHING`)
+	q.flowGen = r(`SELECT gen FROM {{flows}} WHERE name = $1`)
+	q.flowAdvance = r(`UPDATE {{flows}} SET gen = gen + 1 WHERE name = $1 RETURNING gen`)
+	q.flowDrop = []string{
+		r(`DELETE FROM {{owners}} WHERE target_id IN (SELECT id FROM {{targets}} WHERE flow = $1)`),
+		r(`DELETE FROM {{rows}} WHERE source_id IN (SELECT id FROM {{sources}} WHERE flow = $1)`),
+		r(`DELETE FROM {{targets}} WHERE flow = $1`),
+		r(`DELETE FROM {{sources}} WHERE flow = $1`),
+		r(`DELETE FROM {{flows}} WHERE name = $1`),
+	}
+
+	q.sourceCreate = r(`INSERT INTO {{sources}} (flow, name) VALUES ($1, $2) ON CONFLICT (flow, name) DO NOTHING`)
+	q.sourceID = r(`SELECT id FROM {{sources}} WHERE flow = $1 AND name = $2`)
+	q.sourceStatus = r(`SELECT count(*), count(error), max(processed_at) FROM {{rows}} WHERE source_id = $1`)
+
+	q.targetList = r(`SELECT ` + targetColumns + ` FROM {{targets}} WHERE flow = $1 ORDER BY id`)
+	q.targetLock = r(`SELECT id, staged FROM {{targets}} WHERE flow = $1 AND key = $2 FOR UPDATE`)
+	q.targetCreate = r(`INSERT INTO {{targets}} (flow, kind, key, parent_id, staged, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (flow, key) DO NOTHING RETURNING ` + targetColumns)
+	q.targetRestage = r(`UPDATE {{targets}} SET staged = $2, kind = $3, updated_at = $4 WHERE id = $1 RETURNING ` + targetColumns)
+	q.targetCommit = r(`UPDATE {{targets}} SET committed = true, record = $3, staged = NULL, updated_at = $4 WHERE id = $1 AND flow = $2`)
+	q.targetDisown = r(`DELETE FROM {{owners}} WHERE target_id = $1`)
+	q.targetDelete = r(`DELETE FROM {{targets}} WHERE id = $1 OR parent_id = $1`)
+	q.targetLost = r(`UPDATE {{targets}} SET lost_gen = $2 WHERE id = $1`)
+	q.targetDestroyed = r(`UPDATE {{targets}} SET destroyed_gen = $2 WHERE id = $1`)
+
+	q.rowLookup = r(`SELECT ` + rowMetaColumns + ` FROM {{rows}} WHERE source_id = $1 AND key = ANY($2::text[])`)
+	q.rowLoad = r(`SELECT id, tracking, staged FROM {{rows}} WHERE id = ANY($1::bigint[])`)
+	q.rowScan = r(`SELECT ` + rowMetaColumns + ` FROM {{rows}} WHERE source_id = $1 AND id > $2 ORDER BY id LIMIT $3`)
+	q.rowErrors = r(`SELECT key, error, error_count, error_at FROM {{rows}}
+		WHERE source_id = $1 AND error IS NOT NULL ORDER BY error_at DESC, id LIMIT $2`)
+	q.ownerFind = r(`SELECT u.ord, o.row_id
+		FROM unnest($1::bigint[], $2::bytea[]) WITH ORDINALITY AS u(target_id, key_hash, ord)
+		JOIN {{owners}} AS o ON o.target_id = u.target_id AND o.key_hash = u.key_hash
+		ORDER BY u.ord, o.row_id`)
+
+	// Precommit. New rows are inserted in input order (so their ids
+	// ascend with it) and returned with their keys; a row that exists by
+	// now is found by key and restaged.
+	q.rowInsert = r(`INSERT INTO {{rows}} (source_id, key, staged)
+		SELECT $1::bigint, u.key, u.staged FROM unnest($2::text[], $3::bytea[]) WITH ORDINALITY AS u(key, staged, ord) ORDER BY u.ord
+		ON CONFLICT (source_id, key) DO UPDATE SET staged = excluded.staged
+		RETURNING id, key`)
+	q.rowStage = r(`UPDATE {{rows}} AS r SET staged = u.staged
+		FROM unnest($1::bigint[], $2::bytea[]) AS u(id, staged) WHERE r.id = u.id`)
+	// An ownership of a new row (row_id 0) finds the row by key; the rows
+	// were inserted by the statement before, in the same transaction. A
+	// row not found leaves row_id NULL, which the NOT NULL constraint
+	// refuses.
+	q.ownerAdd = r(`INSERT INTO {{owners}} (target_id, key_hash, row_id)
+		SELECT u.target_id, u.key_hash, CASE WHEN u.row_id <> 0 THEN u.row_id ELSE r.id END
+		FROM unnest($2::bigint[], $3::bytea[], $4::bigint[], $5::text[]) AS u(target_id, key_hash, row_id, key)
+		LEFT JOIN {{rows}} AS r ON u.row_id = 0 AND r.source_id = $1::bigint AND r.key = u.key
+		ON CONFLICT DO NOTHING`)
+
+	// Commit.
+	q.rowCommit = r(`UPDATE {{rows}} AS r SET ordinal = u.ordinal, content_fp = u.content_fp, logic_fp = u.logic_fp,
+			gen = u.gen, tracking = u.tracking, staged = NULL, error = NULL, error_count = 0, error_at = NULL,
+			processed_at = $1::timestamptz
+		FROM unnest($2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[], $6::bigint[], $7::bytea[])
+			AS u(id, ordinal, content_fp, logic_fp, gen, tracking)
+		WHERE r.id = u.id`)
+	q.rowBump = r(`UPDATE {{rows}} AS r SET ordinal = u.ordinal, error = NULL, error_count = 0, error_at = NULL,
+			processed_at = $1::timestamptz
+		FROM unnest($2::bigint[], $3::bigint[]) AS u(id, ordinal)
+		WHERE r.id = u.id`)
+	q.rowFail = r(`UPDATE {{rows}} AS r SET error = u.message, error_count = r.error_count + u.n, error_at = $1::timestamptz
+		FROM unnest($2::bigint[], $3::text[], $4::bigint[]) AS u(id, message, n)
+		WHERE r.id = u.id`)
+	q.rowFailNew = r(`INSERT INTO {{rows}} AS r (source_id, key, error, error_count, error_at)
+		SELECT $1::bigint, u.key, u.message, u.n, $2::timestamptz
+		FROM unnest($3::text[], $4::text[], $5::bigint[]) WITH ORDINALITY AS u(key, message, n, ord) ORDER BY u.ord
+		ON CONFLICT (source_id, key) DO UPDATE SET error = excluded.error,
+			error_count = r.error_count + excluded.error_count, error_at = excluded.error_at`)
+	q.ownerDrop = r(`DELETE FROM {{owners}} AS o
+		USING unnest($1::bigint[], $2::bytea[], $3::bigint[]) AS u(target_id, key_hash, row_id)
+		WHERE o.target_id = u.target_id AND o.key_hash = u.key_hash AND o.row_id = u.row_id`)
+	q.rowDelete = r(`DELETE FROM {{rows}} WHERE id = ANY($1::bigint[])`)
+	return q
+}

@@ -1,0 +1,626 @@
+// Package sqlite is the SQLite driver of Tidemark's state store: the default,
+// a single file beside the app, in WAL mode so that reads run beside the one
+// writer. It uses modernc.org/sqlite, a pure-Go SQLite.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/tidemark/tidemark/internal/retry"
+	"github.com/tidemark/tidemark/internal/statestore"
+	"github.com/tidemark/tidemark/target"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// maxParams bounds the parameters of one statement, under SQLite's limit.
+const maxParams = 500
+
+// Store is a state store in a SQLite file.
+type Store struct {
+	db   *sql.DB
+	path string
+}
+
+var _ statestore.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the state store in the SQLite file at
+// path and applies its migrations.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite state store: empty path")
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("opening sqlite state store %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(4)
+	db.SetConnMaxIdleTime(0)
+	s := &Store{db: db, path: path}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// DB returns the underlying database, for tests.
+func (s *Store) DB() *sql.DB { return s.db }
+
+func (s *Store) migrate(ctx context.Context) error {
+	migrations, err := statestore.LoadMigrations(migrationFS, "migrations")
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS tidemark_migrations (
+			version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+			return fmt.Errorf("creating the migrations table: %w", err)
+		}
+		var current int
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM tidemark_migrations`).Scan(&current); err != nil {
+			return fmt.Errorf("reading the schema version: %w", err)
+		}
+		if current > len(migrations) {
+			return fmt.Errorf("sqlite state store %s has schema version %d, newer than this Tidemark knows (%d)", s.path, current, len(migrations))
+		}
+		for _, m := range migrations[current:] {
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("applying migration %s: %w", m.Name, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO tidemark_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+				m.Version, m.Name, micros(time.Now())); err != nil {
+				return fmt.Errorf("recording migration %s: %w", m.Name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// tx runs fn in an immediate transaction.
+func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return classify(fmt.Errorf("beginning a transaction: %w", err))
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return classify(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return classify(fmt.Errorf("committing: %w", err))
+	}
+	return nil
+}
+
+// classify marks errors a retry may fix: a busy or locked database.
+func classify(err error) error {
+	var se *msqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return retry.Mark(err)
+		}
+	}
+	return err
+}
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(v.Int64).UTC()
+}
+
+func nullInt(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// FlowGet implements statestore.Store.
+func (s *Store) FlowGet(ctx context.Context, p statestore.FlowGetParams) (statestore.Flow, error) {
+	f := statestore.Flow{Name: p.Flow}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tidemark_flows (name, gen, created_at) VALUES (?, 0, ?) ON CONFLICT (name) DO NOTHING`,
+			p.Flow, micros(time.Now())); err != nil {
+			return fmt.Errorf("creating flow %s: %w", p.Flow, err)
+		}
+		return tx.QueryRowContext(ctx, `SELECT gen FROM tidemark_flows WHERE name = ?`, p.Flow).Scan(&f.Gen)
+	})
+	if err != nil {
+		return statestore.Flow{}, fmt.Errorf("getting flow %s: %w", p.Flow, err)
+	}
+	return f, nil
+}
+
+// FlowDrop implements statestore.Store.
+func (s *Store) FlowDrop(ctx context.Context, p statestore.FlowDropParams) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for _, q := range []string{
+			`DELETE FROM tidemark_owners WHERE target_id IN (SELECT id FROM tidemark_targets WHERE flow = ?)`,
+			`DELETE FROM tidemark_rows WHERE source_id IN (SELECT id FROM tidemark_sources WHERE flow = ?)`,
+			`DELETE FROM tidemark_targets WHERE flow = ?`,
+			`DELETE FROM tidemark_sources WHERE flow = ?`,
+			`DELETE FROM tidemark_flows WHERE name = ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, p.Flow); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("dropping flow %s: %w", p.Flow, err)
+	}
+	return nil
+}
+
+// SourceEnsure implements statestore.Store.
+func (s *Store) SourceEnsure(ctx context.Context, p statestore.SourceEnsureParams) (int64, error) {
+	var id int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tidemark_sources (flow, name) VALUES (?, ?) ON CONFLICT (flow, name) DO NOTHING`, p.Flow, p.Name); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT id FROM tidemark_sources WHERE flow = ? AND name = ?`, p.Flow, p.Name).Scan(&id)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("registering source %s/%s: %w", p.Flow, p.Name, err)
+	}
+	return id, nil
+}
+
+// SourceStatus implements statestore.Store.
+func (s *Store) SourceStatus(ctx context.Context, p statestore.SourceStatusParams) (statestore.SourceStatus, error) {
+	var (
+		st   statestore.SourceStatus
+		last sql.NullInt64
+	)
+	err := s.db.QueryRowContext(ctx, `SELECT count(*), count(error), max(processed_at) FROM tidemark_rows WHERE source_id = ?`, p.SourceID).
+		Scan(&st.Rows, &st.Failing, &last)
+	if err != nil {
+		return st, classify(fmt.Errorf("reading source status: %w", err))
+	}
+	st.LastProcessedAt = fromMicros(last)
+	return st, nil
+}
+
+const targetColumns = `id, flow, kind, key, parent_id, committed, record, record IS NULL, staged, destroyed_gen, lost_gen, updated_at`
+
+func scanTarget(row interface{ Scan(...any) error }) (statestore.Target, error) {
+	var (
+		t          statestore.Target
+		committed  int
+		recordNull bool
+		staged     []byte
+		updated    sql.NullInt64
+	)
+	if err := row.Scan(&t.ID, &t.Flow, &t.Kind, &t.Key, &t.ParentID, &committed, &t.Record, &recordNull, &staged, &t.DestroyedGen, &t.LostGen, &updated); err != nil {
+		return t, err
+	}
+	if !recordNull && t.Record == nil {
+		t.Record = []byte{} // the driver reads an empty blob as nil
+	}
+	t.Exists = committed != 0
+	t.UpdatedAt = fromMicros(updated)
+	var err error
+	if t.Staged, err = statestore.DecodeRecords(staged); err != nil {
+		return t, fmt.Errorf("target %s: %w", t.Key, err)
+	}
+	return t, nil
+}
+
+// TargetList implements statestore.Store.
+func (s *Store) TargetList(ctx context.Context, p statestore.TargetListParams) ([]statestore.Target, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+targetColumns+` FROM tidemark_targets WHERE flow = ? ORDER BY id`, p.Flow)
+	if err != nil {
+		return nil, classify(fmt.Errorf("listing targets: %w", err))
+	}
+	defer rows.Close()
+	var out []statestore.Target
+	for rows.Next() {
+		t, err := scanTarget(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing targets: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(fmt.Errorf("listing targets: %w", err))
+	}
+	return out, nil
+}
+
+// TargetStage implements statestore.Store.
+func (s *Store) TargetStage(ctx context.Context, p statestore.TargetStageParams) (statestore.Target, error) {
+	var t statestore.Target
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var (
+			id     int64
+			staged []byte
+		)
+		err := tx.QueryRowContext(ctx, `SELECT id, staged FROM tidemark_targets WHERE flow = ? AND key = ?`, p.Flow, p.Key).Scan(&id, &staged)
+		now := micros(time.Now())
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			blob := statestore.EncodeRecords([][]byte{p.Record})
+			if _, err := tx.ExecContext(ctx, `INSERT INTO tidemark_targets (flow, kind, key, parent_id, staged, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+				p.Flow, p.Kind, p.Key, p.ParentID, blob, now); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		default:
+			records, err := statestore.DecodeRecords(staged)
+			if err != nil {
+				return err
+			}
+			blob := statestore.EncodeRecords(append(records, p.Record))
+			if _, err := tx.ExecContext(ctx, `UPDATE tidemark_targets SET staged = ?, kind = ?, updated_at = ? WHERE id = ?`, blob, p.Kind, now, id); err != nil {
+				return err
+			}
+		}
+		t, err = scanTarget(tx.QueryRowContext(ctx, `SELECT `+targetColumns+` FROM tidemark_targets WHERE flow = ? AND key = ?`, p.Flow, p.Key))
+		return err
+	})
+	if err != nil {
+		return t, fmt.Errorf("staging target %s: %w", p.Key, err)
+	}
+	return t, nil
+}
+
+// TargetCommit implements statestore.Store.
+func (s *Store) TargetCommit(ctx context.Context, p statestore.TargetCommitParams) (statestore.TargetCommitResult, error) {
+	var res statestore.TargetCommitResult
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if !p.Exists {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM tidemark_owners WHERE target_id = ?`, p.ID); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM tidemark_targets WHERE id = ? OR parent_id = ?`, p.ID, p.ID); err != nil {
+				return err
+			}
+		} else {
+			r, err := tx.ExecContext(ctx, `UPDATE tidemark_targets SET committed = 1, record = ?, staged = NULL, updated_at = ? WHERE id = ? AND flow = ?`,
+				nonNil(p.Record), micros(time.Now()), p.ID, p.Flow)
+			if err != nil {
+				return err
+			}
+			if n, _ := r.RowsAffected(); n == 0 {
+				return fmt.Errorf("target %d: %w", p.ID, statestore.ErrNotFound)
+			}
+			if p.Invalidate != target.InvalidateNone {
+				var gen int64
+				if err := tx.QueryRowContext(ctx, `UPDATE tidemark_flows SET gen = gen + 1 WHERE name = ? RETURNING gen`, p.Flow).Scan(&gen); err != nil {
+					return fmt.Errorf("advancing the generation of flow %s: %w", p.Flow, err)
+				}
+				column := "lost_gen"
+				if p.Invalidate == target.InvalidateDestructive {
+					column = "destroyed_gen"
+					if _, err := tx.ExecContext(ctx, `DELETE FROM tidemark_owners WHERE target_id = ?`, p.ID); err != nil {
+						return err
+					}
+				}
+				if _, err := tx.ExecContext(ctx, `UPDATE tidemark_targets SET `+column+` = ? WHERE id = ?`, gen, p.ID); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.QueryRowContext(ctx, `SELECT gen FROM tidemark_flows WHERE name = ?`, p.Flow).Scan(&res.Gen)
+	})
+	if err != nil {
+		return res, fmt.Errorf("committing target %d: %w", p.ID, err)
+	}
+	return res, nil
+}
+
+// nonNil keeps an empty record distinct from NULL.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	if len(b) == 0 {
+		return []byte{}
+	}
+	return b
+}
+
+const rowMetaColumns = `id, key, ordinal, content_fp, logic_fp, gen, staged IS NOT NULL, error_count`
+
+func scanRowMeta(rows *sql.Rows) (statestore.RowMeta, error) {
+	var (
+		m       statestore.RowMeta
+		ordinal sql.NullInt64
+		staged  bool
+	)
+	if err := rows.Scan(&m.ID, &m.Key, &ordinal, &m.ContentFP, &m.LogicFP, &m.Gen, &staged, &m.ErrorCount); err != nil {
+		return m, err
+	}
+	if ordinal.Valid {
+		m.Ordinal = &ordinal.Int64
+	}
+	m.Staged = staged
+	return m, nil
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
+}
+
+// RowLookup implements statestore.Store.
+func (s *Store) RowLookup(ctx context.Context, p statestore.RowLookupParams) ([]statestore.RowMeta, error) {
+	out := make([]statestore.RowMeta, 0, len(p.Keys))
+	for chunk := range slices.Chunk(p.Keys, maxParams) {
+		args := make([]any, 0, len(chunk)+1)
+		args = append(args, p.SourceID)
+		for _, k := range chunk {
+			args = append(args, k)
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT `+rowMetaColumns+` FROM tidemark_rows WHERE source_id = ? AND key IN (`+placeholders(len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, classify(fmt.Errorf("looking up rows: %w", err))
+		}
+		out, err = appendRowMetas(out, rows)
+		if err != nil {
+			return nil, classify(fmt.Errorf("looking up rows: %w", err))
+		}
+	}
+	return out, nil
+}
+
+func appendRowMetas(out []statestore.RowMeta, rows *sql.Rows) ([]statestore.RowMeta, error) {
+	defer rows.Close()
+	for rows.Next() {
+		m, err := scanRowMeta(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// RowLoad implements statestore.Store.
+func (s *Store) RowLoad(ctx context.Context, p statestore.RowLoadParams) ([]statestore.RowTracking, error) {
+	out := make([]statestore.RowTracking, 0, len(p.IDs))
+	for chunk := range slices.Chunk(p.IDs, maxParams) {
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT id, tracking, staged FROM tidemark_rows WHERE id IN (`+placeholders(len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, classify(fmt.Errorf("loading rows: %w", err))
+		}
+		for rows.Next() {
+			var t statestore.RowTracking
+			if err := rows.Scan(&t.ID, &t.Tracking, &t.Staged); err != nil {
+				rows.Close()
+				return nil, classify(fmt.Errorf("loading rows: %w", err))
+			}
+			out = append(out, t)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, classify(fmt.Errorf("loading rows: %w", err))
+		}
+	}
+	return out, nil
+}
+
+// RowScan implements statestore.Store.
+func (s *Store) RowScan(ctx context.Context, p statestore.RowScanParams) ([]statestore.RowMeta, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+rowMetaColumns+` FROM tidemark_rows WHERE source_id = ? AND id > ? ORDER BY id LIMIT ?`,
+		p.SourceID, p.AfterID, p.Limit)
+	if err != nil {
+		return nil, classify(fmt.Errorf("scanning rows: %w", err))
+	}
+	out, err := appendRowMetas(nil, rows)
+	if err != nil {
+		return nil, classify(fmt.Errorf("scanning rows: %w", err))
+	}
+	return out, nil
+}
+
+// RowErrors implements statestore.Store.
+func (s *Store) RowErrors(ctx context.Context, p statestore.RowErrorsParams) ([]statestore.RowError, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT key, error, error_count, error_at FROM tidemark_rows
+		WHERE source_id = ? AND error IS NOT NULL ORDER BY error_at DESC, id LIMIT ?`, p.SourceID, p.Limit)
+	if err != nil {
+		return nil, classify(fmt.Errorf("listing failing rows: %w", err))
+	}
+	defer rows.Close()
+	var out []statestore.RowError
+	for rows.Next() {
+		var (
+			e  statestore.RowError
+			at sql.NullInt64
+		)
+		if err := rows.Scan(&e.Key, &e.Message, &e.Count, &at); err != nil {
+			return nil, classify(fmt.Errorf("listing failing rows: %w", err))
+		}
+		e.At = fromMicros(at)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(fmt.Errorf("listing failing rows: %w", err))
+	}
+	return out, nil
+}
+
+// OwnerFind implements statestore.Store.
+func (s *Store) OwnerFind(ctx context.Context, p statestore.OwnerFindParams) ([]statestore.Owner, error) {
+	if len(p.Keys) == 0 {
+		return nil, nil
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, classify(fmt.Errorf("finding owners: %w", err))
+	}
+	defer conn.Close()
+	stmt, err := conn.PrepareContext(ctx, `SELECT row_id FROM tidemark_owners WHERE target_id = ? AND key_hash = ?`)
+	if err != nil {
+		return nil, classify(fmt.Errorf("finding owners: %w", err))
+	}
+	defer stmt.Close()
+	var out []statestore.Owner
+	for _, k := range p.Keys {
+		rows, err := stmt.QueryContext(ctx, k.TargetID, k.KeyHash[:])
+		if err != nil {
+			return nil, classify(fmt.Errorf("finding owners: %w", err))
+		}
+		for rows.Next() {
+			o := statestore.Owner{OwnerKey: k}
+			if err := rows.Scan(&o.RowID); err != nil {
+				rows.Close()
+				return nil, classify(fmt.Errorf("finding owners: %w", err))
+			}
+			out = append(out, o)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, classify(fmt.Errorf("finding owners: %w", err))
+		}
+	}
+	return out, nil
+}
+
+// Precommit implements statestore.Store.
+func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]int64, error) {
+	ids := make([]int64, len(p.Rows))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		insert, err := tx.PrepareContext(ctx, `INSERT INTO tidemark_rows (source_id, key, staged) VALUES (?, ?, ?)
+			ON CONFLICT (source_id, key) DO UPDATE SET staged = excluded.staged RETURNING id`)
+		if err != nil {
+			return err
+		}
+		defer insert.Close()
+		update, err := tx.PrepareContext(ctx, `UPDATE tidemark_rows SET staged = ? WHERE id = ?`)
+		if err != nil {
+			return err
+		}
+		defer update.Close()
+		own, err := tx.PrepareContext(ctx, `INSERT INTO tidemark_owners (target_id, key_hash, row_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
+		if err != nil {
+			return err
+		}
+		defer own.Close()
+		for i, r := range p.Rows {
+			id := r.ID
+			if id == 0 {
+				if err := insert.QueryRowContext(ctx, p.SourceID, r.Key, r.Staged).Scan(&id); err != nil {
+					return fmt.Errorf("inserting row %s: %w", r.Key, err)
+				}
+			} else if _, err := update.ExecContext(ctx, r.Staged, id); err != nil {
+				return fmt.Errorf("staging row %s: %w", r.Key, err)
+			}
+			ids[i] = id
+			for _, o := range r.NewOwners {
+				if _, err := own.ExecContext(ctx, o.TargetID, o.KeyHash[:], id); err != nil {
+					return fmt.Errorf("recording ownership for row %s: %w", r.Key, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("precommitting %d rows: %w", len(p.Rows), err)
+	}
+	return ids, nil
+}
+
+// Commit implements statestore.Store.
+func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
+	at := micros(p.At)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		disown, err := tx.PrepareContext(ctx, `DELETE FROM tidemark_owners WHERE target_id = ? AND key_hash = ? AND row_id = ?`)
+		if err != nil {
+			return err
+		}
+		defer disown.Close()
+		if len(p.Rows) > 0 {
+			update, err := tx.PrepareContext(ctx, `UPDATE tidemark_rows SET ordinal = ?, content_fp = ?, logic_fp = ?, gen = ?, tracking = ?,
+				staged = NULL, error = NULL, error_count = 0, error_at = NULL, processed_at = ? WHERE id = ?`)
+			if err != nil {
+				return err
+			}
+			defer update.Close()
+			for _, r := range p.Rows {
+				if _, err := update.ExecContext(ctx, nullInt(r.Ordinal), r.ContentFP, r.LogicFP, r.Gen, r.Tracking, at, r.ID); err != nil {
+					return fmt.Errorf("committing row %d: %w", r.ID, err)
+				}
+				for _, o := range r.DroppedOwners {
+					if _, err := disown.ExecContext(ctx, o.TargetID, o.KeyHash[:], r.ID); err != nil {
+						return fmt.Errorf("dropping ownership of row %d: %w", r.ID, err)
+					}
+				}
+			}
+		}
+		if len(p.Bumps) > 0 {
+			bump, err := tx.PrepareContext(ctx, `UPDATE tidemark_rows SET ordinal = ?, error = NULL, error_count = 0, error_at = NULL, processed_at = ? WHERE id = ?`)
+			if err != nil {
+				return err
+			}
+			defer bump.Close()
+			for _, b := range p.Bumps {
+				if _, err := bump.ExecContext(ctx, nullInt(b.Ordinal), at, b.ID); err != nil {
+					return fmt.Errorf("updating the ordinal of row %d: %w", b.ID, err)
+				}
+			}
+		}
+		for _, e := range p.Errors {
+			if e.ID != 0 {
+				_, err = tx.ExecContext(ctx, `UPDATE tidemark_rows SET error = ?, error_count = error_count + 1, error_at = ? WHERE id = ?`, e.Message, at, e.ID)
+			} else {
+				_, err = tx.ExecContext(ctx, `INSERT INTO tidemark_rows (source_id, key, error, error_count, error_at) VALUES (?, ?, ?, 1, ?)
+					ON CONFLICT (source_id, key) DO UPDATE SET error = excluded.error, error_count = tidemark_rows.error_count + 1, error_at = excluded.error_at`,
+					p.SourceID, e.Key, e.Message, at)
+			}
+			if err != nil {
+				return fmt.Errorf("recording the failure of row %s: %w", e.Key, err)
+			}
+		}
+		for _, d := range p.Deletes {
+			for _, o := range d.Owners {
+				if _, err := disown.ExecContext(ctx, o.TargetID, o.KeyHash[:], d.ID); err != nil {
+					return fmt.Errorf("dropping ownership of row %d: %w", d.ID, err)
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM tidemark_rows WHERE id = ?`, d.ID); err != nil {
+				return fmt.Errorf("deleting row %d: %w", d.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("committing %d rows: %w", len(p.Rows)+len(p.Bumps)+len(p.Errors)+len(p.Deletes), err)
+	}
+	return nil
+}

@@ -1,0 +1,52 @@
+package sqlite
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/statestore"
+	"github.com/tidemark/tidemark/internal/statestore/statestoretest"
+)
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	statestoretest.Exercise(t, func(t *testing.T) statestore.Store {
+		s, err := Open(t.Context(), filepath.Join(t.TempDir(), "state.db"))
+		require.NoError(t, err)
+		return s
+	})
+}
+
+func TestReopenKeepsSchema(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(t.Context(), path)
+	require.NoError(t, err)
+	_, err = s.FlowGet(t.Context(), statestore.FlowGetParams{Flow: "f"})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	s, err = Open(t.Context(), path)
+	require.NoError(t, err)
+	defer s.Close()
+	var version int
+	require.NoError(t, s.DB().QueryRow(`SELECT max(version) FROM tidemark_migrations`).Scan(&version))
+	require.Equal(t, 1, version)
+	var mode string
+	require.NoError(t, s.DB().QueryRow(`PRAGMA journal_mode`).Scan(&mode))
+	require.Equal(t, "wal", mode)
+}
+
+func TestRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(t.Context(), path)
+	require.NoError(t, err)
+	_, err = s.DB().Exec(`INSERT INTO tidemark_migrations (version, name, applied_at) VALUES (99, 'future', 0)`)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	_, err = Open(t.Context(), path)
+	require.ErrorContains(t, err, "newer than this Tidemark knows")
+}

@@ -1,0 +1,320 @@
+// Package statestore defines where Tidemark keeps what it remembers between
+// runs: per flow, the setup state of every target; per source row, its
+// ordinal, content fingerprint, logic version and the target states it wrote
+// with their tracking records, plus what an update staged before writing.
+//
+// Store is one seam with two drivers, SQLite (statestore/sqlite, the
+// default: a file beside the app) and PostgreSQL (statestore/postgres, its
+// own schema). Both pass one conformance suite, statestoretest.Exercise.
+// The engine is the only caller. It encodes tracking with EncodeSections;
+// stores keep those blobs as they are.
+package statestore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tidemark/tidemark/target"
+)
+
+// ErrNotFound is returned when a flow, target or row that must exist does
+// not.
+var ErrNotFound = errors.New("statestore: not found")
+
+// Store is a state store. Methods are safe for concurrent use, but the engine
+// serialises writes (Precommit, Commit, Target*) through one goroutine; reads
+// may run beside them. Every write method is one transaction: it happens
+// whole or not at all. Errors a retry may fix (a dropped connection, a busy
+// database) satisfy tidemark.IsRetryable; the engine retries them, which is
+// safe because every write is idempotent.
+type Store interface {
+	// FlowGet returns a flow's state, creating it on first use.
+	FlowGet(ctx context.Context, p FlowGetParams) (Flow, error)
+	// FlowDrop forgets everything kept for a flow.
+	FlowDrop(ctx context.Context, p FlowDropParams) error
+
+	// SourceEnsure returns the id of a flow's source, creating it on first use.
+	SourceEnsure(ctx context.Context, p SourceEnsureParams) (int64, error)
+	// SourceStatus summarises the rows kept for a source.
+	SourceStatus(ctx context.Context, p SourceStatusParams) (SourceStatus, error)
+
+	// TargetList returns the setup states of a flow's targets.
+	TargetList(ctx context.Context, p TargetListParams) ([]Target, error)
+	// TargetStage records that a setup change to a target is about to be
+	// applied, creating the target on first use.
+	TargetStage(ctx context.Context, p TargetStageParams) (Target, error)
+	// TargetCommit records a setup change as applied: the committed record
+	// is replaced and the staged ones are cleared. A target that no longer
+	// exists is deleted, with its attachments and the ownership of its
+	// children. An invalidation advances the flow's generation.
+	TargetCommit(ctx context.Context, p TargetCommitParams) (TargetCommitResult, error)
+
+	// RowLookup returns the rows kept for the given keys of a source; keys
+	// with no row are left out.
+	RowLookup(ctx context.Context, p RowLookupParams) ([]RowMeta, error)
+	// RowLoad returns the tracking blobs of the given rows; unknown ids are
+	// left out.
+	RowLoad(ctx context.Context, p RowLoadParams) ([]RowTracking, error)
+	// RowScan pages through a source's rows by ascending id.
+	RowScan(ctx context.Context, p RowScanParams) ([]RowMeta, error)
+	// RowErrors returns a source's rows whose last update failed, most
+	// recent failure first.
+	RowErrors(ctx context.Context, p RowErrorsParams) ([]RowError, error)
+
+	// OwnerFind returns which rows own each of the given target keys.
+	OwnerFind(ctx context.Context, p OwnerFindParams) ([]Owner, error)
+
+	// Precommit stages target keys for many rows in one transaction before
+	// their target writes, inserting rows seen for the first time, and
+	// returns the rows' ids in order.
+	Precommit(ctx context.Context, p PrecommitParams) ([]int64, error)
+	// Commit records many rows' outcomes in one transaction after their
+	// target writes.
+	Commit(ctx context.Context, p CommitParams) error
+
+	// Close releases the store's connections.
+	Close() error
+}
+
+// Flow is the state kept for a flow.
+type Flow struct {
+	Name string
+	// Gen is the flow's generation. It advances whenever a target's change
+	// invalidates that target's children; rows committed in an older
+	// generation are processed again.
+	Gen int64
+}
+
+// FlowGetParams are the parameters of Store.FlowGet.
+type FlowGetParams struct {
+	Flow string
+}
+
+// FlowDropParams are the parameters of Store.FlowDrop.
+type FlowDropParams struct {
+	Flow string
+}
+
+// SourceEnsureParams are the parameters of Store.SourceEnsure.
+type SourceEnsureParams struct {
+	Flow string
+	Name string
+}
+
+// SourceStatusParams are the parameters of Store.SourceStatus.
+type SourceStatusParams struct {
+	SourceID int64
+}
+
+// SourceStatus summarises the rows of a source.
+type SourceStatus struct {
+	// Rows is the number of rows kept.
+	Rows int64
+	// Failing is the number of rows whose last update failed.
+	Failing int64
+	// LastProcessedAt is when a row was last processed; zero if never.
+	LastProcessedAt time.Time
+}
+
+// Target is the setup state of one target state declared by a flow itself
+// (not by a source row): a container such as a table, or an attachment.
+type Target struct {
+	ID   int64
+	Flow string
+	// Kind names the handler that reconciles the target.
+	Kind string
+	// Key is the target's persistent key, unique within the flow.
+	Key string
+	// ParentID is the container of an attachment; 0 for a root target.
+	ParentID int64
+	// Exists says the target was committed as existing, with Record.
+	Exists bool
+	Record []byte
+	// Staged are the records of setup changes staged but not committed; a
+	// nil entry stages a drop.
+	Staged [][]byte
+	// DestroyedGen and LostGen are the flow generations at which the
+	// target's children were last destroyed or possibly lost.
+	DestroyedGen int64
+	LostGen      int64
+	UpdatedAt    time.Time
+}
+
+// TargetListParams are the parameters of Store.TargetList.
+type TargetListParams struct {
+	Flow string
+}
+
+// TargetStageParams are the parameters of Store.TargetStage.
+type TargetStageParams struct {
+	Flow     string
+	Kind     string
+	Key      string
+	ParentID int64
+	// Record is the record of the change about to be applied; nil stages a
+	// drop.
+	Record []byte
+}
+
+// TargetCommitParams are the parameters of Store.TargetCommit.
+type TargetCommitParams struct {
+	Flow string
+	ID   int64
+	// Exists says whether the target exists after the change. When false,
+	// the target, its attachments and its children's ownership are deleted.
+	Exists bool
+	Record []byte
+	// Invalidate is what the change did to the target's children.
+	Invalidate target.Invalidation
+}
+
+// TargetCommitResult is the outcome of Store.TargetCommit.
+type TargetCommitResult struct {
+	// Gen is the flow's generation after the commit.
+	Gen int64
+}
+
+// RowMeta is the cheap part of a row: enough to decide whether to fetch it.
+type RowMeta struct {
+	ID  int64
+	Key string
+	// Ordinal is the source ordinal last committed; nil when none was (a
+	// row only staged, or failing since it was first seen).
+	Ordinal *int64
+	// ContentFP and LogicFP fingerprint the source value and the processing
+	// logic last committed.
+	ContentFP []byte
+	LogicFP   []byte
+	// Gen is the flow generation the row was last committed in.
+	Gen int64
+	// Staged says the row has staged target keys: an update was
+	// interrupted after its precommit.
+	Staged bool
+	// ErrorCount is the number of consecutive failed updates.
+	ErrorCount int64
+}
+
+// RowTracking holds a row's tracking blobs, as written by EncodeSections.
+type RowTracking struct {
+	ID       int64
+	Tracking []byte
+	Staged   []byte
+}
+
+// RowLookupParams are the parameters of Store.RowLookup.
+type RowLookupParams struct {
+	SourceID int64
+	Keys     []string
+}
+
+// RowLoadParams are the parameters of Store.RowLoad.
+type RowLoadParams struct {
+	IDs []int64
+}
+
+// RowScanParams are the parameters of Store.RowScan.
+type RowScanParams struct {
+	SourceID int64
+	// AfterID returns rows with a larger id.
+	AfterID int64
+	Limit   int
+}
+
+// RowErrorsParams are the parameters of Store.RowErrors.
+type RowErrorsParams struct {
+	SourceID int64
+	Limit    int
+}
+
+// RowError is a row whose last update failed.
+type RowError struct {
+	Key     string
+	Message string
+	Count   int64
+	At      time.Time
+}
+
+// OwnerKey identifies a target key within a root target for ownership: the
+// first 16 bytes of the SHA-256 of the key.
+type OwnerKey struct {
+	TargetID int64
+	KeyHash  [16]byte
+}
+
+// Owner says that row RowID declared, or staged, the target key.
+type Owner struct {
+	OwnerKey
+	RowID int64
+}
+
+// OwnerFindParams are the parameters of Store.OwnerFind.
+type OwnerFindParams struct {
+	Keys []OwnerKey
+}
+
+// PrecommitParams are the parameters of Store.Precommit.
+type PrecommitParams struct {
+	SourceID int64
+	Rows     []PrecommitRow
+}
+
+// PrecommitRow stages one row's target keys.
+type PrecommitRow struct {
+	// ID is the row's id; 0 for a row seen for the first time, which is
+	// inserted (or found, if it exists by now) by Key.
+	ID  int64
+	Key string
+	// Staged replaces the row's staged blob.
+	Staged []byte
+	// NewOwners are ownerships to add for the row; existing ones are kept.
+	NewOwners []OwnerKey
+}
+
+// CommitParams are the parameters of Store.Commit.
+type CommitParams struct {
+	SourceID int64
+	// Rows are rows updated: tracking replaced, staged and error cleared.
+	Rows []CommitRow
+	// Bumps are rows whose content did not change: only the ordinal is
+	// updated (and the error cleared).
+	Bumps []OrdinalBump
+	// Errors are rows whose update failed. Their tracking is left as it is.
+	Errors []RowFailure
+	// Deletes are rows gone from the source, deleted with their owners.
+	Deletes []RowDelete
+	// At is the time to record as the rows' processing time.
+	At time.Time
+}
+
+// CommitRow is one row's successful update.
+type CommitRow struct {
+	ID        int64
+	Ordinal   *int64
+	ContentFP []byte
+	LogicFP   []byte
+	Gen       int64
+	Tracking  []byte
+	// DroppedOwners are ownerships the row gives up.
+	DroppedOwners []OwnerKey
+}
+
+// OrdinalBump is a row whose content was unchanged under a new ordinal.
+type OrdinalBump struct {
+	ID      int64
+	Ordinal *int64
+}
+
+// RowFailure is a row whose update failed. A row seen for the first time
+// (ID 0) is inserted by Key so that the failure can be shown.
+type RowFailure struct {
+	ID      int64
+	Key     string
+	Message string
+}
+
+// RowDelete is a row gone from the source.
+type RowDelete struct {
+	ID     int64
+	Owners []OwnerKey
+}
