@@ -1,0 +1,340 @@
+package tidemark
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/engine"
+	"github.com/tidemark/tidemark/internal/retry"
+	"github.com/tidemark/tidemark/internal/statestore"
+	pgstore "github.com/tidemark/tidemark/internal/statestore/postgres"
+	sqlitestore "github.com/tidemark/tidemark/internal/statestore/sqlite"
+	"github.com/tidemark/tidemark/target"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// StateStore is where Tidemark keeps what it remembers: a file path for
+	// an embedded SQLite database (created if missing), or a
+	// postgres:// URL. Required.
+	StateStore string
+	// StateSchema is the PostgreSQL schema of the state store's tables;
+	// default "tidemark". Ignored for SQLite.
+	StateSchema string
+	// Logger receives the engine's logs; default: none.
+	Logger *slog.Logger
+	// Batch bounds the batches of target writes and state commits; zero
+	// fields take the defaults.
+	Batch BatchOptions
+	// Retry governs retries of transient faults; the zero value takes the
+	// default (from 100ms doubling to 30s, for at most 2 minutes).
+	Retry RetryPolicy
+}
+
+// BatchOptions bound a batch of target writes and state commits, which
+// spans many source rows. A batch is written when any bound is reached.
+type BatchOptions struct {
+	// MaxRows bounds the source rows in a batch (default 1000).
+	MaxRows int
+	// MaxActions bounds the target actions in a batch (default 20,000).
+	MaxActions int
+	// MaxBytes bounds the fetched source values in a batch, by the size of
+	// their canonical encoding (default 32 MiB).
+	MaxBytes int
+	// MaxDelay bounds how long a processed row waits before it is written
+	// and committed, and so how much a crash can lose (default 1s).
+	MaxDelay time.Duration
+}
+
+// RetryPolicy governs retries of faults marked retryable: jittered
+// exponential backoff from Initial, growing by Multiplier up to Max, for at
+// most MaxElapsed (0: no bound) and MaxAttempts (0: no bound).
+type RetryPolicy struct {
+	Initial     time.Duration
+	Max         time.Duration
+	Multiplier  float64
+	MaxElapsed  time.Duration
+	MaxAttempts int
+}
+
+// Mode selects how much an update redoes.
+type Mode = engine.Mode
+
+const (
+	// ModeIncremental fetches, processes and writes only what changed.
+	ModeIncremental = engine.ModeIncremental
+	// ModeFullReprocess fetches and processes every row, ignoring ordinals
+	// and content fingerprints; target states that did not change are
+	// still not written.
+	ModeFullReprocess = engine.ModeFullReprocess
+	// ModeReexport processes every row and writes every target state again.
+	ModeReexport = engine.ModeReexport
+)
+
+// UpdateOptions configure one update.
+type UpdateOptions struct {
+	Mode Mode
+	// Preview computes what the update would do, writing nothing. A target
+	// whose setup would change is reported, but its rows are not: they
+	// cannot be reconciled before the setup change.
+	Preview bool
+}
+
+// Engine runs a flow's updates against its state store. It is safe for
+// concurrent use, but updates of one flow must not overlap.
+type Engine struct {
+	flow  *Flow
+	eng   *engine.Engine
+	store statestore.Store
+}
+
+// Open checks the flow, opens its state store (applying its migrations),
+// and returns an engine ready to update. Close it when done.
+func Open(ctx context.Context, f *Flow, opts Options) (*Engine, error) {
+	if opts.StateStore == "" {
+		return nil, errors.New("tidemark: Options.StateStore is required: a SQLite file path or a postgres:// URL")
+	}
+	ef, err := f.engineFlow()
+	if err != nil {
+		return nil, err
+	}
+	store, err := openStore(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	e, err := newEngine(f, ef, store, opts)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func openStore(ctx context.Context, opts Options) (statestore.Store, error) {
+	dsn := opts.StateStore
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		s, err := pgstore.Open(ctx, dsn, opts.StateSchema)
+		if err != nil {
+			return nil, fmt.Errorf("tidemark: opening the state store: %w", err)
+		}
+		return s, nil
+	}
+	s, err := sqlitestore.Open(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("tidemark: opening the state store: %w", err)
+	}
+	return s, nil
+}
+
+func newEngine(f *Flow, ef *engine.Flow, store statestore.Store, opts Options) (*Engine, error) {
+	eng, err := engine.New(ef, store, engine.Options{
+		Logger: opts.Logger,
+		Batch:  mergeBatch(opts.Batch),
+		Retry:  retry.Policy(opts.Retry),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tidemark: %w", err)
+	}
+	return &Engine{flow: f, eng: eng, store: store}, nil
+}
+
+func mergeBatch(b BatchOptions) engine.BatchOptions {
+	d := engine.DefaultBatchOptions()
+	if b.MaxRows != 0 {
+		d.MaxRows = b.MaxRows
+	}
+	if b.MaxActions != 0 {
+		d.MaxActions = b.MaxActions
+	}
+	if b.MaxBytes != 0 {
+		d.MaxBytes = b.MaxBytes
+	}
+	if b.MaxDelay != 0 {
+		d.MaxDelay = b.MaxDelay
+	}
+	return d
+}
+
+// Close closes the state store.
+func (e *Engine) Close() error { return e.store.Close() }
+
+// Flow returns the engine's flow.
+func (e *Engine) Flow() *Flow { return e.flow }
+
+// Update runs one update: it sets up the targets, lists every source,
+// fetches and processes the rows that changed, writes their target states,
+// and deletes the states of rows gone from a complete listing. It returns
+// an error when the update could not finish: a listing that failed (see
+// ErrListingIncomplete; the other rows were still updated) or a fatal fault
+// (nothing inconsistent is left: the next update resumes). Rows that failed
+// alone are not errors: they are counted in the stats, recorded, and
+// retried on the next update.
+func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (*UpdateStats, error) {
+	st, err := e.eng.Update(ctx, engine.UpdateOptions{Mode: opts.Mode, Preview: opts.Preview})
+	return convertStats(st), err
+}
+
+// Plan returns the setup changes the next update would apply, applying
+// none of them.
+func (e *Engine) Plan(ctx context.Context) ([]SetupChange, error) {
+	changes, err := e.eng.Plan(ctx)
+	return convertChanges(changes), err
+}
+
+// Setup applies the flow's setup changes (creating and altering targets)
+// without processing any row, and returns them.
+func (e *Engine) Setup(ctx context.Context) ([]SetupChange, error) {
+	changes, err := e.eng.Setup(ctx)
+	return convertChanges(changes), err
+}
+
+// Drop tears down every target the flow set up, with all their contents,
+// and forgets everything remembered of the flow.
+func (e *Engine) Drop(ctx context.Context) ([]SetupChange, error) {
+	changes, err := e.eng.Drop(ctx)
+	return convertChanges(changes), err
+}
+
+// Status reports what the state store knows of the flow, with at most
+// failures of the most recently failed rows per source.
+func (e *Engine) Status(ctx context.Context, failures int) (*Status, error) {
+	st, err := e.eng.Status(ctx, failures)
+	if err != nil {
+		return nil, err
+	}
+	out := &Status{Flow: e.flow.name}
+	for _, s := range st.Sources {
+		ss := SourceStatus{Name: s.Name, Rows: s.Rows, Failing: s.Failing, LastProcessedAt: s.LastProcessedAt}
+		for _, f := range s.Failures {
+			ss.Failures = append(ss.Failures, RowFailure{Key: f.Key, Error: f.Message, Count: f.Count, At: f.At})
+		}
+		out.Sources = append(out.Sources, ss)
+	}
+	for _, t := range st.Targets {
+		out.Targets = append(out.Targets, TargetStatus(t))
+	}
+	return out, nil
+}
+
+// SetupChange is one change to the setup of a target or attachment.
+type SetupChange struct {
+	Kind string
+	// Key is the target's persistent key; for an attachment
+	// "target#kind:key".
+	Key string
+	// Change is "create", "update" or "drop".
+	Change string
+	// Description is what the target says it will do.
+	Description string
+	// Invalidate is what the change does to the target's rows.
+	Invalidate target.Invalidation
+}
+
+func (c SetupChange) String() string { return engine.SetupChange(c).String() }
+
+func convertChanges(in []engine.SetupChange) []SetupChange {
+	out := make([]SetupChange, len(in))
+	for i, c := range in {
+		out[i] = SetupChange(c)
+	}
+	return out
+}
+
+// UpdateStats describe one update.
+type UpdateStats struct {
+	Started  time.Time
+	Finished time.Time
+	// Setup lists the setup changes applied (or, in preview, to apply).
+	Setup []SetupChange
+	// Sources are per source, by name.
+	Sources map[string]SourceStats
+	// Targets are per target, by key: the target states written (or, in
+	// preview, to write).
+	Targets map[string]TargetStats
+	// RowErrors are the first rows that failed, at most 100.
+	RowErrors []RowError
+}
+
+// Failed returns the number of rows that failed, over every source.
+func (s *UpdateStats) Failed() int64 {
+	var n int64
+	for _, src := range s.Sources {
+		n += src.Errors
+	}
+	return n
+}
+
+// SourceStats count what an update did with one source's rows.
+type SourceStats = engine.SourceStats
+
+// TargetStats count the target states written to one target.
+type TargetStats = engine.TargetStats
+
+// RowError is a source row that failed during an update.
+type RowError = engine.RowError
+
+func convertStats(st engine.Stats) *UpdateStats {
+	return &UpdateStats{Started: st.Started, Finished: st.Finished, Setup: convertChanges(st.Setup),
+		Sources: st.Sources, Targets: st.Targets, RowErrors: st.RowErrors}
+}
+
+// Status is what the state store knows of a flow.
+type Status struct {
+	Flow    string
+	Sources []SourceStatus
+	Targets []TargetStatus
+}
+
+// SourceStatus describes the rows remembered for one source.
+type SourceStatus struct {
+	Name            string
+	Rows            int64
+	Failing         int64
+	LastProcessedAt time.Time
+	// Failures are the most recently failed rows.
+	Failures []RowFailure
+}
+
+// RowFailure is a row whose last update failed.
+type RowFailure struct {
+	Key   string
+	Error string
+	// Count is the number of updates in a row that failed it.
+	Count int64
+	At    time.Time
+}
+
+// TargetStatus describes one target or attachment as remembered.
+type TargetStatus struct {
+	Kind       string
+	Key        string
+	Attachment bool
+	Exists     bool
+	// Staged says a setup change was interrupted; the next update
+	// completes it.
+	Staged    bool
+	UpdatedAt time.Time
+}
+
+// ErrListingIncomplete is matched (with errors.Is) by the error of an update
+// in which a source's listing failed or ended early: that source's rows were
+// updated as listed, and none was deleted.
+var ErrListingIncomplete = engine.ErrListingIncomplete
+
+// Retryable marks err as transient: Tidemark retries the call that returned
+// it with jittered exponential backoff. Sources and sinks use it for
+// timeouts, dropped connections and 5xx responses. Nil stays nil.
+func Retryable(err error) error { return retry.Mark(err) }
+
+// RetryAfter marks err as transient and asks to wait at least d before the
+// next attempt, as an HTTP 429's Retry-After does.
+func RetryAfter(err error, d time.Duration) error { return retry.MarkAfter(err, d) }
+
+// IsRetryable reports whether err is marked transient: by Retryable or
+// RetryAfter, or by any error in its chain with a method Retryable() bool
+// that returns true. A cancelled context never is.
+func IsRetryable(err error) bool { return retry.Is(err) }

@@ -1,0 +1,418 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tidemark/tidemark/fingerprint"
+	"github.com/tidemark/tidemark/internal/statestore"
+)
+
+// UpdateOptions configure one update.
+type UpdateOptions struct {
+	Mode Mode
+	// Preview computes what the update would do and writes nothing.
+	Preview bool
+}
+
+// ErrListingIncomplete is matched by a ListingError.
+var ErrListingIncomplete = errors.New("listing incomplete")
+
+// ListingError says a source's listing failed or ended early, so that no
+// row of it was deleted.
+type ListingError struct {
+	Source string
+	Err    error
+}
+
+func (e *ListingError) Error() string {
+	return fmt.Sprintf("listing source %s failed; nothing was deleted from it: %v", e.Source, e.Err)
+}
+
+func (e *ListingError) Unwrap() error { return e.Err }
+
+// Is matches ErrListingIncomplete.
+func (e *ListingError) Is(target error) bool { return target == ErrListingIncomplete }
+
+// update is one running update.
+type update struct {
+	e        *Engine
+	opts     UpdateOptions
+	setup    *setupState
+	counters *counters
+	flights  *flights
+	// results carries processed rows to the writer.
+	results chan *rowResult
+	// nudge asks the writer to check whether a source is waiting on it.
+	nudge chan struct{}
+}
+
+// sourceRun is one source's part of an update.
+type sourceRun struct {
+	u        *update
+	src      *Source
+	id       int64
+	counters *sourceCounters
+	work     chan *item
+	// seen holds the ids of the rows listed (or first written) in this
+	// update; rows not in it after a complete listing are gone.
+	seen idSet
+	// pending counts rows handed to workers and not yet finished.
+	pending pending
+	// waiting is set once nothing more will be handed on until pending
+	// drains, so the writer should flush as soon as it holds them all.
+	waiting bool
+	// inBatch counts the source's rows in the writer's current batch. Only
+	// the writer touches it.
+	inBatch int
+	// failedNew holds keys of rows seen for the first time whose update
+	// failed: the writer records them without learning their ids, and the
+	// deletion scan must not take them for gone.
+	failedMu  sync.Mutex
+	failedNew map[string]bool
+}
+
+// item is a row handed to a worker.
+type item struct {
+	run    *sourceRun
+	key    string
+	listed Listed
+	// meta is the row as kept; nil for a row seen for the first time.
+	meta     *statestore.RowMeta
+	tracking statestore.RowTracking
+	// gone says the row is known to be gone: no Get.
+	gone bool
+}
+
+// Update runs one update pass over every source.
+func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) {
+	started := time.Now()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	u := &update{e: e, opts: opts, counters: newCounters(e.flow), flights: newFlights(),
+		results: make(chan *rowResult, 64), nudge: make(chan struct{}, 1)}
+	finish := func(err error) (Stats, error) {
+		st := u.counters.snapshot()
+		st.Started, st.Finished = started, time.Now()
+		if u.setup != nil {
+			st.Setup = u.setup.changes
+		}
+		return st, err
+	}
+
+	setup, err := e.setup(ctx, opts.Preview)
+	if err != nil {
+		return finish(fmt.Errorf("setting up flow %s: %w", e.flow.Name, err))
+	}
+	u.setup = setup
+
+	runs := make([]*sourceRun, 0, len(e.flow.Sources))
+	for _, src := range e.flow.Sources {
+		var id int64
+		if err := e.do(ctx, "register source", func(ctx context.Context) (err error) {
+			id, err = e.store.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: e.flow.Name, Name: src.Name})
+			return err
+		}); err != nil {
+			return finish(err)
+		}
+		runs = append(runs, &sourceRun{u: u, src: src, id: id, counters: u.counters.sources[src.Name],
+			work: make(chan *item, src.MaxInFlight), failedNew: make(map[string]bool)})
+	}
+
+	w := newWriter(u, runs)
+	writerDone := make(chan error, 1)
+	go func() {
+		err := w.run(ctx)
+		if err != nil {
+			cancel(err)
+		}
+		writerDone <- err
+	}()
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, r := range runs {
+		g.Go(func() error { return r.run(gctx) })
+	}
+	srcErr := g.Wait()
+	close(u.results)
+	writerErr := <-writerDone
+
+	var listingErrs []error
+	for _, r := range runs {
+		if err, ok := r.counters.listingError.Load().(error); ok {
+			listingErrs = append(listingErrs, &ListingError{Source: r.src.Name, Err: err})
+		}
+	}
+	switch {
+	case writerErr != nil:
+		return finish(writerErr)
+	case srcErr != nil:
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return finish(cause)
+		}
+		return finish(srcErr)
+	case ctx.Err() != nil:
+		return finish(context.Cause(ctx))
+	}
+	return finish(errors.Join(listingErrs...))
+}
+
+// run lists the source, hands changed rows to workers, and after a complete
+// listing finds the rows that are gone.
+func (r *sourceRun) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for range r.src.MaxInFlight {
+		g.Go(func() error { return r.worker(gctx) })
+	}
+	err := r.list(gctx)
+	if err == nil && r.counters.listingComplete.Load() {
+		if err = r.drain(gctx); err == nil {
+			err = r.scanDeletions(gctx)
+		}
+	}
+	if err == nil {
+		err = r.drain(gctx)
+	}
+	close(r.work)
+	if werr := g.Wait(); err == nil {
+		err = werr
+	}
+	return err
+}
+
+// drain waits until every row handed on has been written.
+func (r *sourceRun) drain(ctx context.Context) error {
+	r.setWaiting(true)
+	defer r.setWaiting(false)
+	select {
+	case r.u.nudge <- struct{}{}:
+	default:
+	}
+	select {
+	case <-r.pending.wait():
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+func (r *sourceRun) setWaiting(v bool) {
+	r.pending.mu.Lock()
+	r.waiting = v
+	r.pending.mu.Unlock()
+}
+
+// list streams the listing in chunks. A listing error is recorded, not
+// returned: the rows listed so far are still processed, but none deleted.
+func (r *sourceRun) list(ctx context.Context) error {
+	chunkSize := r.u.e.opts.LookupChunk
+	chunk := make([]Listed, 0, chunkSize)
+	for l, err := range r.src.Impl.List(ctx) {
+		if err != nil {
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			r.counters.listingError.Store(err)
+			r.u.e.log.ErrorContext(ctx, "listing failed; rows of this source will not be deleted in this update", "source", r.src.Name, "err", err)
+			break
+		}
+		r.counters.listed.Add(1)
+		chunk = append(chunk, l)
+		if len(chunk) == chunkSize {
+			if err := r.dispatch(ctx, chunk); err != nil {
+				return err
+			}
+			chunk = chunk[:0]
+		}
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if err := r.dispatch(ctx, chunk); err != nil {
+		return err
+	}
+	if r.counters.listingError.Load() == nil {
+		r.counters.listingComplete.Store(true)
+	}
+	return nil
+}
+
+// dispatch looks a chunk of listed keys up in the state store, skips those
+// unchanged, and hands the rest to workers with their tracking.
+func (r *sourceRun) dispatch(ctx context.Context, chunk []Listed) error {
+	if len(chunk) == 0 {
+		return nil
+	}
+	u := r.u
+	keys := make([]string, 0, len(chunk))
+	kept := make([]Listed, 0, len(chunk))
+	for _, l := range chunk {
+		// A key already in flight (listed twice) is updated once.
+		if u.flights.acquire(l.Key) {
+			keys = append(keys, l.Key)
+			kept = append(kept, l)
+		}
+	}
+	var metas []statestore.RowMeta
+	if err := u.e.do(ctx, "look up rows", func(ctx context.Context) (err error) {
+		metas, err = u.e.store.RowLookup(ctx, statestore.RowLookupParams{SourceID: r.id, Keys: keys})
+		return err
+	}); err != nil {
+		return err
+	}
+	byKey := make(map[string]*statestore.RowMeta, len(metas))
+	for i := range metas {
+		byKey[metas[i].Key] = &metas[i]
+		r.seen.add(metas[i].ID)
+	}
+	items := make([]*item, 0, len(kept))
+	for _, l := range kept {
+		m := byKey[l.Key]
+		if r.skip(l, m) {
+			r.counters.unchanged.Add(1)
+			u.flights.release(l.Key)
+			continue
+		}
+		items = append(items, &item{run: r, key: l.Key, listed: l, meta: m})
+	}
+	if err := r.loadTracking(ctx, items); err != nil {
+		return err
+	}
+	return r.handOn(ctx, items)
+}
+
+// skip is the first rung of the skip ladder: a row whose stored ordinal is
+// at least the listed one (or whose cheap fingerprint matches), processed
+// with the current logic and not invalidated since, needs no Get.
+func (r *sourceRun) skip(l Listed, m *statestore.RowMeta) bool {
+	u := r.u
+	if u.opts.Mode != ModeIncremental || m == nil || m.Staged || m.Ordinal == nil {
+		return false
+	}
+	if !bytes.Equal(m.LogicFP, u.e.logicFP) || m.Gen < u.setup.reprocessBelow {
+		return false
+	}
+	if l.HasOrdinal && r.src.Impl.ProvidesOrdinal() && *m.Ordinal >= l.Ordinal {
+		return true
+	}
+	return l.Fingerprint != nil && bytes.Equal(m.ContentFP, l.Fingerprint)
+}
+
+// loadTracking loads the tracking of the items' rows in one call.
+func (r *sourceRun) loadTracking(ctx context.Context, items []*item) error {
+	ids := make([]int64, 0, len(items))
+	for _, it := range items {
+		if it.meta != nil {
+			ids = append(ids, it.meta.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	var loaded []statestore.RowTracking
+	if err := r.u.e.do(ctx, "load rows", func(ctx context.Context) (err error) {
+		loaded, err = r.u.e.store.RowLoad(ctx, statestore.RowLoadParams{IDs: ids})
+		return err
+	}); err != nil {
+		return err
+	}
+	byID := make(map[int64]statestore.RowTracking, len(loaded))
+	for _, t := range loaded {
+		byID[t.ID] = t
+	}
+	for _, it := range items {
+		if it.meta != nil {
+			it.tracking = byID[it.meta.ID]
+		}
+	}
+	return nil
+}
+
+func (r *sourceRun) handOn(ctx context.Context, items []*item) error {
+	r.pending.add(len(items))
+	for i, it := range items {
+		select {
+		case r.work <- it:
+		case <-ctx.Done():
+			for _, rest := range items[i:] {
+				r.u.flights.release(rest.key)
+				r.pending.done()
+			}
+			return context.Cause(ctx)
+		}
+	}
+	return nil
+}
+
+// scanDeletions pages through the rows kept for the source and hands on,
+// as gone, those the complete listing did not name.
+func (r *sourceRun) scanDeletions(ctx context.Context) error {
+	u := r.u
+	var after int64
+	for {
+		var page []statestore.RowMeta
+		if err := u.e.do(ctx, "scan rows", func(ctx context.Context) (err error) {
+			page, err = u.e.store.RowScan(ctx, statestore.RowScanParams{SourceID: r.id, AfterID: after, Limit: 1000})
+			return err
+		}); err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		var items []*item
+		for i := range page {
+			m := &page[i]
+			after = m.ID
+			if r.seen.has(m.ID) || r.isFailedNew(m.Key) || !u.flights.acquire(m.Key) {
+				continue
+			}
+			items = append(items, &item{run: r, key: m.Key, meta: m, gone: true})
+		}
+		if err := r.loadTracking(ctx, items); err != nil {
+			return err
+		}
+		if err := r.handOn(ctx, items); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *sourceRun) isFailedNew(key string) bool {
+	r.failedMu.Lock()
+	defer r.failedMu.Unlock()
+	return r.failedNew[key]
+}
+
+func (r *sourceRun) markFailedNew(key string) {
+	r.failedMu.Lock()
+	defer r.failedMu.Unlock()
+	r.failedNew[key] = true
+}
+
+// worker fetches and processes rows until the work channel closes.
+func (r *sourceRun) worker(ctx context.Context) error {
+	var h fingerprint.Hasher
+	for it := range r.work {
+		res := r.process(ctx, it, &h)
+		if res == nil { // cancelled
+			r.u.flights.release(it.key)
+			r.pending.done()
+			continue
+		}
+		select {
+		case r.u.results <- res:
+		case <-ctx.Done():
+			r.u.flights.release(it.key)
+			r.pending.done()
+		}
+	}
+	return nil
+}

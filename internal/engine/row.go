@@ -1,0 +1,327 @@
+package engine
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"runtime/debug"
+	"slices"
+
+	"github.com/tidemark/tidemark/fingerprint"
+	"github.com/tidemark/tidemark/internal/statestore"
+	"github.com/tidemark/tidemark/target"
+)
+
+// resultKind says what became of a row.
+type resultKind uint8
+
+const (
+	// resultNone: nothing to do (a row never seen is gone already).
+	resultNone resultKind = iota
+	// resultUpdate: the row was processed; its actions are to be written.
+	resultUpdate
+	// resultBump: same content under a new ordinal; only the ordinal moves.
+	resultBump
+	// resultGone: the row is gone; its target states are to be deleted.
+	resultGone
+	// resultFailed: the row failed and keeps its old state.
+	resultFailed
+)
+
+// rowStat is which counter a written row adds to.
+type rowStat uint8
+
+const (
+	statAdded rowStat = iota
+	statUpdated
+	statReprocessed
+)
+
+// trackKey identifies a target state: a key within a root target.
+type trackKey struct {
+	root int64
+	key  target.Key
+}
+
+// tracked is what may exist for one target state of a row.
+type tracked struct {
+	prev         []target.Record
+	mayBeMissing bool
+}
+
+// plannedAction is an action a row's update wants written.
+type plannedAction struct {
+	row    *rowResult
+	root   *rootState
+	key    target.Key
+	action target.Action
+	// record is the record staged for the action; delete marks an action
+	// for a state no longer declared.
+	record target.Record
+	delete bool
+	// cancelled is set by the writer when another row's declaration or
+	// ownership makes the action moot.
+	cancelled bool
+}
+
+// rowResult is a processed row on its way to the writer.
+type rowResult struct {
+	run  *sourceRun
+	key  string
+	id   int64 // 0 for a row seen for the first time
+	kind resultKind
+	stat rowStat
+	err  error
+	// bytes is the size of the fetched value, for batching.
+	bytes     int
+	ordinal   *int64
+	contentFP []byte
+	// declared holds the row's target states per root, with their records:
+	// its tracking once committed.
+	declared map[int64][]statestore.Entry
+	// declaredSet holds the same target states, for lookups.
+	declaredSet map[trackKey]bool
+	// owned are the target states the row owned before this update.
+	owned   map[trackKey]bool
+	actions []*plannedAction
+	// oldStaged are the row's staged entries still in force.
+	oldStaged []statestore.Section
+}
+
+func (r *sourceRun) fail(res *rowResult, err error) *rowResult {
+	res.kind = resultFailed
+	res.err = err
+	res.actions = nil
+	return res
+}
+
+// process fetches and processes one row; nil when the update is cancelled.
+func (r *sourceRun) process(ctx context.Context, it *item, h *fingerprint.Hasher) *rowResult {
+	u := r.u
+	res := &rowResult{run: r, key: it.key}
+	if it.meta != nil {
+		res.id = it.meta.ID
+	}
+	var fetched Fetched
+	if !it.gone {
+		err := u.e.do(ctx, "get "+it.key, func(ctx context.Context) (err error) {
+			r.counters.fetched.Add(1)
+			fetched, err = r.src.Impl.Get(ctx, it.key)
+			return err
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return r.fail(res, fmt.Errorf("fetching: %w", err))
+		}
+		it.gone = !fetched.Exists
+	}
+	if it.gone {
+		if it.meta == nil {
+			res.kind = resultNone
+			return res
+		}
+		res.kind = resultGone
+		if err := r.reconcile(res, it, nil); err != nil {
+			return r.fail(res, err)
+		}
+		return res
+	}
+
+	switch {
+	case fetched.HasOrdinal:
+		res.ordinal = &fetched.Ordinal
+	case it.listed.HasOrdinal:
+		res.ordinal = &it.listed.Ordinal
+	}
+	if !r.src.Impl.ProvidesOrdinal() {
+		res.ordinal = nil
+	}
+	fp, err := h.Sum(fetched.Value)
+	if err != nil {
+		return r.fail(res, fmt.Errorf("fingerprinting the value: %w", err))
+	}
+	res.bytes = h.Len()
+	res.contentFP = fetched.Fingerprint
+	if res.contentFP == nil {
+		res.contentFP = fp[:]
+	}
+
+	m := it.meta
+	logicCurrent := m != nil && bytes.Equal(m.LogicFP, u.e.logicFP) && m.Gen >= u.setup.reprocessBelow
+	switch {
+	case m == nil || m.Ordinal == nil && m.ContentFP == nil:
+		res.stat = statAdded
+	case !logicCurrent || u.opts.Mode != ModeIncremental:
+		res.stat = statReprocessed
+	default:
+		res.stat = statUpdated
+	}
+	// The second rung of the skip ladder: the same content, processed with
+	// the same logic, needs only its ordinal moved.
+	if u.opts.Mode == ModeIncremental && m != nil && !m.Staged && logicCurrent && bytes.Equal(m.ContentFP, res.contentFP) {
+		res.kind = resultBump
+		return res
+	}
+
+	decls, err := r.runProcess(ctx, it.key, fetched.Value)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return r.fail(res, fmt.Errorf("processing: %w", err))
+	}
+	res.kind = resultUpdate
+	if err := r.reconcile(res, it, decls); err != nil {
+		return r.fail(res, err)
+	}
+	return res
+}
+
+// runProcess runs the processing function, turning a panic into an error.
+func (r *sourceRun) runProcess(ctx context.Context, key string, value any) (decls []Decl, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.u.e.log.ErrorContext(ctx, "the processing function panicked", "source", r.src.Name, "key", key, "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return r.src.Impl.Process(ctx, key, value)
+}
+
+// liveSection returns the root a tracked section belongs to, and whether
+// its states may have lost their data; nil when the states no longer exist.
+func (u *update) liveSection(s statestore.Section) (*rootState, bool) {
+	rs := u.setup.byID[s.TargetID]
+	if rs == nil || s.Gen < rs.destroyedGen {
+		return nil, false
+	}
+	return rs, s.Gen < rs.lostGen
+}
+
+// decodeTracking turns a row's tracking blobs into what may exist for each
+// of its target states, and returns the staged sections still in force.
+func (u *update) decodeTracking(t statestore.RowTracking) (map[trackKey]*tracked, []statestore.Section, error) {
+	committed, err := statestore.DecodeSections(t.Tracking)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the row's tracking: %w", err)
+	}
+	staged, err := statestore.DecodeSections(t.Staged)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the row's staged tracking: %w", err)
+	}
+	out := make(map[trackKey]*tracked)
+	reexport := u.opts.Mode == ModeReexport
+	for _, s := range committed {
+		rs, lost := u.liveSection(s)
+		if rs == nil {
+			continue
+		}
+		for _, e := range s.Entries {
+			out[trackKey{rs.id, target.Key(e.Key)}] = &tracked{prev: []target.Record{e.Record}, mayBeMissing: lost || reexport}
+		}
+	}
+	var live []statestore.Section
+	for _, s := range staged {
+		rs, _ := u.liveSection(s)
+		if rs == nil {
+			continue
+		}
+		live = append(live, s)
+		for _, e := range s.Entries {
+			k := trackKey{rs.id, target.Key(e.Key)}
+			t := out[k]
+			if t == nil {
+				t = &tracked{}
+				out[k] = t
+			}
+			// A staged change may or may not have happened.
+			t.mayBeMissing = true
+			if !e.Deleting && !containsRecord(t.prev, e.Record) {
+				t.prev = append(t.prev, e.Record)
+			}
+		}
+	}
+	return out, live, nil
+}
+
+// reconcile runs the handlers for a row's declared target states, and for
+// those it no longer declares, planning the actions to write.
+func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
+	u := r.u
+	tracking, oldStaged, err := u.decodeTracking(it.tracking)
+	if err != nil {
+		return err
+	}
+	res.oldStaged = oldStaged
+	res.owned = make(map[trackKey]bool, len(tracking))
+	for k := range tracking {
+		res.owned[k] = true
+	}
+	res.declared = make(map[int64][]statestore.Entry)
+	seen := make(map[trackKey]bool, len(decls))
+	res.declaredSet = seen
+	for _, d := range decls {
+		if d.Root < 0 || d.Root >= len(u.setup.roots) {
+			return fmt.Errorf("declared a state of unknown target %d", d.Root)
+		}
+		rs := u.setup.roots[d.Root]
+		if rs.pending {
+			continue // preview: its setup changes first
+		}
+		if rs.child.IsZero() {
+			return fmt.Errorf("declared %q in target %s, which has no children", d.Key, rs.root.Key)
+		}
+		k := trackKey{rs.id, d.Key}
+		if seen[k] {
+			return fmt.Errorf("declared %q in target %s twice", d.Key, rs.root.Key)
+		}
+		seen[k] = true
+		t := tracking[k]
+		if t == nil {
+			t = &tracked{mayBeMissing: true}
+		}
+		rec, err := rs.child.Reconcile(d.Key, d.Value, t.prev, t.mayBeMissing)
+		if err != nil {
+			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, d.Key, err)
+		}
+		var record target.Record
+		switch {
+		case rec != nil:
+			record = rec.Record
+			if !rec.Action.IsZero() {
+				res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: d.Key, action: rec.Action, record: rec.Record})
+			}
+		case len(t.prev) > 0:
+			record = t.prev[0]
+		}
+		res.declared[rs.id] = append(res.declared[rs.id], statestore.Entry{Key: string(d.Key), Record: record})
+	}
+	gone := make([]trackKey, 0, len(tracking))
+	for k := range tracking {
+		if !seen[k] {
+			gone = append(gone, k)
+		}
+	}
+	// Sorted, so that sinks see deletions in a stable order.
+	slices.SortFunc(gone, func(a, b trackKey) int {
+		return cmp.Or(cmp.Compare(a.root, b.root), cmp.Compare(a.key, b.key))
+	})
+	for _, k := range gone {
+		t := tracking[k]
+		rs := u.setup.byID[k.root]
+		if rs.pending {
+			continue
+		}
+		rec, err := rs.child.Reconcile(k.key, nil, t.prev, t.mayBeMissing)
+		if err != nil {
+			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, k.key, err)
+		}
+		if rec != nil && !rec.Action.IsZero() {
+			res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, delete: true})
+		}
+	}
+	return nil
+}
