@@ -209,33 +209,91 @@ func (r *sourceRun) setWaiting(v bool) {
 	r.pending.mu.Unlock()
 }
 
+// listLinger is how long a partial chunk of listed keys waits for more
+// before it is looked up anyway, so that a slow listing does not hold rows
+// back.
+const listLinger = 20 * time.Millisecond
+
 // list streams the listing in chunks. A listing error is recorded, not
 // returned: the rows listed so far are still processed, but none deleted.
 func (r *sourceRun) list(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type listed struct {
+		l   Listed
+		err error
+	}
+	// The listing runs in its own goroutine so that a partial chunk can be
+	// dispatched while it stalls.
+	ch := make(chan listed, r.u.e.opts.LookupChunk)
+	go func() {
+		defer close(ch)
+		for l, err := range r.src.Impl.List(ctx) {
+			select {
+			case ch <- listed{l, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
 	chunkSize := r.u.e.opts.LookupChunk
 	chunk := make([]Listed, 0, chunkSize)
-	for l, err := range r.src.Impl.List(ctx) {
-		if err != nil {
+	linger := time.NewTimer(listLinger)
+	defer linger.Stop()
+	flush := func() error {
+		err := r.dispatch(ctx, chunk)
+		chunk = chunk[:0]
+		return err
+	}
+	for {
+		var (
+			item listed
+			ok   bool
+		)
+		select {
+		case item, ok = <-ch:
+		default:
+			if len(chunk) == 0 {
+				item, ok = <-ch
+				break
+			}
+			linger.Reset(listLinger)
+			select {
+			case item, ok = <-ch:
+			case <-linger.C:
+				if err := flush(); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		if !ok {
+			break
+		}
+		if item.err != nil {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
 			}
-			r.counters.listingError.Store(err)
-			r.u.e.log.ErrorContext(ctx, "listing failed; rows of this source will not be deleted in this update", "source", r.src.Name, "err", err)
+			r.counters.listingError.Store(item.err)
+			r.u.e.log.ErrorContext(ctx, "listing failed; rows of this source will not be deleted in this update", "source", r.src.Name, "err", item.err)
 			break
 		}
 		r.counters.listed.Add(1)
-		chunk = append(chunk, l)
+		chunk = append(chunk, item.l)
 		if len(chunk) == chunkSize {
-			if err := r.dispatch(ctx, chunk); err != nil {
+			if err := flush(); err != nil {
 				return err
 			}
-			chunk = chunk[:0]
 		}
 	}
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
-	if err := r.dispatch(ctx, chunk); err != nil {
+	if err := flush(); err != nil {
 		return err
 	}
 	if r.counters.listingError.Load() == nil {

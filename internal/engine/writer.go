@@ -309,7 +309,9 @@ func (w *writer) precommit(ctx context.Context, run *sourceRun, batch []*rowResu
 		}
 		live := liveActions(res)
 		owners := newOwners(res)
-		if len(live) == 0 && len(owners) == 0 {
+		// A row seen for the first time is precommitted even with nothing to
+		// stage: that is where it is inserted and gets its id.
+		if len(live) == 0 && len(owners) == 0 && res.id != 0 {
 			continue
 		}
 		staged := append([]statestore.Section(nil), res.oldStaged...)
