@@ -33,6 +33,10 @@ type Options struct {
 	// Retry governs retries of transient faults; the zero value takes the
 	// default (from 100ms doubling to 30s, for at most 2 minutes).
 	Retry RetryPolicy
+
+	// hooks inject faults between the phases of a write; tests set them
+	// through export_test.go.
+	hooks engine.Hooks
 }
 
 // BatchOptions bound a batch of target writes and state commits, which
@@ -135,6 +139,7 @@ func newEngine(f *Flow, ef *engine.Flow, store statestore.Store, opts Options) (
 		Logger: opts.Logger,
 		Batch:  mergeBatch(opts.Batch),
 		Retry:  retry.Policy(opts.Retry),
+		Hooks:  opts.hooks,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tidemark: %w", err)

@@ -26,6 +26,8 @@ type DB struct {
 	// negative when no failure is set.
 	failIn  int
 	failErr error
+	// failSetup fails every table and index change while set.
+	failSetup error
 
 	tableSink *target.ContainerSinkFunc[tableAction]
 	rowSink   *target.SinkFunc[rowAction]
@@ -158,6 +160,9 @@ func (h *tableHandler[V]) Reconcile(key target.Key, desired *TableSpec, prev []t
 func (db *DB) applyTables(_ context.Context, actions []tableAction) ([]target.Erased, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	if db.failSetup != nil {
+		return nil, db.failSetup
+	}
 	out := make([]target.Erased, len(actions))
 	for i, a := range actions {
 		if a.spec == nil {
@@ -276,6 +281,9 @@ func (h *indexHandler) Reconcile(key target.Key, desired *IndexSpec, prev []targ
 func (db *DB) applyIndexes(_ context.Context, actions []indexAction) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
+	if db.failSetup != nil {
+		return db.failSetup
+	}
 	for _, a := range actions {
 		t := db.tables[a.table]
 		if t == nil {
@@ -299,11 +307,19 @@ func (db *DB) FailAfter(n int, err error) {
 	db.failIn, db.failErr = n, err
 }
 
-// Heal ends a failure set by FailAfter.
+// FailSetup makes every table and index change fail with err, as a
+// database refusing DDL; Heal ends it.
+func (db *DB) FailSetup(err error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.failSetup = err
+}
+
+// Heal ends the failures set by FailAfter and FailSetup.
 func (db *DB) Heal() {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	db.failIn, db.failErr = -1, nil
+	db.failIn, db.failErr, db.failSetup = -1, nil, nil
 }
 
 // Counts returns what the DB was asked to do.

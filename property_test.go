@@ -1,0 +1,281 @@
+package tidemark_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/memory"
+	"github.com/tidemark/tidemark/target"
+)
+
+// The property: after any sequence of source inserts, updates, touches and
+// deletes, logic-version bumps, target schema changes, and crashes at any
+// phase of an update, one clean update leaves the targets equal to a build
+// from scratch of the final source — no orphan, no missing row, no stale
+// value — and the update after it has nothing to do.
+
+// propItem is a row of the property test's source.
+type propItem struct {
+	Val   int
+	Links []int
+}
+
+type propNode struct {
+	ID  int
+	Val int
+}
+
+type propLink struct {
+	A, B int
+}
+
+var errCrash = errors.New("simulated crash")
+
+// propWorld is the part of the property test that survives crashes: the
+// source, the target database, and the state store location.
+type propWorld struct {
+	t         *testing.T
+	src       *memory.Source[int, propItem]
+	db        *memory.DB
+	opts      tidemark.Options
+	logic     int
+	schema    int
+	keySchema int
+}
+
+// propProcess declares a node per row (unless its value is a multiple of 7)
+// and a link per linked row, keyed by the unordered pair, so that a link is
+// declared by both of its ends and must stay while either declares it.
+func propProcess(logic int, nodes *tidemark.Target[propNode], links *tidemark.Target[propLink]) tidemark.ProcessFunc[int, propItem] {
+	return func(_ context.Context, r *tidemark.Row, id int, it propItem) error {
+		if it.Val%7 != 0 {
+			nodes.Declare(r, target.Key(strconv.Itoa(id)), propNode{ID: id, Val: it.Val + 1000*logic})
+		}
+		for _, l := range it.Links {
+			a, b := min(id, l), max(id, l)
+			links.Declare(r, target.Key(fmt.Sprintf("%d-%d", a, b)), propLink{A: a, B: b})
+		}
+		return nil
+	}
+}
+
+func (w *propWorld) open(opts tidemark.Options) *tidemark.Engine {
+	f := tidemark.NewFlow("Prop", tidemark.LogicVersion(strconv.Itoa(w.logic)))
+	nodes := memory.Table[propNode](f, w.db, "nodes", memory.Schema(strconv.Itoa(w.schema)), memory.KeySchema(strconv.Itoa(w.keySchema)))
+	links := memory.Table[propLink](f, w.db, "links")
+	tidemark.ForEach(tidemark.AddSource(f, "items", w.src, tidemark.MaxInFlight(3)), propProcess(w.logic, nodes, links))
+	e, err := tidemark.Open(w.t.Context(), f, opts)
+	require.NoError(w.t, err)
+	return e
+}
+
+// mutate applies a few random changes to the source.
+func (w *propWorld) mutate(rng *rand.Rand) {
+	const keys = 24
+	for range 1 + rng.IntN(8) {
+		id := rng.IntN(keys)
+		switch op := rng.IntN(10); {
+		case op < 4: // insert or update
+			it := propItem{Val: rng.IntN(50)}
+			for range rng.IntN(3) {
+				if l := rng.IntN(keys); l != id && !slices.Contains(it.Links, l) {
+					it.Links = append(it.Links, l)
+				}
+			}
+			w.src.Set(id, it)
+		case op < 6:
+			w.src.Touch(id)
+		default:
+			w.src.Delete(id)
+		}
+	}
+	switch r := rng.IntN(20); {
+	case r == 0:
+		w.logic++
+	case r == 1:
+		w.schema++ // lossy
+	case r == 2:
+		w.keySchema++ // destructive
+	}
+}
+
+// crashPoint is where an update is made to crash.
+type crashPoint int
+
+const (
+	crashNone crashPoint = iota
+	crashSetup
+	crashPrecommit
+	crashMidApply
+	crashBeforeCommit
+)
+
+func (c crashPoint) String() string {
+	return [...]string{"none", "setup", "precommit", "mid-apply", "before-commit"}[c]
+}
+
+// crashingUpdate runs an update that crashes at point, in the batch-th
+// batch, and reports whether it did crash.
+func (w *propWorld) crashingUpdate(rng *rand.Rand, point crashPoint) bool {
+	opts := w.opts
+	opts.Batch = tidemark.BatchOptions{MaxRows: 1 + rng.IntN(6)}
+	batch := 1 + rng.IntN(3)
+	var n atomic.Int32
+	hook := func(context.Context) error {
+		if n.Add(1) == int32(batch) {
+			return errCrash
+		}
+		return nil
+	}
+	switch point {
+	case crashSetup:
+		w.db.FailSetup(tidemark.Retryable(errCrash))
+	case crashPrecommit:
+		tidemark.SetWriteHooks(&opts, hook, nil, nil)
+	case crashBeforeCommit:
+		tidemark.SetWriteHooks(&opts, nil, nil, hook)
+	case crashMidApply:
+		// Let a few actions through, then the database goes away: retries
+		// are exhausted and the update stops mid-batch.
+		tidemark.SetWriteHooks(&opts, nil, func(context.Context) error {
+			if n.Add(1) == int32(batch) {
+				w.db.FailAfter(rng.IntN(4), tidemark.Retryable(errCrash))
+			}
+			return nil
+		}, nil)
+	}
+	e := w.open(opts)
+	defer e.Close()
+	_, err := e.Update(w.t.Context(), tidemark.UpdateOptions{})
+	w.db.Heal()
+	if err != nil {
+		require.ErrorIs(w.t, err, errCrash, "only the injected crash may fail the update")
+		return true
+	}
+	return false
+}
+
+// scratch builds the final source from scratch into a fresh database and
+// state store.
+func (w *propWorld) scratch(backend string) *memory.DB {
+	fresh := &propWorld{t: w.t, src: w.src, db: memory.NewDB(), opts: stateStore(w.t, backend), logic: w.logic, schema: w.schema, keySchema: w.keySchema}
+	e := fresh.open(fresh.opts)
+	defer e.Close()
+	_, err := e.Update(w.t.Context(), tidemark.UpdateOptions{})
+	require.NoError(w.t, err)
+	return fresh.db
+}
+
+// expected computes the target tables straight from the source.
+func (w *propWorld) expected() (nodes, links map[target.Key]any) {
+	nodes, links = map[target.Key]any{}, map[target.Key]any{}
+	for _, id := range w.src.Keys() {
+		it, _ := w.src.Value(id)
+		if it.Val%7 != 0 {
+			nodes[target.Key(strconv.Itoa(id))] = propNode{ID: id, Val: it.Val + 1000*w.logic}
+		}
+		for _, l := range it.Links {
+			a, b := min(id, l), max(id, l)
+			links[target.Key(fmt.Sprintf("%d-%d", a, b))] = propLink{A: a, B: b}
+		}
+	}
+	return nodes, links
+}
+
+func propertyIterations(t *testing.T) int {
+	n := 25
+	if s := os.Getenv("TIDEMARK_PROPERTY_ITERATIONS"); s != "" {
+		v, err := strconv.Atoi(s)
+		require.NoError(t, err, "TIDEMARK_PROPERTY_ITERATIONS")
+		n = v
+	}
+	if testing.Short() {
+		n = min(n, 5)
+	}
+	return n
+}
+
+func TestPropertyConvergesAfterCrashes(t *testing.T) {
+	t.Parallel()
+	iterations := propertyIterations(t)
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("TIDEMARK_PROPERTY_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		require.NoError(t, err)
+		seed = v
+	}
+	t.Logf("seed %d (TIDEMARK_PROPERTY_SEED), %d iterations per backend (TIDEMARK_PROPERTY_ITERATIONS)", seed, iterations)
+
+	forEachBackend(t, func(t *testing.T, backend string) {
+		var crashes [5]int
+		var steps int
+		for i := range iterations {
+			iterSeed := seed + uint64(i)
+			ok := t.Run(fmt.Sprintf("iteration-%d-seed-%d", i, iterSeed), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(iterSeed, 0x7715))
+				opts := stateStore(t, backend)
+				opts.Retry = tidemark.RetryPolicy{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1, MaxAttempts: 2}
+				w := &propWorld{t: t, src: memory.NewSource[int, propItem](), db: memory.NewDB(), opts: opts, logic: 1}
+				for range 6 + rng.IntN(8) {
+					w.mutate(rng)
+					point := crashNone
+					if rng.IntN(10) < 6 {
+						point = crashPoint(1 + rng.IntN(4))
+					}
+					crashed := w.crashingUpdate(rng, point)
+					if crashed {
+						crashes[point]++
+					}
+					if os.Getenv("TIDEMARK_PROPERTY_VERBOSE") != "" {
+						t.Logf("step: logic %d schema %d key %d crash %s (crashed %v); nodes %v", w.logic, w.schema, w.keySchema, point, crashed, sortedKeys(w.db.Rows("nodes")))
+						for _, id := range w.src.Keys() {
+							v, _ := w.src.Value(id)
+							t.Logf("   src %d: %+v", id, v)
+						}
+					}
+					steps++
+				}
+
+				// One clean update converges.
+				e := w.open(w.opts)
+				st, err := e.Update(t.Context(), tidemark.UpdateOptions{})
+				require.NoError(t, err)
+				require.Zero(t, st.Failed(), "%v", st.RowErrors)
+				e.Close()
+				wantNodes, wantLinks := w.expected()
+				require.Equal(t, wantNodes, orEmpty(w.db.Rows("nodes")), "nodes")
+				require.Equal(t, wantLinks, orEmpty(w.db.Rows("links")), "links")
+				scratch := w.scratch(backend)
+				require.Equal(t, orEmpty(scratch.Rows("nodes")), orEmpty(w.db.Rows("nodes")), "nodes against a build from scratch")
+				require.Equal(t, orEmpty(scratch.Rows("links")), orEmpty(w.db.Rows("links")), "links against a build from scratch")
+
+				// And then there is nothing left to do.
+				w.src.ResetCounts()
+				w.db.ResetCounts()
+				e = w.open(w.opts)
+				st, err = e.Update(t.Context(), tidemark.UpdateOptions{})
+				require.NoError(t, err)
+				e.Close()
+				require.Zero(t, w.src.Gets(), "a converged state fetches nothing")
+				require.Equal(t, memory.Counts{}, w.db.Counts(), "a converged state writes nothing")
+				require.Empty(t, st.Setup)
+			})
+			if !ok {
+				break
+			}
+		}
+		t.Logf("%s: %d iterations, %d updates, crashes: setup %d, precommit %d, mid-apply %d, before-commit %d",
+			backend, iterations, steps, crashes[crashSetup], crashes[crashPrecommit], crashes[crashMidApply], crashes[crashBeforeCommit])
+	})
+}
