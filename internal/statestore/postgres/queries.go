@@ -79,7 +79,11 @@ func newQueries(schema string) queries {
 	q.targetLost = r(`UPDATE {{targets}} SET lost_gen = $2 WHERE id = $1`)
 	q.targetDestroyed = r(`UPDATE {{targets}} SET destroyed_gen = $2 WHERE id = $1`)
 
-	q.rowLookup = r(`SELECT ` + rowMetaColumns + ` FROM {{rows}} WHERE source_id = $1 AND key = ANY($2::text[])`)
+	// A join with unnest keeps to the (source_id, key) index whatever the
+	// number of keys, where key = ANY($2) may turn into a table scan.
+	q.rowLookup = r(`SELECT r.id, r.key, r.ordinal, r.content_fp, r.logic_fp, r.gen, r.staged IS NOT NULL, r.error_count
+		FROM unnest($2::text[]) AS u(k)
+		JOIN {{rows}} AS r ON r.source_id = $1 AND r.key = u.k`)
 	q.rowLoad = r(`SELECT id, tracking, staged FROM {{rows}} WHERE id = ANY($1::bigint[])`)
 	q.rowScan = r(`SELECT ` + rowMetaColumns + ` FROM {{rows}} WHERE source_id = $1 AND id > $2 ORDER BY id LIMIT $3`)
 	q.rowErrors = r(`SELECT key, error, error_count, error_at FROM {{rows}}

@@ -33,7 +33,7 @@ func TestReopenKeepsSchema(t *testing.T) {
 	defer s.Close()
 	var version int
 	require.NoError(t, s.DB().QueryRow(`SELECT max(version) FROM tidemark_migrations`).Scan(&version))
-	require.Equal(t, 1, version)
+	require.Equal(t, 2, version)
 	var mode string
 	require.NoError(t, s.DB().QueryRow(`PRAGMA journal_mode`).Scan(&mode))
 	require.Equal(t, "wal", mode)
