@@ -251,8 +251,10 @@ type spreadsheet struct {
 
 type sheetSpec struct{ Title string }
 
-func (s *spreadsheet) PersistentKey(spec sheetSpec) target.Key { return target.Key("sheet/" + spec.Title) }
-func (s *spreadsheet) Describe(key target.Key) string         { return "spreadsheet " + string(key) }
+func (s *spreadsheet) PersistentKey(spec sheetSpec) target.Key {
+	return target.Key("sheet/" + spec.Title)
+}
+func (s *spreadsheet) Describe(key target.Key) string { return "spreadsheet " + string(key) }
 
 func (s *spreadsheet) ApplySetupChange(_ context.Context, key target.Key, prev, cur *sheetSpec) error {
 	s.mu.Lock()
