@@ -1,6 +1,7 @@
 package statestore
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -25,6 +26,10 @@ type Entry struct {
 	Record []byte
 	// Deleting marks a staged entry whose state was about to be deleted.
 	Deleting bool
+	// Wrote marks a committed entry whose value the row wrote itself, so
+	// that it may be the value in the target; a row whose write of a state
+	// that several rows declare was superseded in its batch has it unset.
+	Wrote bool
 }
 
 // blobVersion is the first byte of every encoded blob.
@@ -33,6 +38,7 @@ const blobVersion = 1
 const (
 	flagHasRecord = 1 << 0
 	flagDeleting  = 1 << 1
+	flagWrote     = 1 << 2
 )
 
 // ErrCorrupt is wrapped by DecodeSections for a blob it cannot read.
@@ -41,8 +47,8 @@ var ErrCorrupt = errors.New("statestore: corrupt tracking blob")
 // EncodeSections encodes sections into a blob; nil for no sections. The
 // format is a version byte, then a uvarint count of sections, each a uvarint
 // target id, a uvarint generation and a uvarint count of entries, each a
-// uvarint-length-prefixed key, a flags byte (1: has record, 2: deleting) and,
-// if it has one, a uvarint-length-prefixed record.
+// uvarint-length-prefixed key, a flags byte (1: has record, 2: deleting,
+// 4: wrote) and, if it has one, a uvarint-length-prefixed record.
 func EncodeSections(sections []Section) []byte {
 	if len(sections) == 0 {
 		return nil
@@ -70,6 +76,9 @@ func EncodeSections(sections []Section) []byte {
 			}
 			if e.Deleting {
 				flags |= flagDeleting
+			}
+			if e.Wrote {
+				flags |= flagWrote
 			}
 			b = append(b, flags)
 			if e.Record != nil {
@@ -100,10 +109,11 @@ func DecodeSections(b []byte) ([]Section, error) {
 		for range m {
 			e := Entry{Key: string(d.bytes())}
 			flags := d.byte()
-			if flags&^(flagHasRecord|flagDeleting) != 0 {
+			if flags&^(flagHasRecord|flagDeleting|flagWrote) != 0 {
 				d.fail("flags")
 			}
 			e.Deleting = flags&flagDeleting != 0
+			e.Wrote = flags&flagWrote != 0
 			if flags&flagHasRecord != 0 {
 				e.Record = d.bytes()
 				if e.Record == nil {
@@ -206,6 +216,30 @@ func DecodeRecords(b []byte) ([][]byte, error) {
 		out[i] = e.Record
 	}
 	return out, nil
+}
+
+// ContainsRecord reports whether records holds r, telling nil (a staged
+// drop) from an empty record.
+func ContainsRecord(records [][]byte, r []byte) bool {
+	for _, x := range records {
+		if (x == nil) == (r == nil) && bytes.Equal(x, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// StageDrop adds a staged drop to a blob written by EncodeRecords, unless
+// it holds one, and reports whether it changed it.
+func StageDrop(blob []byte) ([]byte, bool, error) {
+	records, err := DecodeRecords(blob)
+	if err != nil {
+		return nil, false, err
+	}
+	if ContainsRecord(records, nil) {
+		return blob, false, nil
+	}
+	return EncodeRecords(append(records, nil)), true, nil
 }
 
 // HashKey returns the ownership hash of a target key.

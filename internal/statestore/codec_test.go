@@ -16,6 +16,7 @@ func TestSectionsRoundTrip(t *testing.T) {
 			{Key: "", Record: []byte{}},
 			{Key: "nil record"},
 			{Key: "gone", Deleting: true},
+			{Key: "written", Record: []byte{9}, Wrote: true},
 			{Key: "ünïcode\x00nul", Record: bytes.Repeat([]byte{0xff}, 300)},
 		}},
 		{TargetID: 1 << 40, Gen: 77},
@@ -54,7 +55,7 @@ func TestDecodeCorrupt(t *testing.T) {
 		"version":    append([]byte{9}, good[1:]...),
 		"truncated":  good[:len(good)-2],
 		"trailing":   append(append([]byte(nil), good...), 0),
-		"flags":      bytes.Replace(good, []byte("key\x01"), []byte("key\x80"), 1),
+		"flags":      bytes.Replace(good, []byte("key\x01"), []byte("key\x81"), 1),
 		"huge count": {blobVersion, 0xff, 0xff, 0xff, 0xff, 0x0f},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -87,7 +88,7 @@ func FuzzDecodeSections(f *testing.F) {
 			}
 			for j, e := range sections[i].Entries {
 				g := again[i].Entries[j]
-				if e.Key != g.Key || e.Deleting != g.Deleting || !bytes.Equal(e.Record, g.Record) || (e.Record == nil) != (g.Record == nil) {
+				if e.Key != g.Key || e.Deleting != g.Deleting || e.Wrote != g.Wrote || !bytes.Equal(e.Record, g.Record) || (e.Record == nil) != (g.Record == nil) {
 					t.Fatalf("round trip changed entry %d of section %d", j, i)
 				}
 			}

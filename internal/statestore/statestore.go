@@ -22,32 +22,53 @@ import (
 // not.
 var ErrNotFound = errors.New("statestore: not found")
 
+// ErrLocked is returned by FlowLock when another update holds the flow.
+var ErrLocked = errors.New("statestore: the flow is locked by another update")
+
 // Store is a state store. Methods are safe for concurrent use, but the engine
 // serialises writes (Precommit, Commit, Target*) through one goroutine; reads
 // may run beside them. Every write method is one transaction: it happens
 // whole or not at all. Errors a retry may fix (a dropped connection, a busy
-// database) satisfy tidemark.IsRetryable; the engine retries them, which is
-// safe because every write is idempotent.
+// database) satisfy tidemark.IsRetryable; the engine retries them. A retry
+// after an ambiguous failure (the commit happened, its answer was lost) is
+// safe: at worst a failure is counted twice or a generation advanced twice,
+// which costs a reprocessing, never a lost or orphaned state.
 type Store interface {
 	// FlowGet returns a flow's state, creating it on first use.
 	FlowGet(ctx context.Context, p FlowGetParams) (Flow, error)
+	// FlowFind returns a flow's state without creating it: ErrNotFound for
+	// a flow never updated. Read-only commands (preview, plan, status) use
+	// it, so that they write nothing.
+	FlowFind(ctx context.Context, p FlowGetParams) (Flow, error)
+	// FlowLock takes the flow's update lock, so that two processes never
+	// update one flow at once. It returns ErrLocked at once if another
+	// holder has it. The lock is held until release is called, and is
+	// released by the system if the process dies.
+	FlowLock(ctx context.Context, p FlowLockParams) (release func(), err error)
 	// FlowDrop forgets everything kept for a flow.
 	FlowDrop(ctx context.Context, p FlowDropParams) error
 
 	// SourceEnsure returns the id of a flow's source, creating it on first use.
 	SourceEnsure(ctx context.Context, p SourceEnsureParams) (int64, error)
+	// SourceFind returns the id of a flow's source without creating it:
+	// ErrNotFound for a source never updated.
+	SourceFind(ctx context.Context, p SourceEnsureParams) (int64, error)
 	// SourceStatus summarises the rows kept for a source.
 	SourceStatus(ctx context.Context, p SourceStatusParams) (SourceStatus, error)
 
 	// TargetList returns the setup states of a flow's targets.
 	TargetList(ctx context.Context, p TargetListParams) ([]Target, error)
 	// TargetStage records that a setup change to a target is about to be
-	// applied, creating the target on first use.
+	// applied, creating the target on first use. A record already staged is
+	// not staged again.
 	TargetStage(ctx context.Context, p TargetStageParams) (Target, error)
 	// TargetCommit records a setup change as applied: the committed record
 	// is replaced and the staged ones are cleared. A target that no longer
 	// exists is deleted, with its attachments and the ownership of its
-	// children. An invalidation advances the flow's generation.
+	// children. An invalidation advances the flow's generation; a
+	// destructive one also forgets the ownership of the target's children
+	// and stages a drop on each of its attachments, which went with it, so
+	// that they are created again.
 	TargetCommit(ctx context.Context, p TargetCommitParams) (TargetCommitResult, error)
 
 	// RowLookup returns the rows kept for the given keys of a source; keys
@@ -86,8 +107,13 @@ type Flow struct {
 	Gen int64
 }
 
-// FlowGetParams are the parameters of Store.FlowGet.
+// FlowGetParams are the parameters of Store.FlowGet and Store.FlowFind.
 type FlowGetParams struct {
+	Flow string
+}
+
+// FlowLockParams are the parameters of Store.FlowLock.
+type FlowLockParams struct {
 	Flow string
 }
 
@@ -96,7 +122,8 @@ type FlowDropParams struct {
 	Flow string
 }
 
-// SourceEnsureParams are the parameters of Store.SourceEnsure.
+// SourceEnsureParams are the parameters of Store.SourceEnsure and
+// Store.SourceFind.
 type SourceEnsureParams struct {
 	Flow string
 	Name string

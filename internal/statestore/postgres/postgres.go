@@ -304,6 +304,59 @@ func (s *Store) FlowGet(ctx context.Context, p statestore.FlowGetParams) (states
 	return f, nil
 }
 
+// FlowFind implements statestore.Store.
+func (s *Store) FlowFind(ctx context.Context, p statestore.FlowGetParams) (statestore.Flow, error) {
+	f := statestore.Flow{Name: p.Flow}
+	err := s.pool.QueryRow(ctx, s.q.flowGen, p.Flow).Scan(&f.Gen)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return statestore.Flow{}, fmt.Errorf("flow %s: %w", p.Flow, statestore.ErrNotFound)
+	}
+	if err != nil {
+		return statestore.Flow{}, classify(ctx, fmt.Errorf("finding flow %s: %w", p.Flow, err))
+	}
+	return f, nil
+}
+
+// flowLockKey is the advisory lock of a flow's updates in schema.
+func flowLockKey(schema, flow string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("tidemark flow lock\x00"))
+	h.Write([]byte(schema))
+	h.Write([]byte{0})
+	h.Write([]byte(flow))
+	return int64(h.Sum64())
+}
+
+// FlowLock implements statestore.Store with a session advisory lock, held on
+// a connection of its own until release; the server releases it if the
+// connection or the process dies.
+func (s *Store) FlowLock(ctx context.Context, p statestore.FlowLockParams) (func(), error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("locking flow %s: %w", p.Flow, err))
+	}
+	key := flowLockKey(s.schema, p.Flow)
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, classify(ctx, fmt.Errorf("locking flow %s: %w", p.Flow, err))
+	}
+	if !ok {
+		conn.Release()
+		return nil, fmt.Errorf("locking flow %s: %w", p.Flow, statestore.ErrLocked)
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
+			// The session may hold the lock still: do not reuse it.
+			conn.Hijack().Close(ctx)
+			return
+		}
+		conn.Release()
+	}, nil
+}
+
 // FlowDrop implements statestore.Store.
 func (s *Store) FlowDrop(ctx context.Context, p statestore.FlowDropParams) error {
 	b := &pgx.Batch{}
@@ -338,6 +391,19 @@ func (s *Store) SourceEnsure(ctx context.Context, p statestore.SourceEnsureParam
 	})
 	if err != nil {
 		return 0, fmt.Errorf("registering source %s/%s: %w", p.Flow, p.Name, err)
+	}
+	return id, nil
+}
+
+// SourceFind implements statestore.Store.
+func (s *Store) SourceFind(ctx context.Context, p statestore.SourceEnsureParams) (int64, error) {
+	var id int64
+	err := s.pool.QueryRow(ctx, s.q.sourceID, p.Flow, p.Name).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("source %s/%s: %w", p.Flow, p.Name, statestore.ErrNotFound)
+	}
+	if err != nil {
+		return 0, classify(ctx, fmt.Errorf("finding source %s/%s: %w", p.Flow, p.Name, err))
 	}
 	return id, nil
 }
@@ -430,7 +496,10 @@ func (s *Store) TargetStage(ctx context.Context, p statestore.TargetStageParams)
 			if err != nil {
 				return err
 			}
-			blob := statestore.EncodeRecords(append(records, p.Record))
+			if !statestore.ContainsRecord(records, p.Record) {
+				records = append(records, p.Record)
+			}
+			blob := statestore.EncodeRecords(records)
 			t, err = scanTarget(tx.QueryRow(ctx, s.q.targetRestage, id, blob, p.Kind, now))
 			return err
 		}
@@ -475,6 +544,9 @@ func (s *Store) TargetCommit(ctx context.Context, p statestore.TargetCommitParam
 					if _, err := tx.Exec(ctx, s.q.targetDisown, p.ID); err != nil {
 						return fmt.Errorf("dropping the ownership of its children: %w", err)
 					}
+					if err := s.stageAttachmentDrops(ctx, tx, p.ID); err != nil {
+						return fmt.Errorf("staging the re-creation of its attachments: %w", err)
+					}
 				}
 				if _, err := tx.Exec(ctx, q, p.ID, gen); err != nil {
 					return fmt.Errorf("recording the %s invalidation: %w", p.Invalidate, err)
@@ -491,6 +563,40 @@ func (s *Store) TargetCommit(ctx context.Context, p statestore.TargetCommitParam
 		return statestore.TargetCommitResult{}, fmt.Errorf("committing target %d of flow %s: %w", p.ID, p.Flow, err)
 	}
 	return res, nil
+}
+
+// stageAttachmentDrops stages a drop on every attachment of a target that
+// was destroyed, so that the next setup creates them again.
+func (s *Store) stageAttachmentDrops(ctx context.Context, tx pgx.Tx, parent int64) error {
+	rows, err := tx.Query(ctx, s.q.attachmentsLock, parent)
+	if err != nil {
+		return err
+	}
+	type att struct {
+		id     int64
+		staged []byte
+	}
+	atts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (att, error) {
+		var a att
+		err := r.Scan(&a.id, &a.staged)
+		return a, err
+	})
+	if err != nil {
+		return err
+	}
+	for _, a := range atts {
+		blob, changed, err := statestore.StageDrop(a.staged)
+		if err != nil {
+			return err
+		}
+		if !changed {
+			continue
+		}
+		if _, err := tx.Exec(ctx, s.q.attachmentStage, a.id, blob); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func scanRowMeta(rows pgx.Rows) (statestore.RowMeta, error) {

@@ -534,3 +534,33 @@ func TestEdgeCasesMatchSQLite(t *testing.T) {
 	require.Equal(t, want, got)
 	t.Logf("%q", got)
 }
+
+func TestFlowLockAcrossStoresAndConnectionLoss(t *testing.T) {
+	t.Parallel()
+	app := "tmlock" + strings.ReplaceAll(fmt.Sprint(time.Now().UnixNano()), "-", "")
+	a, base, schema := openStore(t, map[string]string{"application_name": app})
+	b, err := Open(t.Context(), base, schema)
+	require.NoError(t, err)
+	defer b.Close()
+
+	held, err := a.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.NoError(t, err)
+	// Releasing gives the connection back, which closing the pool waits for;
+	// after the session died, release closes it.
+	defer held()
+	_, err = b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.ErrorIs(t, err, statestore.ErrLocked, "another store on the same schema")
+
+	// The server releases the lock when the holder's session dies.
+	admin := connect(t, base)
+	_, err = admin.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		release, err := b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+		if err != nil {
+			return false
+		}
+		release()
+		return true
+	}, 10*time.Second, 20*time.Millisecond)
+}

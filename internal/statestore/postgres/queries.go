@@ -23,6 +23,7 @@ type queries struct {
 	targetList, targetLock, targetCreate, targetRestage string
 	targetCommit, targetDisown, targetDelete            string
 	targetLost, targetDestroyed                         string
+	attachmentsLock, attachmentStage                    string
 
 	rowLookup, rowLoad, rowScan, rowErrors string
 	ownerFind                              string
@@ -78,6 +79,8 @@ func newQueries(schema string) queries {
 	q.targetDelete = r(`DELETE FROM {{targets}} WHERE id = $1 OR parent_id = $1`)
 	q.targetLost = r(`UPDATE {{targets}} SET lost_gen = $2 WHERE id = $1`)
 	q.targetDestroyed = r(`UPDATE {{targets}} SET destroyed_gen = $2 WHERE id = $1`)
+	q.attachmentsLock = r(`SELECT id, staged FROM {{targets}} WHERE parent_id = $1 ORDER BY id FOR UPDATE`)
+	q.attachmentStage = r(`UPDATE {{targets}} SET staged = $2 WHERE id = $1`)
 
 	// A join with unnest keeps to the (source_id, key) index whatever the
 	// number of keys, where key = ANY($2) may turn into a table scan.

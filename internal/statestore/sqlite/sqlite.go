@@ -9,6 +9,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/url"
 	"slices"
 	"strings"
@@ -158,6 +159,46 @@ func (s *Store) FlowGet(ctx context.Context, p statestore.FlowGetParams) (states
 	return f, nil
 }
 
+// FlowFind implements statestore.Store.
+func (s *Store) FlowFind(ctx context.Context, p statestore.FlowGetParams) (statestore.Flow, error) {
+	f := statestore.Flow{Name: p.Flow}
+	err := s.db.QueryRowContext(ctx, `SELECT gen FROM tidemark_flows WHERE name = ?`, p.Flow).Scan(&f.Gen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return statestore.Flow{}, fmt.Errorf("flow %s: %w", p.Flow, statestore.ErrNotFound)
+	}
+	if err != nil {
+		return statestore.Flow{}, classify(fmt.Errorf("finding flow %s: %w", p.Flow, err))
+	}
+	return f, nil
+}
+
+// FlowLock implements statestore.Store with an exclusive flock on a file
+// beside the database, one per flow.
+func (s *Store) FlowLock(ctx context.Context, p statestore.FlowLockParams) (func(), error) {
+	release, err := lockFile(s.lockPath(p.Flow))
+	if err != nil {
+		return nil, fmt.Errorf("locking flow %s: %w", p.Flow, err)
+	}
+	return release, nil
+}
+
+// lockPath is the lock file of a flow: the database path, the flow's name
+// kept to safe characters, and a hash of the full name.
+func (s *Store) lockPath(flow string) string {
+	safe := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, flow)
+	if len(safe) > 40 {
+		safe = safe[:40]
+	}
+	h := fnv.New32a()
+	h.Write([]byte(flow))
+	return fmt.Sprintf("%s.%s-%08x.lock", s.path, safe, h.Sum32())
+}
+
 // FlowDrop implements statestore.Store.
 func (s *Store) FlowDrop(ctx context.Context, p statestore.FlowDropParams) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -191,6 +232,19 @@ func (s *Store) SourceEnsure(ctx context.Context, p statestore.SourceEnsureParam
 	})
 	if err != nil {
 		return 0, fmt.Errorf("registering source %s/%s: %w", p.Flow, p.Name, err)
+	}
+	return id, nil
+}
+
+// SourceFind implements statestore.Store.
+func (s *Store) SourceFind(ctx context.Context, p statestore.SourceEnsureParams) (int64, error) {
+	var id int64
+	err := s.db.QueryRowContext(ctx, `SELECT id FROM tidemark_sources WHERE flow = ? AND name = ?`, p.Flow, p.Name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("source %s/%s: %w", p.Flow, p.Name, statestore.ErrNotFound)
+	}
+	if err != nil {
+		return 0, classify(fmt.Errorf("finding source %s/%s: %w", p.Flow, p.Name, err))
 	}
 	return id, nil
 }
@@ -280,7 +334,10 @@ func (s *Store) TargetStage(ctx context.Context, p statestore.TargetStageParams)
 			if err != nil {
 				return err
 			}
-			blob := statestore.EncodeRecords(append(records, p.Record))
+			if !statestore.ContainsRecord(records, p.Record) {
+				records = append(records, p.Record)
+			}
+			blob := statestore.EncodeRecords(records)
 			if _, err := tx.ExecContext(ctx, `UPDATE tidemark_targets SET staged = ?, kind = ?, updated_at = ? WHERE id = ?`, blob, p.Kind, now, id); err != nil {
 				return err
 			}
@@ -325,6 +382,9 @@ func (s *Store) TargetCommit(ctx context.Context, p statestore.TargetCommitParam
 					if _, err := tx.ExecContext(ctx, `DELETE FROM tidemark_owners WHERE target_id = ?`, p.ID); err != nil {
 						return err
 					}
+					if err := stageAttachmentDrops(ctx, tx, p.ID); err != nil {
+						return err
+					}
 				}
 				if _, err := tx.ExecContext(ctx, `UPDATE tidemark_targets SET `+column+` = ? WHERE id = ?`, gen, p.ID); err != nil {
 					return err
@@ -337,6 +397,45 @@ func (s *Store) TargetCommit(ctx context.Context, p statestore.TargetCommitParam
 		return res, fmt.Errorf("committing target %d: %w", p.ID, err)
 	}
 	return res, nil
+}
+
+// stageAttachmentDrops stages a drop on every attachment of a target that
+// was destroyed, so that the next setup creates them again.
+func stageAttachmentDrops(ctx context.Context, tx *sql.Tx, parent int64) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id, staged FROM tidemark_targets WHERE parent_id = ?`, parent)
+	if err != nil {
+		return err
+	}
+	type att struct {
+		id     int64
+		staged []byte
+	}
+	var atts []att
+	for rows.Next() {
+		var a att
+		if err := rows.Scan(&a.id, &a.staged); err != nil {
+			rows.Close()
+			return err
+		}
+		atts = append(atts, a)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, a := range atts {
+		blob, changed, err := statestore.StageDrop(a.staged)
+		if err != nil {
+			return err
+		}
+		if !changed {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE tidemark_targets SET staged = ? WHERE id = ?`, blob, a.id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // nonNil keeps an empty record distinct from NULL.

@@ -50,3 +50,23 @@ func TestRefusesNewerSchema(t *testing.T) {
 	_, err = Open(t.Context(), path)
 	require.ErrorContains(t, err, "newer than this Tidemark knows")
 }
+
+func TestFlowLockAcrossStores(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "state.db")
+	a, err := Open(t.Context(), path)
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := Open(t.Context(), path)
+	require.NoError(t, err)
+	defer b.Close()
+
+	release, err := a.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.NoError(t, err)
+	_, err = b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.ErrorIs(t, err, statestore.ErrLocked, "another store on the same file")
+	release()
+	release, err = b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.NoError(t, err)
+	release()
+}

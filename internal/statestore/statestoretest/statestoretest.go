@@ -38,6 +38,46 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		require.Equal(t, int64(0), f.Gen)
 	})
 
+	t.Run("FindWritesNothing", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		ctx := t.Context()
+		_, err := s.FlowFind(ctx, statestore.FlowGetParams{Flow: "a"})
+		require.ErrorIs(t, err, statestore.ErrNotFound)
+		_, err = s.SourceFind(ctx, statestore.SourceEnsureParams{Flow: "a", Name: "s"})
+		require.ErrorIs(t, err, statestore.ErrNotFound)
+		_, err = s.FlowFind(ctx, statestore.FlowGetParams{Flow: "a"})
+		require.ErrorIs(t, err, statestore.ErrNotFound, "finding created nothing")
+
+		_, err = s.FlowGet(ctx, statestore.FlowGetParams{Flow: "a"})
+		require.NoError(t, err)
+		id, err := s.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: "a", Name: "s"})
+		require.NoError(t, err)
+		f, err := s.FlowFind(ctx, statestore.FlowGetParams{Flow: "a"})
+		require.NoError(t, err)
+		require.Equal(t, statestore.Flow{Name: "a"}, f)
+		found, err := s.SourceFind(ctx, statestore.SourceEnsureParams{Flow: "a", Name: "s"})
+		require.NoError(t, err)
+		require.Equal(t, id, found)
+	})
+
+	t.Run("FlowLock", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		ctx := t.Context()
+		release, err := s.FlowLock(ctx, statestore.FlowLockParams{Flow: "a"})
+		require.NoError(t, err)
+		_, err = s.FlowLock(ctx, statestore.FlowLockParams{Flow: "a"})
+		require.ErrorIs(t, err, statestore.ErrLocked)
+		other, err := s.FlowLock(ctx, statestore.FlowLockParams{Flow: "b"})
+		require.NoError(t, err, "flows are locked apart")
+		other()
+		release()
+		again, err := s.FlowLock(ctx, statestore.FlowLockParams{Flow: "a"})
+		require.NoError(t, err, "released")
+		again()
+	})
+
 	t.Run("SourceEnsure", func(t *testing.T) {
 		t.Parallel()
 		s := setup(t)
@@ -68,8 +108,12 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		require.False(t, tg.Exists)
 		require.Equal(t, [][]byte{[]byte("v1")}, tg.Staged)
 
-		// Staging again appends; a nil record stages a drop.
+		// Staging again appends; a nil record stages a drop; a record
+		// already staged is not staged twice.
 		tg, err = s.TargetStage(ctx, statestore.TargetStageParams{Flow: "f", Kind: "table", Key: "t1", Record: nil})
+		require.NoError(t, err)
+		require.Equal(t, [][]byte{[]byte("v1"), nil}, tg.Staged)
+		tg, err = s.TargetStage(ctx, statestore.TargetStageParams{Flow: "f", Kind: "table", Key: "t1", Record: []byte("v1")})
 		require.NoError(t, err)
 		require.Equal(t, [][]byte{[]byte("v1"), nil}, tg.Staged)
 
@@ -117,6 +161,8 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		require.NoError(t, err)
 		t1 := stageCommit(t, s, "f", "t1", 0)
 		t2 := stageCommit(t, s, "f", "t2", 0)
+		stageCommit(t, s, "f", "t1/att", t1)
+		stageCommit(t, s, "f", "t2/att", t2)
 		k1 := statestore.OwnerKey{TargetID: t1, KeyHash: statestore.HashKey("k")}
 		k2 := statestore.OwnerKey{TargetID: t2, KeyHash: statestore.HashKey("k")}
 		_, err = s.Precommit(ctx, statestore.PrecommitParams{SourceID: src, Rows: []statestore.PrecommitRow{{Key: "r", NewOwners: []statestore.OwnerKey{k1, k2}}}})
@@ -137,6 +183,11 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		require.Zero(t, byKey["t1"].DestroyedGen)
 		require.Equal(t, int64(2), byKey["t2"].DestroyedGen)
 		require.Zero(t, byKey["t2"].LostGen)
+
+		// A destructive change stages a drop on the target's attachments,
+		// destroyed with it; a lossy one leaves them.
+		require.Equal(t, [][]byte{nil}, byKey["t2/att"].Staged)
+		require.Empty(t, byKey["t1/att"].Staged)
 
 		// A destructive change forgets the children's ownership; a lossy one
 		// keeps it.
