@@ -74,7 +74,7 @@ type discard struct{ rows atomic.Int64 }
 type discardSpec struct{ Name string }
 
 func (d *discard) PersistentKey(s discardSpec) target.Key { return target.Key("discard/" + s.Name) }
-func (d *discard) Describe(k target.Key) string          { return string(k) }
+func (d *discard) Describe(k target.Key) string           { return string(k) }
 func (d *discard) ApplySetupChange(context.Context, target.Key, *discardSpec, *discardSpec) error {
 	return nil
 }

@@ -89,7 +89,8 @@ type UpdateOptions struct {
 }
 
 // Engine runs a flow's updates against its state store. It is safe for
-// concurrent use, but updates of one flow must not overlap.
+// concurrent use; two updates of one flow never overlap: the second fails
+// with ErrFlowLocked, in this process or another.
 type Engine struct {
 	flow  *Flow
 	eng   *engine.Engine
@@ -329,6 +330,12 @@ type TargetStatus struct {
 // in which a source's listing failed or ended early: that source's rows were
 // updated as listed, and none was deleted.
 var ErrListingIncomplete = engine.ErrListingIncomplete
+
+// ErrFlowLocked is matched (with errors.Is) by the error of an Update,
+// Setup or Drop refused because another process or engine is updating the
+// same flow in the same state store. The lock is released when that update
+// ends or its process dies; previews, plans and status need no lock.
+var ErrFlowLocked = engine.ErrFlowLocked
 
 // Retryable marks err as transient: Tidemark retries the call that returned
 // it with jittered exponential backoff. Sources and sinks use it for

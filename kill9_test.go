@@ -102,6 +102,7 @@ func openSQLiteFile(t testing.TB, path string) *sql.DB {
 // kill9Flow opens the flow the helper process and the test both run.
 func kill9Flow(t testing.TB, dir string, src *slowSource) *tidemark.Engine {
 	targetDB := openSQLiteFile(t, filepath.Join(dir, "target.db"))
+	t.Cleanup(func() { targetDB.Close() })
 	f := tidemark.NewFlow("Kill9")
 	items := tidemark.Custom(f, &sqliteTable{db: targetDB}, sqliteTableSpec{Table: "items"})
 	tidemark.ForEach(tidemark.AddSource(f, "items", tidemark.Source[int, string](src), tidemark.MaxInFlight(8)),

@@ -451,7 +451,8 @@ func TestAttachmentsAndRetiredTargets(t *testing.T) {
 		// Drop tears everything down.
 		dropped, err := e.Drop(t.Context())
 		require.NoError(t, err)
-		require.Len(t, dropped, 1)
+		require.Len(t, dropped, 2, "the index, then its table")
+		require.Equal(t, "memory/docs#index:by_id", dropped[0].Key)
 		require.Empty(t, h.db.Tables())
 		status, err = e.Status(t.Context(), 0)
 		require.NoError(t, err)
@@ -657,5 +658,45 @@ func TestOneUpdatePerKeyAtOnce(t *testing.T) {
 			require.LessOrEqual(t, n, 2, "key %d", id)
 		}
 		require.Len(t, db.Rows("docs"), 40)
+	})
+}
+
+func TestConcurrentUpdatesOfOneFlowAreRefused(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		h.fill(5)
+		inGet := make(chan struct{})
+		release := make(chan struct{})
+		var once sync.Once
+		h.src.OnGet(func(int) {
+			once.Do(func() { close(inGet) })
+			<-release
+		})
+		first := h.open()
+		done := make(chan error, 1)
+		go func() {
+			_, err := first.Update(t.Context(), tidemark.UpdateOptions{})
+			done <- err
+		}()
+		<-inGet
+
+		second := h.open()
+		_, err := second.Update(t.Context(), tidemark.UpdateOptions{})
+		require.ErrorIs(t, err, tidemark.ErrFlowLocked)
+		_, err = second.Setup(t.Context())
+		require.ErrorIs(t, err, tidemark.ErrFlowLocked)
+		// Reading needs no lock.
+		_, err = second.Plan(t.Context())
+		require.NoError(t, err)
+		_, err = second.Status(t.Context(), 1)
+		require.NoError(t, err)
+
+		close(release)
+		require.NoError(t, <-done)
+		h.src.OnGet(nil)
+		_, err = second.Update(t.Context(), tidemark.UpdateOptions{})
+		require.NoError(t, err, "released when the first update ended")
+		h.expectDocs()
 	})
 }

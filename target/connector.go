@@ -48,6 +48,15 @@ type Preparer[S any] interface {
 	Prepare(ctx context.Context, spec S) (S, error)
 }
 
+// SetupInvalidator is implemented by a Connector whose setup changes can
+// lose or destroy the rows of its target — a column's type changed, a table
+// dropped and created again. It returns what changing from prev to cur does
+// to the rows; Tidemark then writes them all again. A connector that is not
+// a SetupInvalidator never loses rows to a setup change.
+type SetupInvalidator[S any] interface {
+	SetupInvalidation(prev, cur S) Invalidation
+}
+
 // Mutation is the batch of changes to one target of a Connector.
 type Mutation[S, V any] struct {
 	// Key is the target's persistent key.
@@ -115,8 +124,15 @@ func (c *ConnectorTarget[S, V]) Reconcile(key Key, desired *S, prev []Record, pr
 	}
 	if Unchanged(rec, prev, prevMayBeMissing) {
 		action.prevs, action.mayBeMissing, action.keep = nil, false, true
+		return &Reconciled{Action: DoContainer(c.setupSink, action), Record: rec}, nil
 	}
-	return &Reconciled{Action: DoContainer(c.setupSink, action), Record: rec}, nil
+	inv := InvalidateNone
+	if si, ok := c.conn.(SetupInvalidator[S]); ok {
+		for _, p := range prevSpecs {
+			inv = max(inv, si.SetupInvalidation(*p, *desired))
+		}
+	}
+	return &Reconciled{Action: DoContainer(c.setupSink, action), Record: rec, Invalidate: inv}, nil
 }
 
 // connSetupAction brings one target's setup to cur.

@@ -303,3 +303,30 @@ func mustFingerprint(t *testing.T, v any) Record {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// invalidatingSpy loses its rows when the column count changes.
+type invalidatingSpy struct{ spy }
+
+func (invalidatingSpy) SetupInvalidation(prev, cur spec) Invalidation {
+	if prev.Columns != cur.Columns {
+		return InvalidateLossy
+	}
+	return InvalidateNone
+}
+
+func TestConnectorSetupInvalidation(t *testing.T) {
+	t.Parallel()
+	ct := NewConnectorTarget[spec, string](&invalidatingSpy{})
+	rec, err := ct.Reconcile("t/a", &spec{Name: "a", Columns: 3}, []Record{specRecord(t, spec{Name: "a", Columns: 2})}, false)
+	require.NoError(t, err)
+	require.Equal(t, InvalidateLossy, rec.Invalidate)
+
+	rec, err = ct.Reconcile("t/a", &spec{Name: "a", Columns: 2}, []Record{specRecord(t, spec{Name: "a", Columns: 2})}, false)
+	require.NoError(t, err)
+	require.Equal(t, InvalidateNone, rec.Invalidate, "unchanged")
+
+	plain := NewConnectorTarget[spec, string](&spy{})
+	rec, err = plain.Reconcile("t/a", &spec{Name: "a", Columns: 3}, []Record{specRecord(t, spec{Name: "a", Columns: 2})}, false)
+	require.NoError(t, err)
+	require.Equal(t, InvalidateNone, rec.Invalidate, "a connector that is not a SetupInvalidator")
+}

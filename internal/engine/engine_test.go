@@ -111,8 +111,9 @@ func (s *recordingSink) sizes() []int {
 	return out
 }
 
-// leafHandler writes every declared value through sink.
-type leafHandler struct{ sink *recordingSink }
+// leafHandler writes every declared value through sink, remembering a
+// fingerprint of it.
+type leafHandler struct{ sink target.Sink[rec] }
 
 func (h leafHandler) Reconcile(key target.Key, desired *string, prev []target.Record, mm bool) (*target.Reconciled, error) {
 	if desired == nil {

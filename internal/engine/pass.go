@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -71,11 +73,24 @@ type sourceRun struct {
 	// inBatch counts the source's rows in the writer's current batch. Only
 	// the writer touches it.
 	inBatch int
-	// failedNew holds keys of rows seen for the first time whose update
-	// failed: the writer records them without learning their ids, and the
-	// deletion scan must not take them for gone.
-	failedMu  sync.Mutex
-	failedNew map[string]bool
+	// failed holds the keys of the rows whose update failed in this update.
+	// The deletion scan must not take a row seen for the first time that
+	// failed for gone (the writer records it without learning its id), nor
+	// retry a failed row.
+	failedMu sync.Mutex
+	failed   map[string]bool
+	// marked holds the ids of rows the writer marked to write a state
+	// again, until the scan after the listing hands them on; marks counts
+	// them, so that the scan runs again while it grows.
+	markedMu sync.Mutex
+	marked   map[int64]bool
+	marks    atomic.Int64
+}
+
+// flightKey is a row's key in the in-flight set: keys of two sources may be
+// equal.
+func (r *sourceRun) flightKey(key string) string {
+	return fmt.Sprintf("%d\x00%s", r.id, key)
 }
 
 // item is a row handed to a worker.
@@ -107,23 +122,27 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 		return st, err
 	}
 
+	if !opts.Preview {
+		release, err := e.lock(ctx)
+		if err != nil {
+			return finish(err)
+		}
+		defer release()
+	}
 	setup, err := e.setup(ctx, opts.Preview)
+	u.setup = setup
 	if err != nil {
 		return finish(fmt.Errorf("setting up flow %s: %w", e.flow.Name, err))
 	}
-	u.setup = setup
 
 	runs := make([]*sourceRun, 0, len(e.flow.Sources))
 	for _, src := range e.flow.Sources {
-		var id int64
-		if err := e.do(ctx, "register source", func(ctx context.Context) (err error) {
-			id, err = e.store.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: e.flow.Name, Name: src.Name})
-			return err
-		}); err != nil {
+		id, err := e.sourceID(ctx, src.Name, opts.Preview)
+		if err != nil {
 			return finish(err)
 		}
 		runs = append(runs, &sourceRun{u: u, src: src, id: id, counters: u.counters.sources[src.Name],
-			work: make(chan *item, src.MaxInFlight), failedNew: make(map[string]bool)})
+			work: make(chan *item, src.MaxInFlight), failed: make(map[string]bool)})
 	}
 
 	w := newWriter(u, runs)
@@ -164,6 +183,41 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 	return finish(errors.Join(listingErrs...))
 }
 
+// lock takes the flow's update lock.
+func (e *Engine) lock(ctx context.Context) (func(), error) {
+	var release func()
+	err := e.do(ctx, "lock flow", func(ctx context.Context) (err error) {
+		release, err = e.store.FlowLock(ctx, statestore.FlowLockParams{Flow: e.flow.Name})
+		return err
+	})
+	if errors.Is(err, statestore.ErrLocked) {
+		return nil, fmt.Errorf("flow %s: %w", e.flow.Name, ErrFlowLocked)
+	}
+	return release, err
+}
+
+// ErrFlowLocked says another update of the flow is running.
+var ErrFlowLocked = errors.New("another update of the flow is running")
+
+// sourceID returns the id of a source in the state store. Read-only, it
+// returns 0 for a source never updated: it has no row.
+func (e *Engine) sourceID(ctx context.Context, name string, readOnly bool) (int64, error) {
+	var id int64
+	err := e.do(ctx, "register source", func(ctx context.Context) (err error) {
+		p := statestore.SourceEnsureParams{Flow: e.flow.Name, Name: name}
+		if readOnly {
+			id, err = e.store.SourceFind(ctx, p)
+			if errors.Is(err, statestore.ErrNotFound) {
+				id, err = 0, nil
+			}
+			return err
+		}
+		id, err = e.store.SourceEnsure(ctx, p)
+		return err
+	})
+	return id, err
+}
+
 // run lists the source, hands changed rows to workers, and after a complete
 // listing finds the rows that are gone.
 func (r *sourceRun) run(ctx context.Context) error {
@@ -173,9 +227,7 @@ func (r *sourceRun) run(ctx context.Context) error {
 	}
 	err := r.list(gctx)
 	if err == nil && r.counters.listingComplete.Load() {
-		if err = r.drain(gctx); err == nil {
-			err = r.scanDeletions(gctx)
-		}
+		err = r.afterListing(gctx)
 	}
 	if err == nil {
 		err = r.drain(gctx)
@@ -224,10 +276,25 @@ func (r *sourceRun) list(ctx context.Context) error {
 		err error
 	}
 	// The listing runs in its own goroutine so that a partial chunk can be
-	// dispatched while it stalls.
+	// dispatched while it stalls. It is joined before list returns.
 	ch := make(chan listed, r.u.e.opts.LookupChunk)
+	listerDone := make(chan struct{})
+	defer func() {
+		cancel()
+		<-listerDone
+	}()
 	go func() {
+		defer close(listerDone)
 		defer close(ch)
+		defer func() {
+			if p := recover(); p != nil {
+				r.u.e.log.ErrorContext(ctx, "the source's listing panicked", "source", r.src.Name, "panic", p, "stack", string(debug.Stack()))
+				select {
+				case ch <- listed{err: fmt.Errorf("listing panicked: %v", p)}:
+				case <-ctx.Done():
+				}
+			}
+		}()
 		for l, err := range r.src.Impl.List(ctx) {
 			select {
 			case ch <- listed{l, err}:
@@ -312,9 +379,10 @@ func (r *sourceRun) dispatch(ctx context.Context, chunk []Listed) error {
 	keys := make([]string, 0, len(chunk))
 	kept := make([]Listed, 0, len(chunk))
 	for _, l := range chunk {
-		// A key already in flight (listed twice) is updated once.
-		if u.flights.acquire(l.Key) {
-			keys = append(keys, l.Key)
+		keys = append(keys, l.Key)
+		// A key already in flight (listed twice) is updated once; it is
+		// still looked up, so that it counts as seen.
+		if u.flights.acquire(r.flightKey(l.Key)) {
 			kept = append(kept, l)
 		}
 	}
@@ -335,7 +403,7 @@ func (r *sourceRun) dispatch(ctx context.Context, chunk []Listed) error {
 		m := byKey[l.Key]
 		if r.skip(l, m) {
 			r.counters.unchanged.Add(1)
-			u.flights.release(l.Key)
+			u.flights.release(r.flightKey(l.Key))
 			continue
 		}
 		items = append(items, &item{run: r, key: l.Key, listed: l, meta: m})
@@ -351,16 +419,16 @@ func (r *sourceRun) dispatch(ctx context.Context, chunk []Listed) error {
 // with the current logic and not invalidated since, needs no Get.
 func (r *sourceRun) skip(l Listed, m *statestore.RowMeta) bool {
 	u := r.u
-	if u.opts.Mode != ModeIncremental || m == nil || m.Staged || m.Ordinal == nil {
+	if u.opts.Mode != ModeIncremental || m == nil || m.Staged {
 		return false
 	}
 	if !bytes.Equal(m.LogicFP, u.e.logicFP) || m.Gen < u.setup.reprocessBelow {
 		return false
 	}
-	if l.HasOrdinal && r.src.Impl.ProvidesOrdinal() && *m.Ordinal >= l.Ordinal {
+	if m.Ordinal != nil && l.HasOrdinal && r.src.Impl.ProvidesOrdinal() && *m.Ordinal >= l.Ordinal {
 		return true
 	}
-	return l.Fingerprint != nil && bytes.Equal(m.ContentFP, l.Fingerprint)
+	return l.Fingerprint != nil && m.ContentFP != nil && bytes.Equal(m.ContentFP, l.Fingerprint)
 }
 
 // loadTracking loads the tracking of the items' rows in one call.
@@ -400,7 +468,7 @@ func (r *sourceRun) handOn(ctx context.Context, items []*item) error {
 		case r.work <- it:
 		case <-ctx.Done():
 			for _, rest := range items[i:] {
-				r.u.flights.release(rest.key)
+				r.u.flights.release(r.flightKey(rest.key))
 				r.pending.done()
 			}
 			return context.Cause(ctx)
@@ -409,50 +477,103 @@ func (r *sourceRun) handOn(ctx context.Context, items []*item) error {
 	return nil
 }
 
-// scanDeletions pages through the rows kept for the source and hands on,
-// as gone, those the complete listing did not name.
-func (r *sourceRun) scanDeletions(ctx context.Context) error {
+// afterListing runs once a listing completed: it pages through the rows
+// kept for the source and hands on, as gone, those the listing did not name,
+// and, to be processed again, rows marked to write a state another row
+// stopped declaring. Processing those may mark more rows, so it goes on
+// until a pass over the rows finds nothing marked.
+func (r *sourceRun) afterListing(ctx context.Context) error {
+	for range 10 {
+		if err := r.drain(ctx); err != nil {
+			return err
+		}
+		marks := r.marks.Load()
+		handed, err := r.scanRows(ctx)
+		if err != nil {
+			return err
+		}
+		if err := r.drain(ctx); err != nil {
+			return err
+		}
+		if handed == 0 && r.marks.Load() == marks {
+			return nil
+		}
+	}
+	return nil
+}
+
+// scanRows pages through the source's rows once, handing on the gone and
+// the marked ones, and returns how many it handed on.
+func (r *sourceRun) scanRows(ctx context.Context) (int, error) {
 	u := r.u
-	var after int64
+	var (
+		after  int64
+		handed int
+	)
 	for {
 		var page []statestore.RowMeta
 		if err := u.e.do(ctx, "scan rows", func(ctx context.Context) (err error) {
 			page, err = u.e.store.RowScan(ctx, statestore.RowScanParams{SourceID: r.id, AfterID: after, Limit: 1000})
 			return err
 		}); err != nil {
-			return err
+			return handed, err
 		}
 		if len(page) == 0 {
-			return nil
+			return handed, nil
 		}
 		var items []*item
 		for i := range page {
 			m := &page[i]
 			after = m.ID
-			if r.seen.has(m.ID) || r.isFailedNew(m.Key) || !u.flights.acquire(m.Key) {
+			seen := r.seen.has(m.ID)
+			if r.isFailed(m.Key) || seen && !(m.Staged && r.takeMarked(m.ID)) || !u.flights.acquire(r.flightKey(m.Key)) {
 				continue
 			}
-			items = append(items, &item{run: r, key: m.Key, meta: m, gone: true})
+			// Unseen: gone; it counts as seen from now on. Seen: marked to
+			// write a state again.
+			r.seen.add(m.ID)
+			items = append(items, &item{run: r, key: m.Key, meta: m, gone: !seen})
 		}
 		if err := r.loadTracking(ctx, items); err != nil {
-			return err
+			return handed, err
 		}
 		if err := r.handOn(ctx, items); err != nil {
-			return err
+			return handed, err
 		}
+		handed += len(items)
 	}
 }
 
-func (r *sourceRun) isFailedNew(key string) bool {
-	r.failedMu.Lock()
-	defer r.failedMu.Unlock()
-	return r.failedNew[key]
+// mark records that row id must write a state again.
+func (r *sourceRun) mark(id int64) {
+	r.markedMu.Lock()
+	defer r.markedMu.Unlock()
+	if r.marked == nil {
+		r.marked = make(map[int64]bool)
+	}
+	r.marked[id] = true
+	r.marks.Add(1)
 }
 
-func (r *sourceRun) markFailedNew(key string) {
+// takeMarked reports whether row id is marked, unmarking it.
+func (r *sourceRun) takeMarked(id int64) bool {
+	r.markedMu.Lock()
+	defer r.markedMu.Unlock()
+	ok := r.marked[id]
+	delete(r.marked, id)
+	return ok
+}
+
+func (r *sourceRun) isFailed(key string) bool {
 	r.failedMu.Lock()
 	defer r.failedMu.Unlock()
-	r.failedNew[key] = true
+	return r.failed[key]
+}
+
+func (r *sourceRun) markFailed(key string) {
+	r.failedMu.Lock()
+	defer r.failedMu.Unlock()
+	r.failed[key] = true
 }
 
 // worker fetches and processes rows until the work channel closes.
@@ -461,14 +582,14 @@ func (r *sourceRun) worker(ctx context.Context) error {
 	for it := range r.work {
 		res := r.process(ctx, it, &h)
 		if res == nil { // cancelled
-			r.u.flights.release(it.key)
+			r.u.flights.release(r.flightKey(it.key))
 			r.pending.done()
 			continue
 		}
 		select {
 		case r.u.results <- res:
 		case <-ctx.Done():
-			r.u.flights.release(it.key)
+			r.u.flights.release(r.flightKey(it.key))
 			r.pending.done()
 		}
 	}

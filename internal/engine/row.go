@@ -48,6 +48,16 @@ type trackKey struct {
 type tracked struct {
 	prev         []target.Record
 	mayBeMissing bool
+	// wrote says the row's value may be the one in the target.
+	wrote bool
+}
+
+// declaration is a target state a row declares.
+type declaration struct {
+	value  any
+	record target.Record
+	// wrote says the row's value may be the one in the target already.
+	wrote bool
 }
 
 // plannedAction is an action a row's update wants written.
@@ -60,9 +70,17 @@ type plannedAction struct {
 	// for a state no longer declared.
 	record target.Record
 	delete bool
-	// cancelled is set by the writer when another row's declaration or
-	// ownership makes the action moot.
+	// cancelled is set by the writer on a deletion that another row's
+	// declaration or ownership makes moot, or that another row of the batch
+	// already asks for.
 	cancelled bool
+	// standby is set by the writer on a write of a state that a later row
+	// of the batch writes too: it is applied only if that row fails.
+	standby bool
+	// wrote, on a deletion, says the row's value may be the one in the
+	// target; applied says the writer applied the action.
+	wrote   bool
+	applied bool
 }
 
 // rowResult is a processed row on its way to the writer.
@@ -80,8 +98,10 @@ type rowResult struct {
 	// declared holds the row's target states per root, with their records:
 	// its tracking once committed.
 	declared map[int64][]statestore.Entry
-	// declaredSet holds the same target states, for lookups.
-	declaredSet map[trackKey]bool
+	// declaredSet holds the same target states with their values, for
+	// lookups and for writing a state again when another row stops
+	// declaring it.
+	declaredSet map[trackKey]*declaration
 	// owned are the target states the row owned before this update.
 	owned   map[trackKey]bool
 	actions []*plannedAction
@@ -97,7 +117,26 @@ func (r *sourceRun) fail(res *rowResult, err error) *rowResult {
 }
 
 // process fetches and processes one row; nil when the update is cancelled.
-func (r *sourceRun) process(ctx context.Context, it *item, h *fingerprint.Hasher) *rowResult {
+// A panic in the source, the processing function, a handler or the
+// fingerprinting fails the row.
+func (r *sourceRun) process(ctx context.Context, it *item, h *fingerprint.Hasher) (res *rowResult) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.u.e.log.ErrorContext(ctx, "a panic while updating a row", "source", r.src.Name, "key", it.key, "panic", p, "stack", string(debug.Stack()))
+			res = r.fail(&rowResult{run: r, key: it.key, id: idOf(it.meta)}, fmt.Errorf("panic: %v", p))
+		}
+	}()
+	return r.processRow(ctx, it, h)
+}
+
+func idOf(m *statestore.RowMeta) int64 {
+	if m == nil {
+		return 0
+	}
+	return m.ID
+}
+
+func (r *sourceRun) processRow(ctx context.Context, it *item, h *fingerprint.Hasher) *rowResult {
 	u := r.u
 	res := &rowResult{run: r, key: it.key}
 	if it.meta != nil {
@@ -180,14 +219,8 @@ func (r *sourceRun) process(ctx context.Context, it *item, h *fingerprint.Hasher
 	return res
 }
 
-// runProcess runs the processing function, turning a panic into an error.
-func (r *sourceRun) runProcess(ctx context.Context, key string, value any) (decls []Decl, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			r.u.e.log.ErrorContext(ctx, "the processing function panicked", "source", r.src.Name, "key", key, "panic", p, "stack", string(debug.Stack()))
-			err = fmt.Errorf("panic: %v", p)
-		}
-	}()
+// runProcess runs the processing function.
+func (r *sourceRun) runProcess(ctx context.Context, key string, value any) ([]Decl, error) {
 	return r.src.Impl.Process(ctx, key, value)
 }
 
@@ -220,7 +253,7 @@ func (u *update) decodeTracking(t statestore.RowTracking) (map[trackKey]*tracked
 			continue
 		}
 		for _, e := range s.Entries {
-			out[trackKey{rs.id, target.Key(e.Key)}] = &tracked{prev: []target.Record{e.Record}, mayBeMissing: lost || reexport}
+			out[trackKey{rs.id, target.Key(e.Key)}] = &tracked{prev: []target.Record{e.Record}, mayBeMissing: lost || reexport, wrote: e.Wrote}
 		}
 	}
 	var live []statestore.Section
@@ -239,6 +272,7 @@ func (u *update) decodeTracking(t statestore.RowTracking) (map[trackKey]*tracked
 			}
 			// A staged change may or may not have happened.
 			t.mayBeMissing = true
+			t.wrote = true
 			if !e.Deleting && !containsRecord(t.prev, e.Record) {
 				t.prev = append(t.prev, e.Record)
 			}
@@ -261,7 +295,7 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 		res.owned[k] = true
 	}
 	res.declared = make(map[int64][]statestore.Entry)
-	seen := make(map[trackKey]bool, len(decls))
+	seen := make(map[trackKey]*declaration, len(decls))
 	res.declaredSet = seen
 	for _, d := range decls {
 		if d.Root < 0 || d.Root >= len(u.setup.roots) {
@@ -275,10 +309,9 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 			return fmt.Errorf("declared %q in target %s, which has no children", d.Key, rs.root.Key)
 		}
 		k := trackKey{rs.id, d.Key}
-		if seen[k] {
+		if seen[k] != nil {
 			return fmt.Errorf("declared %q in target %s twice", d.Key, rs.root.Key)
 		}
-		seen[k] = true
 		t := tracking[k]
 		if t == nil {
 			t = &tracked{mayBeMissing: true}
@@ -297,11 +330,12 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 		case len(t.prev) > 0:
 			record = t.prev[0]
 		}
+		seen[k] = &declaration{value: d.Value, record: record, wrote: t.wrote}
 		res.declared[rs.id] = append(res.declared[rs.id], statestore.Entry{Key: string(d.Key), Record: record})
 	}
 	gone := make([]trackKey, 0, len(tracking))
 	for k := range tracking {
-		if !seen[k] {
+		if seen[k] == nil {
 			gone = append(gone, k)
 		}
 	}
@@ -320,7 +354,7 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, k.key, err)
 		}
 		if rec != nil && !rec.Action.IsZero() {
-			res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, delete: true})
+			res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, delete: true, wrote: t.wrote})
 		}
 	}
 	return nil

@@ -3,7 +3,9 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/tidemark/tidemark/internal/statestore"
@@ -106,49 +108,43 @@ func describe(a target.Action) string {
 }
 
 // setup reconciles the flow's root targets and their attachments, applying
-// the changes unless preview is set, and returns the child handlers.
+// the changes unless preview is set, and returns the child handlers. The
+// state it returns lists the changes made, even with an error.
 func (e *Engine) setup(ctx context.Context, preview bool) (*setupState, error) {
 	var flow statestore.Flow
 	if err := e.do(ctx, "get flow", func(ctx context.Context) (err error) {
+		if preview {
+			flow, err = e.store.FlowFind(ctx, statestore.FlowGetParams{Flow: e.flow.Name})
+			if errors.Is(err, statestore.ErrNotFound) {
+				flow, err = statestore.Flow{Name: e.flow.Name}, nil
+			}
+			return err
+		}
 		flow, err = e.store.FlowGet(ctx, statestore.FlowGetParams{Flow: e.flow.Name})
 		return err
 	}); err != nil {
-		return nil, err
+		return &setupState{}, err
 	}
+	st := &setupState{gen: flow.Gen, byID: make(map[int64]*rootState)}
 	stored, err := e.listTargets(ctx)
 	if err != nil {
-		return nil, err
+		return st, err
 	}
 	byKey := make(map[string]*statestore.Target, len(stored))
 	for i := range stored {
 		byKey[stored[i].Key] = &stored[i]
 	}
 
-	st := &setupState{gen: flow.Gen, byID: make(map[int64]*rootState)}
+	// Retire first what the flow no longer declares, or declares with
+	// another kind, so that a new target never meets an old one's teardown.
 	declared := make(map[string]bool)
-	for i, r := range e.flow.Roots {
+	for _, r := range e.flow.Roots {
 		declared[string(r.Key)] = true
-		cur := byKey[string(r.Key)]
-		if cur != nil && (cur.ParentID != 0 || cur.Kind != r.Kind) {
-			// The key now names a target of another kind: tear the old one
-			// down first.
+		if cur := byKey[string(r.Key)]; cur != nil && (cur.ParentID != 0 || cur.Kind != r.Kind) {
 			if err := e.retire(ctx, st, cur, preview); err != nil {
-				return nil, err
+				return st, err
 			}
-			cur = nil
-		}
-		rs := &rootState{root: r, index: i}
-		if err := e.setupRoot(ctx, st, rs, cur, preview); err != nil {
-			return nil, fmt.Errorf("setting up target %s: %w", r.Key, err)
-		}
-		st.roots = append(st.roots, rs)
-		if rs.id != 0 {
-			st.byID[rs.id] = rs
-		}
-		if r.Container && !rs.pending {
-			if err := e.setupAttachments(ctx, st, rs, stored, preview); err != nil {
-				return nil, fmt.Errorf("setting up the attachments of %s: %w", r.Key, err)
-			}
+			delete(byKey, string(r.Key))
 		}
 	}
 	for i := range stored {
@@ -157,7 +153,30 @@ func (e *Engine) setup(ctx context.Context, preview bool) (*setupState, error) {
 			continue
 		}
 		if err := e.retire(ctx, st, cur, preview); err != nil {
-			return nil, err
+			return st, err
+		}
+	}
+	for i, r := range e.flow.Roots {
+		rs := &rootState{root: r, index: i}
+		cur := byKey[string(r.Key)]
+		if err := e.setupRoot(ctx, st, rs, cur, preview); err != nil {
+			return st, fmt.Errorf("setting up target %s: %w", r.Key, err)
+		}
+		if cur != nil && rs.destroyedGen != cur.DestroyedGen {
+			// Destroying the container staged drops on its attachments:
+			// read them again.
+			if stored, err = e.listTargets(ctx); err != nil {
+				return st, err
+			}
+		}
+		st.roots = append(st.roots, rs)
+		if rs.id != 0 {
+			st.byID[rs.id] = rs
+		}
+		if r.Container && !rs.pending {
+			if err := e.setupAttachments(ctx, st, rs, stored, preview); err != nil {
+				return st, fmt.Errorf("setting up the attachments of %s: %w", r.Key, err)
+			}
 		}
 	}
 	for _, rs := range st.roots {
@@ -182,7 +201,7 @@ func (e *Engine) setupRoot(ctx context.Context, st *setupState, rs *rootState, c
 		rs.id, rs.destroyedGen, rs.lostGen = cur.ID, cur.DestroyedGen, cur.LostGen
 	}
 	prev, mayBeMissing := possibles(cur)
-	rec, err := r.Handler.Reconcile(r.Key, r.Spec, prev, mayBeMissing)
+	rec, err := safeReconcile(r.Handler, r.Key, r.Spec, prev, mayBeMissing)
 	if err != nil {
 		return err
 	}
@@ -193,6 +212,12 @@ func (e *Engine) setupRoot(ctx context.Context, st *setupState, rs *rootState, c
 		return nil
 	}
 	unchanged := cur != nil && cur.Exists && len(cur.Staged) == 0 && bytes.Equal(cur.Record, rec.Record) && rec.Invalidate == target.InvalidateNone
+	invalidate := rec.Invalidate
+	if len(prev) == 0 && r.Container {
+		// A container created (again) holds nothing: every row must write
+		// its children, even rows unchanged since they last did.
+		invalidate = target.InvalidateDestructive
+	}
 	if !unchanged {
 		change := "update"
 		if len(prev) == 0 {
@@ -201,6 +226,10 @@ func (e *Engine) setupRoot(ctx context.Context, st *setupState, rs *rootState, c
 		st.changes = append(st.changes, SetupChange{Kind: r.Kind, Key: string(r.Key), Change: change, Description: describe(rec.Action), Invalidate: rec.Invalidate})
 		if preview {
 			rs.pending = true
+			if invalidate != target.InvalidateNone {
+				// Every row would be processed again.
+				st.reprocessBelow = math.MaxInt64
+			}
 			return nil
 		}
 		staged, err := e.stageTarget(ctx, r.Kind, string(r.Key), 0, rec.Record)
@@ -214,12 +243,12 @@ func (e *Engine) setupRoot(ctx context.Context, st *setupState, rs *rootState, c
 		return err
 	}
 	if !unchanged {
-		gen, err := e.commitTarget(ctx, rs.id, true, rec.Record, rec.Invalidate)
+		gen, err := e.commitTarget(ctx, rs.id, true, rec.Record, invalidate)
 		if err != nil {
 			return err
 		}
 		st.gen = gen
-		switch rec.Invalidate {
+		switch invalidate {
 		case target.InvalidateLossy:
 			rs.lostGen = gen
 		case target.InvalidateDestructive:
@@ -263,7 +292,7 @@ func (e *Engine) setupAttachments(ctx context.Context, st *setupState, rs *rootS
 		}
 		cur := existing[full]
 		prev, mayBeMissing := possibles(cur)
-		rec, err := h.Reconcile(a.Key, a.Spec, prev, mayBeMissing)
+		rec, err := safeReconcile(h, a.Key, a.Spec, prev, mayBeMissing)
 		if err != nil {
 			return fmt.Errorf("attachment %s: %w", full, err)
 		}
@@ -332,7 +361,7 @@ func (e *Engine) handlerFor(cur *statestore.Target) (target.Erased, bool) {
 // tearDown reconciles a stored setup state as gone and forgets it.
 func (e *Engine) tearDown(ctx context.Context, st *setupState, h target.Erased, cur *statestore.Target, key target.Key, preview bool) error {
 	prev, mayBeMissing := possibles(cur)
-	rec, err := h.Reconcile(key, nil, prev, mayBeMissing)
+	rec, err := safeReconcile(h, key, nil, prev, mayBeMissing)
 	if err != nil {
 		return err
 	}
@@ -384,10 +413,54 @@ func (e *Engine) applySetup(ctx context.Context, key string, action target.Actio
 	}
 	var children []target.Erased
 	err := e.do(ctx, "set up "+key, func(ctx context.Context) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("the setup sink panicked: %v", p)
+			}
+		}()
 		children, err = target.ApplyBatch(ctx, []target.Action{action})
 		return err
 	})
 	return children, err
+}
+
+// dropAttachments tears down the attachments of a container about to be
+// dropped, when the flow still declares it unchanged: only then can the
+// engine get the child handler that knows them. Otherwise they go with the
+// container.
+func (e *Engine) dropAttachments(ctx context.Context, st *setupState, cur *statestore.Target, stored []statestore.Target) error {
+	var root *Root
+	for _, r := range e.flow.Roots {
+		if string(r.Key) == cur.Key && r.Kind == cur.Kind && r.Container {
+			root = r
+		}
+	}
+	if root == nil || !cur.Exists || len(cur.Staged) > 0 {
+		return nil
+	}
+	rec, err := safeReconcile(root.Handler, root.Key, root.Spec, []target.Record{cur.Record}, false)
+	if err != nil || rec == nil || !bytes.Equal(rec.Record, cur.Record) || rec.Invalidate != target.InvalidateNone {
+		return err
+	}
+	children, err := e.applySetup(ctx, cur.Key, rec.Action) // a keep: no I/O
+	if err != nil || len(children) != 1 || children[0].IsZero() {
+		return err
+	}
+	for i := range stored {
+		att := &stored[i]
+		if att.ParentID != cur.ID {
+			continue
+		}
+		h, ok := children[0].Attachment(att.Kind)
+		if !ok {
+			continue
+		}
+		key := target.Key(strings.TrimPrefix(att.Key, cur.Key+"#"+att.Kind+":"))
+		if err := e.tearDown(ctx, st, h, att, key, false); err != nil {
+			return fmt.Errorf("attachment %s: %w", att.Key, err)
+		}
+	}
+	return nil
 }
 
 // Plan returns the setup changes an update would apply, applying none.
@@ -399,19 +472,27 @@ func (e *Engine) Plan(ctx context.Context) ([]SetupChange, error) {
 	return st.changes, nil
 }
 
-// Setup applies the flow's setup changes and returns them.
+// Setup applies the flow's setup changes and returns them, with those
+// applied before an error.
 func (e *Engine) Setup(ctx context.Context) ([]SetupChange, error) {
-	st, err := e.setup(ctx, false)
+	release, err := e.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return st.changes, nil
+	defer release()
+	st, err := e.setup(ctx, false)
+	return st.changes, err
 }
 
 // Drop tears down every root target the flow has, with their children, and
 // forgets everything kept for the flow. It refuses, changing nothing, when a
 // stored target's kind has no handler.
 func (e *Engine) Drop(ctx context.Context) ([]SetupChange, error) {
+	release, err := e.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	stored, err := e.listTargets(ctx)
 	if err != nil {
 		return nil, err
@@ -434,6 +515,9 @@ func (e *Engine) Drop(ctx context.Context) ([]SetupChange, error) {
 	}
 	st := &setupState{}
 	for _, d := range drops {
+		if err := e.dropAttachments(ctx, st, d.cur, stored); err != nil {
+			return st.changes, fmt.Errorf("dropping the attachments of %s: %w", d.cur.Key, err)
+		}
 		if err := e.tearDown(ctx, st, d.h, d.cur, target.Key(d.cur.Key), false); err != nil {
 			return st.changes, fmt.Errorf("dropping target %s: %w", d.cur.Key, err)
 		}

@@ -38,18 +38,21 @@ type TargetStatus struct {
 }
 
 // Status reports the flow's state, listing at most failures failed rows per
-// source.
+// source. It writes nothing.
 func (e *Engine) Status(ctx context.Context, failures int) (Status, error) {
 	var st Status
 	for _, src := range e.flow.Sources {
 		var (
-			id   int64
 			ss   statestore.SourceStatus
 			errs []statestore.RowError
 		)
-		err := e.do(ctx, "source status", func(ctx context.Context) (err error) {
-			if id, err = e.store.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: e.flow.Name, Name: src.Name}); err != nil {
-				return err
+		id, err := e.sourceID(ctx, src.Name, true)
+		if err != nil {
+			return st, err
+		}
+		err = e.do(ctx, "source status", func(ctx context.Context) (err error) {
+			if id == 0 {
+				return nil // never updated
 			}
 			if ss, err = e.store.SourceStatus(ctx, statestore.SourceStatusParams{SourceID: id}); err != nil {
 				return err

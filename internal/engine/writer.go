@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/retry"
@@ -20,10 +21,14 @@ type writer struct {
 	batch   []*rowResult
 	actions int
 	bytes   int
+	// stale holds target states whose value may be that of a row that no
+	// longer declares them: the next row of this update declaring one
+	// writes it again.
+	stale map[trackKey]bool
 }
 
 func newWriter(u *update, runs []*sourceRun) *writer {
-	return &writer{u: u, runs: runs}
+	return &writer{u: u, runs: runs, stale: make(map[trackKey]bool)}
 }
 
 // run batches results until the channel closes, flushing a batch when it is
@@ -110,7 +115,7 @@ func (w *writer) flush(ctx context.Context) error {
 	}
 	for _, res := range batch {
 		res.run.inBatch--
-		w.u.flights.release(res.key)
+		w.u.flights.release(res.run.flightKey(res.key))
 		res.run.pending.done()
 	}
 	return nil
@@ -126,7 +131,7 @@ func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 	if u.opts.Preview {
 		for _, res := range batch {
 			for _, a := range res.actions {
-				if !a.cancelled {
+				if !a.cancelled && !a.standby {
 					w.count(a)
 				}
 			}
@@ -173,31 +178,51 @@ func runHook(ctx context.Context, hook func(context.Context) error) error {
 	return hook(ctx)
 }
 
-// slot gathers the actions of a batch for one target state.
+// slot gathers what the rows of a batch want of one target state.
 type slot struct {
-	upserts  []*plannedAction
-	deletes  []*plannedAction
-	declared bool // some row of the batch declares the state
+	upserts []*plannedAction
+	deletes []*plannedAction
+	// declarers are the rows of the batch that declare the state.
+	declarers []*rowResult
 }
 
-// resolve settles what the rows of a batch want for the same target state:
-// a state some row declares is not deleted, and of several writes the last
-// wins; a state no row of the batch declares is deleted once, and only if no
-// other row owns it.
+// resolve settles what the rows of a batch want of one target state, which
+// several rows may declare. A state some row of the batch declares is not
+// deleted; if it was to be deleted by another row (which stopped declaring
+// it, maybe after writing it last), the last declarer writes it again. A
+// state no row of the batch declares is deleted once, and only if no other
+// row owns it; if one does, that row is marked to write it again. Of several
+// writes of one state the last wins; the others stand by, to be applied if
+// its row fails.
 func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 	slots := make(map[trackKey]*slot)
+	get := func(k trackKey) *slot {
+		s := slots[k]
+		if s == nil {
+			s = &slot{}
+			slots[k] = s
+		}
+		return s
+	}
 	for _, res := range batch {
 		for _, a := range res.actions {
-			k := trackKey{a.root.id, a.key}
-			s := slots[k]
-			if s == nil {
-				s = &slot{}
-				slots[k] = s
-			}
+			s := get(trackKey{a.root.id, a.key})
 			if a.delete {
 				s.deletes = append(s.deletes, a)
 			} else {
 				s.upserts = append(s.upserts, a)
+			}
+		}
+	}
+	// Rows that declare a state another row stopped declaring in an earlier
+	// batch write it again.
+	for _, res := range batch {
+		if res.kind != resultUpdate {
+			continue
+		}
+		for k := range res.declaredSet {
+			if w.stale[k] {
+				get(k)
 			}
 		}
 	}
@@ -211,13 +236,13 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 		if len(res.declaredSet) < len(slots) {
 			for k := range res.declaredSet {
 				if s := slots[k]; s != nil {
-					s.declared = true
+					s.declarers = append(s.declarers, res)
 				}
 			}
 		} else {
 			for k, s := range slots {
-				if res.declaredSet[k] {
-					s.declared = true
+				if res.declaredSet[k] != nil {
+					s.declarers = append(s.declarers, res)
 				}
 			}
 		}
@@ -227,13 +252,21 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 		checkFor = make(map[statestore.OwnerKey]*slot)
 	)
 	for k, s := range slots {
-		if s.declared {
+		for _, a := range s.upserts[:max(len(s.upserts)-1, 0)] {
+			a.standby = true
+		}
+		if len(s.declarers) > 0 {
 			for _, a := range s.deletes {
 				a.cancelled = true
 			}
-			for _, a := range s.upserts[:max(len(s.upserts)-1, 0)] {
-				a.cancelled = true
+			if (anyWrote(s.deletes) || w.stale[k]) && len(s.upserts) == 0 {
+				last := s.declarers[len(s.declarers)-1]
+				w.rewrite(last, k)
 			}
+			delete(w.stale, k)
+			continue
+		}
+		if len(s.deletes) == 0 {
 			continue
 		}
 		for _, a := range s.deletes[1:] {
@@ -253,6 +286,7 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 	}); err != nil {
 		return err
 	}
+	others := make(map[int64][]trackKey) // row id → states it must write again
 	for _, o := range owners {
 		s := checkFor[o.OwnerKey]
 		dropping := false
@@ -262,12 +296,165 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 				break
 			}
 		}
-		if !dropping {
-			// Another source row still declares the state: it stays.
-			s.deletes[0].cancelled = true
+		if dropping {
+			continue
+		}
+		// Another source row still declares the state: it stays. If the
+		// value in the target may be the one of a row that no longer
+		// declares it, the other row writes its own again.
+		first := s.deletes[0]
+		first.cancelled = true
+		if anyWrote(s.deletes) {
+			k := trackKey{first.root.id, first.key}
+			w.stale[k] = true
+			others[o.RowID] = append(others[o.RowID], k)
+		}
+	}
+	if len(others) == 0 || w.u.opts.Preview {
+		return nil
+	}
+	return w.markForRewrite(ctx, others)
+}
+
+// anyWrote reports whether a row deleting the state may have written the
+// value in the target.
+func anyWrote(deletes []*plannedAction) bool {
+	for _, a := range deletes {
+		if a.wrote {
+			return true
+		}
+	}
+	return false
+}
+
+// rewrite makes res write the state k again, with the value it declares:
+// another row may have written the value in the target last.
+func (w *writer) rewrite(res *rowResult, k trackKey) {
+	d := res.declaredSet[k]
+	rs := w.u.setup.byID[k.root]
+	var prev []target.Record
+	if d.record != nil {
+		prev = []target.Record{d.record}
+	}
+	rec, err := safeReconcile(rs.child, k.key, d.value, prev, true)
+	if err != nil {
+		res.run.fail(res, fmt.Errorf("target %s, key %q: %w", rs.root.Key, k.key, err))
+		return
+	}
+	if rec != nil && !rec.Action.IsZero() {
+		res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, record: rec.Record})
+	}
+}
+
+// safeReconcile calls a handler, turning a panic into an error.
+func safeReconcile(h target.Erased, key target.Key, desired any, prev []target.Record, mayBeMissing bool) (rec *target.Reconciled, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
+	return h.Reconcile(key, desired, prev, mayBeMissing)
+}
+
+// markForRewrite stages, on rows outside the batch, target states they must
+// write again: the next time each row is processed (in this update if it is
+// in flight, else in the next, since a staged row is never skipped), it finds
+// them possibly missing and writes them.
+func (w *writer) markForRewrite(ctx context.Context, rows map[int64][]trackKey) error {
+	ids := make([]int64, 0, len(rows))
+	for id := range rows {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	var loaded []statestore.RowTracking
+	if err := w.u.e.do(ctx, "load rows", func(ctx context.Context) (err error) {
+		loaded, err = w.u.e.store.RowLoad(ctx, statestore.RowLoadParams{IDs: ids})
+		return err
+	}); err != nil {
+		return err
+	}
+	var marks []statestore.PrecommitRow
+	for _, t := range loaded {
+		staged, err := statestore.DecodeSections(t.Staged)
+		if err != nil {
+			return fmt.Errorf("reading the staged tracking of row %d: %w", t.ID, err)
+		}
+		var add []stagedEntry
+		for _, k := range rows[t.ID] {
+			add = append(add, stagedEntry{root: k.root, entry: statestore.Entry{Key: string(k.key), Deleting: true}})
+		}
+		marks = append(marks, statestore.PrecommitRow{ID: t.ID, Staged: statestore.EncodeSections(mergeStaged(staged, add, w.u.setup.gen))})
+	}
+	if len(marks) == 0 {
+		return nil
+	}
+	if err := w.u.e.do(ctx, "mark rows", func(ctx context.Context) error {
+		_, err := w.u.e.store.Precommit(ctx, statestore.PrecommitParams{Rows: marks})
+		return err
+	}); err != nil {
+		return err
+	}
+	// The marked rows may belong to any source (ids are unique across
+	// sources): each source's scan looks for them.
+	for _, run := range w.runs {
+		for _, m := range marks {
+			run.mark(m.ID)
 		}
 	}
 	return nil
+}
+
+// stagedEntry is a staged entry for a root target.
+type stagedEntry struct {
+	root  int64
+	entry statestore.Entry
+}
+
+// mergeStaged merges new staged entries into old staged sections, keeping
+// each distinct (target, key, record, deleting) once, so that a row that
+// keeps failing does not grow its staged tracking.
+func mergeStaged(old []statestore.Section, add []stagedEntry, gen int64) []statestore.Section {
+	type id struct {
+		root     int64
+		key      string
+		record   string
+		hasRec   bool
+		deleting bool
+	}
+	seen := make(map[id]bool)
+	keyOf := func(root int64, e statestore.Entry) id {
+		return id{root, e.Key, string(e.Record), e.Record != nil, e.Deleting}
+	}
+	var out []statestore.Section
+	for _, s := range old {
+		kept := statestore.Section{TargetID: s.TargetID, Gen: s.Gen}
+		for _, e := range s.Entries {
+			k := keyOf(s.TargetID, e)
+			if !seen[k] {
+				seen[k] = true
+				kept.Entries = append(kept.Entries, e)
+			}
+		}
+		if len(kept.Entries) > 0 {
+			out = append(out, kept)
+		}
+	}
+	bySection := make(map[int64]int)
+	for _, a := range add {
+		k := keyOf(a.root, a.entry)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		i, ok := bySection[a.root]
+		if !ok {
+			i = len(out)
+			bySection[a.root] = i
+			out = append(out, statestore.Section{TargetID: a.root, Gen: gen})
+		}
+		out[i].Entries = append(out[i].Entries, a.entry)
+	}
+	return out
 }
 
 // liveActions returns the actions of res still to be written.
@@ -281,23 +468,10 @@ func liveActions(res *rowResult) []*plannedAction {
 	return out
 }
 
-// newOwners returns the target states res declares that it did not own.
-func newOwners(res *rowResult) []statestore.OwnerKey {
-	var out []statestore.OwnerKey
-	for _, rs := range res.run.u.setup.roots {
-		for _, e := range res.declared[rs.id] {
-			k := trackKey{rs.id, target.Key(e.Key)}
-			if !res.owned[k] {
-				out = append(out, statestore.OwnerKey{TargetID: rs.id, KeyHash: statestore.HashKey(e.Key)})
-			}
-		}
-	}
-	return out
-}
-
 // precommit stages, for the rows of run about to write, every target state
-// they write or delete, and records ownership of the states they declare
-// for the first time.
+// they write or delete and every state they declare for the first time,
+// with its ownership. The ownership rows of a row thus never name a state
+// its tracking (committed or staged) does not hold, whatever fails later.
 func (w *writer) precommit(ctx context.Context, run *sourceRun, batch []*rowResult) error {
 	var (
 		rows []statestore.PrecommitRow
@@ -307,24 +481,29 @@ func (w *writer) precommit(ctx context.Context, run *sourceRun, batch []*rowResu
 		if res.run != run || (res.kind != resultUpdate && res.kind != resultGone) {
 			continue
 		}
-		live := liveActions(res)
-		owners := newOwners(res)
+		var (
+			add    []stagedEntry
+			owners []statestore.OwnerKey
+		)
+		for _, a := range liveActions(res) {
+			add = append(add, stagedEntry{root: a.root.id, entry: statestore.Entry{Key: string(a.key), Record: a.record, Deleting: a.delete}})
+		}
+		for _, rs := range w.u.setup.roots {
+			for _, e := range res.declared[rs.id] {
+				k := trackKey{rs.id, target.Key(e.Key)}
+				if res.owned[k] {
+					continue
+				}
+				owners = append(owners, statestore.OwnerKey{TargetID: rs.id, KeyHash: statestore.HashKey(e.Key)})
+				add = append(add, stagedEntry{root: rs.id, entry: e})
+			}
+		}
 		// A row seen for the first time is precommitted even with nothing to
 		// stage: that is where it is inserted and gets its id.
-		if len(live) == 0 && len(owners) == 0 && res.id != 0 {
+		if len(add) == 0 && res.id != 0 {
 			continue
 		}
-		staged := append([]statestore.Section(nil), res.oldStaged...)
-		bySection := make(map[int64]int)
-		for _, a := range live {
-			i, ok := bySection[a.root.id]
-			if !ok {
-				i = len(staged)
-				bySection[a.root.id] = i
-				staged = append(staged, statestore.Section{TargetID: a.root.id, Gen: w.u.setup.gen})
-			}
-			staged[i].Entries = append(staged[i].Entries, statestore.Entry{Key: string(a.key), Record: a.record, Deleting: a.delete})
-		}
+		staged := mergeStaged(res.oldStaged, add, w.u.setup.gen)
 		rows = append(rows, statestore.PrecommitRow{ID: res.id, Key: res.key, Staged: statestore.EncodeSections(staged), NewOwners: owners})
 		who = append(who, res)
 	}
@@ -351,42 +530,94 @@ type sinkGroup struct {
 }
 
 // apply writes the batch's live actions, one call per sink, in order of
-// first appearance. A write that fails for good is split by source row until
-// the rows at fault are found; they are returned as failed. A transient
-// fault that outlasts the retries fails the whole update.
+// first appearance. A write that fails for good is split by source row
+// until the rows at fault are found; they are returned as failed. Where the
+// row of a state's winning write failed, the latest write of that state by
+// a row that did not fail is applied next. A transient fault that outlasts
+// the retries fails the update.
 func (w *writer) apply(ctx context.Context, batch []*rowResult) (map[*rowResult]error, error) {
 	var (
-		groups []*sinkGroup
-		bySink = make(map[any]*sinkGroup)
+		next    []*plannedAction
+		standby = make(map[trackKey][]*plannedAction) // latest last
+		winner  = make(map[trackKey]*plannedAction)
 	)
 	for _, res := range batch {
+		if res.kind == resultFailed {
+			continue
+		}
 		for _, a := range res.actions {
-			if a.cancelled {
-				continue
+			switch k := (trackKey{a.root.id, a.key}); {
+			case a.cancelled:
+			case a.standby:
+				standby[k] = append(standby[k], a)
+			default:
+				next = append(next, a)
+				if !a.delete {
+					winner[k] = a
+				}
 			}
-			s := a.action.Sink()
-			g := bySink[s]
-			if g == nil {
-				g = &sinkGroup{}
-				bySink[s] = g
-				groups = append(groups, g)
-			}
-			g.actions = append(g.actions, a)
 		}
 	}
 	failed := make(map[*rowResult]error)
-	for _, g := range groups {
-		if err := w.applyGroup(ctx, g.actions, failed); err != nil {
+	for len(next) > 0 {
+		if err := w.applyActions(ctx, next, failed); err != nil {
 			return nil, err
+		}
+		// Fall back to the latest standing-by write of each state whose
+		// winning row failed.
+		next = next[:0]
+		for k, a := range winner {
+			if _, bad := failed[a.row]; !bad {
+				continue
+			}
+			delete(winner, k)
+			cands := standby[k]
+			for len(cands) > 0 {
+				c := cands[len(cands)-1]
+				cands = cands[:len(cands)-1]
+				if _, bad := failed[c.row]; !bad {
+					next = append(next, c)
+					winner[k] = c
+					break
+				}
+			}
+			standby[k] = cands
 		}
 	}
 	return failed, nil
 }
 
+// applyActions applies actions, one call per sink in order of first
+// appearance.
+func (w *writer) applyActions(ctx context.Context, actions []*plannedAction, failed map[*rowResult]error) error {
+	var (
+		groups []*sinkGroup
+		bySink = make(map[any]*sinkGroup)
+	)
+	for _, a := range actions {
+		s := a.action.Sink()
+		g := bySink[s]
+		if g == nil {
+			g = &sinkGroup{}
+			bySink[s] = g
+			groups = append(groups, g)
+		}
+		g.actions = append(g.actions, a)
+	}
+	for _, g := range groups {
+		if err := w.applyGroup(ctx, g.actions, failed); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyGroup applies actions of one sink, splitting them by source row
+// when they fail for good, to find the rows at fault.
 func (w *writer) applyGroup(ctx context.Context, actions []*plannedAction, failed map[*rowResult]error) error {
 	var todo []*plannedAction
 	for _, a := range actions {
-		if _, bad := failed[a.row]; !bad {
+		if _, bad := failed[a.row]; !bad && a.row.kind != resultFailed {
 			todo = append(todo, a)
 		}
 	}
@@ -400,6 +631,7 @@ func (w *writer) applyGroup(ctx context.Context, actions []*plannedAction, faile
 	err := w.u.e.do(ctx, "write", func(ctx context.Context) error { return applySafely(ctx, plain) })
 	if err == nil {
 		for _, a := range todo {
+			a.applied = true
 			w.count(a)
 		}
 		return nil
@@ -455,6 +687,29 @@ func applySafely(ctx context.Context, actions []target.Action) (err error) {
 func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult, failed map[*rowResult]error, now time.Time) error {
 	u := w.u
 	p := statestore.CommitParams{SourceID: run.id, At: now}
+	// What the batch wrote: a row's own write makes its value the one in
+	// the target; another row's write of a state makes it no longer so.
+	var (
+		written   = make(map[trackKey]bool)
+		wrote     = make(map[*rowResult]map[trackKey]bool)
+		attempted = make(map[*rowResult]map[trackKey]bool)
+	)
+	for _, res := range batch {
+		for _, a := range res.actions {
+			if a.delete {
+				continue
+			}
+			k := trackKey{a.root.id, a.key}
+			if attempted[res] == nil {
+				attempted[res], wrote[res] = make(map[trackKey]bool), make(map[trackKey]bool)
+			}
+			attempted[res][k] = true
+			if a.applied {
+				written[k] = true
+				wrote[res][k] = true
+			}
+		}
+	}
 	for _, res := range batch {
 		if res.run != run {
 			continue
@@ -466,13 +721,19 @@ func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult,
 		case resultUpdate:
 			sections := make([]statestore.Section, 0, len(res.declared))
 			for _, rs := range u.setup.roots {
-				if entries := res.declared[rs.id]; len(entries) > 0 {
-					sections = append(sections, statestore.Section{TargetID: rs.id, Gen: u.setup.gen, Entries: entries})
+				entries := res.declared[rs.id]
+				if len(entries) == 0 {
+					continue
 				}
+				for i := range entries {
+					k := trackKey{rs.id, target.Key(entries[i].Key)}
+					entries[i].Wrote = wrote[res][k] || !written[k] && !attempted[res][k] && res.declaredSet[k].wrote
+				}
+				sections = append(sections, statestore.Section{TargetID: rs.id, Gen: u.setup.gen, Entries: entries})
 			}
 			var dropped []statestore.OwnerKey
 			for k := range res.owned {
-				if !res.declaredSet[k] {
+				if res.declaredSet[k] == nil {
 					dropped = append(dropped, statestore.OwnerKey{TargetID: k.root, KeyHash: statestore.HashKey(string(k.key))})
 				}
 			}
@@ -488,9 +749,7 @@ func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult,
 			p.Deletes = append(p.Deletes, statestore.RowDelete{ID: res.id, Owners: owners})
 		case resultFailed:
 			p.Errors = append(p.Errors, statestore.RowFailure{ID: res.id, Key: res.key, Message: res.err.Error()})
-			if res.id == 0 {
-				run.markFailedNew(res.key)
-			}
+			run.markFailed(res.key)
 		}
 	}
 	if len(p.Rows)+len(p.Bumps)+len(p.Deletes)+len(p.Errors) == 0 {
