@@ -162,10 +162,17 @@ type typedSource[K comparable, V any] struct {
 
 func (t *typedSource[K, V]) hasProcess() bool { return t.process != nil }
 
+// encodeKey encodes a source key as JSON, the form the state store keeps.
+// A key that does not come back equal from its encoding (a string that is
+// not valid UTF-8, a float NaN) is refused: two such keys could collide.
 func encodeKey[K comparable](k K) (string, error) {
 	b, err := json.Marshal(k)
 	if err != nil {
-		return "", fmt.Errorf("encoding key %v: %w", k, err)
+		return "", fmt.Errorf("encoding key %#v: %w", k, err)
+	}
+	back, err := decodeKey[K](string(b))
+	if err != nil || back != k {
+		return "", fmt.Errorf("key %#v does not survive its JSON encoding %s; keys must encode losslessly (strings must be valid UTF-8)", k, b)
 	}
 	return string(b), nil
 }
@@ -187,8 +194,11 @@ func (t *typedSource[K, V]) List(ctx context.Context) iter.Seq2[engine.Listed, e
 			}
 			key, err := encodeKey(l.Key)
 			if err != nil {
-				yield(engine.Listed{}, err)
-				return
+				// This row fails; the listing goes on.
+				if !yield(engine.Listed{Key: fmt.Sprintf("%#v", l.Key), Invalid: err}, nil) {
+					return
+				}
+				continue
 			}
 			el := engine.Listed{Key: key, Fingerprint: l.Fingerprint}
 			if l.Ordinal != NoOrdinal {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -698,5 +699,48 @@ func TestConcurrentUpdatesOfOneFlowAreRefused(t *testing.T) {
 		_, err = second.Update(t.Context(), tidemark.UpdateOptions{})
 		require.NoError(t, err, "released when the first update ended")
 		h.expectDocs()
+	})
+}
+
+func TestUnusualKeysAndValues(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		src := memory.NewSource[string, string]()
+		keys := []string{"nul\x00byte", "ünïcödé ✓", "", `quote" and \backslash`, "tab\tnewline\n", strings.Repeat("k", 5000)}
+		for i, k := range keys {
+			src.Set(k, fmt.Sprintf("value %d \x00 with NUL", i))
+		}
+		src.Set("bad \xff utf-8", "never stored")
+		db := memory.NewDB()
+		f := tidemark.NewFlow("Unusual")
+		rows := memory.Table[string](f, db, "rows")
+		tidemark.ForEach(tidemark.AddSource(f, "s", src), func(_ context.Context, r *tidemark.Row, key, v string) error {
+			rows.Declare(r, target.Key(key), v+" / "+key)
+			return nil
+		})
+		e, err := tidemark.Open(t.Context(), f, stateStore(t, backend))
+		require.NoError(t, err)
+		defer e.Close()
+		st, err := e.Update(t.Context(), tidemark.UpdateOptions{})
+		require.NoError(t, err, "an unusable key fails its row, not the listing")
+		s := st.Sources["s"]
+		require.Equal(t, int64(len(keys)), s.Added)
+		require.Equal(t, int64(1), s.Errors)
+		require.True(t, s.ListingComplete)
+		require.Contains(t, st.RowErrors[0].Err, "does not survive its JSON encoding")
+		got := db.Rows("rows")
+		require.Len(t, got, len(keys))
+		for i, k := range keys {
+			require.Equal(t, fmt.Sprintf("value %d \x00 with NUL", i)+" / "+k, got[target.Key(k)])
+		}
+
+		// Unchanged on the next update; deleting one key deletes its row.
+		src.ResetCounts()
+		src.Delete("nul\x00byte")
+		st, err = e.Update(t.Context(), tidemark.UpdateOptions{})
+		require.NoError(t, err)
+		require.Zero(t, src.Gets())
+		require.Equal(t, int64(1), st.Sources["s"].Deleted)
+		require.NotContains(t, db.Rows("rows"), target.Key("nul\x00byte"))
 	})
 }

@@ -92,6 +92,10 @@ type Listed struct {
 	// Fingerprint is a cheap content fingerprint (an ETag), if the source
 	// has one; it must equal Fetched.Fingerprint for the same content.
 	Fingerprint []byte
+	// Invalid, when set, says the listed key cannot be used (it cannot be
+	// encoded faithfully): the row fails with this error, and Key only
+	// describes it. The listing goes on.
+	Invalid error
 }
 
 // Fetched is one fetched row.

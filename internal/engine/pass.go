@@ -350,6 +350,11 @@ func (r *sourceRun) list(ctx context.Context) error {
 			break
 		}
 		r.counters.listed.Add(1)
+		if item.l.Invalid != nil {
+			r.u.counters.rowError(r.src.Name, item.l.Key, item.l.Invalid)
+			r.u.e.log.WarnContext(ctx, "a listed key cannot be used; the row fails", "source", r.src.Name, "key", item.l.Key, "err", item.l.Invalid)
+			continue
+		}
 		chunk = append(chunk, item.l)
 		if len(chunk) == chunkSize {
 			if err := flush(); err != nil {
