@@ -78,8 +78,10 @@ type plannedAction struct {
 	// of the batch writes too: it is applied only if that row fails.
 	standby bool
 	// wrote, on a deletion, says the row's value may be the one in the
-	// target; applied says the writer applied the action.
+	// target, with one of the records prev; applied says the writer applied
+	// the action.
 	wrote   bool
+	prev    []target.Record
 	applied bool
 }
 
@@ -354,7 +356,7 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, k.key, err)
 		}
 		if rec != nil && !rec.Action.IsZero() {
-			res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, delete: true, wrote: t.wrote})
+			res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, delete: true, wrote: t.wrote, prev: t.prev})
 		}
 	}
 	return nil

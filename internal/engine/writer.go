@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -22,13 +23,13 @@ type writer struct {
 	actions int
 	bytes   int
 	// stale holds target states whose value may be that of a row that no
-	// longer declares them: the next row of this update declaring one
-	// writes it again.
-	stale map[trackKey]bool
+	// longer declares them, with the records that value may have: the next
+	// row of this update declaring one with another record writes it again.
+	stale map[trackKey][]target.Record
 }
 
 func newWriter(u *update, runs []*sourceRun) *writer {
-	return &writer{u: u, runs: runs, stale: make(map[trackKey]bool)}
+	return &writer{u: u, runs: runs, stale: make(map[trackKey][]target.Record)}
 }
 
 // run batches results until the channel closes, flushing a batch when it is
@@ -221,7 +222,7 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 			continue
 		}
 		for k := range res.declaredSet {
-			if w.stale[k] {
+			if w.stale[k] != nil {
 				get(k)
 			}
 		}
@@ -259,8 +260,9 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 			for _, a := range s.deletes {
 				a.cancelled = true
 			}
-			if (anyWrote(s.deletes) || w.stale[k]) && len(s.upserts) == 0 {
-				last := s.declarers[len(s.declarers)-1]
+			last := s.declarers[len(s.declarers)-1]
+			inTarget := append(wroteRecords(s.deletes), w.stale[k]...)
+			if len(s.upserts) == 0 && differs(inTarget, last.declaredSet[k].record) {
 				w.rewrite(last, k)
 			}
 			delete(w.stale, k)
@@ -304,9 +306,9 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 		// declares it, the other row writes its own again.
 		first := s.deletes[0]
 		first.cancelled = true
-		if anyWrote(s.deletes) {
+		if inTarget := wroteRecords(s.deletes); len(inTarget) > 0 {
 			k := trackKey{first.root.id, first.key}
-			w.stale[k] = true
+			w.stale[k] = inTarget
 			others[o.RowID] = append(others[o.RowID], k)
 		}
 	}
@@ -316,11 +318,24 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 	return w.markForRewrite(ctx, others)
 }
 
-// anyWrote reports whether a row deleting the state may have written the
-// value in the target.
-func anyWrote(deletes []*plannedAction) bool {
+// wroteRecords returns the records the value in the target may have, as
+// written by rows now deleting the state; none if none of them wrote it.
+func wroteRecords(deletes []*plannedAction) []target.Record {
+	var out []target.Record
 	for _, a := range deletes {
 		if a.wrote {
+			out = append(out, a.prev...)
+		}
+	}
+	return out
+}
+
+// differs reports whether a value in the target with one of the records
+// inTarget may differ from the value with record rec: only then must it be
+// written again.
+func differs(inTarget []target.Record, rec target.Record) bool {
+	for _, r := range inTarget {
+		if !bytes.Equal(r, rec) {
 			return true
 		}
 	}
@@ -379,9 +394,21 @@ func (w *writer) markForRewrite(ctx context.Context, rows map[int64][]trackKey) 
 		if err != nil {
 			return fmt.Errorf("reading the staged tracking of row %d: %w", t.ID, err)
 		}
+		committed, err := statestore.DecodeSections(t.Tracking)
+		if err != nil {
+			return fmt.Errorf("reading the tracking of row %d: %w", t.ID, err)
+		}
 		var add []stagedEntry
 		for _, k := range rows[t.ID] {
+			// An owner whose value has the same record as the one in the
+			// target need not write it again.
+			if rec, ok := findRecord(committed, k); ok && !differs(w.stale[k], rec) {
+				continue
+			}
 			add = append(add, stagedEntry{root: k.root, entry: statestore.Entry{Key: string(k.key), Deleting: true}})
+		}
+		if len(add) == 0 {
+			continue
 		}
 		marks = append(marks, statestore.PrecommitRow{ID: t.ID, Staged: statestore.EncodeSections(mergeStaged(staged, add, w.u.setup.gen))})
 	}
@@ -402,6 +429,21 @@ func (w *writer) markForRewrite(ctx context.Context, rows map[int64][]trackKey) 
 		}
 	}
 	return nil
+}
+
+// findRecord returns the record a row's committed tracking holds for k.
+func findRecord(sections []statestore.Section, k trackKey) (target.Record, bool) {
+	for _, s := range sections {
+		if s.TargetID != k.root {
+			continue
+		}
+		for _, e := range s.Entries {
+			if e.Key == string(k.key) {
+				return e.Record, true
+			}
+		}
+	}
+	return nil, false
 }
 
 // stagedEntry is a staged entry for a root target.
