@@ -240,6 +240,7 @@ type SetupChange struct {
 	Invalidate target.Invalidation
 }
 
+// String describes the change in a line, as setup plans print it.
 func (c SetupChange) String() string { return engine.SetupChange(c).String() }
 
 func convertChanges(in []engine.SetupChange) []SetupChange {

@@ -80,6 +80,8 @@ func run(ctx context.Context, notesDir, out, db string) error {
 // time as ordinal.
 type dirSource struct{ dir string }
 
+// List implements tidemark.Source: the .md files, with their modification
+// times as ordinals.
 func (d dirSource) List(ctx context.Context) iter.Seq2[tidemark.Listed[string], error] {
 	return func(yield func(tidemark.Listed[string], error) bool) {
 		entries, err := os.ReadDir(d.dir)
@@ -106,6 +108,7 @@ func (d dirSource) List(ctx context.Context) iter.Seq2[tidemark.Listed[string], 
 	}
 }
 
+// Get implements tidemark.Source: a note's text, or gone if the file is.
 func (d dirSource) Get(ctx context.Context, name string) (tidemark.Fetched[string], error) {
 	path := filepath.Join(d.dir, name)
 	info, err := os.Stat(path)
@@ -129,12 +132,16 @@ type indexSpec struct{ Path string }
 // atomically on every batch.
 type jsonIndex struct{}
 
+// PersistentKey implements target.Connector: an index is known by its path.
 func (*jsonIndex) PersistentKey(s indexSpec) target.Key { return target.Key("index/" + s.Path) }
 
+// Describe implements target.Connector.
 func (*jsonIndex) Describe(key target.Key) string {
 	return "JSON index " + strings.TrimPrefix(string(key), "index/")
 }
 
+// ApplySetupChange implements target.Connector: it creates the file, or
+// removes the old one when the path changes or the index is dropped.
 func (*jsonIndex) ApplySetupChange(_ context.Context, _ target.Key, prev, cur *indexSpec) error {
 	if prev != nil && (cur == nil || prev.Path != cur.Path) {
 		if err := os.Remove(prev.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -149,6 +156,8 @@ func (*jsonIndex) ApplySetupChange(_ context.Context, _ target.Key, prev, cur *i
 	return nil
 }
 
+// Mutate implements target.Connector: it applies the changes to each
+// index file and rewrites it atomically.
 func (*jsonIndex) Mutate(_ context.Context, batch []target.Mutation[indexSpec, Note]) error {
 	for _, m := range batch {
 		notes := map[string]Note{}

@@ -33,10 +33,12 @@ type ListingError struct {
 	Err    error
 }
 
+// Error says which source's listing failed and that nothing was deleted.
 func (e *ListingError) Error() string {
 	return fmt.Sprintf("listing source %s failed; nothing was deleted from it: %v", e.Source, e.Err)
 }
 
+// Unwrap returns the listing's error.
 func (e *ListingError) Unwrap() error { return e.Err }
 
 // Is matches ErrListingIncomplete.

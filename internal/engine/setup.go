@@ -25,6 +25,8 @@ type SetupChange struct {
 	Invalidate target.Invalidation
 }
 
+// String describes the change in a line: what, on which target, and what
+// it does to the target's rows.
 func (c SetupChange) String() string {
 	s := c.Change + " " + c.Key
 	if c.Description != "" {
