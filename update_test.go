@@ -744,3 +744,29 @@ func TestUnusualKeysAndValues(t *testing.T) {
 		require.NotContains(t, db.Rows("rows"), target.Key("nul\x00byte"))
 	})
 }
+
+func TestCancelledUpdateLeavesAConsistentState(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		h.fill(200)
+		h.opts.Batch = tidemark.BatchOptions{MaxRows: 7}
+		ctx, cancel := context.WithCancel(t.Context())
+		var gets atomic.Int32
+		h.src.OnGet(func(int) {
+			if gets.Add(1) == 100 {
+				cancel()
+			}
+		})
+		e := h.open()
+		_, err := e.Update(ctx, tidemark.UpdateOptions{})
+		require.ErrorIs(t, err, context.Canceled)
+		require.NoError(t, e.Close())
+
+		h.src.OnGet(nil)
+		st := h.mustUpdate()
+		require.Less(t, h.src.Gets(), 200, "what was committed before the cancel is not fetched again")
+		require.Equal(t, int64(200), st.Sources["docs"].Added+st.Sources["docs"].Unchanged)
+		h.expectDocs()
+	})
+}
