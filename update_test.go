@@ -770,3 +770,29 @@ func TestCancelledUpdateLeavesAConsistentState(t *testing.T) {
 		h.expectDocs()
 	})
 }
+
+func TestSourceWithoutOrdinals(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		h.src.WithoutOrdinals()
+		h.fill(10)
+		h.mustUpdate()
+		h.expectDocs()
+
+		// With no ordinal, every row is fetched; unchanged content writes
+		// nothing.
+		st := h.mustUpdate()
+		require.Equal(t, 10, h.src.Gets())
+		require.Equal(t, int64(10), st.Sources["docs"].Unchanged)
+		require.Equal(t, memory.Counts{}, h.db.Counts())
+
+		d, _ := h.src.Value(3)
+		d.Title = "changed"
+		h.src.Set(3, d)
+		st = h.mustUpdate()
+		require.Equal(t, int64(1), st.Sources["docs"].Updated)
+		require.Equal(t, tidemark.TargetStats{Upserts: 1}, st.Targets["memory/docs"])
+		h.expectDocs()
+	})
+}

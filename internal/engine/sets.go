@@ -39,41 +39,30 @@ func (s *idSet) has(id int64) bool {
 }
 
 // flights keeps the keys of rows being updated, so that no key is updated
-// twice at once. A key asked for while in flight is marked again, and
-// whoever releases it learns to run it once more.
+// twice at once.
 type flights struct {
 	mu   sync.Mutex
-	keys map[string]bool // key → asked again while in flight
+	keys map[string]struct{}
 }
 
-func newFlights() *flights { return &flights{keys: make(map[string]bool)} }
+func newFlights() *flights { return &flights{keys: make(map[string]struct{})} }
 
-// acquire claims key; false if it is in flight, which marks it again.
+// acquire claims key; false if it is in flight.
 func (f *flights) acquire(key string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, busy := f.keys[key]; busy {
-		f.keys[key] = true
 		return false
 	}
-	f.keys[key] = false
+	f.keys[key] = struct{}{}
 	return true
 }
 
-// release frees key and reports whether it was asked for again meanwhile.
-func (f *flights) release(key string) bool {
+// release frees key.
+func (f *flights) release(key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	again := f.keys[key]
 	delete(f.keys, key)
-	return again
-}
-
-func (f *flights) busy(key string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, ok := f.keys[key]
-	return ok
 }
 
 // pending counts a source's rows handed on and not yet finished, so that

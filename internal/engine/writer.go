@@ -160,8 +160,9 @@ func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 		return err
 	}
 	now := time.Now()
+	land := landings(batch)
 	for _, run := range w.runs {
-		if err := w.commit(ctx, run, batch, failed, now); err != nil {
+		if err := w.commit(ctx, run, batch, failed, land, now); err != nil {
 			return err
 		}
 	}
@@ -188,13 +189,13 @@ type slot struct {
 }
 
 // resolve settles what the rows of a batch want of one target state, which
-// several rows may declare. A state some row of the batch declares is not
-// deleted; if it was to be deleted by another row (which stopped declaring
-// it, maybe after writing it last), the last declarer writes it again. A
-// state no row of the batch declares is deleted once, and only if no other
-// row owns it; if one does, that row is marked to write it again. Of several
-// writes of one state the last wins; the others stand by, to be applied if
-// its row fails.
+// several rows may declare. Of several writes of one state the last wins;
+// the others stand by, to be applied if its row fails. A state some row of
+// the batch declares is not deleted; if a row that stopped declaring it may
+// have written the value in the target, and with another record, the last
+// declarer writes its own again. A state no row of the batch declares is
+// deleted once, and only if no other row owns it; if one does, that row is
+// marked to write its own value again, under the same condition.
 func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 	slots := make(map[trackKey]*slot)
 	get := func(k trackKey) *slot {
@@ -725,33 +726,47 @@ func applySafely(ctx context.Context, actions []target.Action) (err error) {
 	return err
 }
 
-// commit records the outcome of run's rows in the batch.
-func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult, failed map[*rowResult]error, now time.Time) error {
-	u := w.u
-	p := statestore.CommitParams{SourceID: run.id, At: now}
-	// What the batch wrote: a row's own write makes its value the one in
-	// the target; another row's write of a state makes it no longer so.
-	var (
-		written   = make(map[trackKey]bool)
-		wrote     = make(map[*rowResult]map[trackKey]bool)
-		attempted = make(map[*rowResult]map[trackKey]bool)
-	)
+// landing says which writes of a batch landed: a row's own write makes its
+// value the one in the target; another row's write of a state makes it no
+// longer so.
+type landing struct {
+	written   map[trackKey]bool
+	wrote     map[*rowResult]map[trackKey]bool
+	attempted map[*rowResult]map[trackKey]bool
+}
+
+func landings(batch []*rowResult) landing {
+	l := landing{written: make(map[trackKey]bool), wrote: make(map[*rowResult]map[trackKey]bool), attempted: make(map[*rowResult]map[trackKey]bool)}
 	for _, res := range batch {
 		for _, a := range res.actions {
 			if a.delete {
 				continue
 			}
 			k := trackKey{a.root.id, a.key}
-			if attempted[res] == nil {
-				attempted[res], wrote[res] = make(map[trackKey]bool), make(map[trackKey]bool)
+			if l.attempted[res] == nil {
+				l.attempted[res], l.wrote[res] = make(map[trackKey]bool), make(map[trackKey]bool)
 			}
-			attempted[res][k] = true
+			l.attempted[res][k] = true
 			if a.applied {
-				written[k] = true
-				wrote[res][k] = true
+				l.written[k] = true
+				l.wrote[res][k] = true
 			}
 		}
 	}
+	return l
+}
+
+// wroteIt reports whether res's value of k is the one in the target now, as
+// far as it knows: it wrote it in this batch, or wrote it before and nobody
+// wrote it since in this batch.
+func (l landing) wroteIt(res *rowResult, k trackKey) bool {
+	return l.wrote[res][k] || !l.written[k] && !l.attempted[res][k] && res.declaredSet[k].wrote
+}
+
+// commit records the outcome of run's rows in the batch.
+func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult, failed map[*rowResult]error, land landing, now time.Time) error {
+	u := w.u
+	p := statestore.CommitParams{SourceID: run.id, At: now}
 	for _, res := range batch {
 		if res.run != run {
 			continue
@@ -769,7 +784,7 @@ func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult,
 				}
 				for i := range entries {
 					k := trackKey{rs.id, target.Key(entries[i].Key)}
-					entries[i].Wrote = wrote[res][k] || !written[k] && !attempted[res][k] && res.declaredSet[k].wrote
+					entries[i].Wrote = land.wroteIt(res, k)
 				}
 				sections = append(sections, statestore.Section{TargetID: rs.id, Gen: u.setup.gen, Entries: entries})
 			}
