@@ -221,7 +221,7 @@ func (e *Engine) Status(ctx context.Context, failures int) (*Status, error) {
 		out.Sources = append(out.Sources, ss)
 	}
 	for _, t := range st.Targets {
-		out.Targets = append(out.Targets, TargetStatus(t))
+		out.Targets = append(out.Targets, t)
 	}
 	return out, nil
 }
@@ -315,17 +315,11 @@ type RowFailure struct {
 	At    time.Time
 }
 
-// TargetStatus describes one target or attachment as remembered.
-type TargetStatus struct {
-	Kind       string
-	Key        string
-	Attachment bool
-	Exists     bool
-	// Staged says a setup change was interrupted; the next update
-	// completes it.
-	Staged    bool
-	UpdatedAt time.Time
-}
+// TargetStatus describes one target or attachment as remembered: its kind
+// and key, whether it is an attachment, whether its setup was committed, and
+// whether a setup change was interrupted (Staged; the next update completes
+// it).
+type TargetStatus = engine.TargetStatus
 
 // ErrListingIncomplete is matched (with errors.Is) by the error of an update
 // in which a source's listing failed or ended early: that source's rows were

@@ -921,45 +921,19 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 	if len(p.Errors) > 0 {
 		// A row failing twice counts two failures, with the last message.
 		var (
-			oldIndex    map[int64]int
-			oldIDs      []int64
-			oldMessages []string
-			oldCounts   []int64
-			newIndex    map[string]int
-			newKeys     []string
-			newMessages []string
-			newCounts   []int64
+			old  failureSet[int64]
+			news failureSet[string]
 		)
 		for _, e := range p.Errors {
 			msg := cleanText(e.Message)
 			if e.ID != 0 {
-				if oldIndex == nil {
-					oldIndex = make(map[int64]int)
-				}
-				if j, ok := oldIndex[e.ID]; ok {
-					oldMessages[j] = msg
-					oldCounts[j]++
-					continue
-				}
-				oldIndex[e.ID] = len(oldIDs)
-				oldIDs = append(oldIDs, e.ID)
-				oldMessages = append(oldMessages, msg)
-				oldCounts = append(oldCounts, 1)
-				continue
+				old.add(e.ID, msg)
+			} else {
+				news.add(e.Key, msg)
 			}
-			if newIndex == nil {
-				newIndex = make(map[string]int)
-			}
-			if j, ok := newIndex[e.Key]; ok {
-				newMessages[j] = msg
-				newCounts[j]++
-				continue
-			}
-			newIndex[e.Key] = len(newKeys)
-			newKeys = append(newKeys, e.Key)
-			newMessages = append(newMessages, msg)
-			newCounts = append(newCounts, 1)
 		}
+		oldIDs, oldMessages, oldCounts := old.keys, old.messages, old.counts
+		newKeys, newMessages, newCounts := news.keys, news.messages, news.counts
 		if len(oldIDs) > 0 {
 			queue(fmt.Sprintf("recording the failures of %d rows", len(oldIDs)), s.q.rowFail, p.At, oldIDs, oldMessages, oldCounts)
 		}
@@ -992,6 +966,30 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 		return fmt.Errorf("committing %d rows of source %d: %w", n, p.SourceID, err)
 	}
 	return nil
+}
+
+// failureSet gathers the failures of a commit by row, as column arrays: a
+// row failing twice counts two failures, with the last message.
+type failureSet[K comparable] struct {
+	index    map[K]int
+	keys     []K
+	messages []string
+	counts   []int64
+}
+
+func (f *failureSet[K]) add(k K, msg string) {
+	if j, ok := f.index[k]; ok {
+		f.messages[j] = msg
+		f.counts[j]++
+		return
+	}
+	if f.index == nil {
+		f.index = make(map[K]int)
+	}
+	f.index[k] = len(f.keys)
+	f.keys = append(f.keys, k)
+	f.messages = append(f.messages, msg)
+	f.counts = append(f.counts, 1)
 }
 
 // cleanText makes s storable as PostgreSQL text, which must be valid UTF-8
