@@ -34,9 +34,21 @@ type Options struct {
 	// default (from 100ms doubling to 30s, for at most 2 minutes).
 	Retry RetryPolicy
 
-	// hooks inject faults between the phases of a write; tests set them
-	// through export_test.go.
-	hooks engine.Hooks
+	// Faults inject failures between the phases of each batch write, to
+	// test that a target recovers from a crash there. Leave it zero in
+	// production.
+	Faults FaultHooks
+}
+
+// FaultHooks are called between the phases of each batch write: before the
+// target keys are staged in the state store, before the sinks apply the
+// batch, and before the batch is committed. An error from one stops the
+// update there, as a crash would; the next update must converge. They let
+// target and connector authors test their crash recovery.
+type FaultHooks struct {
+	BeforePrecommit func(ctx context.Context) error
+	BeforeApply     func(ctx context.Context) error
+	BeforeCommit    func(ctx context.Context) error
 }
 
 // BatchOptions bound a batch of target writes and state commits, which
@@ -140,7 +152,7 @@ func newEngine(f *Flow, ef *engine.Flow, store statestore.Store, opts Options) (
 		Logger: opts.Logger,
 		Batch:  mergeBatch(opts.Batch),
 		Retry:  retry.Policy(opts.Retry),
-		Hooks:  opts.hooks,
+		Hooks:  engine.Hooks(opts.Faults),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tidemark: %w", err)

@@ -64,6 +64,15 @@ func (f *Flow) fail(err error) {
 	f.errs = append(f.errs, err)
 }
 
+// AddError records a mistake made while building the flow, such as a row
+// type that cannot be a table; Open reports it. Target and source packages
+// call it from their constructors, which return no error.
+func (f *Flow) AddError(err error) {
+	if err != nil {
+		f.fail(err)
+	}
+}
+
 // sourceDef is a source added to a flow, with its key and value types
 // erased for the engine.
 type sourceDef struct {

@@ -145,18 +145,18 @@ func (w *propWorld) crashingUpdate(rng *rand.Rand, point crashPoint) bool {
 	case crashSetup:
 		w.db.FailSetup(tidemark.Retryable(errCrash))
 	case crashPrecommit:
-		tidemark.SetWriteHooks(&opts, hook, nil, nil)
+		opts.Faults.BeforePrecommit = hook
 	case crashBeforeCommit:
-		tidemark.SetWriteHooks(&opts, nil, nil, hook)
+		opts.Faults.BeforeCommit = hook
 	case crashMidApply:
 		// Let a few actions through, then the database goes away: retries
 		// are exhausted and the update stops mid-batch.
-		tidemark.SetWriteHooks(&opts, nil, func(context.Context) error {
+		opts.Faults.BeforeApply = func(context.Context) error {
 			if n.Add(1) == int32(batch) {
 				w.db.FailAfter(rng.IntN(4), tidemark.Retryable(errCrash))
 			}
 			return nil
-		}, nil)
+		}
 	}
 	e := w.open(opts)
 	defer e.Close()

@@ -1,0 +1,82 @@
+package table
+
+import (
+	"fmt"
+
+	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/target"
+)
+
+// Target is a table of a flow: where its processing function declares rows
+// of type T. Drivers wrap it with their own table type.
+type Target[T any] struct {
+	inner  *tidemark.Target[Values]
+	schema *Schema
+	spec   Spec
+}
+
+// Options name a table.
+type Options struct {
+	// Kind names the driver's table handler, as tidemark.DeclareContainer
+	// takes it ("postgres.table").
+	Kind string
+	// Key is the table's persistent key: the database's stable logical
+	// name and the table's qualified name, so that credentials can change
+	// without orphaning the table.
+	Key target.Key
+	// Schema is the database schema of the table, if the dialect has them.
+	Schema string
+	// Table is the table's name.
+	Table string
+}
+
+// Declare declares a table of rows of type T in flow f, written through
+// sinks. A mistake (a row type that cannot be a table) is reported by
+// tidemark.Open.
+func Declare[T any](f *tidemark.Flow, sinks *Sinks, o Options) *Target[T] {
+	schema, err := SchemaOf[T]()
+	if err != nil {
+		f.AddError(err)
+		schema = &Schema{}
+	}
+	if o.Table == "" {
+		f.AddError(fmt.Errorf("table: a table of %T needs a name", *new(T)))
+	}
+	spec := Spec{Schema: o.Schema, Table: o.Table}
+	for _, c := range schema.Columns {
+		typ := c.SQLType
+		if typ == "" {
+			typ = sinks.driver.SQLType(c)
+		}
+		spec.Columns = append(spec.Columns, ColumnSpec{Name: c.Name, Type: typ, Kind: c.Kind, Nullable: c.Nullable})
+		if c.PrimaryKey {
+			spec.PrimaryKey = append(spec.PrimaryKey, c.Name)
+		}
+	}
+	inner := tidemark.DeclareContainer[Spec, Values](f, o.Kind, o.Key, NewHandler(sinks, schema), spec)
+	return &Target[T]{inner: inner, schema: schema, spec: spec}
+}
+
+// Declare declares, while processing r, that row should exist in the
+// table, keyed by its primary key. A row whose key cannot be stored fails
+// the source row.
+func (t *Target[T]) Declare(r *tidemark.Row, row T) {
+	values, err := t.schema.Values(&row)
+	if err != nil {
+		panic(fmt.Sprintf("table %s: %v", t.spec.Table, err))
+	}
+	key, err := t.schema.Key(values)
+	if err != nil {
+		panic(fmt.Sprintf("table %s: %v", t.spec.Table, err))
+	}
+	t.inner.Declare(r, key, values)
+}
+
+// Schema returns the table's schema.
+func (t *Target[T]) Schema() *Schema { return t.schema }
+
+// Spec returns the table's setup state.
+func (t *Target[T]) Spec() Spec { return t.spec }
+
+// Inner returns the underlying target, to attach attachments to.
+func (t *Target[T]) Inner() *tidemark.Target[Values] { return t.inner }
