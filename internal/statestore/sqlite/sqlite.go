@@ -10,15 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
-	msqlite "modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
-
-	"github.com/tidemark/tidemark/internal/retry"
+	"github.com/tidemark/tidemark/internal/sqlitedb"
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/target"
 )
@@ -40,21 +36,10 @@ var _ statestore.Store = (*Store)(nil)
 // Open opens (creating if needed) the state store in the SQLite file at
 // path and applies its migrations.
 func Open(ctx context.Context, path string) (*Store, error) {
-	if path == "" {
-		return nil, errors.New("sqlite state store: empty path")
-	}
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	db, err := sqlitedb.Open(ctx, path, 4)
 	if err != nil {
-		return nil, fmt.Errorf("opening sqlite state store %s: %w", path, err)
+		return nil, fmt.Errorf("sqlite state store: %w", err)
 	}
-	db.SetMaxOpenConns(4)
-	db.SetMaxIdleConns(4)
-	db.SetConnMaxIdleTime(0)
 	s := &Store{db: db, path: path}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
@@ -116,16 +101,7 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 }
 
 // classify marks errors a retry may fix: a busy or locked database.
-func classify(err error) error {
-	var se *msqlite.Error
-	if errors.As(err, &se) {
-		switch se.Code() & 0xff {
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-			return retry.Mark(err)
-		}
-	}
-	return err
-}
+func classify(err error) error { return sqlitedb.Classify(err) }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }
 

@@ -1,0 +1,55 @@
+// Package sqlitedb opens SQLite databases the way Tidemark uses them
+// everywhere — WAL mode, a busy timeout, immediate write transactions — and
+// marks the errors a retry may fix.
+package sqlitedb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/tidemark/tidemark/internal/retry"
+)
+
+// Open opens (creating if needed) the database file at path: WAL journal so
+// that readers run beside the one writer, a 10 s busy timeout, NORMAL
+// synchronous (a committed transaction survives a crash of the process),
+// and transactions that take the write lock at BEGIN.
+func Open(ctx context.Context, path string, maxConns int) (*sql.DB, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: empty path")
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening %s: %w", path, Classify(err))
+	}
+	return db, nil
+}
+
+// Classify marks errors a retry may fix: a busy or locked database.
+func Classify(err error) error {
+	var se *msqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return retry.Mark(err)
+		}
+	}
+	return err
+}
