@@ -188,7 +188,9 @@ func (h *Handler) Reconcile(key target.Key, desired *Spec, prev []target.Record,
 	}
 	spec := *desired
 	c := SetupChange{Key: key, Cur: &spec, Prev: prevSpecs, MayBeMissing: prevMayBeMissing,
-		child: func() target.Erased { return target.Erase[Values](&rowHandler{sinks: h.sinks, schema: h.schema, spec: &spec}) }}
+		child: func() target.Erased {
+			return target.Erase[Values](&rowHandler{sinks: h.sinks, schema: h.schema, spec: &spec})
+		}}
 	if target.Unchanged(rec, prev, prevMayBeMissing) {
 		c.Keep = true
 		return &target.Reconciled{Action: target.DoContainer(h.sinks.setup, c), Record: rec}, nil

@@ -207,3 +207,29 @@ func TestDiff(t *testing.T) {
 	require.Len(t, m.Add, 1, "merged once")
 	require.Len(t, m.Alter, 1)
 }
+
+func TestParseQuery(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`rust`:                      `("rust")`,
+		`rust  go`:                  `("rust" AND "go")`,
+		`"hello world" go`:          `("hello world" AND "go")`,
+		`go -java`:                  `(("go") NOT "java")`,
+		`go OR rust`:                `("go") OR ("rust")`,
+		`a b OR c -d`:               `("a" AND "b") OR (("c") NOT "d")`,
+		`say "it's ""quoted"`:       `("say" AND "it's" AND "quoted")`,
+		`unterminated "phrase here`: `("unterminated" AND "phrase here")`,
+		`x:y NEAR(a b) ^c *`:        `("x:y" AND "NEAR(a" AND "b)" AND "^c")`,
+		`émigré Ünïcode`:            `("émigré" AND "Ünïcode")`,
+		`-only OR also`:             `("also")`,
+		`a - b`:                     `("a" AND "b")`,
+	} {
+		q, err := ParseQuery(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, q.FTS5(), in)
+	}
+	for _, in := range []string{"", "   ", `""`, `"   "`, "OR", "-foo", "!!! ???", "- -"} {
+		_, err := ParseQuery(in)
+		require.ErrorIs(t, err, ErrEmptyQuery, in)
+	}
+}

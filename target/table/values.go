@@ -105,22 +105,40 @@ func (c *Column) value(f reflect.Value) (any, error) {
 }
 
 // CleanText returns s as valid UTF-8 without NUL: NUL bytes are dropped and
-// invalid bytes replaced by U+FFFD. PostgreSQL refuses both in text.
+// each invalid byte replaced by U+FFFD, as encoding/json does in JSON
+// columns. PostgreSQL refuses both in text.
 func CleanText(s string) string {
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
+	s = validUTF8(s)
 	if strings.IndexByte(s, 0) >= 0 {
 		s = strings.ReplaceAll(s, "\x00", "")
 	}
 	return s
 }
 
+// validUTF8 replaces each invalid byte of s by U+FFFD.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
 // CleanJSON returns a JSON document with the NUL characters of its strings
 // dropped and invalid UTF-8 replaced: PostgreSQL's jsonb refuses \u0000.
 func CleanJSON(b []byte) ([]byte, error) {
 	if !utf8.Valid(b) {
-		b = bytes.ToValidUTF8(b, []byte("\uFFFD"))
+		b = []byte(validUTF8(string(b)))
 	}
 	if !bytes.Contains(b, []byte(`\u0000`)) {
 		return b, nil
