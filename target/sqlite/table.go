@@ -1,0 +1,275 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"strings"
+
+	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/target/table"
+)
+
+// Table is a table of rows of type T in a SQLite database.
+type Table[T any] struct {
+	*table.Target[T]
+	db       *DB
+	fullText *FullTextSpec
+}
+
+// DeclareTable declares the table name in db, holding rows of type T (see
+// package table for the mapping of struct fields to columns), as a target
+// of flow f.
+func DeclareTable[T any](f *tidemark.Flow, db *DB, name string) *Table[T] {
+	t := table.Declare[T](f, db.sinks, table.Options{
+		Kind:  "sqlite.table",
+		Key:   target.Key("sqlite:" + db.name + "/" + name),
+		Table: name,
+	})
+	return &Table[T]{Target: t, db: db}
+}
+
+// Name returns the table's name.
+func (t *Table[T]) Name() string { return t.Spec().Table }
+
+// columns returns the table's column list, qualified by the table name.
+func (t *Table[T]) columns() string {
+	spec := t.Spec()
+	cols := make([]string, len(spec.Columns))
+	for i, c := range spec.Columns {
+		cols[i] = quote(spec.Table) + "." + quote(c.Name)
+	}
+	return strings.Join(cols, ", ")
+}
+
+func (t *Table[T]) orderBy() string {
+	spec := t.Spec()
+	pk := make([]string, len(spec.PrimaryKey))
+	for i, p := range spec.PrimaryKey {
+		pk[i] = quote(spec.Table) + "." + quote(p)
+	}
+	return strings.Join(pk, ", ")
+}
+
+// scan reads a row's columns and the extras after them.
+func (t *Table[T]) scan(rows *sql.Rows, extra ...any) (T, error) {
+	var row T
+	n := len(t.Spec().Columns)
+	values := make([]any, n)
+	dest := make([]any, 0, n+len(extra))
+	for i := range values {
+		dest = append(dest, &values[i])
+	}
+	if err := rows.Scan(append(dest, extra...)...); err != nil {
+		return row, err
+	}
+	err := t.Schema().Set(&row, values)
+	return row, err
+}
+
+// Rows returns every row of the table, in primary key order.
+func (t *Table[T]) Rows(ctx context.Context) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		rows, err := t.db.db.QueryContext(ctx, `SELECT `+t.columns()+` FROM `+quote(t.Name())+` ORDER BY `+t.orderBy())
+		if err != nil {
+			var zero T
+			yield(zero, fmt.Errorf("reading table %s: %w", t.Name(), err))
+			return
+		}
+		defer rows.Close()
+		for rows.Next() {
+			row, err := t.scan(rows)
+			if !yield(row, err) || err != nil {
+				return
+			}
+		}
+		if err := rows.Err(); err != nil {
+			var zero T
+			yield(zero, fmt.Errorf("reading table %s: %w", t.Name(), err))
+		}
+	}
+}
+
+// FullTextSpec is the setup state of a full-text index.
+type FullTextSpec struct {
+	// Column is the text column indexed.
+	Column string `json:"column"`
+	// Tokenizer is the FTS5 tokenizer; the default stems English words.
+	Tokenizer string `json:"tokenizer"`
+}
+
+const (
+	fullTextKind     = "fulltext"
+	defaultTokenizer = "porter unicode61 remove_diacritics 2"
+)
+
+// FullTextOption configures a full-text index.
+type FullTextOption func(*FullTextSpec)
+
+// Tokenizer sets the FTS5 tokenizer, such as "unicode61" to index words as
+// they are, without English stemming.
+func Tokenizer(tokenizer string) FullTextOption {
+	return func(s *FullTextSpec) { s.Tokenizer = tokenizer }
+}
+
+// FullText declares a full-text index of the text column of t, kept in
+// step with the table, which Search queries. A table has at most one.
+func FullText[T any](t *Table[T], column string, opts ...FullTextOption) {
+	spec := FullTextSpec{Column: column, Tokenizer: defaultTokenizer}
+	for _, o := range opts {
+		o(&spec)
+	}
+	f := t.Inner().Flow()
+	tspec := t.Spec()
+	c, ok := tspec.Column(column)
+	switch {
+	case !ok:
+		f.AddError(fmt.Errorf("sqlite: table %s has no column %q to index", t.Name(), column))
+	case c.Kind != table.KindText:
+		f.AddError(fmt.Errorf("sqlite: column %q of table %s holds %s, not text", column, t.Name(), c.Kind))
+	case t.fullText != nil:
+		f.AddError(fmt.Errorf("sqlite: table %s has a full-text index already", t.Name()))
+	}
+	t.fullText = &spec
+	tidemark.Attach(t.Inner(), fullTextKind, "index", spec)
+}
+
+// Search returns the rows whose indexed text matches query, best first, at
+// most limit (20 if limit is 0). The query is in web-search syntax (see
+// table.ParseQuery); an empty one is table.ErrEmptyQuery.
+func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table.Hit[T], error) {
+	if t.fullText == nil {
+		return nil, fmt.Errorf("sqlite: table %s has no full-text index; declare one with sqlite.FullText", t.Name())
+	}
+	if limit < 0 {
+		return nil, fmt.Errorf("sqlite: search limit must not be negative, got %d", limit)
+	}
+	if limit == 0 {
+		limit = 20
+	}
+	q, err := table.ParseQuery(query)
+	if err != nil {
+		return nil, err
+	}
+	fts := quote(ftsName(t.Name()))
+	rows, err := t.db.db.QueryContext(ctx, fmt.Sprintf(`SELECT %s, -bm25(%s), snippet(%s, 0, ?, ?, '…', 24)
+		FROM %s JOIN %s ON %s.rowid = %s.rowid
+		WHERE %s MATCH ? ORDER BY bm25(%s) LIMIT ?`,
+		t.columns(), fts, fts, fts, quote(t.Name()), quote(t.Name()), fts, fts, fts),
+		table.HighlightStart, table.HighlightEnd, q.FTS5(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("searching table %s: %w", t.Name(), err)
+	}
+	defer rows.Close()
+	var hits []table.Hit[T]
+	for rows.Next() {
+		var h table.Hit[T]
+		var err error
+		if h.Row, err = t.scan(rows, &h.Score, &h.Snippet); err != nil {
+			return nil, fmt.Errorf("searching table %s: %w", t.Name(), err)
+		}
+		hits = append(hits, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("searching table %s: %w", t.Name(), err)
+	}
+	return hits, nil
+}
+
+func ftsName(tableName string) string { return tableName + "_fts" }
+
+// fullTextHandler reconciles a table's full-text index; its record is the
+// spec as JSON.
+type fullTextHandler struct {
+	d     *DB
+	table string
+}
+
+type fullTextAction struct {
+	table string
+	cur   *FullTextSpec // nil: drop
+}
+
+func (a fullTextAction) String() string {
+	if a.cur == nil {
+		return "drop the full-text index of " + a.table
+	}
+	return fmt.Sprintf("index %s.%s for full-text search", a.table, a.cur.Column)
+}
+
+func (h *fullTextHandler) Reconcile(_ target.Key, desired *FullTextSpec, prev []target.Record, prevMayBeMissing bool) (*target.Reconciled, error) {
+	if desired == nil {
+		if len(prev) == 0 {
+			return nil, nil
+		}
+		return &target.Reconciled{Action: target.Do(h.d.ftsSink, fullTextAction{table: h.table})}, nil
+	}
+	rec, err := json.Marshal(desired)
+	if err != nil {
+		return nil, err
+	}
+	if target.Unchanged(rec, prev, prevMayBeMissing) {
+		return nil, nil
+	}
+	return &target.Reconciled{Action: target.Do(h.d.ftsSink, fullTextAction{table: h.table, cur: desired}), Record: rec}, nil
+}
+
+// applyFullText creates or drops full-text indexes. Creating one drops what
+// may be there first, so that it reaches the new spec from any state, and
+// indexes the rows the table has.
+func (d *DB) applyFullText(ctx context.Context, actions []fullTextAction) error {
+	for _, a := range actions {
+		err := d.tx(ctx, func(tx *sql.Tx) error {
+			if err := dropFullText(ctx, tx, a.table); err != nil {
+				return err
+			}
+			if a.cur == nil {
+				return nil
+			}
+			return createFullText(ctx, tx, a.table, a.cur)
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", a, err)
+		}
+	}
+	return nil
+}
+
+func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func dropFullText(ctx context.Context, tx *sql.Tx, tableName string) error {
+	fts := ftsName(tableName)
+	for _, q := range []string{
+		`DROP TRIGGER IF EXISTS ` + quote(fts+"_ai"),
+		`DROP TRIGGER IF EXISTS ` + quote(fts+"_ad"),
+		`DROP TRIGGER IF EXISTS ` + quote(fts+"_au"),
+		`DROP TABLE IF EXISTS ` + quote(fts),
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func createFullText(ctx context.Context, tx *sql.Tx, tableName string, spec *FullTextSpec) error {
+	fts, t, col := quote(ftsName(tableName)), quote(tableName), quote(spec.Column)
+	insert := fmt.Sprintf(`INSERT INTO %s(rowid, %s) VALUES (new.rowid, new.%s);`, fts, col, col)
+	remove := fmt.Sprintf(`INSERT INTO %s(%s, rowid, %s) VALUES ('delete', old.rowid, old.%s);`, fts, fts, col, col)
+	for _, q := range []string{
+		fmt.Sprintf(`CREATE VIRTUAL TABLE %s USING fts5(%s, content=%s, content_rowid='rowid', tokenize=%s)`,
+			fts, col, literal(tableName), literal(spec.Tokenizer)),
+		fmt.Sprintf(`CREATE TRIGGER %s AFTER INSERT ON %s BEGIN %s END`, quote(ftsName(tableName)+"_ai"), t, insert),
+		fmt.Sprintf(`CREATE TRIGGER %s AFTER DELETE ON %s BEGIN %s END`, quote(ftsName(tableName)+"_ad"), t, remove),
+		fmt.Sprintf(`CREATE TRIGGER %s AFTER UPDATE ON %s BEGIN %s %s END`, quote(ftsName(tableName)+"_au"), t, remove, insert),
+		fmt.Sprintf(`INSERT INTO %s(%s) VALUES ('rebuild')`, fts, fts),
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
