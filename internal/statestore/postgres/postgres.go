@@ -21,17 +21,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"io"
-	"net"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tidemark/tidemark/internal/retry"
+	"github.com/tidemark/tidemark/internal/pgdb"
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/target"
 )
@@ -44,10 +41,6 @@ const DefaultSchema = "tidemark"
 
 // maxIdentLen is PostgreSQL's identifier length limit (NAMEDATALEN-1).
 const maxIdentLen = 63
-
-// applicationName is set on the connections of a pool Open creates, unless
-// the URL sets one.
-const applicationName = "tidemark"
 
 // Store is a state store in a PostgreSQL schema.
 type Store struct {
@@ -67,17 +60,11 @@ func Open(ctx context.Context, url string, schema string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := pgxpool.ParseConfig(url)
+	// The store's tables change only by its migrations, before any query:
+	// statements can be cached.
+	pool, err := pgdb.NewPool(ctx, url, pgx.QueryExecModeCacheStatement)
 	if err != nil {
-		// pgconn redacts the password from the message.
-		return nil, fmt.Errorf("postgres state store: parsing the database URL: %w", err)
-	}
-	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
-		cfg.ConnConfig.RuntimeParams["application_name"] = applicationName
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, classify(ctx, fmt.Errorf("postgres state store: creating the connection pool: %w", err))
+		return nil, fmt.Errorf("postgres state store: %w", err)
 	}
 	s, err := open(ctx, pool, schema, true)
 	if err != nil {
@@ -249,42 +236,8 @@ func (s *Store) send(ctx context.Context, b *pgx.Batch, read func(br pgx.BatchRe
 	return classify(ctx, err)
 }
 
-// retryableCodes are the SQLSTATEs a retry may fix, besides class 08.
-var retryableCodes = map[string]bool{
-	"40001": true, // serialization_failure
-	"40P01": true, // deadlock_detected
-	"53300": true, // too_many_connections
-	"57P01": true, // admin_shutdown: the backend was terminated
-	"57P02": true, // crash_shutdown
-	"57P03": true, // cannot_connect_now: the server is starting
-}
-
-// classify marks errors a retry may fix: a lost or refused connection, a
-// server shutting down or starting, a serialization failure or deadlock,
-// too many connections. An error after ctx ended never is: retrying cannot
-// outlive the context.
-func classify(ctx context.Context, err error) error {
-	if err == nil || retry.Is(err) || ctx.Err() != nil || errors.Is(err, context.Canceled) {
-		return err
-	}
-	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
-		if strings.HasPrefix(pgErr.Code, "08") || retryableCodes[pgErr.Code] {
-			return retry.Mark(err)
-		}
-		return err
-	}
-	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return retry.Mark(err)
-	}
-	if _, ok := errors.AsType[net.Error](err); ok {
-		return retry.Mark(err)
-	}
-	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
-		return retry.Mark(err)
-	}
-	return err
-}
+// classify marks errors a retry may fix; see pgdb.Classify.
+func classify(ctx context.Context, err error) error { return pgdb.Classify(ctx, err) }
 
 // FlowGet implements statestore.Store.
 func (s *Store) FlowGet(ctx context.Context, p statestore.FlowGetParams) (statestore.Flow, error) {
