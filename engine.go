@@ -42,13 +42,16 @@ type Options struct {
 
 // FaultHooks are called between the phases of each batch write: before the
 // target keys are staged in the state store, before the sinks apply the
-// batch, and before the batch is committed. An error from one stops the
-// update there, as a crash would; the next update must converge. They let
-// target and connector authors test their crash recovery.
+// batch, and before the batch is committed; and after a setup change (a
+// table created or altered, an index added) is applied, before it is
+// committed. An error from one stops the update there, as a crash would;
+// the next update must converge. They let target and connector authors test
+// their crash recovery.
 type FaultHooks struct {
 	BeforePrecommit func(ctx context.Context) error
 	BeforeApply     func(ctx context.Context) error
 	BeforeCommit    func(ctx context.Context) error
+	AfterSetupApply func(ctx context.Context) error
 }
 
 // BatchOptions bound a batch of target writes and state commits, which

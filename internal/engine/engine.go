@@ -190,12 +190,14 @@ type Options struct {
 	Hooks Hooks
 }
 
-// Hooks are called between the phases of each batch write; an error from a
-// hook aborts the update there, as a crash would.
+// Hooks are called between the phases of each batch write, and after a
+// setup change is applied but before it is committed; an error from a hook
+// aborts the update there, as a crash would.
 type Hooks struct {
 	BeforePrecommit func(ctx context.Context) error
 	BeforeApply     func(ctx context.Context) error
 	BeforeCommit    func(ctx context.Context) error
+	AfterSetupApply func(ctx context.Context) error
 }
 
 // Engine runs updates of one flow against one state store.

@@ -245,6 +245,9 @@ func (e *Engine) setupRoot(ctx context.Context, st *setupState, rs *rootState, c
 		return err
 	}
 	if !unchanged {
+		if err := runHook(ctx, e.opts.Hooks.AfterSetupApply); err != nil {
+			return err
+		}
 		gen, err := e.commitTarget(ctx, rs.id, true, rec.Record, invalidate)
 		if err != nil {
 			return err
@@ -314,6 +317,9 @@ func (e *Engine) setupAttachments(ctx context.Context, st *setupState, rs *rootS
 			return err
 		}
 		if _, err := e.applySetup(ctx, full, rec.Action); err != nil {
+			return err
+		}
+		if err := runHook(ctx, e.opts.Hooks.AfterSetupApply); err != nil {
 			return err
 		}
 		if _, err := e.commitTarget(ctx, staged.ID, true, rec.Record, target.InvalidateNone); err != nil {
