@@ -54,43 +54,15 @@ func (t *Table[T]) orderBy() string {
 	return strings.Join(pk, ", ")
 }
 
-// scan reads a row's columns and the extras after them.
-func (t *Table[T]) scan(rows *sql.Rows, extra ...any) (T, error) {
-	var row T
-	n := len(t.Spec().Columns)
-	values := make([]any, n)
-	dest := make([]any, 0, n+len(extra))
-	for i := range values {
-		dest = append(dest, &values[i])
-	}
-	if err := rows.Scan(append(dest, extra...)...); err != nil {
-		return row, err
-	}
-	err := t.Schema().Set(&row, values)
-	return row, err
-}
-
 // Rows returns every row of the table, in primary key order.
 func (t *Table[T]) Rows(ctx context.Context) iter.Seq2[T, error] {
-	return func(yield func(T, error) bool) {
+	return t.Iterate(func() (table.RowScanner, func(), error) {
 		rows, err := t.db.db.QueryContext(ctx, `SELECT `+t.columns()+` FROM `+quote(t.Name())+` ORDER BY `+t.orderBy())
 		if err != nil {
-			var zero T
-			yield(zero, fmt.Errorf("reading table %s: %w", t.Name(), err))
-			return
+			return nil, nil, err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			row, err := t.scan(rows)
-			if !yield(row, err) || err != nil {
-				return
-			}
-		}
-		if err := rows.Err(); err != nil {
-			var zero T
-			yield(zero, fmt.Errorf("reading table %s: %w", t.Name(), err))
-		}
-	}
+		return rows, func() { rows.Close() }, nil
+	})
 }
 
 // FullTextSpec is the setup state of a full-text index.
@@ -123,14 +95,10 @@ func FullText[T any](t *Table[T], column string, opts ...FullTextOption) {
 		o(&spec)
 	}
 	f := t.Inner().Flow()
-	tspec := t.Spec()
-	c, ok := tspec.Column(column)
-	switch {
-	case !ok:
-		f.AddError(fmt.Errorf("sqlite: table %s has no column %q to index", t.Name(), column))
-	case c.Kind != table.KindText:
-		f.AddError(fmt.Errorf("sqlite: column %q of table %s holds %s, not text", column, t.Name(), c.Kind))
-	case t.fullText != nil:
+	if err := t.CheckFullText(column); err != nil {
+		f.AddError(fmt.Errorf("sqlite: %w", err))
+	}
+	if t.fullText != nil {
 		f.AddError(fmt.Errorf("sqlite: table %s has a full-text index already", t.Name()))
 	}
 	t.fullText = &spec
@@ -168,7 +136,7 @@ func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table
 	for rows.Next() {
 		var h table.Hit[T]
 		var err error
-		if h.Row, err = t.scan(rows, &h.Score, &h.Snippet); err != nil {
+		if h.Row, err = t.Scan(rows, &h.Score, &h.Snippet); err != nil {
 			return nil, fmt.Errorf("searching table %s: %w", t.Name(), err)
 		}
 		hits = append(hits, h)

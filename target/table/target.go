@@ -80,3 +80,65 @@ func (t *Target[T]) Spec() Spec { return t.spec }
 
 // Inner returns the underlying target, to attach attachments to.
 func (t *Target[T]) Inner() *tidemark.Target[Values] { return t.inner }
+
+// RowScanner is a query result, as *sql.Rows and pgx.Rows both are.
+type RowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// Scan reads the current row of rows: the table's columns, in order, into a
+// T, then the values after them into extra.
+func (t *Target[T]) Scan(rows RowScanner, extra ...any) (T, error) {
+	var row T
+	values := make([]any, len(t.spec.Columns))
+	dest := make([]any, 0, len(values)+len(extra))
+	for i := range values {
+		dest = append(dest, &values[i])
+	}
+	if err := rows.Scan(append(dest, extra...)...); err != nil {
+		return row, err
+	}
+	return row, t.schema.Set(&row, values)
+}
+
+// Iterate yields the rows of a query of the table's columns, then closes
+// it. query runs the query; errors are wrapped as reading the table.
+func (t *Target[T]) Iterate(query func() (RowScanner, func(), error)) func(yield func(T, error) bool) {
+	return func(yield func(T, error) bool) {
+		var zero T
+		rows, closeRows, err := query()
+		if err != nil {
+			yield(zero, fmt.Errorf("reading table %s: %w", t.spec.Table, err))
+			return
+		}
+		defer closeRows()
+		for rows.Next() {
+			row, err := t.Scan(rows)
+			if err != nil {
+				yield(zero, fmt.Errorf("reading table %s: %w", t.spec.Table, err))
+				return
+			}
+			if !yield(row, nil) {
+				return
+			}
+		}
+		if err := rows.Err(); err != nil {
+			yield(zero, fmt.Errorf("reading table %s: %w", t.spec.Table, err))
+		}
+	}
+}
+
+// CheckFullText returns why column cannot have the table's full-text
+// index, if it cannot: it must exist and hold text.
+func (t *Target[T]) CheckFullText(column string) error {
+	c, ok := t.spec.Column(column)
+	switch {
+	case !ok:
+		return fmt.Errorf("table %s has no column %q to index", t.spec.Table, column)
+	case c.Kind != KindText:
+		return fmt.Errorf("column %q of table %s holds %s, not text", column, t.spec.Table, c.Kind)
+	}
+	return nil
+}

@@ -282,6 +282,48 @@ func Exercise(t *testing.T, b Backend) {
 		require.Equal(t, expected(s, rowV1), rows(t, t1))
 	})
 
+	t.Run("InterruptedSetupConverges", func(t *testing.T) {
+		t.Parallel()
+		s := newSuite(t, b)
+		s.fill(8)
+		columns := func() []string { return s.b.Columns(t, s.db, "docs") }
+		var t1 Table[RowV1]
+		v1 := func(f *tidemark.Flow) Table[RowV1] { t1 = s.b.V1(f, s.db, "docs", false); return t1 }
+		var t2 Table[RowV2]
+		v2 := func(f *tidemark.Flow) Table[RowV2] { t2 = s.b.V2(f, s.db, "docs"); return t2 }
+		mustUpdate(s, v1, rowV1)
+
+		// The change to V2 is applied to the table, then the update dies
+		// before committing it: the table holds V2's columns, the state
+		// store V1 as committed and V2 as staged.
+		crash := errors.New("simulated crash")
+		crashing := s.opts
+		crashing.Faults.AfterSetupApply = func(context.Context) error { return crash }
+		_, err := update(s, crashing, v2, rowV2)
+		require.ErrorIs(t, err, crash)
+		require.Contains(t, columns(), "extra", "the change was applied")
+
+		// Reverting to V1 must undo it; going to V2 again must complete it.
+		mustUpdate(s, v1, rowV1)
+		require.NotContains(t, columns(), "extra")
+		require.Equal(t, expected(s, rowV1), rows(t, t1))
+
+		_, err = update(s, crashing, v2, rowV2)
+		require.ErrorIs(t, err, crash)
+		mustUpdate(s, v2, rowV2)
+		require.Contains(t, columns(), "extra")
+		require.Equal(t, expected(s, rowV2), rows(t, t2), "every row written again")
+
+		// A full-text index interrupted the same way is completed too.
+		crashing.Faults.AfterSetupApply = func(context.Context) error { return crash }
+		_, err = update(s, crashing, func(f *tidemark.Flow) Table[RowV1] { t1 = s.b.V1(f, s.db, "docs", true); return t1 }, rowV1)
+		require.ErrorIs(t, err, crash)
+		mustUpdate(s, func(f *tidemark.Flow) Table[RowV1] { t1 = s.b.V1(f, s.db, "docs", true); return t1 }, rowV1)
+		hits, err := t1.Search(t.Context(), "document", 100)
+		require.NoError(t, err)
+		require.Len(t, hits, 8)
+	})
+
 	t.Run("CrashBetweenApplyAndCommit", func(t *testing.T) {
 		t.Parallel()
 		s := newSuite(t, b)

@@ -1,0 +1,260 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/target/table"
+)
+
+// Table is a table of rows of type T in a PostgreSQL database.
+type Table[T any] struct {
+	*table.Target[T]
+	db       *DB
+	fullText *FullTextSpec
+}
+
+// DeclareTable declares the table name, in the DB's schema, holding rows of
+// type T (see package table for the mapping of struct fields to columns),
+// as a target of flow f.
+func DeclareTable[T any](f *tidemark.Flow, db *DB, name string) *Table[T] {
+	t := table.Declare[T](f, db.sinks, table.Options{
+		Kind:   "postgres.table",
+		Key:    target.Key("postgres:" + db.name + "/" + db.opts.Schema + "." + name),
+		Schema: db.opts.Schema,
+		Table:  name,
+	})
+	return &Table[T]{Target: t, db: db}
+}
+
+// Name returns the table's name.
+func (t *Table[T]) Name() string { return t.Spec().Table }
+
+// QualifiedName returns the table's quoted, schema-qualified name.
+func (t *Table[T]) QualifiedName() string { return t.db.qualified(t.Name()) }
+
+// selectList returns the table's columns for a SELECT, JSON as text.
+func (t *Table[T]) selectList() string {
+	spec := t.Spec()
+	cols := make([]string, len(spec.Columns))
+	for i, c := range spec.Columns {
+		cols[i] = "t." + ident(c.Name)
+		if c.Kind == table.KindJSON {
+			cols[i] += "::text"
+		}
+	}
+	return strings.Join(cols, ", ")
+}
+
+func (t *Table[T]) orderBy() string {
+	spec := t.Spec()
+	pk := make([]string, len(spec.PrimaryKey))
+	for i, p := range spec.PrimaryKey {
+		pk[i] = "t." + ident(p)
+	}
+	return strings.Join(pk, ", ")
+}
+
+// Rows returns every row of the table, in primary key order.
+func (t *Table[T]) Rows(ctx context.Context) iter.Seq2[T, error] {
+	return t.Iterate(func() (table.RowScanner, func(), error) {
+		rows, err := t.db.pool.Query(ctx, `SELECT `+t.selectList()+` FROM `+t.QualifiedName()+` AS t ORDER BY `+t.orderBy())
+		if err != nil {
+			return nil, nil, classify(ctx, err)
+		}
+		return rows, rows.Close, nil
+	})
+}
+
+// FullTextSpec is the setup state of a full-text index.
+type FullTextSpec struct {
+	// Column is the text column indexed.
+	Column string `json:"column"`
+	// Language is the text search configuration, such as "english".
+	Language string `json:"language"`
+}
+
+const (
+	fullTextKind    = "fulltext"
+	defaultLanguage = "english"
+)
+
+// fullTextColumn is the generated tsvector column of an indexed column.
+func fullTextColumn(column string) string { return name(column, "tsv") }
+
+// FullText declares a full-text index of the text column of t: a stored
+// generated tsvector column (named column_tsv) with a GIN index, in the
+// language's text search configuration (default "english"), which Search
+// queries. A table has at most one.
+func FullText[T any](t *Table[T], column, language string) {
+	if language == "" {
+		language = defaultLanguage
+	}
+	spec := FullTextSpec{Column: column, Language: language}
+	f := t.Inner().Flow()
+	if err := t.CheckFullText(column); err != nil {
+		f.AddError(fmt.Errorf("postgres: %w", err))
+	}
+	if t.fullText != nil {
+		f.AddError(fmt.Errorf("postgres: table %s has a full-text index already", t.Name()))
+	}
+	t.fullText = &spec
+	tidemark.Attach(t.Inner(), fullTextKind, "index", spec)
+}
+
+// Search returns the rows whose indexed text matches query, best first
+// (by ts_rank), at most limit (20 if limit is 0), with a snippet from
+// ts_headline. The query is in web-search syntax (websearch_to_tsquery);
+// one with no word to look for is table.ErrEmptyQuery.
+func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table.Hit[T], error) {
+	if t.fullText == nil {
+		return nil, fmt.Errorf("postgres: table %s has no full-text index; declare one with postgres.FullText", t.Name())
+	}
+	if limit < 0 {
+		return nil, fmt.Errorf("postgres: search limit must not be negative, got %d", limit)
+	}
+	if limit == 0 {
+		limit = 20
+	}
+	if _, err := table.ParseQuery(query); err != nil {
+		return nil, err
+	}
+	fts := t.fullText
+	rows, err := t.db.pool.Query(ctx, fmt.Sprintf(`SELECT %s, ts_rank(t.%s, q), ts_headline($1::regconfig, t.%s, q, $4)
+		FROM %s AS t, websearch_to_tsquery($1::regconfig, $2) AS q
+		WHERE t.%s @@ q ORDER BY %d DESC, %s LIMIT $3`,
+		t.selectList(), ident(fullTextColumn(fts.Column)), ident(fts.Column), t.QualifiedName(),
+		ident(fullTextColumn(fts.Column)), len(t.Spec().Columns)+1, t.orderBy()),
+		fts.Language, table.CleanText(query), limit,
+		"StartSel="+table.HighlightStart+", StopSel="+table.HighlightEnd+", MaxWords=35, MinWords=15, MaxFragments=2, FragmentDelimiter=…")
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("searching table %s: %w", t.Name(), err))
+	}
+	defer rows.Close()
+	var hits []table.Hit[T]
+	for rows.Next() {
+		var (
+			h     table.Hit[T]
+			score float32
+			err   error
+		)
+		if h.Row, err = t.Scan(rows, &score, &h.Snippet); err != nil {
+			return nil, fmt.Errorf("searching table %s: %w", t.Name(), err)
+		}
+		h.Score = float64(score)
+		hits = append(hits, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(ctx, fmt.Errorf("searching table %s: %w", t.Name(), err))
+	}
+	return hits, nil
+}
+
+// fullTextHandler reconciles a table's full-text index; its record is the
+// spec as JSON.
+type fullTextHandler struct {
+	d     *DB
+	table string
+}
+
+type fullTextAction struct {
+	table   string
+	cur     *FullTextSpec // nil: drop
+	rebuild bool          // the column or language changed
+}
+
+func (a fullTextAction) String() string {
+	if a.cur == nil {
+		return "drop the full-text index of " + a.table
+	}
+	return fmt.Sprintf("index %s.%s for full-text search (%s)", a.table, a.cur.Column, a.cur.Language)
+}
+
+func (h *fullTextHandler) Reconcile(_ target.Key, desired *FullTextSpec, prev []target.Record, prevMayBeMissing bool) (*target.Reconciled, error) {
+	if desired == nil {
+		if len(prev) == 0 {
+			return nil, nil
+		}
+		return &target.Reconciled{Action: target.Do(h.d.ftsSink, fullTextAction{table: h.table})}, nil
+	}
+	rec, err := json.Marshal(desired)
+	if err != nil {
+		return nil, err
+	}
+	if target.Unchanged(rec, prev, prevMayBeMissing) {
+		return nil, nil
+	}
+	a := fullTextAction{table: h.table, cur: desired}
+	for _, p := range prev {
+		if string(p) != string(rec) {
+			a.rebuild = true
+		}
+	}
+	return &target.Reconciled{Action: target.Do(h.d.ftsSink, a), Record: rec}, nil
+}
+
+// applyFullText creates or drops full-text indexes, idempotently.
+func (d *DB) applyFullText(ctx context.Context, actions []fullTextAction) error {
+	for _, a := range actions {
+		err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+			t := d.qualified(a.table)
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, t).Scan(&exists); err != nil {
+				return err
+			}
+			if a.cur == nil || a.rebuild {
+				if exists {
+					if err := dropFullText(ctx, tx, d, a.table); err != nil {
+						return err
+					}
+				}
+				if a.cur == nil {
+					return nil
+				}
+			}
+			col := fullTextColumn(a.cur.Column)
+			idx := name(a.table, col, "idx")
+			for _, q := range []string{
+				fmt.Sprintf(`ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s tsvector GENERATED ALWAYS AS (to_tsvector(%s::regconfig, coalesce(%s, ''))) STORED`,
+					t, ident(col), literal(a.cur.Language), ident(a.cur.Column)),
+				fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING GIN (%s)`, ident(idx), t, ident(col)),
+			} {
+				if _, err := tx.Exec(ctx, q); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return classify(ctx, fmt.Errorf("%s: %w", a, err))
+		}
+	}
+	return nil
+}
+
+// dropFullText drops every generated tsvector column of a table, with its
+// index: whatever a full-text index of any column left.
+func dropFullText(ctx context.Context, tx pgx.Tx, d *DB, tableName string) error {
+	live, err := d.liveColumns(ctx, tx, tableName)
+	if err != nil {
+		return err
+	}
+	for _, c := range live {
+		if c.generated && c.typ == "tsvector" {
+			// Dropping the column drops its index.
+			if _, err := tx.Exec(ctx, `ALTER TABLE `+d.qualified(tableName)+` DROP COLUMN IF EXISTS `+ident(c.name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
