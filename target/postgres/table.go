@@ -117,13 +117,8 @@ func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table
 	if t.fullText == nil {
 		return nil, fmt.Errorf("postgres: table %s has no full-text index; declare one with postgres.FullText", t.Name())
 	}
-	if limit < 0 {
-		return nil, fmt.Errorf("postgres: search limit must not be negative, got %d", limit)
-	}
-	if limit == 0 {
-		limit = 20
-	}
-	if _, err := table.ParseQuery(query); err != nil {
+	_, limit, err := table.PrepareSearch(query, limit)
+	if err != nil {
 		return nil, err
 	}
 	fts := t.fullText

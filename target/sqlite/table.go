@@ -112,13 +112,7 @@ func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table
 	if t.fullText == nil {
 		return nil, fmt.Errorf("sqlite: table %s has no full-text index; declare one with sqlite.FullText", t.Name())
 	}
-	if limit < 0 {
-		return nil, fmt.Errorf("sqlite: search limit must not be negative, got %d", limit)
-	}
-	if limit == 0 {
-		limit = 20
-	}
-	q, err := table.ParseQuery(query)
+	q, limit, err := table.PrepareSearch(query, limit)
 	if err != nil {
 		return nil, err
 	}

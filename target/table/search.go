@@ -2,6 +2,7 @@ package table
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"unicode"
 )
@@ -136,4 +137,20 @@ func (q Query) FTS5() string {
 		groups = append(groups, "("+expr+")")
 	}
 	return strings.Join(groups, " OR ")
+}
+
+// DefaultSearchLimit is the number of hits a search returns when asked for 0.
+const DefaultSearchLimit = 20
+
+// PrepareSearch checks a search's arguments: it parses the query and
+// returns the limit to use.
+func PrepareSearch(query string, limit int) (Query, int, error) {
+	if limit < 0 {
+		return Query{}, 0, fmt.Errorf("table: search limit must not be negative, got %d", limit)
+	}
+	if limit == 0 {
+		limit = DefaultSearchLimit
+	}
+	q, err := ParseQuery(query)
+	return q, limit, err
 }
