@@ -50,6 +50,9 @@ type tracked struct {
 	mayBeMissing bool
 	// wrote says the row's value may be the one in the target.
 	wrote bool
+	// committed says the row's committed tracking holds the state, so the
+	// row owns it.
+	committed bool
 }
 
 // declaration is a target state a row declares.
@@ -104,7 +107,8 @@ type rowResult struct {
 	// lookups and for writing a state again when another row stops
 	// declaring it.
 	declaredSet map[trackKey]*declaration
-	// owned are the target states the row owned before this update.
+	// owned are the target states the row owned before this update: those
+	// of its committed tracking.
 	owned   map[trackKey]bool
 	actions []*plannedAction
 	// oldStaged are the row's staged entries still in force.
@@ -255,7 +259,7 @@ func (u *update) decodeTracking(t statestore.RowTracking) (map[trackKey]*tracked
 			continue
 		}
 		for _, e := range s.Entries {
-			out[trackKey{rs.id, target.Key(e.Key)}] = &tracked{prev: []target.Record{e.Record}, mayBeMissing: lost || reexport, wrote: e.Wrote}
+			out[trackKey{rs.id, target.Key(e.Key)}] = &tracked{prev: []target.Record{e.Record}, mayBeMissing: lost || reexport, wrote: e.Wrote, committed: true}
 		}
 	}
 	var live []statestore.Section
@@ -293,8 +297,10 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 	}
 	res.oldStaged = oldStaged
 	res.owned = make(map[trackKey]bool, len(tracking))
-	for k := range tracking {
-		res.owned[k] = true
+	for k, t := range tracking {
+		if t.committed {
+			res.owned[k] = true
+		}
 	}
 	res.declared = make(map[int64][]statestore.Entry)
 	seen := make(map[trackKey]*declaration, len(decls))

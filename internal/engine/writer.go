@@ -14,27 +14,70 @@ import (
 
 // writer batches processed rows and writes each batch in three steps:
 // precommit (stage the target keys about to be written), apply (the sinks
-// write), commit (the rows' new tracking). It is the only goroutine that
-// writes rows to the state store, which keeps ownership decisions serial.
+// write), commit (the rows' new tracking). Three goroutines form a
+// pipeline: the collector (run) gathers the next batch while the stage
+// goroutine resolves, precommits and applies one, while that one's
+// predecessor commits. Batches hold different rows — a row stays in flight
+// until its commit lands — so the steps of neighbouring batches touch
+// different rows; each step is its own transaction; and the steps that
+// read ownership (resolving a deletion) wait for the commit under way
+// first. The stage goroutine is the only one that resolves and precommits,
+// and commits land one at a time in batch order, which keeps ownership
+// decisions serial.
 type writer struct {
-	u       *update
-	runs    []*sourceRun
+	u    *update
+	runs []*sourceRun
+
+	// The collector's batch.
 	batch   []*rowResult
 	actions int
 	bytes   int
-	// stale holds target states whose value may be that of a row that no
-	// longer declares them, with the records that value may have: the next
-	// row of this update declaring one with another record writes it again.
+
+	// queue hands batches from the collector to the stage goroutine, which
+	// closes stageDone when it stops, with stageErr.
+	queue     chan []*rowResult
+	stageDone chan struct{}
+	stageErr  error
+
+	// The stage goroutine's state. stale holds target states whose value
+	// may be that of a row that no longer declares them, with the records
+	// that value may have: the next row of this update declaring one with
+	// another record writes it again.
 	stale map[trackKey][]target.Record
+	// committing is the commit under way, if any.
+	committing *commitJob
+}
+
+// commitJob is a batch's commit, run in its own goroutine.
+type commitJob struct {
+	done chan struct{} // closed when the commit ends
+	err  error
 }
 
 func newWriter(u *update, runs []*sourceRun) *writer {
-	return &writer{u: u, runs: runs, stale: make(map[trackKey][]target.Record)}
+	return &writer{u: u, runs: runs, stale: make(map[trackKey][]target.Record),
+		queue: make(chan []*rowResult), stageDone: make(chan struct{})}
 }
 
-// run batches results until the channel closes, flushing a batch when it is
-// full, when it is MaxDelay old, or when a source waits on its rows.
+// run batches results until the channel closes, handing a batch on when it
+// is full, when it is MaxDelay old, or when a source waits on its rows. It
+// returns once every batch handed on is committed, or at the first error.
 func (w *writer) run(ctx context.Context) error {
+	go func() {
+		defer close(w.stageDone)
+		w.stageErr = w.stage(ctx)
+	}()
+	err := w.collect(ctx)
+	close(w.queue)
+	<-w.stageDone
+	if err == nil {
+		err = w.stageErr
+	}
+	return err
+}
+
+// collect gathers results into batches and hands them on.
+func (w *writer) collect(ctx context.Context) error {
 	opts := w.u.e.opts.Batch
 	var (
 		timer  *time.Timer
@@ -70,12 +113,16 @@ func (w *writer) run(ctx context.Context) error {
 				return err
 			}
 		case <-w.u.nudge:
+			// Rows finished, or a source began to wait: it may now wait on
+			// the batch alone.
 			if w.sourceWaiting() {
 				stopTimer()
 				if err := w.flush(ctx); err != nil {
 					return err
 				}
 			}
+		case <-w.stageDone:
+			return w.stageErr
 		case <-ctx.Done():
 			// Abandon the batch: its rows were at most precommitted, which
 			// the next update resolves.
@@ -105,24 +152,73 @@ func (w *writer) sourceWaiting() bool {
 	return false
 }
 
+// flush hands the batch to the stage goroutine, waiting while that writes
+// the one before.
 func (w *writer) flush(ctx context.Context) error {
 	if len(w.batch) == 0 {
 		return nil
 	}
 	batch := w.batch
 	w.batch, w.actions, w.bytes = nil, 0, 0
-	if err := w.write(ctx, batch); err != nil {
-		return err
-	}
 	for _, res := range batch {
 		res.run.inBatch--
-		w.u.flights.release(res.run.flightKey(res.key))
-		res.run.pending.done()
 	}
-	return nil
+	select {
+	case w.queue <- batch:
+		return nil
+	case <-w.stageDone:
+		return w.stageErr
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
-// write writes one batch.
+// stage writes the batches handed on, in order, and waits for the last
+// commit.
+func (w *writer) stage(ctx context.Context) error {
+	// Whatever happens, the commit under way ends before the stage does.
+	defer func() { _ = w.awaitCommit() }()
+	for {
+		select {
+		case batch, ok := <-w.queue:
+			if !ok {
+				return w.awaitCommit()
+			}
+			if err := w.write(ctx, batch); err != nil {
+				return err
+			}
+		case <-w.commitDone():
+			// A failed commit stops the update now: its rows never finish.
+			if err := w.awaitCommit(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// commitDone returns a channel closed when the commit under way ends; nil
+// (never ready) when there is none.
+func (w *writer) commitDone() <-chan struct{} {
+	if w.committing == nil {
+		return nil
+	}
+	return w.committing.done
+}
+
+// awaitCommit waits for the commit under way, if any, and returns its
+// error.
+func (w *writer) awaitCommit() error {
+	job := w.committing
+	if job == nil {
+		return nil
+	}
+	<-job.done
+	w.committing = nil
+	return job.err
+}
+
+// write writes one batch. It returns once the batch is applied; its commit
+// runs on, and its rows are finished when that lands.
 func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 	u := w.u
 	e := u.e
@@ -138,6 +234,7 @@ func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 			}
 			w.countRow(res, nil)
 		}
+		w.finish(batch)
 		return nil
 	}
 
@@ -156,11 +253,28 @@ func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 	if err != nil {
 		return err
 	}
+	land := landings(batch)
+	// One commit at a time, in batch order.
+	if err := w.awaitCommit(); err != nil {
+		return err
+	}
+	job := &commitJob{done: make(chan struct{})}
+	w.committing = job
+	go func() {
+		defer close(job.done)
+		job.err = w.commitBatch(ctx, batch, failed, land)
+	}()
+	return nil
+}
+
+// commitBatch commits a batch and finishes its rows. It runs beside the
+// writer goroutine, so it touches no writer state.
+func (w *writer) commitBatch(ctx context.Context, batch []*rowResult, failed map[*rowResult]error, land landing) error {
+	e := w.u.e
 	if err := runHook(ctx, e.opts.Hooks.BeforeCommit); err != nil {
 		return err
 	}
 	now := time.Now()
-	land := landings(batch)
 	for _, run := range w.runs {
 		if err := w.commit(ctx, run, batch, failed, land, now); err != nil {
 			return err
@@ -169,8 +283,22 @@ func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 	for _, res := range batch {
 		w.countRow(res, failed[res])
 	}
+	w.finish(batch)
 	e.log.DebugContext(ctx, "wrote a batch", "rows", len(batch), "failed", len(failed))
 	return nil
+}
+
+// finish releases a written batch's rows, and nudges the collector: a
+// source may now wait on its batch alone.
+func (w *writer) finish(batch []*rowResult) {
+	for _, res := range batch {
+		w.u.flights.release(res.run.flightKey(res.key))
+		res.run.pending.done()
+	}
+	select {
+	case w.u.nudge <- struct{}{}:
+	default:
+	}
 }
 
 func runHook(ctx context.Context, hook func(context.Context) error) error {
@@ -275,12 +403,16 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 		for _, a := range s.deletes[1:] {
 			a.cancelled = true
 		}
-		ok := statestore.OwnerKey{TargetID: k.root, KeyHash: statestore.HashKey(string(k.key))}
+		ok := ownerKey(k)
 		check = append(check, ok)
 		checkFor[ok] = s
 	}
 	if len(check) == 0 {
 		return nil
+	}
+	// Ownership is taken at commit: the commit under way must land first.
+	if err := w.awaitCommit(); err != nil {
+		return err
 	}
 	var owners []statestore.Owner
 	if err := w.u.e.do(ctx, "find owners", func(ctx context.Context) (err error) {
@@ -512,9 +644,9 @@ func liveActions(res *rowResult) []*plannedAction {
 }
 
 // precommit stages, for the rows of run about to write, every target state
-// they write or delete and every state they declare for the first time,
-// with its ownership. The ownership rows of a row thus never name a state
-// its tracking (committed or staged) does not hold, whatever fails later.
+// they write or delete, and inserts the rows seen for the first time. A
+// crash after the writes leaves the staged states for the next update to
+// resolve; ownership is taken only at commit, with the tracking.
 func (w *writer) precommit(ctx context.Context, run *sourceRun, batch []*rowResult) error {
 	var (
 		rows []statestore.PrecommitRow
@@ -524,22 +656,9 @@ func (w *writer) precommit(ctx context.Context, run *sourceRun, batch []*rowResu
 		if res.run != run || (res.kind != resultUpdate && res.kind != resultGone) {
 			continue
 		}
-		var (
-			add    []stagedEntry
-			owners []statestore.OwnerKey
-		)
+		var add []stagedEntry
 		for _, a := range liveActions(res) {
 			add = append(add, stagedEntry{root: a.root.id, entry: statestore.Entry{Key: string(a.key), Record: a.record, Deleting: a.delete}})
-		}
-		for _, rs := range w.u.setup.roots {
-			for _, e := range res.declared[rs.id] {
-				k := trackKey{rs.id, target.Key(e.Key)}
-				if res.owned[k] {
-					continue
-				}
-				owners = append(owners, statestore.OwnerKey{TargetID: rs.id, KeyHash: statestore.HashKey(e.Key)})
-				add = append(add, stagedEntry{root: rs.id, entry: e})
-			}
 		}
 		// A row seen for the first time is precommitted even with nothing to
 		// stage: that is where it is inserted and gets its id.
@@ -547,7 +666,7 @@ func (w *writer) precommit(ctx context.Context, run *sourceRun, batch []*rowResu
 			continue
 		}
 		staged := mergeStaged(res.oldStaged, add, w.u.setup.gen)
-		rows = append(rows, statestore.PrecommitRow{ID: res.id, Key: res.key, Staged: statestore.EncodeSections(staged), NewOwners: owners})
+		rows = append(rows, statestore.PrecommitRow{ID: res.id, Key: res.key, Staged: statestore.EncodeSections(staged)})
 		who = append(who, res)
 	}
 	if len(rows) == 0 {
@@ -788,20 +907,25 @@ func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult,
 				}
 				sections = append(sections, statestore.Section{TargetID: rs.id, Gen: u.setup.gen, Entries: entries})
 			}
-			var dropped []statestore.OwnerKey
+			var added, dropped []statestore.OwnerKey
 			for k := range res.owned {
 				if res.declaredSet[k] == nil {
-					dropped = append(dropped, statestore.OwnerKey{TargetID: k.root, KeyHash: statestore.HashKey(string(k.key))})
+					dropped = append(dropped, ownerKey(k))
+				}
+			}
+			for k := range res.declaredSet {
+				if !res.owned[k] {
+					added = append(added, ownerKey(k))
 				}
 			}
 			p.Rows = append(p.Rows, statestore.CommitRow{ID: res.id, Ordinal: res.ordinal, ContentFP: res.contentFP, LogicFP: u.e.logicFP,
-				Gen: u.setup.gen, Tracking: statestore.EncodeSections(sections), DroppedOwners: dropped})
+				Gen: u.setup.gen, Tracking: statestore.EncodeSections(sections), NewOwners: added, DroppedOwners: dropped})
 		case resultBump:
 			p.Bumps = append(p.Bumps, statestore.OrdinalBump{ID: res.id, Ordinal: res.ordinal})
 		case resultGone:
 			owners := make([]statestore.OwnerKey, 0, len(res.owned))
 			for k := range res.owned {
-				owners = append(owners, statestore.OwnerKey{TargetID: k.root, KeyHash: statestore.HashKey(string(k.key))})
+				owners = append(owners, ownerKey(k))
 			}
 			p.Deletes = append(p.Deletes, statestore.RowDelete{ID: res.id, Owners: owners})
 		case resultFailed:
@@ -813,6 +937,11 @@ func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult,
 		return nil
 	}
 	return u.e.do(ctx, "commit", func(ctx context.Context) error { return u.e.store.Commit(ctx, p) })
+}
+
+// ownerKey is the ownership key of a target state.
+func ownerKey(k trackKey) statestore.OwnerKey {
+	return statestore.OwnerKey{TargetID: k.root, KeyHash: statestore.HashKey(string(k.key))}
 }
 
 // count adds a written action to its target's counters.

@@ -88,7 +88,8 @@ type Store interface {
 
 	// Precommit stages target keys for many rows in one transaction before
 	// their target writes, inserting rows seen for the first time, and
-	// returns the rows' ids in order.
+	// returns the rows' ids in order. Rows may be committed (by Commit) at
+	// the same time, in another transaction: never the same rows.
 	Precommit(ctx context.Context, p PrecommitParams) ([]int64, error)
 	// Commit records many rows' outcomes in one transaction after their
 	// target writes.
@@ -294,8 +295,6 @@ type PrecommitRow struct {
 	Key string
 	// Staged replaces the row's staged blob.
 	Staged []byte
-	// NewOwners are ownerships to add for the row; existing ones are kept.
-	NewOwners []OwnerKey
 }
 
 // CommitParams are the parameters of Store.Commit.
@@ -322,7 +321,10 @@ type CommitRow struct {
 	LogicFP   []byte
 	Gen       int64
 	Tracking  []byte
-	// DroppedOwners are ownerships the row gives up.
+	// NewOwners are ownerships the row takes, of the states its tracking
+	// holds for the first time; DroppedOwners are those it gives up. The
+	// ownerships of a row thus always match its committed tracking.
+	NewOwners     []OwnerKey
 	DroppedOwners []OwnerKey
 }
 

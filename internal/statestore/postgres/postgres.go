@@ -711,8 +711,6 @@ func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]
 		oldIDs    []int64
 		oldStaged [][]byte
 		oldIndex  map[int64]int
-		owners    ownerArrays
-		ownerKeys []string // for new rows' ownerships; "" for the others
 	)
 	for i := range p.Rows {
 		r := &p.Rows[i]
@@ -740,14 +738,6 @@ func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]
 				oldStaged = append(oldStaged, r.Staged)
 			}
 		}
-		owners.add(r.NewOwners, r.ID)
-		key := ""
-		if r.ID == 0 {
-			key = r.Key
-		}
-		for range r.NewOwners {
-			ownerKeys = append(ownerKeys, key)
-		}
 	}
 
 	b := &pgx.Batch{}
@@ -756,9 +746,6 @@ func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]
 	}
 	if len(oldIDs) > 0 {
 		b.Queue(s.q.rowStage, oldIDs, oldStaged)
-	}
-	if owners.len() > 0 {
-		b.Queue(s.q.ownerAdd, p.SourceID, owners.targetIDs, owners.keyHashes, owners.rowIDs, ownerKeys)
 	}
 	err := s.send(ctx, b, func(br pgx.BatchResults) error {
 		if len(newKeys) > 0 {
@@ -792,11 +779,6 @@ func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]
 				return fmt.Errorf("staging %d rows: %w", len(oldIDs), err)
 			}
 		}
-		if owners.len() > 0 {
-			if _, err := br.Exec(); err != nil {
-				return fmt.Errorf("recording %d ownerships: %w", owners.len(), err)
-			}
-		}
 		return nil
 	})
 	if err != nil {
@@ -815,9 +797,9 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 		return nil
 	}
 	var (
-		disown ownerArrays
-		b      = &pgx.Batch{}
-		ops    []string // what each queued statement does, for errors
+		disown, own ownerArrays
+		b           = &pgx.Batch{}
+		ops         []string // what each queued statement does, for errors
 	)
 	queue := func(op, sql string, args ...any) {
 		b.Queue(sql, args...)
@@ -838,6 +820,7 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 		for i := range p.Rows {
 			r := &p.Rows[i]
 			disown.add(r.DroppedOwners, r.ID)
+			own.add(r.NewOwners, r.ID)
 			if j, ok := index[r.ID]; ok {
 				ordinals[j], contents[j], logics[j], gens[j], tracking[j] = r.Ordinal, r.ContentFP, r.LogicFP, r.Gen, r.Tracking
 				continue
@@ -851,6 +834,9 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 			tracking = append(tracking, r.Tracking)
 		}
 		queue(fmt.Sprintf("committing %d rows", len(ids)), s.q.rowCommit, p.At, ids, ordinals, contents, logics, gens, tracking)
+		if own.len() > 0 {
+			queue(fmt.Sprintf("recording %d ownerships", own.len()), s.q.ownerAdd, own.targetIDs, own.keyHashes, own.rowIDs)
+		}
 	}
 
 	if len(p.Bumps) > 0 {

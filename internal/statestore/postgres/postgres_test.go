@@ -424,8 +424,7 @@ func TestRoundTrips(t *testing.T) {
 			}
 		}
 		for i := range rows {
-			rows[i] = statestore.PrecommitRow{Key: fmt.Sprintf("r%d-%d", r, i), Staged: []byte("s"),
-				NewOwners: []statestore.OwnerKey{{TargetID: 1, KeyHash: statestore.HashKey(fmt.Sprint(r, i))}}}
+			rows[i] = statestore.PrecommitRow{Key: fmt.Sprintf("r%d-%d", r, i), Staged: []byte("s")}
 			if i < len(known) {
 				rows[i].ID = known[i]
 			}
@@ -439,7 +438,8 @@ func TestRoundTrips(t *testing.T) {
 		for i, id := range ids {
 			switch i % 5 {
 			case 0:
-				p.Rows = append(p.Rows, statestore.CommitRow{ID: id, Ordinal: &ord, DroppedOwners: rows[i].NewOwners})
+				owners := []statestore.OwnerKey{{TargetID: 1, KeyHash: statestore.HashKey(fmt.Sprint(r, i))}}
+				p.Rows = append(p.Rows, statestore.CommitRow{ID: id, Ordinal: &ord, NewOwners: owners, DroppedOwners: owners})
 			case 1:
 				p.Bumps = append(p.Bumps, statestore.OrdinalBump{ID: id, Ordinal: &ord})
 			case 2:
@@ -447,7 +447,7 @@ func TestRoundTrips(t *testing.T) {
 			case 3:
 				p.Errors = append(p.Errors, statestore.RowFailure{Key: fmt.Sprintf("new%d-%d", r, i), Message: "boom"})
 			case 4:
-				p.Deletes = append(p.Deletes, statestore.RowDelete{ID: id, Owners: rows[i].NewOwners})
+				p.Deletes = append(p.Deletes, statestore.RowDelete{ID: id, Owners: []statestore.OwnerKey{{TargetID: 1, KeyHash: statestore.HashKey(fmt.Sprint(r, i))}}})
 			}
 		}
 		before = writes.Load()

@@ -110,9 +110,7 @@ func newQueries(schema string) queries {
 	// row not found leaves row_id NULL, which the NOT NULL constraint
 	// refuses.
 	q.ownerAdd = r(`INSERT INTO {{owners}} (target_id, key_hash, row_id)
-		SELECT u.target_id, u.key_hash, CASE WHEN u.row_id <> 0 THEN u.row_id ELSE r.id END
-		FROM unnest($2::bigint[], $3::bytea[], $4::bigint[], $5::text[]) AS u(target_id, key_hash, row_id, key)
-		LEFT JOIN {{rows}} AS r ON u.row_id = 0 AND r.source_id = $1::bigint AND r.key = u.key
+		SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bigint[])
 		ON CONFLICT DO NOTHING`)
 
 	// Commit.

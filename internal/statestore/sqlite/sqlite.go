@@ -602,11 +602,6 @@ func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]
 			return err
 		}
 		defer update.Close()
-		own, err := tx.PrepareContext(ctx, `INSERT INTO tidemark_owners (target_id, key_hash, row_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
-		if err != nil {
-			return err
-		}
-		defer own.Close()
 		for i, r := range p.Rows {
 			id := r.ID
 			if id == 0 {
@@ -617,11 +612,6 @@ func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]
 				return fmt.Errorf("staging row %s: %w", r.Key, err)
 			}
 			ids[i] = id
-			for _, o := range r.NewOwners {
-				if _, err := own.ExecContext(ctx, o.TargetID, o.KeyHash[:], id); err != nil {
-					return fmt.Errorf("recording ownership for row %s: %w", r.Key, err)
-				}
-			}
 		}
 		return nil
 	})
@@ -640,6 +630,11 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 			return err
 		}
 		defer disown.Close()
+		own, err := tx.PrepareContext(ctx, `INSERT INTO tidemark_owners (target_id, key_hash, row_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`)
+		if err != nil {
+			return err
+		}
+		defer own.Close()
 		if len(p.Rows) > 0 {
 			update, err := tx.PrepareContext(ctx, `UPDATE tidemark_rows SET ordinal = ?, content_fp = ?, logic_fp = ?, gen = ?, tracking = ?,
 				staged = NULL, error = NULL, error_count = 0, error_at = NULL, processed_at = ? WHERE id = ?`)
@@ -654,6 +649,11 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 				for _, o := range r.DroppedOwners {
 					if _, err := disown.ExecContext(ctx, o.TargetID, o.KeyHash[:], r.ID); err != nil {
 						return fmt.Errorf("dropping ownership of row %d: %w", r.ID, err)
+					}
+				}
+				for _, o := range r.NewOwners {
+					if _, err := own.ExecContext(ctx, o.TargetID, o.KeyHash[:], r.ID); err != nil {
+						return fmt.Errorf("recording ownership of row %d: %w", r.ID, err)
 					}
 				}
 			}

@@ -165,8 +165,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		stageCommit(t, s, "f", "t2/att", t2)
 		k1 := statestore.OwnerKey{TargetID: t1, KeyHash: statestore.HashKey("k")}
 		k2 := statestore.OwnerKey{TargetID: t2, KeyHash: statestore.HashKey("k")}
-		_, err = s.Precommit(ctx, statestore.PrecommitParams{SourceID: src, Rows: []statestore.PrecommitRow{{Key: "r", NewOwners: []statestore.OwnerKey{k1, k2}}}})
-		require.NoError(t, err)
+		ownRow(t, s, src, "r", k1, k2)
 
 		res, err := s.TargetCommit(ctx, statestore.TargetCommitParams{Flow: "f", ID: t1, Exists: true, Record: []byte("x"), Invalidate: target.InvalidateLossy})
 		require.NoError(t, err)
@@ -210,8 +209,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		keep := stageCommit(t, s, "f", "other", 0)
 		ko := statestore.OwnerKey{TargetID: parent, KeyHash: statestore.HashKey("k")}
 		kk := statestore.OwnerKey{TargetID: keep, KeyHash: statestore.HashKey("k")}
-		_, err = s.Precommit(ctx, statestore.PrecommitParams{SourceID: src, Rows: []statestore.PrecommitRow{{Key: "r", NewOwners: []statestore.OwnerKey{ko, kk}}}})
-		require.NoError(t, err)
+		ownRow(t, s, src, "r", ko, kk)
 
 		_, err = s.TargetStage(ctx, statestore.TargetStageParams{Flow: "f", Kind: "k", Key: "table", Record: nil})
 		require.NoError(t, err)
@@ -246,8 +244,8 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		staged := statestore.EncodeSections([]statestore.Section{{TargetID: tid, Gen: 0, Entries: []statestore.Entry{{Key: "a", Record: []byte("r1")}}}})
 
 		params := statestore.PrecommitParams{SourceID: src, Rows: []statestore.PrecommitRow{
-			{Key: "r1", Staged: staged, NewOwners: []statestore.OwnerKey{own("a")}},
-			{Key: "r2", Staged: staged, NewOwners: []statestore.OwnerKey{own("a"), own("b")}},
+			{Key: "r1", Staged: staged},
+			{Key: "r2", Staged: staged},
 		}}
 		ids, err := s.Precommit(ctx, params)
 		require.NoError(t, err)
@@ -268,7 +266,20 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 			require.Zero(t, m.Gen)
 		}
 
-		owners, err := s.OwnerFind(ctx, statestore.OwnerFindParams{Keys: []statestore.OwnerKey{own("a"), own("b"), own("c")}})
+		// A precommit records no ownership: a commit does.
+		owners, err := s.OwnerFind(ctx, statestore.OwnerFindParams{Keys: []statestore.OwnerKey{own("a"), own("b")}})
+		require.NoError(t, err)
+		require.Empty(t, owners)
+		earlier := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: earlier, Rows: []statestore.CommitRow{
+			{ID: ids[0], NewOwners: []statestore.OwnerKey{own("a")}},
+			{ID: ids[1], NewOwners: []statestore.OwnerKey{own("a"), own("b")}},
+		}}))
+		// Recording an ownership again changes nothing.
+		require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: earlier, Rows: []statestore.CommitRow{
+			{ID: ids[0], NewOwners: []statestore.OwnerKey{own("a")}},
+		}}))
+		owners, err = s.OwnerFind(ctx, statestore.OwnerFindParams{Keys: []statestore.OwnerKey{own("a"), own("b"), own("c")}})
 		require.NoError(t, err)
 		require.ElementsMatch(t, []statestore.Owner{
 			{OwnerKey: own("a"), RowID: ids[0]},
@@ -495,10 +506,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 			src, err := s.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: flow, Name: "s"})
 			require.NoError(t, err)
 			tid := stageCommit(t, s, flow, "t", 0)
-			_, err = s.Precommit(ctx, statestore.PrecommitParams{SourceID: src, Rows: []statestore.PrecommitRow{{
-				Key: "r", NewOwners: []statestore.OwnerKey{{TargetID: tid, KeyHash: statestore.HashKey("k")}},
-			}}})
-			require.NoError(t, err)
+			ownRow(t, s, src, "r", statestore.OwnerKey{TargetID: tid, KeyHash: statestore.HashKey("k")})
 		}
 		fTargets := targetsByKey(t, s, "f")
 		require.NoError(t, s.FlowDrop(ctx, statestore.FlowDropParams{Flow: "f"}))
@@ -520,6 +528,15 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		require.NoError(t, err)
 		require.Len(t, metas, 1)
 	})
+}
+
+// ownRow inserts row key of source src and commits it owning keys.
+func ownRow(t *testing.T, s statestore.Store, src int64, key string, keys ...statestore.OwnerKey) int64 {
+	t.Helper()
+	ids, err := s.Precommit(t.Context(), statestore.PrecommitParams{SourceID: src, Rows: []statestore.PrecommitRow{{Key: key}}})
+	require.NoError(t, err)
+	require.NoError(t, s.Commit(t.Context(), statestore.CommitParams{SourceID: src, At: time.Now(), Rows: []statestore.CommitRow{{ID: ids[0], NewOwners: keys}}}))
+	return ids[0]
 }
 
 func stageCommit(t *testing.T, s statestore.Store, flow, key string, parent int64) int64 {
