@@ -23,16 +23,31 @@ type Table[T any] struct {
 
 // DeclareTable declares the table name, in the DB's schema, holding rows of
 // type T (see package table for the mapping of struct fields to columns),
-// as a target of flow f.
+// as a target of flow f. An empty name takes the default of
+// table.TableName. Names, of the table and of its columns, are at most 63
+// bytes, PostgreSQL's limit.
 func DeclareTable[T any](f *tidemark.Flow, db *DB, name string) *Table[T] {
+	name = table.TableName[T](f, name)
+	if len(name) > maxIdent {
+		f.AddError(fmt.Errorf("postgres: table name %q is longer than %d bytes", name, maxIdent))
+	}
 	t := table.Declare[T](f, db.sinks, table.Options{
 		Kind:   "postgres.table",
 		Key:    target.Key("postgres:" + db.name + "/" + db.opts.Schema + "." + name),
 		Schema: db.opts.Schema,
 		Table:  name,
 	})
+	for _, c := range t.Schema().Columns {
+		if len(c.Name) > maxIdent {
+			f.AddError(fmt.Errorf("postgres: table %s: column name %q is longer than %d bytes", name, c.Name, maxIdent))
+		}
+	}
 	return &Table[T]{Target: t, db: db}
 }
+
+// maxIdent is PostgreSQL's limit on the length of an identifier, past which
+// it silently truncates.
+const maxIdent = 63
 
 // Name returns the table's name.
 func (t *Table[T]) Name() string { return t.Spec().Table }

@@ -54,6 +54,10 @@ func BenchmarkInitialLoad(b *testing.B) {
 			b.Fatalf("update: %v, %d failed", err, st.Failed())
 		}
 		tidemarkTimes = append(tidemarkTimes, elapsed)
+		var n int
+		if err := db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM messages`).Scan(&n); err != nil || n != int(rows) {
+			b.Fatalf("tidemark wrote %d rows, want %d (%v)", n, int(rows), err)
+		}
 		e.Close()
 		db.Close()
 

@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -8,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target/sqlite"
 	"github.com/tidemark/tidemark/target/tabletest"
 )
@@ -59,4 +61,42 @@ func backend() tabletest.Backend {
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	tabletest.Exercise(t, backend())
+}
+
+func TestTableNames(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "app.db")
+	db, err := sqlite.Open(t.Context(), "main", path)
+	require.NoError(t, err)
+	defer db.Close()
+
+	f := tidemark.NewFlow("NotesIndex")
+	byDefault := sqlite.DeclareTable[tabletest.RowV1](f, db, "")
+	named := sqlite.DeclareTable[tabletest.RowV1](f, db, "notes")
+	require.Equal(t, "notes_index__row_v1", byDefault.Name())
+	require.Equal(t, "notes", named.Name())
+	src := memory.NewSource[string, string]()
+	src.Set("a", "alpha")
+	tidemark.ForEach(tidemark.AddSource(f, "notes", src), func(_ context.Context, r *tidemark.Row, k, v string) error {
+		byDefault.Declare(r, tabletest.RowV1{ID: k, Body: v})
+		named.Declare(r, tabletest.RowV1{ID: k, Body: v})
+		return nil
+	})
+	e, err := tidemark.Open(t.Context(), f, tidemark.Options{StateStore: path})
+	require.NoError(t, err)
+	defer e.Close()
+	_, err = e.Update(t.Context(), tidemark.UpdateOptions{})
+	require.NoError(t, err)
+	for _, name := range []string{"notes_index__row_v1", "notes"} {
+		var n int
+		require.NoError(t, db.SQL().QueryRowContext(t.Context(), `SELECT count(*) FROM "`+name+`"`).Scan(&n))
+		require.Equal(t, 1, n, name)
+	}
+
+	g := tidemark.NewFlow("NotesIndex")
+	sqlite.DeclareTable[struct {
+		ID string `tidemark:"id,pk"`
+	}](g, db, "")
+	_, err = tidemark.Open(t.Context(), g, tidemark.Options{StateStore: path})
+	require.ErrorContains(t, err, "an unnamed type, needs a name")
 }

@@ -22,8 +22,9 @@ type Table[T any] struct {
 
 // DeclareTable declares the table name in db, holding rows of type T (see
 // package table for the mapping of struct fields to columns), as a target
-// of flow f.
+// of flow f. An empty name takes the default of table.TableName.
 func DeclareTable[T any](f *tidemark.Flow, db *DB, name string) *Table[T] {
+	name = table.TableName[T](f, name)
 	t := table.Declare[T](f, db.sinks, table.Options{
 		Kind:  "sqlite.table",
 		Key:   target.Key("sqlite:" + db.name + "/" + name),

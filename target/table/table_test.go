@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/target"
 )
 
@@ -232,4 +233,17 @@ func TestParseQuery(t *testing.T) {
 		_, err := ParseQuery(in)
 		require.ErrorIs(t, err, ErrEmptyQuery, in)
 	}
+}
+
+type generic[T any] struct {
+	ID T `tidemark:"id,pk"`
+}
+
+func TestTableName(t *testing.T) {
+	f := tidemark.NewFlow("HNIndex")
+	require.Equal(t, "hn_index__message", TableName[message](f, ""))
+	require.Equal(t, "hn_index__message", TableName[*message](f, ""), "a pointer type names its element")
+	require.Equal(t, "hn_index__generic", TableName[generic[int]](f, ""), "type arguments are left out")
+	require.Equal(t, "stories", TableName[message](f, "stories"), "a name given is kept")
+	require.Empty(t, TableName[struct{ ID int }](f, ""), "an unnamed type has no default")
 }

@@ -2,6 +2,8 @@ package table
 
 import (
 	"fmt"
+	"reflect"
+	"strings"
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/target"
@@ -30,6 +32,28 @@ type Options struct {
 	Table string
 }
 
+// TableName returns name, or, when name is empty, the default name of a
+// table of rows of type T in flow f: the flow's name and T's name in
+// snake_case, joined by two underscores (flow "HNIndex", type Message:
+// "hn_index__message"). The default follows the Go type: renaming the type
+// renames the table, which a setup then drops and creates anew. Pass a
+// name to keep a table's name whatever the code calls things.
+func TableName[T any](f *tidemark.Flow, name string) string {
+	if name != "" {
+		return name
+	}
+	typ := reflect.TypeFor[T]()
+	for typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
+	if typ.Name() == "" {
+		return "" // Declare reports that the table needs a name
+	}
+	// A generic type's name carries its type arguments.
+	base, _, _ := strings.Cut(typ.Name(), "[")
+	return SnakeCase(f.Name()) + "__" + SnakeCase(base)
+}
+
 // Declare declares a table of rows of type T in flow f, written through
 // sinks. A mistake (a row type that cannot be a table) is reported by
 // tidemark.Open.
@@ -40,7 +64,7 @@ func Declare[T any](f *tidemark.Flow, sinks *Sinks, o Options) *Target[T] {
 		schema = &Schema{}
 	}
 	if o.Table == "" {
-		f.AddError(fmt.Errorf("table: a table of %T needs a name", *new(T)))
+		f.AddError(fmt.Errorf("table: a table of %s, an unnamed type, needs a name", reflect.TypeFor[T]()))
 	}
 	spec := Spec{Schema: o.Schema, Table: o.Table}
 	for _, c := range schema.Columns {
