@@ -101,6 +101,34 @@ type UpdateOptions struct {
 	// whose setup would change is reported, but its rows are not: they
 	// cannot be reconciled before the setup change.
 	Preview bool
+	// Sources, when set, limits the update to the sources named.
+	Sources []string
+	// Stop, when closed, stops the update gracefully: no more rows are
+	// listed, the rows in hand are finished and committed, nothing is
+	// deleted, and Update returns an error matching ErrStopped.
+	Stop <-chan struct{}
+	// Progress, when set, is called with the counts so far every
+	// ProgressInterval (default half a second) while the update runs, from
+	// another goroutine.
+	Progress         func(*UpdateStats)
+	ProgressInterval time.Duration
+
+	// only replaces listings with these keys (live mode's change streams).
+	only map[string][]engine.Listed
+}
+
+// ErrStopped is matched (with errors.Is) by the error of an update stopped
+// with UpdateOptions.Stop: what was processed is committed, and nothing was
+// deleted.
+var ErrStopped = engine.ErrStopped
+
+func (o UpdateOptions) engine() engine.UpdateOptions {
+	eo := engine.UpdateOptions{Mode: o.Mode, Preview: o.Preview, Sources: o.Sources, Only: o.only,
+		Stop: o.Stop, ProgressInterval: o.ProgressInterval}
+	if o.Progress != nil {
+		eo.Progress = func(st engine.Stats) { o.Progress(convertStats(st)) }
+	}
+	return eo
 }
 
 // Engine runs a flow's updates against its state store. It is safe for
@@ -110,6 +138,7 @@ type Engine struct {
 	flow  *Flow
 	eng   *engine.Engine
 	store statestore.Store
+	log   *slog.Logger
 }
 
 // Open checks the flow, opens its state store (applying its migrations),
@@ -160,7 +189,11 @@ func newEngine(f *Flow, ef *engine.Flow, store statestore.Store, opts Options) (
 	if err != nil {
 		return nil, fmt.Errorf("tidemark: %w", err)
 	}
-	return &Engine{flow: f, eng: eng, store: store}, nil
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{flow: f, eng: eng, store: store, log: log}, nil
 }
 
 func mergeBatch(b BatchOptions) engine.BatchOptions {
@@ -195,7 +228,7 @@ func (e *Engine) Flow() *Flow { return e.flow }
 // alone are not errors: they are counted in the stats, recorded, and
 // retried on the next update.
 func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (*UpdateStats, error) {
-	st, err := e.eng.Update(ctx, engine.UpdateOptions{Mode: opts.Mode, Preview: opts.Preview})
+	st, err := e.eng.Update(ctx, opts.engine())
 	return convertStats(st), err
 }
 

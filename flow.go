@@ -87,6 +87,8 @@ type sourceDef struct {
 type erasedSource interface {
 	engine.SourceImpl
 	hasProcess() bool
+	watch(ctx context.Context, notify func(engine.Listed) error) (bool, error)
+	parseKey(arg string) (string, error)
 }
 
 // SourceOption configures a source added to a flow.
@@ -250,6 +252,43 @@ func (t *typedSource[K, V]) Process(ctx context.Context, key string, value any) 
 		return nil, err
 	}
 	return r.decls, nil
+}
+
+// watch runs the source's change stream, if it has one, calling notify
+// with each changed key encoded; ok is false for a source without one.
+func (t *typedSource[K, V]) watch(ctx context.Context, notify func(engine.Listed) error) (ok bool, err error) {
+	w, ok := t.src.(Watcher[K])
+	if !ok {
+		return false, nil
+	}
+	return true, w.Watch(ctx, func(c Change[K]) error {
+		key, err := encodeKey(c.Key)
+		if err != nil {
+			return nil // such a key fails its row when listed
+		}
+		l := engine.Listed{Key: key}
+		if c.Ordinal != NoOrdinal {
+			l.Ordinal, l.HasOrdinal = int64(c.Ordinal), true
+		}
+		return notify(l)
+	})
+}
+
+// parseKey reads a key given on a command line: the key's JSON encoding,
+// or for a string key the bare text.
+func (t *typedSource[K, V]) parseKey(arg string) (string, error) {
+	if k, err := decodeKey[K](arg); err == nil {
+		return encodeKey(k)
+	}
+	b, err := json.Marshal(arg)
+	if err != nil {
+		return "", err
+	}
+	k, err := decodeKey[K](string(b))
+	if err != nil {
+		return "", fmt.Errorf("source %s: %q is not a key: %w", t.name, arg, err)
+	}
+	return encodeKey(k)
 }
 
 func (t *typedSource[K, V]) ProvidesOrdinal() bool {

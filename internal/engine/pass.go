@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,27 @@ type UpdateOptions struct {
 	Mode Mode
 	// Preview computes what the update would do and writes nothing.
 	Preview bool
+	// Sources, when set, limits the update to the sources named; the others
+	// are left as they are.
+	Sources []string
+	// Only, when set for a source, replaces its listing with these keys:
+	// they are updated as if listed, and nothing of the source is deleted.
+	Only map[string][]Listed
+	// Stop, when closed, stops the update gracefully: no more keys are
+	// listed (the listing counts as incomplete, with ErrStopped, so nothing
+	// is deleted), the rows already handed on are finished and committed,
+	// and Update returns.
+	Stop <-chan struct{}
+	// Progress, when set, is called with the counters so far every
+	// ProgressInterval (default half a second) while the update runs, from
+	// another goroutine.
+	Progress         func(Stats)
+	ProgressInterval time.Duration
 }
+
+// ErrStopped is the listing error of an update stopped with
+// UpdateOptions.Stop.
+var ErrStopped = errors.New("update stopped")
 
 // ErrListingIncomplete is matched by a ListingError.
 var ErrListingIncomplete = errors.New("listing incomplete")
@@ -124,6 +145,11 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 		return st, err
 	}
 
+	for _, name := range opts.Sources {
+		if !slices.ContainsFunc(e.flow.Sources, func(s *Source) bool { return s.Name == name }) {
+			return finish(fmt.Errorf("flow %s has no source %q", e.flow.Name, name))
+		}
+	}
 	if !opts.Preview {
 		release, err := e.lock(ctx)
 		if err != nil {
@@ -137,8 +163,37 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 		return finish(fmt.Errorf("setting up flow %s: %w", e.flow.Name, err))
 	}
 
+	if opts.Progress != nil {
+		interval := opts.ProgressInterval
+		if interval <= 0 {
+			interval = 500 * time.Millisecond
+		}
+		progressDone := make(chan struct{})
+		progressStopped := make(chan struct{})
+		go func() {
+			defer close(progressStopped)
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					opts.Progress(u.counters.snapshot())
+				case <-progressDone:
+					return
+				}
+			}
+		}()
+		defer func() {
+			close(progressDone)
+			<-progressStopped
+		}()
+	}
+
 	runs := make([]*sourceRun, 0, len(e.flow.Sources))
 	for _, src := range e.flow.Sources {
+		if len(opts.Sources) > 0 && !slices.Contains(opts.Sources, src.Name) {
+			continue
+		}
 		id, err := e.sourceID(ctx, src.Name, opts.Preview)
 		if err != nil {
 			return finish(err)
@@ -297,7 +352,17 @@ func (r *sourceRun) list(ctx context.Context) error {
 				}
 			}
 		}()
-		for l, err := range r.src.Impl.List(ctx) {
+		listing := r.src.Impl.List(ctx)
+		if only, ok := r.u.opts.Only[r.src.Name]; ok {
+			listing = func(yield func(Listed, error) bool) {
+				for _, l := range only {
+					if !yield(l, nil) {
+						return
+					}
+				}
+			}
+		}
+		for l, err := range listing {
 			select {
 			case ch <- listed{l, err}:
 			case <-ctx.Done():
@@ -309,6 +374,7 @@ func (r *sourceRun) list(ctx context.Context) error {
 		}
 	}()
 
+	stop := r.u.opts.Stop // nil blocks for ever
 	chunkSize := r.u.e.opts.LookupChunk
 	chunk := make([]Listed, 0, chunkSize)
 	linger := time.NewTimer(listLinger)
@@ -320,25 +386,39 @@ func (r *sourceRun) list(ctx context.Context) error {
 	}
 	for {
 		var (
-			item listed
-			ok   bool
+			item    listed
+			ok      bool
+			stopped bool
 		)
 		select {
+		case <-stop:
+			stopped = true
 		case item, ok = <-ch:
 		default:
 			if len(chunk) == 0 {
-				item, ok = <-ch
+				select {
+				case item, ok = <-ch:
+				case <-stop:
+					stopped = true
+				}
 				break
 			}
 			linger.Reset(listLinger)
 			select {
 			case item, ok = <-ch:
+			case <-stop:
+				stopped = true
 			case <-linger.C:
 				if err := flush(); err != nil {
 					return err
 				}
 				continue
 			}
+		}
+		if stopped {
+			r.counters.listingError.Store(ErrStopped)
+			r.u.e.log.InfoContext(ctx, "update stopped; the rows listed so far are finished, nothing is deleted", "source", r.src.Name)
+			break
 		}
 		if !ok {
 			break
@@ -370,7 +450,7 @@ func (r *sourceRun) list(ctx context.Context) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	if r.counters.listingError.Load() == nil {
+	if _, only := r.u.opts.Only[r.src.Name]; r.counters.listingError.Load() == nil && !only {
 		r.counters.listingComplete.Store(true)
 	}
 	return nil

@@ -1,0 +1,158 @@
+package tidemark
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime/debug"
+
+	"github.com/tidemark/tidemark/internal/engine"
+	"github.com/tidemark/tidemark/target"
+)
+
+// EvaluateOptions choose the rows Evaluate runs the processing function on.
+type EvaluateOptions struct {
+	// Source is the source whose rows are evaluated; "" means every source.
+	Source string
+	// Keys, when set, are the keys evaluated (with Source set): each the
+	// key's JSON encoding or, for a string key, its bare text. Otherwise
+	// the source's listing is.
+	Keys []string
+	// Limit bounds the rows evaluated per source; 0 means no bound.
+	Limit int
+}
+
+// Evaluated is one source row as the processing function sees it.
+type Evaluated struct {
+	Source string
+	// Key is the row's key, JSON-encoded.
+	Key string
+	// Exists is false for a row the source says is gone.
+	Exists bool
+	// Declared are the target states the processing function declared.
+	Declared []Declared
+	// Err is why the row could not be fetched or processed.
+	Err error
+}
+
+// Declared is a target state declared by a processing function.
+type Declared struct {
+	// Target is the key of the target (a table, a directory) the state
+	// belongs to, as Status and UpdateStats name it.
+	Target string
+	Key    target.Key
+	Value  any
+}
+
+// Evaluate lists (or takes the given keys of) the flow's sources, fetches
+// each row, runs the processing function on it and calls fn with what it
+// declared. It writes nothing, neither to targets nor to the state store:
+// it is for seeing what a flow would produce. An error from fn stops it.
+func (e *Engine) Evaluate(ctx context.Context, opts EvaluateOptions, fn func(Evaluated) error) error {
+	if len(opts.Keys) > 0 && opts.Source == "" {
+		return errors.New("tidemark: EvaluateOptions.Keys needs a Source")
+	}
+	found := false
+	for _, s := range e.flow.sources {
+		if opts.Source != "" && s.name != opts.Source {
+			continue
+		}
+		found = true
+		if err := e.evaluateSource(ctx, s, opts, fn); err != nil {
+			return err
+		}
+	}
+	if !found {
+		return fmt.Errorf("flow %s has no source %q", e.flow.name, opts.Source)
+	}
+	return nil
+}
+
+func (e *Engine) evaluateSource(ctx context.Context, s *sourceDef, opts EvaluateOptions, fn func(Evaluated) error) error {
+	roots := e.flow.rootKeys()
+	one := func(key string) error {
+		ev := Evaluated{Source: s.name, Key: key}
+		ev.Exists, ev.Declared, ev.Err = evaluateRow(ctx, s.impl, key, roots)
+		return fn(ev)
+	}
+	if len(opts.Keys) > 0 {
+		for i, arg := range opts.Keys {
+			if opts.Limit > 0 && i >= opts.Limit {
+				break
+			}
+			key, err := s.impl.parseKey(arg)
+			if err != nil {
+				return err
+			}
+			if err := one(key); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	n := 0
+	for l, err := range s.impl.List(ctx) {
+		if err != nil {
+			return fmt.Errorf("listing source %s: %w", s.name, err)
+		}
+		if opts.Limit > 0 && n >= opts.Limit {
+			break
+		}
+		n++
+		if l.Invalid != nil {
+			if err := fn(Evaluated{Source: s.name, Key: l.Key, Err: l.Invalid}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := one(l.Key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func evaluateRow(ctx context.Context, src erasedSource, key string, roots []string) (exists bool, declared []Declared, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+		}
+	}()
+	f, err := src.Get(ctx, key)
+	if err != nil || !f.Exists {
+		return false, nil, err
+	}
+	decls, err := src.Process(ctx, key, f.Value)
+	if err != nil {
+		return true, nil, err
+	}
+	declared = make([]Declared, len(decls))
+	for i, d := range decls {
+		declared[i] = declaredOf(d, roots)
+	}
+	return true, declared, nil
+}
+
+func declaredOf(d engine.Decl, roots []string) Declared {
+	name := fmt.Sprint(d.Root)
+	if d.Root >= 0 && d.Root < len(roots) {
+		name = roots[d.Root]
+	}
+	v := d.Value
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		v = rv.Elem().Interface() // the engine holds declared values by pointer
+	}
+	return Declared{Target: name, Key: d.Key, Value: v}
+}
+
+// rootKeys returns the keys of the flow's targets, by index.
+func (f *Flow) rootKeys() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	keys := make([]string, len(f.roots))
+	for i, r := range f.roots {
+		keys[i] = string(r.Key)
+	}
+	return keys
+}

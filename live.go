@@ -1,0 +1,263 @@
+package tidemark
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tidemark/tidemark/internal/engine"
+)
+
+// DefaultRefreshInterval is how often live mode lists a source that sets no
+// RefreshInterval of its own, unless LiveOptions.Refresh says otherwise.
+const DefaultRefreshInterval = time.Minute
+
+// LiveOptions configure live mode.
+type LiveOptions struct {
+	// Mode is the mode of the first pass; later passes are incremental.
+	Mode Mode
+	// Refresh, when set, is every source's refresh interval, overriding the
+	// sources' own RefreshInterval.
+	Refresh time.Duration
+	// Stop, when closed, ends live mode gracefully: a pass in progress
+	// finishes what it has in hand, commits it, and Live returns nil.
+	Stop <-chan struct{}
+	// OnPass, when set, is called after every pass.
+	OnPass func(Pass)
+	// Progress and ProgressInterval are passed on to every pass.
+	Progress         func(*UpdateStats)
+	ProgressInterval time.Duration
+}
+
+// Pass is one update made by live mode.
+type Pass struct {
+	// N counts the passes of this run of live mode, from 1.
+	N int
+	// Sources are the sources the pass updated.
+	Sources []string
+	// Changes is the number of keys announced by change streams that the
+	// pass updated without a listing; 0 for a listing pass.
+	Changes int
+	// Stats are the pass's counts; Err its error, if any (live mode goes
+	// on after a failed pass and tries again at the next interval).
+	Stats *UpdateStats
+	Err   error
+	// Overran says the pass took longer than a refresh interval of one of
+	// its sources: the source is listed again at once, and changes are
+	// seen later than the interval promises.
+	Overran bool
+}
+
+// Duration is how long the pass took.
+func (p Pass) Duration() time.Duration { return p.Stats.Finished.Sub(p.Stats.Started) }
+
+// Live keeps the flow's targets up to date until ctx ends or opts.Stop is
+// closed. It updates every source at once, then lists each source again
+// every refresh interval, and, for a source with a change stream (a
+// Watcher), updates the keys it announces as they come, without waiting
+// for the next listing. A pass that fails (a listing error, a fault that
+// outlasted its retries) is reported to OnPass and logged, and the next is
+// tried at the next interval; a pass that overruns an interval is logged as
+// a warning. Live returns nil when stopped with opts.Stop, and the context's
+// cause when ctx ends.
+func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
+	if opts.Refresh < 0 {
+		return fmt.Errorf("tidemark: LiveOptions.Refresh must not be negative, got %s", opts.Refresh)
+	}
+	intervals := make(map[string]time.Duration)
+	for _, s := range e.flow.sources {
+		switch {
+		case opts.Refresh > 0:
+			intervals[s.name] = opts.Refresh
+		case s.refreshInterval > 0:
+			intervals[s.name] = s.refreshInterval
+		default:
+			intervals[s.name] = DefaultRefreshInterval
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := &watchers{signal: make(chan struct{}, 1), pending: make(map[string]map[string]engine.Listed)}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for _, s := range e.flow.sources {
+		wg.Go(func() { w.run(ctx, e, s.name, s.impl, intervals[s.name]) })
+	}
+
+	next := make(map[string]time.Time)
+	now := time.Now()
+	for name := range intervals {
+		next[name] = now
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	mode := opts.Mode
+	for n := 1; ; n++ {
+		if stopped(opts.Stop) {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		var due []string
+		now := time.Now()
+		for name, at := range next {
+			if !at.After(now) {
+				due = append(due, name)
+			}
+		}
+		slices.Sort(due)
+		uo := UpdateOptions{Mode: mode, Stop: opts.Stop, Progress: opts.Progress, ProgressInterval: opts.ProgressInterval}
+		pass := Pass{N: n}
+		switch {
+		case len(due) > 0:
+			uo.Sources, pass.Sources = due, due
+			w.forget(due) // the listing covers what they announced so far
+		default:
+			only := w.take()
+			if len(only) == 0 {
+				earliest := time.Time{}
+				for _, at := range next {
+					if earliest.IsZero() || at.Before(earliest) {
+						earliest = at
+					}
+				}
+				timer.Reset(time.Until(earliest))
+				select {
+				case <-timer.C:
+				case <-w.signal:
+				case <-opts.Stop:
+				case <-ctx.Done():
+				}
+				n--
+				continue
+			}
+			uo.only = only
+			pass.Sources = slices.Sorted(maps.Keys(only))
+			uo.Sources = pass.Sources
+			for _, keys := range only {
+				pass.Changes += len(keys)
+			}
+		}
+		started := time.Now()
+		pass.Stats, pass.Err = e.Update(ctx, uo)
+		mode = ModeIncremental
+		elapsed := time.Since(started)
+		for _, name := range due {
+			next[name] = started.Add(intervals[name])
+			if elapsed > intervals[name] {
+				pass.Overran = true
+				e.log.WarnContext(ctx, "a live pass took longer than the refresh interval; the source is listed again at once",
+					"source", name, "took", elapsed.Round(time.Millisecond), "interval", intervals[name])
+			}
+		}
+		switch {
+		case pass.Err == nil:
+		case errors.Is(pass.Err, ErrStopped) && stopped(opts.Stop):
+			pass.Err = nil
+		case ctx.Err() != nil:
+		default:
+			e.log.ErrorContext(ctx, "a live pass failed; trying again at the next interval", "pass", n, "err", pass.Err)
+		}
+		if opts.OnPass != nil {
+			opts.OnPass(pass)
+		}
+		if pass.Err != nil && pass.Changes > 0 {
+			w.giveBack(uo.only) // not lost: tried again with the next pass
+		}
+	}
+}
+
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// watchers runs the change streams of a flow's sources, collecting the
+// keys they announce until a pass takes them.
+type watchers struct {
+	signal  chan struct{}
+	mu      sync.Mutex
+	pending map[string]map[string]engine.Listed
+}
+
+// run runs one source's change stream, if it has one, restarting it after
+// a failure (the periodic listing covers the gap).
+func (w *watchers) run(ctx context.Context, e *Engine, name string, src erasedSource, retryAfter time.Duration) {
+	for {
+		ok, err := src.watch(ctx, func(l engine.Listed) error {
+			w.mu.Lock()
+			if w.pending[name] == nil {
+				w.pending[name] = make(map[string]engine.Listed)
+			}
+			if prev, seen := w.pending[name][l.Key]; !seen || !prev.HasOrdinal || l.Ordinal > prev.Ordinal || !l.HasOrdinal {
+				w.pending[name][l.Key] = l
+			}
+			w.mu.Unlock()
+			select {
+			case w.signal <- struct{}{}:
+			default:
+			}
+			return nil
+		})
+		if !ok || ctx.Err() != nil {
+			return
+		}
+		e.log.WarnContext(ctx, "a source's change stream ended; restarting it", "source", name, "err", err, "after", retryAfter)
+		select {
+		case <-time.After(retryAfter):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// take returns and forgets the keys announced so far, by source.
+func (w *watchers) take() map[string][]engine.Listed {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.pending) == 0 {
+		return nil
+	}
+	out := make(map[string][]engine.Listed, len(w.pending))
+	for name, keys := range w.pending {
+		out[name] = slices.Collect(maps.Values(keys))
+	}
+	clear(w.pending)
+	return out
+}
+
+// giveBack returns keys a failed pass did not update.
+func (w *watchers) giveBack(only map[string][]engine.Listed) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for name, keys := range only {
+		if w.pending[name] == nil {
+			w.pending[name] = make(map[string]engine.Listed)
+		}
+		for _, l := range keys {
+			if _, newer := w.pending[name][l.Key]; !newer {
+				w.pending[name][l.Key] = l
+			}
+		}
+	}
+}
+
+// forget drops the keys announced by sources about to be listed.
+func (w *watchers) forget(sources []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, name := range sources {
+		delete(w.pending, name)
+	}
+}
