@@ -458,3 +458,38 @@ func (f *Flow) engineFlow() (*engine.Flow, error) {
 	}
 	return ef, nil
 }
+
+// TargetInfo describes a target the flow declares: its kind, its key, its
+// desired setup (for a table, its columns) and its attachments.
+type TargetInfo struct {
+	Kind        string
+	Key         string
+	Spec        any
+	Attachments []TargetInfo
+}
+
+// Targets describes the targets the flow declares, in declaration order.
+func (f *Flow) Targets() []TargetInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]TargetInfo, 0, len(f.roots))
+	for _, r := range f.roots {
+		ti := TargetInfo{Kind: r.Kind, Key: string(r.Key), Spec: r.Spec}
+		for _, a := range r.Attachments {
+			ti.Attachments = append(ti.Attachments, TargetInfo{Kind: a.Kind, Key: string(a.Key), Spec: a.Spec})
+		}
+		out = append(out, ti)
+	}
+	return out
+}
+
+// SourceNames returns the names of the flow's sources, in the order added.
+func (f *Flow) SourceNames() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, len(f.sources))
+	for i, s := range f.sources {
+		out[i] = s.name
+	}
+	return out
+}

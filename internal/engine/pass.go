@@ -40,6 +40,15 @@ type UpdateOptions struct {
 	ProgressInterval time.Duration
 }
 
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // ErrStopped is the listing error of an update stopped with
 // UpdateOptions.Stop.
 var ErrStopped = errors.New("update stopped")
@@ -236,6 +245,10 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 		return finish(srcErr)
 	case ctx.Err() != nil:
 		return finish(context.Cause(ctx))
+	}
+	if len(listingErrs) == 0 && stopped(opts.Stop) {
+		// Stopped after the listing: rows still waiting were left.
+		return finish(fmt.Errorf("flow %s: %w", e.flow.Name, ErrStopped))
 	}
 	return finish(errors.Join(listingErrs...))
 }
@@ -667,6 +680,13 @@ func (r *sourceRun) markFailed(key string) {
 func (r *sourceRun) worker(ctx context.Context) error {
 	var h fingerprint.Hasher
 	for it := range r.work {
+		if stopped(r.u.opts.Stop) {
+			// A stopped update finishes the rows in hand, not those
+			// waiting for a worker: they are redone next time.
+			r.u.flights.release(r.flightKey(it.key))
+			r.pending.done()
+			continue
+		}
 		res := r.process(ctx, it, &h)
 		if res == nil { // cancelled
 			r.u.flights.release(r.flightKey(it.key))

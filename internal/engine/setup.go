@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/tidemark/tidemark/internal/statestore"
@@ -178,6 +179,16 @@ func (e *Engine) setup(ctx context.Context, preview bool) (*setupState, error) {
 		if r.Container && !rs.pending {
 			if err := e.setupAttachments(ctx, st, rs, stored, preview); err != nil {
 				return st, fmt.Errorf("setting up the attachments of %s: %w", r.Key, err)
+			}
+		}
+		if r.Container && rs.pending {
+			// The container's child handler is known only once its setup
+			// is applied; the plan names the attachments it would create.
+			for _, a := range r.Attachments {
+				full := attachmentKey(r.Key, a.Kind, a.Key)
+				if !slices.ContainsFunc(stored, func(t statestore.Target) bool { return t.Key == full && cur != nil && t.ParentID == cur.ID }) {
+					st.changes = append(st.changes, SetupChange{Kind: a.Kind, Key: full, Change: "create"})
+				}
 			}
 		}
 	}

@@ -214,3 +214,34 @@ func redact(rawURL string) string {
 	}
 	return u.Redacted()
 }
+
+// Database creates a new database with a unique name derived from the test
+// name, arranges for it to be dropped (closing any session still on it)
+// when the test finishes, and returns its URL. It is for tests of programs
+// that take only a URL, such as a command line's --db.
+func Database(t testing.TB) string {
+	t.Helper()
+	baseURL := URL(t)
+	name, err := schemaName(t.Name())
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
+	defer cancel()
+	if err := exec(ctx, baseURL, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("pgtest: create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		if err := exec(ctx, baseURL, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Errorf("pgtest: drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		t.Fatalf("pgtest: parse %s: %v", redact(baseURL), err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}

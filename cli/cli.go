@@ -1,0 +1,324 @@
+// Package cli is the command line every Tidemark application gets by
+// calling Main from its main function: update (one-shot or live), setup,
+// drop, ls, show, evaluate, and a subcommand per query handler of the flow.
+//
+// An application describes itself with an App: its name, its own flags,
+// and a function that builds its flow on the database chosen with --db (a
+// SQLite file by default, or a postgres:// URL; the state store lives in
+// the same database). The commands write to the writers of an Env and log
+// with log/slog, so that they run the same in tests as from a terminal.
+//
+// Exit codes: 0 done; 1 fatal error (nothing inconsistent is left: the
+// next run resumes); 2 done, but some rows failed (they are retried on the
+// next run).
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/target/postgres"
+	"github.com/tidemark/tidemark/target/sqlite"
+)
+
+// Exit codes.
+const (
+	ExitOK         = 0
+	ExitFatal      = 1
+	ExitRowsFailed = 2
+)
+
+// App describes a Tidemark application to the command line.
+type App struct {
+	// Name is the command's name, such as "hnindex".
+	Name string
+	// Short is a one-line description.
+	Short string
+	// DefaultDB is --db's default: a SQLite file path or a postgres:// URL.
+	DefaultDB string
+	// Env maps flag names to environment variables that give their
+	// defaults, such as {"db": "TIDEMARK_DATABASE_URL"}.
+	Env map[string]string
+	// Flags adds the application's own flags, given to every command.
+	Flags func(fs *pflag.FlagSet)
+	// Flow builds the application's flow on the database. It is called
+	// once per command, after the flags are parsed.
+	Flow func(ctx context.Context, db *Database) (*tidemark.Flow, error)
+	// Queries names the flow's query handlers, each with a one-line
+	// description: each gets a subcommand that runs it.
+	Queries map[string]string
+	// Options, when set, adjusts the engine's options (batch sizes,
+	// retries) before the engine is opened.
+	Options func(o *tidemark.Options)
+}
+
+// Database is the database chosen with --db: exactly one of SQLite and
+// Postgres is set. The flow's tables and Tidemark's state live in it.
+type Database struct {
+	// URL is --db as given.
+	URL      string
+	SQLite   *sqlite.DB
+	Postgres *postgres.DB
+}
+
+// Close closes the database.
+func (d *Database) Close() error {
+	if d.SQLite != nil {
+		return d.SQLite.Close()
+	}
+	if d.Postgres != nil {
+		d.Postgres.Close()
+	}
+	return nil
+}
+
+// IsPostgres reports whether url names a PostgreSQL database rather than a
+// SQLite file.
+func IsPostgres(url string) bool {
+	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
+}
+
+// openDatabase opens the database at url.
+func openDatabase(ctx context.Context, url string) (*Database, error) {
+	if url == "" {
+		return nil, errors.New("--db is empty: give a SQLite file path or a postgres:// URL")
+	}
+	d := &Database{URL: url}
+	var err error
+	if IsPostgres(url) {
+		d.Postgres, err = postgres.Connect(ctx, "main", url, postgres.Options{})
+	} else {
+		d.SQLite, err = sqlite.Open(ctx, "main", url)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening --db %s: %w", redact(url), err)
+	}
+	return d, nil
+}
+
+// redact hides a password in a URL.
+func redact(url string) string {
+	at := strings.LastIndex(url, "@")
+	scheme := strings.Index(url, "://")
+	if at < 0 || scheme < 0 {
+		return url
+	}
+	creds := url[scheme+3 : at]
+	if user, _, ok := strings.Cut(creds, ":"); ok {
+		return url[:scheme+3] + user + ":***" + url[at:]
+	}
+	return url
+}
+
+// Env is what a run of the command line talks to.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Stdin          io.Reader
+	// Getenv reads environment variables; nil reads none.
+	Getenv func(string) string
+	// Stop, when closed, stops a running update gracefully: the rows in
+	// hand are finished and committed, and the command exits 0. Main
+	// closes it on the first SIGINT or SIGTERM.
+	Stop <-chan struct{}
+	// Terminal says Stdout and Stderr are a terminal: progress is drawn as
+	// bars, and setup and drop may ask for confirmation.
+	Terminal bool
+}
+
+// Main runs the command line with the process's arguments, standard
+// streams and environment, and exits with its code. The first SIGINT or
+// SIGTERM stops an update gracefully; a second one (or 30 seconds without
+// the stop completing) abandons the rows in hand, which is safe: the next
+// run redoes them.
+func Main(app App) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := make(chan struct{})
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-signals
+		fmt.Fprintf(os.Stderr, "%s: %s: stopping after the rows in hand (again to abandon them)\n", app.Name, sig)
+		close(stop)
+		select {
+		case sig = <-signals:
+		case <-time.After(30 * time.Second):
+		}
+		cancel(fmt.Errorf("stopped by %s", sig))
+	}()
+	env := Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv, Stop: stop,
+		Terminal: isTerminal(os.Stdout) && isTerminal(os.Stderr)}
+	code := Run(ctx, app, os.Args[1:], env)
+	cancel(nil)
+	os.Exit(code)
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// exitError carries an exit code other than ExitFatal.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// Run runs the command line with args (without the program name) and
+// returns the exit code.
+func Run(ctx context.Context, app App, args []string, env Env) int {
+	if env.Stdout == nil {
+		env.Stdout = io.Discard
+	}
+	if env.Stderr == nil {
+		env.Stderr = io.Discard
+	}
+	if env.Stdin == nil {
+		env.Stdin = strings.NewReader("")
+	}
+	if env.Getenv == nil {
+		env.Getenv = func(string) string { return "" }
+	}
+	r := &runner{app: app, env: env}
+	cmd := r.command()
+	cmd.SetArgs(args)
+	cmd.SetOut(env.Stdout)
+	cmd.SetErr(env.Stderr)
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(env.Stderr, "%s: %v\n", app.Name, ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(env.Stderr, "%s: %v\n", app.Name, err)
+	return ExitFatal
+}
+
+// runner holds one run's flags and environment.
+type runner struct {
+	app App
+	env Env
+
+	db        string
+	logFormat string
+	logLevel  string
+	log       *slog.Logger
+}
+
+func (r *runner) command() *cobra.Command {
+	root := &cobra.Command{
+		Use:           r.app.Name,
+		Short:         r.app.Short,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return r.prepare(cmd)
+		},
+	}
+	fs := root.PersistentFlags()
+	fs.StringVar(&r.db, "db", r.app.DefaultDB, "where the tables and Tidemark's state live: a SQLite file path or a postgres:// URL")
+	fs.StringVar(&r.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	if r.app.Flags != nil {
+		r.app.Flags(fs)
+	}
+	root.AddCommand(r.updateCommand(), r.setupCommand(), r.dropCommand(), r.lsCommand(), r.showCommand(), r.evaluateCommand())
+	r.addQueryCommands(root)
+	return root
+}
+
+// prepare applies environment defaults to flags not given, checks the
+// logging flags and builds the logger.
+func (r *runner) prepare(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		name, ok := r.app.Env[f.Name]
+		if !ok || f.Changed || err != nil {
+			return
+		}
+		if v := r.env.Getenv(name); v != "" {
+			if serr := f.Value.Set(v); serr != nil {
+				err = fmt.Errorf("$%s: %w", name, serr)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(r.logLevel)); err != nil {
+		return fmt.Errorf("--log-level must be debug, info, warn or error, got %q", r.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch r.logFormat {
+	case "text":
+		r.log = slog.New(slog.NewTextHandler(r.env.Stderr, opts))
+	case "json":
+		r.log = slog.New(slog.NewJSONHandler(r.env.Stderr, opts))
+	default:
+		return fmt.Errorf("--log-format must be text or json, got %q", r.logFormat)
+	}
+	return nil
+}
+
+// session is an open database, the flow built on it and, once asked for,
+// an engine.
+type session struct {
+	db     *Database
+	flow   *tidemark.Flow
+	engine *tidemark.Engine
+}
+
+func (s *session) Close() {
+	if s.engine != nil {
+		s.engine.Close()
+	}
+	s.db.Close()
+}
+
+// open opens the database and builds the flow; withEngine opens an engine
+// on it too.
+func (r *runner) open(ctx context.Context, withEngine bool) (*session, error) {
+	db, err := openDatabase(ctx, r.db)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{db: db}
+	s.flow, err = r.app.Flow(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if !withEngine {
+		return s, nil
+	}
+	opts := tidemark.Options{StateStore: r.db, Logger: r.log}
+	if r.app.Options != nil {
+		r.app.Options(&opts)
+	}
+	s.engine, err = tidemark.Open(ctx, s.flow, opts)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}

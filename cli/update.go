@@ -1,0 +1,193 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tidemark/tidemark"
+)
+
+type updateFlags struct {
+	live          bool
+	refresh       time.Duration
+	fullReprocess bool
+	reexport      bool
+	preview       bool
+	quiet         bool
+}
+
+func (f *updateFlags) validate() error {
+	switch {
+	case f.fullReprocess && f.reexport:
+		return errors.New("--full-reprocess and --reexport cannot be used together")
+	case f.preview && f.live:
+		return errors.New("--preview and --live cannot be used together")
+	case f.refresh < 0:
+		return fmt.Errorf("--refresh must not be negative, got %s", f.refresh)
+	case f.refresh > 0 && !f.live:
+		return errors.New("--refresh needs --live")
+	}
+	return nil
+}
+
+func (f *updateFlags) mode() tidemark.Mode {
+	switch {
+	case f.fullReprocess:
+		return tidemark.ModeFullReprocess
+	case f.reexport:
+		return tidemark.ModeReexport
+	}
+	return tidemark.ModeIncremental
+}
+
+func (r *runner) updateCommand() *cobra.Command {
+	var f updateFlags
+	cmd := &cobra.Command{
+		Use:   "update",
+		Short: "Bring the targets up to date with the sources (once, or continuously with --live)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.validate(); err != nil {
+				return err
+			}
+			return r.update(cmd.Context(), &f)
+		},
+	}
+	fs := cmd.Flags()
+	fs.BoolVar(&f.live, "live", false, "keep updating: list every source each refresh interval until stopped")
+	fs.DurationVar(&f.refresh, "refresh", 0, "with --live, how often to list the sources (default: each source's own interval, or 1m)")
+	fs.BoolVar(&f.fullReprocess, "full-reprocess", false, "fetch and process every row again, writing only what changed")
+	fs.BoolVar(&f.reexport, "reexport", false, "process every row and write every target row again")
+	fs.BoolVar(&f.preview, "preview", false, "show what the update would do, writing nothing")
+	fs.BoolVar(&f.quiet, "quiet", false, "print nothing but errors")
+	return cmd
+}
+
+func (r *runner) update(ctx context.Context, f *updateFlags) error {
+	s, err := r.open(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	out := r.env.Stdout
+	if f.quiet {
+		out = io.Discard
+	}
+	var prog *progress
+	if !f.quiet {
+		prog = newProgress(r.env, r.log, s.flow.SourceNames())
+	}
+
+	if f.live {
+		err := s.engine.Live(ctx, tidemark.LiveOptions{
+			Mode: f.mode(), Refresh: f.refresh, Stop: r.env.Stop,
+			Progress: prog.update, ProgressInterval: prog.interval(),
+			OnPass: func(p tidemark.Pass) {
+				prog.done()
+				printPass(out, p)
+				prog.restart()
+			},
+		})
+		prog.done()
+		if err != nil && ctx.Err() != nil {
+			fmt.Fprintf(out, "stopped: %v; what was committed stays, the next run redoes the rest\n", context.Cause(ctx))
+			return nil
+		}
+		if err == nil {
+			fmt.Fprintln(out, "stopped")
+		}
+		return err
+	}
+
+	st, err := s.engine.Update(ctx, tidemark.UpdateOptions{Mode: f.mode(), Preview: f.preview, Stop: r.env.Stop,
+		Progress: prog.update, ProgressInterval: prog.interval()})
+	prog.done()
+	switch {
+	case errors.Is(err, tidemark.ErrStopped):
+		printStats(out, st, f.preview)
+		fmt.Fprintln(out, "stopped: what was processed is committed; nothing was deleted")
+		return nil
+	case err != nil && ctx.Err() != nil:
+		fmt.Fprintf(out, "stopped: %v; what was committed stays, the next run redoes the rest\n", context.Cause(ctx))
+		return nil
+	case err != nil:
+		if st != nil && !f.quiet {
+			printStats(r.env.Stderr, st, f.preview)
+		}
+		return err
+	}
+	printStats(out, st, f.preview)
+	if n := st.Failed(); n > 0 {
+		for _, e := range st.RowErrors {
+			fmt.Fprintf(r.env.Stderr, "failed: %s %s: %s\n", e.Source, e.Key, firstLine(e.Err))
+		}
+		return &exitError{code: ExitRowsFailed, err: fmt.Errorf("%d rows failed; they are retried on the next run (see `%s show`)", n, r.app.Name)}
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// printStats prints what an update did, a line per source and per target.
+func printStats(w io.Writer, st *tidemark.UpdateStats, preview bool) {
+	if preview {
+		fmt.Fprintln(w, "preview: nothing was written")
+	}
+	for _, c := range st.Setup {
+		fmt.Fprintf(w, "setup: %s\n", c)
+	}
+	for _, name := range slices.Sorted(maps.Keys(st.Sources)) {
+		s := st.Sources[name]
+		if s == (tidemark.SourceStats{}) {
+			continue // not part of this update
+		}
+		fmt.Fprintf(w, "source %s: %d listed, %d fetched, %d added, %d updated, %d reprocessed, %d deleted, %d unchanged, %d failed\n",
+			name, s.Listed, s.Fetched, s.Added, s.Updated, s.Reprocessed, s.Deleted, s.Unchanged, s.Errors)
+		if !s.ListingComplete && s.ListingError != "" {
+			fmt.Fprintf(w, "source %s: listing incomplete, nothing deleted: %s\n", name, s.ListingError)
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(st.Targets)) {
+		t := st.Targets[key]
+		fmt.Fprintf(w, "target %s: %d upserted, %d deleted\n", key, t.Upserts, t.Deletes)
+	}
+	fmt.Fprintf(w, "done in %s\n", st.Finished.Sub(st.Started).Round(time.Millisecond))
+}
+
+// printPass prints a line for a live pass.
+func printPass(w io.Writer, p tidemark.Pass) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pass %d (%s", p.N, strings.Join(p.Sources, ", "))
+	if p.Changes > 0 {
+		fmt.Fprintf(&b, ", %d changes", p.Changes)
+	}
+	fmt.Fprintf(&b, ") in %s:", p.Duration().Round(time.Millisecond))
+	for _, name := range p.Sources {
+		s := p.Stats.Sources[name]
+		fmt.Fprintf(&b, " %s %d listed, %d fetched, %d added, %d updated, %d deleted, %d failed;", name, s.Listed, s.Fetched, s.Added, s.Updated, s.Deleted, s.Errors)
+	}
+	var up, del int64
+	for _, t := range p.Stats.Targets {
+		up += t.Upserts
+		del += t.Deletes
+	}
+	fmt.Fprintf(&b, " %d upserted, %d deleted", up, del)
+	if p.Overran {
+		b.WriteString("; overran the refresh interval")
+	}
+	if p.Err != nil {
+		fmt.Fprintf(&b, "; error: %v", p.Err)
+	}
+	fmt.Fprintln(w, b.String())
+}
