@@ -1,0 +1,75 @@
+// Package hackernews is a Tidemark source of HackerNews threads, read from
+// the Algolia HN API (https://hn.algolia.com/api): each row is a thread —
+// a story, a job, a poll — keyed by its item id in decimal, with every
+// comment of its tree.
+//
+//	src, err := hackernews.New(hackernews.Options{MaxResults: 1000})
+//	if err != nil {
+//		return err
+//	}
+//	threads := tidemark.AddSource[string, hackernews.Thread](flow, "hn", src)
+//	tidemark.ForEach(threads, func(ctx context.Context, r *tidemark.Row, id string, t hackernews.Thread) error {
+//		for _, c := range t.Comments {
+//			// declare a row per comment, with hackernews.PlainText(c.Text)
+//		}
+//		return nil
+//	})
+//
+// # Listing
+//
+// List asks search_by_date, newest first, for the threads with Options.Tag
+// ("story" by default), and yields the newest Options.MaxResults ids, each
+// once. A thread's ordinal is its updated_at in Unix microseconds (its
+// created_at_i when the hit has no updated_at), so Tidemark gets again only
+// the threads that changed since the last update.
+//
+// Algolia serves at most 1,000 hits of a query, however they are paged. So
+// the listing reads in windows: the first window pages through
+// search_by_date?tags=…&hitsPerPage=…&page=0,1,…; when it has served its
+// 1,000 hits and the response's nbHits says there are more, the next window
+// asks again with numericFilters=created_at_i<=X, X being the oldest
+// creation second seen so far. The boundary second is asked for again so
+// that stories created in the same second as the last one listed are not
+// lost; the ids already listed are skipped. The listing ends when
+// MaxResults ids were yielded, or a window holds every remaining hit, or a
+// window brings nothing new (an error if that window was full: more than
+// 1,000 stories created within one second cannot be paged past). Only one
+// page of hits is held at a time, besides the ids needed to skip the
+// boundary's repeats.
+//
+// A page that still fails after its retries, or that cannot be read (a hit
+// whose objectID is not an item id), is yielded as the error: the listing
+// is then incomplete, and Tidemark deletes nothing.
+//
+// # Getting a thread
+//
+// Get asks items/{id} and parses the tree as it streams in (see ParseItem):
+// without recursion and without a depth limit, each comment id kept once.
+// A 404, an empty body or "null" mean the thread is gone (Fetched.Exists is
+// false). Comment and story texts are HackerNews's HTML; PlainText turns
+// them into plain text for indexing.
+//
+// # Requests
+//
+// Every request goes through one client per Source, which:
+//
+//   - limits the requests to each host to Options.RequestsPerSecond (2 by
+//     default; Algolia allows 10,000 an hour) with bursts of Options.Burst,
+//     and those in flight to Options.Concurrency;
+//   - bounds each attempt, body included, by Options.Timeout;
+//   - retries with jittered exponential backoff the failures a retry may
+//     fix — 429, 408 and 5xx responses, timeouts, connection errors, bodies
+//     cut short or unreadable — waiting at least what a Retry-After header
+//     asks (in seconds or as an HTTP date);
+//   - gives up on a request after Options.MaxElapsed (2 minutes by default)
+//     with an error naming the request, the attempts and the last failure,
+//     such as "hackernews: GET items/123: giving up after 7 attempts in
+//     1m52s (MaxElapsed 2m0s): HTTP 503";
+//   - fails at once on any other 4xx, with the status and the start of the
+//     body (see HTTPError).
+//
+// Errors returned after retries are not marked retryable: Tidemark records
+// the row as failed and tries it again on the next update, while the other
+// rows go on. Requests carry the User-Agent "tidemark-hnindex". Stats counts
+// the requests by endpoint, the retries and the bytes read.
+package hackernews

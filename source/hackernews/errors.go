@@ -1,0 +1,35 @@
+package hackernews
+
+import (
+	"errors"
+	"strconv"
+	"time"
+)
+
+// ErrMalformed is matched (with errors.Is) by the error of a response body
+// that is not what the API sends: bad or truncated JSON, an item without an
+// id, a listing hit whose objectID is not an item id.
+var ErrMalformed = errors.New("hackernews: malformed response")
+
+// HTTPError is a response whose status is neither a success nor, for an
+// item, 404 Not Found.
+type HTTPError struct {
+	StatusCode int
+	// RetryAfter is the wait the server asked for with Retry-After; 0 when
+	// none.
+	RetryAfter time.Duration
+	// Body is the start of the response body, cleaned up for a message.
+	Body string
+}
+
+// Error returns "HTTP 503", with the wait asked for and the body's start.
+func (e *HTTPError) Error() string {
+	msg := "HTTP " + strconv.Itoa(e.StatusCode)
+	if e.RetryAfter > 0 {
+		msg += " (Retry-After " + e.RetryAfter.String() + ")"
+	}
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	return msg
+}

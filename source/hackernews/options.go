@@ -1,0 +1,135 @@
+package hackernews
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults of Options.
+const (
+	DefaultBaseURL           = "https://hn.algolia.com/api/v1"
+	DefaultTag               = "story"
+	DefaultMaxResults        = 500
+	DefaultRequestsPerSecond = 2
+	DefaultBurst             = 4
+	DefaultConcurrency       = 8
+	DefaultTimeout           = 30 * time.Second
+	DefaultMaxElapsed        = 2 * time.Minute
+
+	// MaxHitsPerPage is the largest page Algolia serves.
+	MaxHitsPerPage = 1000
+	// maxMaxResults bounds Options.MaxResults.
+	maxMaxResults = 1_000_000
+)
+
+// Options configure a Source. A zero field takes its default; New rejects
+// a field out of range.
+type Options struct {
+	// BaseURL is the API's root, DefaultBaseURL by default; an http or
+	// https URL.
+	BaseURL string
+	// Tag filters the listing (Algolia's tags parameter): "story" by
+	// default; "ask_hn", "show_hn", "poll", "(story,poll)" ...
+	Tag string
+	// MaxResults is how many threads the listing yields, newest first: 500
+	// by default, at most 1,000,000.
+	MaxResults int
+	// HitsPerPage is the size of a listing page: min(MaxResults, 1000) by
+	// default, at most 1000.
+	HitsPerPage int
+	// RequestsPerSecond limits the requests to each host, 2 by default
+	// (Algolia allows 10,000 an hour); Burst requests may go at once after
+	// a pause, 4 by default.
+	RequestsPerSecond float64
+	Burst             int
+	// Concurrency bounds the requests in flight at once, 8 by default.
+	Concurrency int
+	// Timeout bounds one request, body included: 30s by default.
+	Timeout time.Duration
+	// MaxElapsed bounds the time spent retrying one request, 2m by
+	// default: no attempt starts after it, and the request fails with its
+	// last attempt's error.
+	MaxElapsed time.Duration
+	// HTTPClient makes the requests; by default a client of its own with a
+	// transport of its own.
+	HTTPClient *http.Client
+	// Logger receives debug records of retries and listing windows; by
+	// default nothing is logged.
+	Logger *slog.Logger
+}
+
+// withDefaults returns o with its zero fields set to their defaults.
+func (o Options) withDefaults() Options {
+	if o.BaseURL == "" {
+		o.BaseURL = DefaultBaseURL
+	}
+	o.BaseURL = strings.TrimRight(o.BaseURL, "/")
+	if o.Tag == "" {
+		o.Tag = DefaultTag
+	}
+	if o.MaxResults == 0 {
+		o.MaxResults = DefaultMaxResults
+	}
+	if o.HitsPerPage == 0 && o.MaxResults > 0 {
+		o.HitsPerPage = min(o.MaxResults, MaxHitsPerPage)
+	}
+	if o.RequestsPerSecond == 0 {
+		o.RequestsPerSecond = DefaultRequestsPerSecond
+	}
+	if o.Burst == 0 {
+		o.Burst = DefaultBurst
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxElapsed == 0 {
+		o.MaxElapsed = DefaultMaxElapsed
+	}
+	if o.HTTPClient == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = max(o.Concurrency, 2)
+		o.HTTPClient = &http.Client{Transport: t}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// validate checks options that had their defaults applied.
+func (o Options) validate() error {
+	u, err := url.Parse(o.BaseURL)
+	switch {
+	case err != nil:
+		return fmt.Errorf("hackernews: BaseURL %q is not a URL: %w", o.BaseURL, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("hackernews: BaseURL must be an http or https URL, got %q", o.BaseURL)
+	case u.Host == "":
+		return fmt.Errorf("hackernews: BaseURL must name a host, got %q", o.BaseURL)
+	case u.RawQuery != "" || u.Fragment != "":
+		return fmt.Errorf("hackernews: BaseURL must have no query or fragment, got %q", o.BaseURL)
+	case o.MaxResults < 1 || o.MaxResults > maxMaxResults:
+		return fmt.Errorf("hackernews: MaxResults must be between 1 and %d, got %d", maxMaxResults, o.MaxResults)
+	case o.HitsPerPage < 1 || o.HitsPerPage > MaxHitsPerPage:
+		return fmt.Errorf("hackernews: HitsPerPage must be between 1 and %d, got %d", MaxHitsPerPage, o.HitsPerPage)
+	case math.IsNaN(o.RequestsPerSecond) || o.RequestsPerSecond <= 0:
+		return fmt.Errorf("hackernews: RequestsPerSecond must be positive, got %g", o.RequestsPerSecond)
+	case o.Burst < 1:
+		return fmt.Errorf("hackernews: Burst must be at least 1, got %d", o.Burst)
+	case o.Concurrency < 1:
+		return fmt.Errorf("hackernews: Concurrency must be at least 1, got %d", o.Concurrency)
+	case o.Timeout < 0:
+		return fmt.Errorf("hackernews: Timeout must not be negative, got %s", o.Timeout)
+	case o.MaxElapsed < 0:
+		return fmt.Errorf("hackernews: MaxElapsed must not be negative, got %s", o.MaxElapsed)
+	}
+	return nil
+}
