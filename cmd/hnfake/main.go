@@ -1,0 +1,41 @@
+// Command hnfake serves a fake HackerNews Search API (hn.algolia.com/api/v1)
+// on a local address, from recorded items files or a generated dataset, with
+// optional injected faults: an offline stand-in for the real API in demos
+// and in tests driven from outside Go.
+//
+//	hnfake -threads 1000 -comments 30          # generated
+//	hnfake -data testdata/items                # recorded items/{id} files
+//	hnfake -rate-429 0.1 -retry-after 2s       # with faults
+//	hnindex update --hn-url http://127.0.0.1:8081/api/v1
+//
+// Besides the API it serves a small control API (see package hnfake's
+// Server.Handler): POST /_fake/edit?id=N, /_fake/delete?id=N,
+// /_fake/hide?id=N, /_fake/add?comments=M, /_fake/faults (a JSON Faults),
+// and GET /_fake/stats. Run hnfake -h for the flags. It stops on SIGINT or
+// SIGTERM. Exit codes: 0 stopped cleanly, 1 failed, 2 bad flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err == nil {
+		return
+	}
+	fmt.Fprintln(os.Stderr, "hnfake:", err)
+	var u usageError
+	if errors.As(err, &u) {
+		fmt.Fprintln(os.Stderr, "Run hnfake -h for the flags.")
+		os.Exit(2)
+	}
+	os.Exit(1)
+}
