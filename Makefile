@@ -15,6 +15,10 @@ help: ## List the targets.
 test: ## Run every test with -race, against PostgreSQL (started from the installed binaries if none is running).
 	./scripts/test.sh
 
+.PHONY: demo
+demo: ## The offline demo: hnindex syncs a fake HackerNews API into hnindex.db (SQLite), then searches it.
+	./scripts/demo.sh
+
 .PHONY: bench
 bench: ## Run the benchmarks (BENCH=regexp, BENCHCOUNT=n) and print medians.
 	./scripts/bench.sh '$(BENCH)' $(BENCHCOUNT)

@@ -148,7 +148,7 @@ func TestCommands(t *testing.T) {
 
 			r = run(t, app, env, "show")
 			require.Equal(t, 0, r.code, r.stderr)
-			require.Contains(t, r.stdout, "notes: 3 rows, 1 failing")
+			require.Contains(t, r.stdout, "notes: 2 rows, 1 failing")
 			require.Contains(t, r.stdout, `failing "c" (1 times`)
 			require.Contains(t, r.stdout, `"name": "text"`, "the schema is shown")
 

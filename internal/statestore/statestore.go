@@ -137,7 +137,9 @@ type SourceStatusParams struct {
 
 // SourceStatus summarises the rows of a source.
 type SourceStatus struct {
-	// Rows is the number of rows kept.
+	// Rows is the number of rows whose update was committed; rows staged
+	// by an update that did not finish, or that never succeeded, are not
+	// counted.
 	Rows int64
 	// Failing is the number of rows whose last update failed.
 	Failing int64

@@ -67,7 +67,7 @@ func newQueries(schema string) queries {
 
 	q.sourceCreate = r(`INSERT INTO {{sources}} (flow, name) VALUES ($1, $2) ON CONFLICT (flow, name) DO NOTHING`)
 	q.sourceID = r(`SELECT id FROM {{sources}} WHERE flow = $1 AND name = $2`)
-	q.sourceStatus = r(`SELECT count(*), count(error), max(processed_at) FROM {{rows}} WHERE source_id = $1`)
+	q.sourceStatus = r(`SELECT count(processed_at), count(error), max(processed_at) FROM {{rows}} WHERE source_id = $1`)
 
 	q.targetList = r(`SELECT ` + targetColumns + ` FROM {{targets}} WHERE flow = $1 ORDER BY id`)
 	q.targetLock = r(`SELECT id, staged FROM {{targets}} WHERE flow = $1 AND key = $2 FOR UPDATE`)

@@ -231,7 +231,7 @@ func (s *Store) SourceStatus(ctx context.Context, p statestore.SourceStatusParam
 		st   statestore.SourceStatus
 		last sql.NullInt64
 	)
-	err := s.db.QueryRowContext(ctx, `SELECT count(*), count(error), max(processed_at) FROM tidemark_rows WHERE source_id = ?`, p.SourceID).
+	err := s.db.QueryRowContext(ctx, `SELECT count(processed_at), count(error), max(processed_at) FROM tidemark_rows WHERE source_id = ?`, p.SourceID).
 		Scan(&st.Rows, &st.Failing, &last)
 	if err != nil {
 		return st, classify(fmt.Errorf("reading source status: %w", err))
