@@ -104,8 +104,11 @@ type UpdateOptions struct {
 	// Sources, when set, limits the update to the sources named.
 	Sources []string
 	// Stop, when closed, stops the update gracefully: no more rows are
-	// listed, the rows in hand are finished and committed, nothing is
-	// deleted, and Update returns an error matching ErrStopped.
+	// listed, the rows being processed are finished and committed, rows
+	// waiting for a worker are left for the next update, and Update returns
+	// an error matching ErrStopped. A listing cut short by the stop counts
+	// as incomplete, so nothing is deleted for it; deletions of rows found
+	// gone by a listing that had completed before the stop are kept.
 	Stop <-chan struct{}
 	// Progress, when set, is called with the counts so far every
 	// ProgressInterval (default half a second) while the update runs, from
@@ -118,8 +121,8 @@ type UpdateOptions struct {
 }
 
 // ErrStopped is matched (with errors.Is) by the error of an update stopped
-// with UpdateOptions.Stop: what was processed is committed, and nothing was
-// deleted.
+// with UpdateOptions.Stop: what was processed is committed, and the rest is
+// left for the next update.
 var ErrStopped = engine.ErrStopped
 
 func (o UpdateOptions) engine() engine.UpdateOptions {

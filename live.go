@@ -115,10 +115,13 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 		slices.Sort(due)
 		uo := UpdateOptions{Mode: mode, Stop: opts.Stop, Progress: opts.Progress, ProgressInterval: opts.ProgressInterval}
 		pass := Pass{N: n}
+		var announced map[string][]engine.Listed
 		switch {
 		case len(due) > 0:
 			uo.Sources, pass.Sources = due, due
-			w.forget(due) // the listing covers what they announced so far
+			// A complete listing covers what they announced so far; a
+			// listing that fails gives it back.
+			announced = w.takeSources(due)
 		default:
 			only := w.take()
 			if len(only) == 0 {
@@ -147,7 +150,14 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 		}
 		started := time.Now()
 		pass.Stats, pass.Err = e.Update(ctx, uo)
-		mode = ModeIncremental
+		if pass.Err == nil && len(uo.only) == 0 {
+			mode = ModeIncremental // the first mode holds until a listing pass succeeds
+		}
+		for name, keys := range announced {
+			if !pass.Stats.Sources[name].ListingComplete {
+				w.giveBack(map[string][]engine.Listed{name: keys})
+			}
+		}
 		elapsed := time.Since(started)
 		for _, name := range due {
 			next[name] = started.Add(intervals[name])
@@ -253,11 +263,17 @@ func (w *watchers) giveBack(only map[string][]engine.Listed) {
 	}
 }
 
-// forget drops the keys announced by sources about to be listed.
-func (w *watchers) forget(sources []string) {
+// takeSources returns and forgets the keys announced by sources about to
+// be listed.
+func (w *watchers) takeSources(sources []string) map[string][]engine.Listed {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	out := make(map[string][]engine.Listed)
 	for _, name := range sources {
+		if keys := w.pending[name]; len(keys) > 0 {
+			out[name] = slices.Collect(maps.Values(keys))
+		}
 		delete(w.pending, name)
 	}
+	return out
 }

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -155,7 +156,7 @@ func Main(app App) {
 		case sig = <-signals:
 		case <-time.After(30 * time.Second):
 		}
-		cancel(fmt.Errorf("stopped by %s", sig))
+		cancel(fmt.Errorf("%w by %s", ErrInterrupted, sig))
 	}()
 	env := Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv, Stop: stop,
 		Terminal: isTerminal(os.Stdout) && isTerminal(os.Stderr)}
@@ -168,6 +169,13 @@ func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
+
+// ErrInterrupted is the cause of the context Main cancels on a second
+// SIGINT or SIGTERM (or 30 seconds after the first): an update abandoned
+// so exits 0, having left nothing inconsistent. A program calling Run
+// itself cancels its context with a cause wrapping ErrInterrupted for the
+// same outcome; any other cancellation is a fatal error.
+var ErrInterrupted = errors.New("interrupted")
 
 // exitError carries an exit code other than ExitFatal.
 type exitError struct {
@@ -194,6 +202,21 @@ func Run(ctx context.Context, app App, args []string, env Env) int {
 		env.Getenv = func(string) string { return "" }
 	}
 	r := &runner{app: app, env: env}
+	// Stop asks an update to stop gracefully; every other command is
+	// simply interrupted.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if env.Stop != nil {
+		go func() {
+			select {
+			case <-env.Stop:
+				if !r.graceful.Load() {
+					cancel(ErrInterrupted)
+				}
+			case <-ctx.Done():
+			}
+		}()
+	}
 	cmd := r.command()
 	cmd.SetArgs(args)
 	cmd.SetOut(env.Stdout)
@@ -217,6 +240,8 @@ func Run(ctx context.Context, app App, args []string, env Env) int {
 type runner struct {
 	app App
 	env Env
+	// graceful is set by commands that stop gracefully on Env.Stop.
+	graceful atomic.Bool
 
 	db        string
 	logFormat string

@@ -218,7 +218,7 @@ func TestStopExitsZero(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "n.db")
 	r := run(t, app, cli.Env{Stop: stop}, "update", "--db", db)
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Contains(t, r.stdout, "stopped: what was processed is committed; nothing was deleted")
+	require.Contains(t, r.stdout, "stopped: what was processed is committed; the rest is left for the next run")
 	src.OnGet(nil)
 	r = run(t, app, cli.Env{}, "update", "--db", db)
 	require.Equal(t, 0, r.code, r.stderr)
@@ -260,4 +260,29 @@ func TestBadFlags(t *testing.T) {
 		require.Equal(t, cli.ExitFatal, r.code, args)
 		require.Contains(t, r.stderr, want, args)
 	}
+}
+
+func TestInterruptedUpdateExitsZero(t *testing.T) {
+	t.Parallel()
+	src := memory.NewSource[string, string]()
+	for i := range 200 {
+		src.Set(fmt.Sprintf("n%03d", i), "note")
+	}
+	ctx, cancel := context.WithCancelCause(t.Context())
+	src.OnGet(func(k string) {
+		if k == "n010" {
+			cancel(fmt.Errorf("%w by terminated", cli.ErrInterrupted))
+		}
+	})
+	app, _ := notesApp(src)
+	db := filepath.Join(t.TempDir(), "n.db")
+	var out, errb syncBuffer
+	code := cli.Run(ctx, app, []string{"update", "--db", db}, cli.Env{Stdout: &out, Stderr: &errb})
+	require.Equal(t, cli.ExitOK, code, errb.String())
+	require.Contains(t, out.String(), "stopped: the rows in hand were abandoned")
+
+	src.OnGet(nil)
+	r := run(t, app, cli.Env{}, "update", "--db", db)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "200 listed")
 }

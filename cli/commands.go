@@ -43,7 +43,7 @@ func (r *runner) setupCommand() *cobra.Command {
 			for _, c := range plan {
 				fmt.Fprintf(out, "  %s\n", c)
 			}
-			if ok, err := r.confirm(yes, "apply them"); !ok {
+			if ok, err := r.confirm(ctx, yes, "apply them"); !ok {
 				return err
 			}
 			applied, err := s.engine.Setup(ctx)
@@ -87,7 +87,7 @@ func (r *runner) dropCommand() *cobra.Command {
 				fmt.Fprintf(out, ": %s", strings.Join(existing, ", "))
 			}
 			fmt.Fprintln(out, ", and the flow's state")
-			if ok, err := r.confirm(yes, "drop them"); !ok {
+			if ok, err := r.confirm(ctx, yes, "drop them"); !ok {
 				return err
 			}
 			changes, err := s.engine.Drop(ctx)
@@ -107,7 +107,7 @@ func (r *runner) dropCommand() *cobra.Command {
 
 // confirm asks before a change: with --yes it goes ahead; on a terminal it
 // asks; otherwise it refuses with an error saying to pass --yes.
-func (r *runner) confirm(yes bool, what string) (bool, error) {
+func (r *runner) confirm(ctx context.Context, yes bool, what string) (bool, error) {
 	if yes {
 		return true, nil
 	}
@@ -115,9 +115,25 @@ func (r *runner) confirm(yes bool, what string) (bool, error) {
 		return false, fmt.Errorf("not a terminal, so not asking: pass --yes to %s", what)
 	}
 	fmt.Fprintf(r.env.Stdout, "%s? [y/N] ", strings.ToUpper(what[:1])+what[1:])
-	line, err := bufio.NewReader(r.env.Stdin).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return false, err
+	type answer struct {
+		line string
+		err  error
+	}
+	answers := make(chan answer, 1)
+	go func() { // left blocked on stdin if interrupted; the process is ending
+		line, err := bufio.NewReader(r.env.Stdin).ReadString('\n')
+		answers <- answer{line, err}
+	}()
+	var line string
+	select {
+	case a := <-answers:
+		if a.err != nil && a.err != io.EOF {
+			return false, a.err
+		}
+		line = a.line
+	case <-ctx.Done():
+		fmt.Fprintln(r.env.Stdout)
+		return false, fmt.Errorf("nothing changed: %w", context.Cause(ctx))
 	}
 	if a := strings.ToLower(strings.TrimSpace(line)); a == "y" || a == "yes" {
 		return true, nil

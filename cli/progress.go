@@ -79,16 +79,23 @@ func (p *progress) update(st *tidemark.UpdateStats) {
 		return
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.last = st
-	for _, name := range p.sources {
-		c := p.countsOf(name)
+	all := make([]counts, len(p.sources))
+	bars := make([]*mpb.Bar, len(p.sources))
+	for i, name := range p.sources {
+		all[i], bars[i] = p.countsOf(name), p.bars[name]
+	}
+	p.mu.Unlock()
+	// The bars are set with p.mu released: their rendering goroutine takes
+	// it to draw the counts, and setting a bar waits for that goroutine.
+	for i, name := range p.sources {
+		c := all[i]
 		if !p.env.Terminal {
 			p.log.Info("update progress", "source", name, "listed", c.listed, "processed", c.processed,
 				"written", c.written, "rows_per_s", int64(c.rate), "eta", c.eta.Round(time.Second))
 			continue
 		}
-		if b := p.bars[name]; b != nil {
+		if b := bars[i]; b != nil {
 			b.SetTotal(max(c.listed, 1), false)
 			b.SetCurrent(c.processed)
 		}

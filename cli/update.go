@@ -58,6 +58,7 @@ func (r *runner) updateCommand() *cobra.Command {
 			if err := f.validate(); err != nil {
 				return err
 			}
+			r.graceful.Store(true)
 			return r.update(cmd.Context(), &f)
 		},
 	}
@@ -87,51 +88,67 @@ func (r *runner) update(ctx context.Context, f *updateFlags) error {
 	}
 
 	if f.live {
+		var last *tidemark.UpdateStats
 		err := s.engine.Live(ctx, tidemark.LiveOptions{
 			Mode: f.mode(), Refresh: f.refresh, Stop: r.env.Stop,
 			Progress: prog.update, ProgressInterval: prog.interval(),
 			OnPass: func(p tidemark.Pass) {
 				prog.done()
 				printPass(out, p)
+				last = p.Stats
 				prog.restart()
 			},
 		})
 		prog.done()
-		if err != nil && ctx.Err() != nil {
-			fmt.Fprintf(out, "stopped: %v; what was committed stays, the next run redoes the rest\n", context.Cause(ctx))
-			return nil
-		}
-		if err == nil {
+		switch {
+		case err == nil:
 			fmt.Fprintln(out, "stopped")
+		case interrupted(ctx):
+			fmt.Fprintln(out, "stopped: the rows in hand were abandoned; what was committed stays, the next run redoes the rest")
+		default:
+			return err
 		}
-		return err
+		return r.failedRows(last)
 	}
 
 	st, err := s.engine.Update(ctx, tidemark.UpdateOptions{Mode: f.mode(), Preview: f.preview, Stop: r.env.Stop,
 		Progress: prog.update, ProgressInterval: prog.interval()})
 	prog.done()
 	switch {
+	case err != nil && interrupted(ctx):
+		printStats(out, st, f.preview)
+		fmt.Fprintln(out, "stopped: the rows in hand were abandoned; what was committed stays, the next run redoes the rest")
 	case errors.Is(err, tidemark.ErrStopped):
 		printStats(out, st, f.preview)
-		fmt.Fprintln(out, "stopped: what was processed is committed; nothing was deleted")
-		return nil
-	case err != nil && ctx.Err() != nil:
-		fmt.Fprintf(out, "stopped: %v; what was committed stays, the next run redoes the rest\n", context.Cause(ctx))
-		return nil
+		fmt.Fprintln(out, "stopped: what was processed is committed; the rest is left for the next run")
 	case err != nil:
 		if st != nil && !f.quiet {
 			printStats(r.env.Stderr, st, f.preview)
 		}
 		return err
+	default:
+		printStats(out, st, f.preview)
 	}
-	printStats(out, st, f.preview)
-	if n := st.Failed(); n > 0 {
-		for _, e := range st.RowErrors {
-			fmt.Fprintf(r.env.Stderr, "failed: %s %s: %s\n", e.Source, e.Key, firstLine(e.Err))
-		}
-		return &exitError{code: ExitRowsFailed, err: fmt.Errorf("%d rows failed; they are retried on the next run (see `%s show`)", n, r.app.Name)}
+	return r.failedRows(st)
+}
+
+// interrupted says ctx ended because the process was told to stop (Main's
+// second signal, or the grace period after the first): abandoning the rows
+// in hand is then the expected, safe outcome.
+func interrupted(ctx context.Context) bool {
+	return ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrInterrupted)
+}
+
+// failedRows prints the rows that failed, if any, and returns the error
+// that exits with ExitRowsFailed.
+func (r *runner) failedRows(st *tidemark.UpdateStats) error {
+	if st == nil || st.Failed() == 0 {
+		return nil
 	}
-	return nil
+	for _, e := range st.RowErrors {
+		fmt.Fprintf(r.env.Stderr, "failed: %s %s: %s\n", e.Source, e.Key, firstLine(e.Err))
+	}
+	return &exitError{code: ExitRowsFailed, err: fmt.Errorf("%d rows failed; they are retried on the next run (see `%s show`)", st.Failed(), r.app.Name)}
 }
 
 func firstLine(s string) string {

@@ -150,8 +150,10 @@ func (w *world) rows() map[string]hnindex.Message {
 	return out
 }
 
-// want computes the rows the dataset should produce, independently of the
-// source's parser: from the fake's own model of the threads.
+// want computes the rows the dataset should produce from the fake's own
+// model of the threads, independently of the source's item parser. The
+// HTML-to-text conversion is the source's PlainText (tested on its own in
+// package hackernews); the deep and wide tests check the structure.
 func want(ds *hnfake.Dataset) map[string]hnindex.Message {
 	out := make(map[string]hnindex.Message)
 	str := func(s string) *string {
@@ -326,15 +328,26 @@ func TestDeepAndWideThreads(t *testing.T) {
 		rows := w.rows()
 		require.Len(t, rows, 1+10_000+1+20_000)
 		w.requireRows()
-		// The deepest comment hangs from the one before it.
-		var deepest hnindex.Message
+		// The deep thread's comments form one chain, 20,000 long, down
+		// from the thread.
+		parent := make(map[string]string)
 		for _, m := range rows {
-			if m.ThreadID == "1000000000" && m.ContentType == "comment" && (deepest.ID == "" || m.ID > deepest.ID) {
-				deepest = m
+			if m.ThreadID == "1000000000" && m.ContentType == "comment" {
+				require.NotNil(t, m.ParentID)
+				parent[m.ID] = *m.ParentID
 			}
 		}
-		require.NotNil(t, deepest.ParentID)
-		require.NotEqual(t, "1000000000", *deepest.ParentID)
+		require.Len(t, parent, 20_000)
+		children := make(map[string][]string)
+		for id, p := range parent {
+			children[p] = append(children[p], id)
+		}
+		depth, at := 0, "1000000000"
+		for len(children[at]) == 1 && depth <= 20_000 {
+			at = children[at][0]
+			depth++
+		}
+		require.Equal(t, 20_000, depth, "one chain from the thread down")
 	})
 }
 

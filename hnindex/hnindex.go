@@ -10,9 +10,11 @@ package hnindex
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
+	"net/url"
 	"strings"
 	"time"
 
@@ -203,6 +205,9 @@ func App(configure func(*hackernews.Options)) cli.App {
 		},
 		Queries: map[string]string{"search": "Full-text search over the threads and comments, best first"},
 		Flow: func(ctx context.Context, db *cli.Database) (*tidemark.Flow, error) {
+			if err := validateFlags(o); err != nil {
+				return nil, err
+			}
 			opts := o
 			if configure != nil {
 				configure(&opts)
@@ -218,4 +223,23 @@ func App(configure func(*hackernews.Options)) cli.App {
 			return f.Flow, nil
 		},
 	}
+}
+
+// validateFlags checks hnindex's flags, naming them in its errors.
+func validateFlags(o hackernews.Options) error {
+	switch {
+	case o.MaxResults < 1 || o.MaxResults > 1_000_000:
+		return fmt.Errorf("--max-results must be between 1 and 1000000, got %d", o.MaxResults)
+	case !(o.RequestsPerSecond > 0):
+		return fmt.Errorf("--rate must be more than 0 requests per second, got %v", o.RequestsPerSecond)
+	case o.Concurrency < 1:
+		return fmt.Errorf("--concurrency must be at least 1, got %d", o.Concurrency)
+	case strings.TrimSpace(o.Tag) == "":
+		return errors.New("--tag must not be empty")
+	}
+	u, err := url.Parse(o.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("--hn-url must be an http:// or https:// URL, got %q", o.BaseURL)
+	}
+	return nil
 }

@@ -430,7 +430,7 @@ func (r *sourceRun) list(ctx context.Context) error {
 		}
 		if stopped {
 			r.counters.listingError.Store(ErrStopped)
-			r.u.e.log.InfoContext(ctx, "update stopped; the rows listed so far are finished, nothing is deleted", "source", r.src.Name)
+			r.u.e.log.InfoContext(ctx, "update stopped; the rows in hand are finished, the rest is left for the next update", "source", r.src.Name)
 			break
 		}
 		if !ok {
