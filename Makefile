@@ -20,7 +20,15 @@ demo: ## The offline demo: hnindex syncs a fake HackerNews API into hnindex.db (
 	./scripts/demo.sh
 
 .PHONY: bench
-bench: ## Run the benchmarks (BENCH=regexp, BENCHCOUNT=n) and print medians.
+bench: ## The benchmark harness: hnindex end to end against the fake API and real databases, with baselines (BENCHARGS=...).
+	$(GO) run ./cmd/hnbench $(BENCHARGS)
+
+.PHONY: bench-scale
+bench-scale: ## The scale run: 20,000 threads × 50 comments (1.02 M rows), initial sync and no-change update, peak RSS.
+	$(GO) run ./cmd/hnbench -threads 20000 -comments 50 -runs 1 -live-passes 0 -naive=false -json bench-scale.json $(BENCHARGS)
+
+.PHONY: gobench
+gobench: ## The Go micro-benchmarks of the engine and targets (BENCH=regexp, BENCHCOUNT=n), medians by benchstat.
 	./scripts/bench.sh '$(BENCH)' $(BENCHCOUNT)
 
 .PHONY: lint

@@ -59,7 +59,7 @@ type FaultHooks struct {
 type BatchOptions struct {
 	// MaxRows bounds the source rows in a batch (default 1000).
 	MaxRows int
-	// MaxActions bounds the target actions in a batch (default 20,000).
+	// MaxActions bounds the target actions in a batch (default 10,000).
 	MaxActions int
 	// MaxBytes bounds the fetched source values in a batch, by the size of
 	// their canonical encoding (default 32 MiB).

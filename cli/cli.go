@@ -21,6 +21,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -160,9 +162,47 @@ func Main(app App) {
 	}()
 	env := Env{Stdout: os.Stdout, Stderr: os.Stderr, Stdin: os.Stdin, Getenv: os.Getenv, Stop: stop,
 		Terminal: isTerminal(os.Stdout) && isTerminal(os.Stderr)}
+	stopProfiles := startProfiles(os.Getenv("TIDEMARK_CPUPROFILE"), os.Getenv("TIDEMARK_MEMPROFILE"))
 	code := Run(ctx, app, os.Args[1:], env)
 	cancel(nil)
+	stopProfiles()
 	os.Exit(code)
+}
+
+// startProfiles writes a CPU profile of the run to cpu and a heap profile
+// at its end to mem, where set (the benchmark harness sets them through
+// TIDEMARK_CPUPROFILE and TIDEMARK_MEMPROFILE). A profile that cannot be
+// written is reported on stderr and skipped.
+func startProfiles(cpu, mem string) (stop func()) {
+	var cpuFile *os.File
+	if cpu != "" {
+		f, err := os.Create(cpu)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "CPU profile: %v\n", err)
+		} else {
+			cpuFile = f
+		}
+	}
+	return func() {
+		if cpuFile != nil {
+			pprof.StopCPUProfile()
+			cpuFile.Close()
+		}
+		if mem == "" {
+			return
+		}
+		f, err := os.Create(mem)
+		if err == nil {
+			runtime.GC()
+			err = errors.Join(pprof.Lookup("heap").WriteTo(f, 0), f.Close())
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "heap profile: %v\n", err)
+		}
+	}
 }
 
 func isTerminal(f *os.File) bool {

@@ -159,7 +159,7 @@ type BatchOptions struct {
 
 // DefaultBatchOptions returns the batch bounds used unless told otherwise.
 func DefaultBatchOptions() BatchOptions {
-	return BatchOptions{MaxRows: 1000, MaxActions: 20000, MaxBytes: 32 << 20, MaxDelay: time.Second}
+	return BatchOptions{MaxRows: 1000, MaxActions: 10000, MaxBytes: 32 << 20, MaxDelay: time.Second}
 }
 
 func (b BatchOptions) validate() error {

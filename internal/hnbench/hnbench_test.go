@@ -1,0 +1,60 @@
+package hnbench_test
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/hnbench"
+	"github.com/tidemark/tidemark/internal/pgtest"
+)
+
+// TestHarnessSmall runs the whole harness at a tiny size, so that a change
+// that breaks it fails here rather than in `make bench`; it checks the
+// request counts, which do not depend on the machine.
+func TestHarnessSmall(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, pkg := range map[string]string{"hnindex": "./cmd/hnindex", "hnbench": "./cmd/hnbench"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), "github.com/tidemark/tidemark/"+strings.TrimPrefix(pkg, "./")).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+	}
+	report, err := hnbench.Run(t.Context(), hnbench.Config{
+		Threads: 120, Comments: 5, Depth: 3, TextBytes: 100, Seed: 1, Runs: 1,
+		Backends: []string{"sqlite", "postgres"}, PostgresURL: pgtest.URL(t),
+		LivePasses: 2, Naive: true,
+		Binary: filepath.Join(dir, "hnindex"), Self: filepath.Join(dir, "hnbench"), Dir: dir,
+	})
+	require.NoError(t, err)
+	get := func(backend, prefix string) hnbench.Result {
+		for _, r := range report.Results {
+			if r.Backend == backend && strings.HasPrefix(r.Scenario, prefix) {
+				return r
+			}
+		}
+		t.Fatalf("no %s result for %s", prefix, backend)
+		return hnbench.Result{}
+	}
+	for _, backend := range []string{"sqlite", "postgres"} {
+		initial := get(backend, "initial sync")
+		require.Equal(t, int64(720), initial.Rows)
+		require.Equal(t, int64(121), initial.ListingRequests+initial.ItemRequests)
+		require.Equal(t, initial.MinRequests, initial.ListingRequests+initial.ItemRequests)
+		require.Positive(t, initial.Ratio)
+		require.Positive(t, initial.PeakRSS)
+		noChange := get(backend, "update, nothing changed")
+		require.Zero(t, noChange.ItemRequests)
+		require.Equal(t, int64(1), noChange.ListingRequests)
+		churn := get(backend, "update, 1%")
+		require.Equal(t, int64(2), churn.ItemRequests, "one thread edited, one added")
+		require.Equal(t, int64(720), get(backend, "naive").Rows)
+		require.Contains(t, get(backend, "live mode").Note, "RSS per pass")
+	}
+	var table strings.Builder
+	require.NoError(t, report.WriteTable(&table))
+	require.Contains(t, table.String(), "no-change update ÷ listing fetch")
+	require.NoError(t, report.WriteJSON(filepath.Join(dir, "bench.json")))
+}
