@@ -94,14 +94,14 @@ func IsPostgres(url string) bool {
 }
 
 // openDatabase opens the database at url.
-func openDatabase(ctx context.Context, url string) (*Database, error) {
+func openDatabase(ctx context.Context, url string, writers int) (*Database, error) {
 	if url == "" {
 		return nil, errors.New("--db is empty: give a SQLite file path or a postgres:// URL")
 	}
 	d := &Database{URL: url}
 	var err error
 	if IsPostgres(url) {
-		d.Postgres, err = postgres.Connect(ctx, "main", url, postgres.Options{})
+		d.Postgres, err = postgres.Connect(ctx, "main", url, postgres.Options{Writers: writers})
 	} else {
 		d.SQLite, err = sqlite.Open(ctx, "main", url)
 	}
@@ -284,6 +284,7 @@ type runner struct {
 	graceful atomic.Bool
 
 	db        string
+	writers   int
 	logFormat string
 	logLevel  string
 	log       *slog.Logger
@@ -301,6 +302,7 @@ func (r *runner) command() *cobra.Command {
 	}
 	fs := root.PersistentFlags()
 	fs.StringVar(&r.db, "db", r.app.DefaultDB, "where the tables and Tidemark's state live: a SQLite file path or a postgres:// URL")
+	fs.IntVar(&r.writers, "pg-writers", 2, "with PostgreSQL, connections that write a large batch at once")
 	fs.StringVar(&r.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	if r.app.Flags != nil {
@@ -363,7 +365,10 @@ func (s *session) Close() {
 // open opens the database and builds the flow; withEngine opens an engine
 // on it too.
 func (r *runner) open(ctx context.Context, withEngine bool) (*session, error) {
-	db, err := openDatabase(ctx, r.db)
+	if r.writers < 1 {
+		return nil, fmt.Errorf("--pg-writers must be at least 1, got %d", r.writers)
+	}
+	db, err := openDatabase(ctx, r.db, r.writers)
 	if err != nil {
 		return nil, err
 	}

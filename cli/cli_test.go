@@ -255,6 +255,7 @@ func TestBadFlags(t *testing.T) {
 		"search --limit 0 x":      "--limit must be at least 1",
 		"update --nope":           "unknown flag: --nope",
 		"evaluate --limit -1":     "--limit must not be negative",
+		"ls --pg-writers 0":       "--pg-writers must be at least 1",
 	} {
 		r := run(t, app, cli.Env{}, append(strings.Fields(args), "--db", db)...)
 		require.Equal(t, cli.ExitFatal, r.code, args)
