@@ -204,6 +204,7 @@ func (b *bench) live(ctx context.Context, backend, url string) (Result, error) {
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	b.fake.ResetCounts()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return Result{}, err
@@ -211,7 +212,6 @@ func (b *bench) live(ctx context.Context, backend, url string) (Result, error) {
 	defer cmd.Process.Kill()
 	var peak int64
 	stopWatch := watchPeakRSS(cmd.Process.Pid, &peak)
-	b.fake.ResetCounts()
 	var rss []int64
 	var passSeconds []float64
 	last := time.Now()
@@ -231,10 +231,8 @@ func (b *bench) live(ctx context.Context, backend, url string) (Result, error) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return Result{}, err
 	}
-	go func() { // drain the rest
-		for sc.Scan() {
-		}
-	}()
+	for sc.Scan() { // the rest, until the process closes its output
+	}
 	err = cmd.Wait()
 	stopWatch()
 	if err != nil {
