@@ -3,7 +3,7 @@
 // loopback and real databases, next to baselines measured in the same run,
 // and prints a table and writes a JSON report.
 //
-//	hnbench [-threads 2000] [-comments 50] [-runs 3] [-backends sqlite,postgres] [-json bench.json] [-profile]
+//	hnbench [-threads 4000] [-comments 50] [-runs 3] [-backends sqlite,postgres] [-json bench.json] [-profile]
 //
 // `make bench` runs it at its default size; BENCHMARKS.md has the latest
 // figures.
@@ -44,7 +44,7 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("hnbench", flag.ContinueOnError)
 	var cfg hnbench.Config
-	fs.IntVar(&cfg.Threads, "threads", 2000, "threads in the dataset")
+	fs.IntVar(&cfg.Threads, "threads", 4000, "threads in the dataset")
 	fs.IntVar(&cfg.Comments, "comments", 50, "comments per thread")
 	fs.IntVar(&cfg.Depth, "depth", 6, "deepest comment nesting")
 	fs.IntVar(&cfg.TextBytes, "text-bytes", 300, "mean comment length in bytes of HTML (log-normal spread)")
