@@ -3,6 +3,8 @@ package tidemark_test
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -87,4 +89,44 @@ func TestLiveFullReprocessSurvivesAFailedFirstPass(t *testing.T) {
 	require.NoError(t, second.Err)
 	require.Equal(t, int64(20), second.Stats.Sources["docs"].Fetched,
 		"the full reprocess asked for was never done: the second pass ran incrementally")
+}
+
+// goneOnGet is a memory source whose Get says one listed key is gone.
+type goneOnGet struct {
+	*memory.Source[int, doc]
+	gone int
+}
+
+func (g goneOnGet) Get(ctx context.Context, k int) (tidemark.Fetched[doc], error) {
+	if k == g.gone {
+		return tidemark.Fetched[doc]{}, nil
+	}
+	return g.Source.Get(ctx, k)
+}
+
+// The deletion scan may be skipped only when every row of the source was
+// seen: a row found gone by its Get (listed, so seen, then deleted) must
+// not make an unlisted row look seen.
+func TestRowGoneOnGetDoesNotHideAnUnlistedRow(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		h.fill(3) // rows 0, 1, 2
+		h.mustUpdate()
+
+		h.src.Delete(2)                          // not listed any more
+		h.src.Set(1, doc{Title: "changed"})      // listed, fetched…
+		src := goneOnGet{Source: h.src, gone: 1} // …and found gone
+		f := tidemark.NewFlow("Docs", tidemark.LogicVersion(h.logic))
+		docs := memory.Table[docRow](f, h.db, "docs")
+		tags := memory.Table[tagRow](f, h.db, "tags")
+		tidemark.ForEach(tidemark.AddSource(f, "docs", tidemark.Source[int, doc](src)), standardProcess(docs, tags))
+		e, err := tidemark.Open(t.Context(), f, h.opts)
+		require.NoError(t, err)
+		defer e.Close()
+		st, err := e.Update(t.Context(), tidemark.UpdateOptions{})
+		require.NoError(t, err)
+		require.Equal(t, int64(2), st.Sources["docs"].Deleted, "row 1 found gone, row 2 not listed")
+		require.Equal(t, []target.Key{"0"}, slices.Sorted(maps.Keys(h.db.Rows("docs"))))
+	})
 }

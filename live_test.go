@@ -20,12 +20,12 @@ func TestUpdateStopCommitsAndDeletesNothing(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, backend string) {
 		h := newHarness(t, backend)
-		h.fill(400)
+		h.fill(3000) // more than a lookup chunk: the listing is still going when the stop comes
 		h.mustUpdate()
 
 		// Every row changes and ten vanish; the update is stopped after 50
 		// fetches.
-		for i := range 400 {
+		for i := range 3000 {
 			h.src.Set(i, doc{Title: fmt.Sprintf("doc %d, edited", i)})
 		}
 		for i := range 10 {
@@ -46,8 +46,8 @@ func TestUpdateStopCommitsAndDeletesNothing(t *testing.T) {
 		require.False(t, src.ListingComplete)
 		require.Zero(t, src.Deleted, "a stopped update deletes nothing")
 		require.Positive(t, src.Updated, "what was fetched before the stop is written")
-		require.Less(t, src.Updated, int64(390), "the stop ended the listing early")
-		require.Len(t, h.db.Rows("docs"), 400, "nothing deleted")
+		require.Less(t, src.Updated, int64(2990), "the stop ended the listing early")
+		require.Len(t, h.db.Rows("docs"), 3000, "nothing deleted")
 		edited := 0
 		for _, v := range h.db.Rows("docs") {
 			if r := v.(docRow); len(r.Title) > 7 && r.Title[len(r.Title)-6:] == "edited" {
@@ -58,7 +58,7 @@ func TestUpdateStopCommitsAndDeletesNothing(t *testing.T) {
 
 		h.src.OnGet(nil)
 		st = h.mustUpdate()
-		require.Equal(t, int64(390-edited), st.Sources["docs"].Updated, "the next update fetches only what the stopped one left")
+		require.Equal(t, int64(2990-edited), st.Sources["docs"].Updated, "the next update fetches only what the stopped one left")
 		h.expectDocs()
 	})
 }

@@ -230,7 +230,7 @@ func New(flow *Flow, store statestore.Store, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: %w", err)
 	}
 	if opts.LookupChunk == 0 {
-		opts.LookupChunk = 256
+		opts.LookupChunk = 1000
 	}
 	if err := flow.validate(); err != nil {
 		return nil, err

@@ -588,6 +588,19 @@ func (r *sourceRun) afterListing(ctx context.Context) error {
 			return err
 		}
 		marks := r.marks.Load()
+		if marks == 0 && r.counters.deleted.Load() == 0 {
+			// The ids seen are ids of the source's rows (none was deleted
+			// in this update): when there are as many as the source has
+			// rows, every row was seen, and with none marked the scan
+			// would hand nothing on.
+			all, err := r.rowCount(ctx)
+			if err != nil {
+				return err
+			}
+			if r.seen.len() == all && r.marks.Load() == 0 {
+				return nil
+			}
+		}
 		handed, err := r.scanRows(ctx)
 		if err != nil {
 			return err
@@ -600,6 +613,16 @@ func (r *sourceRun) afterListing(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// rowCount returns the number of the source's rows in the state store.
+func (r *sourceRun) rowCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := r.u.e.do(ctx, "count rows", func(ctx context.Context) (err error) {
+		n, err = r.u.e.store.RowCount(ctx, statestore.RowCountParams{SourceID: r.id})
+		return err
+	})
+	return n, err
 }
 
 // scanRows pages through the source's rows once, handing on the gone and

@@ -8,6 +8,7 @@ import "sync"
 type idSet struct {
 	mu    sync.Mutex
 	pages map[int64]*[512]uint64
+	n     int64
 }
 
 const idPageBits = 512 * 64
@@ -24,7 +25,17 @@ func (s *idSet) add(id int64) {
 		s.pages[id/idPageBits] = p
 	}
 	off := id % idPageBits
-	p[off/64] |= 1 << (off % 64)
+	if p[off/64]&(1<<(off%64)) == 0 {
+		p[off/64] |= 1 << (off % 64)
+		s.n++
+	}
+}
+
+// len returns the number of ids in the set.
+func (s *idSet) len() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
 }
 
 func (s *idSet) has(id int64) bool {

@@ -79,6 +79,9 @@ type Store interface {
 	RowLoad(ctx context.Context, p RowLoadParams) ([]RowTracking, error)
 	// RowScan pages through a source's rows by ascending id.
 	RowScan(ctx context.Context, p RowScanParams) ([]RowMeta, error)
+	// RowCount returns the number of a source's rows, staged, failed and
+	// committed alike: every row RowScan would return.
+	RowCount(ctx context.Context, p RowCountParams) (int64, error)
 	// RowErrors returns a source's rows whose last update failed, most
 	// recent failure first.
 	RowErrors(ctx context.Context, p RowErrorsParams) ([]RowError, error)
@@ -249,6 +252,11 @@ type RowScanParams struct {
 	// AfterID returns rows with a larger id.
 	AfterID int64
 	Limit   int
+}
+
+// RowCountParams are the parameters of Store.RowCount.
+type RowCountParams struct {
+	SourceID int64
 }
 
 // RowErrorsParams are the parameters of Store.RowErrors.

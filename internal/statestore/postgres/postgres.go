@@ -628,6 +628,15 @@ func (s *Store) RowScan(ctx context.Context, p statestore.RowScanParams) ([]stat
 	return out, nil
 }
 
+// RowCount implements statestore.Store.
+func (s *Store) RowCount(ctx context.Context, p statestore.RowCountParams) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, s.q.rowCount, p.SourceID).Scan(&n); err != nil {
+		return 0, classify(ctx, fmt.Errorf("counting the rows of source %d: %w", p.SourceID, err))
+	}
+	return n, nil
+}
+
 // RowErrors implements statestore.Store.
 func (s *Store) RowErrors(ctx context.Context, p statestore.RowErrorsParams) ([]statestore.RowError, error) {
 	rows, err := s.pool.Query(ctx, s.q.rowErrors, p.SourceID, limit(p.Limit))

@@ -25,8 +25,8 @@ type queries struct {
 	targetLost, targetDestroyed                         string
 	attachmentsLock, attachmentStage                    string
 
-	rowLookup, rowLoad, rowScan, rowErrors string
-	ownerFind                              string
+	rowLookup, rowLoad, rowScan, rowCount, rowErrors string
+	ownerFind                                        string
 
 	rowInsert, rowStage, ownerAdd string
 
@@ -89,6 +89,7 @@ func newQueries(schema string) queries {
 		JOIN {{rows}} AS r ON r.source_id = $1 AND r.key = u.k`)
 	q.rowLoad = r(`SELECT id, tracking, staged FROM {{rows}} WHERE id = ANY($1::bigint[])`)
 	q.rowScan = r(`SELECT ` + rowMetaColumns + ` FROM {{rows}} WHERE source_id = $1 AND id > $2 ORDER BY id LIMIT $3`)
+	q.rowCount = r(`SELECT count(*) FROM {{rows}} WHERE source_id = $1`)
 	q.rowErrors = r(`SELECT key, error, error_count, error_at FROM {{rows}}
 		WHERE source_id = $1 AND error IS NOT NULL ORDER BY error_at DESC, id LIMIT $2`)
 	q.ownerFind = r(`SELECT u.ord, o.row_id

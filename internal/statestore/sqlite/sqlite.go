@@ -523,6 +523,15 @@ func (s *Store) RowScan(ctx context.Context, p statestore.RowScanParams) ([]stat
 	return out, nil
 }
 
+// RowCount implements statestore.Store.
+func (s *Store) RowCount(ctx context.Context, p statestore.RowCountParams) (int64, error) {
+	var n int64
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM tidemark_rows WHERE source_id = ?`, p.SourceID).Scan(&n); err != nil {
+		return 0, classify(fmt.Errorf("counting rows: %w", err))
+	}
+	return n, nil
+}
+
 // RowErrors implements statestore.Store.
 func (s *Store) RowErrors(ctx context.Context, p statestore.RowErrorsParams) ([]statestore.RowError, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT key, error, error_count, error_at FROM tidemark_rows

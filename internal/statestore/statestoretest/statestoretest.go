@@ -460,6 +460,12 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 			}
 		}
 		require.ElementsMatch(t, ids, scanned)
+		count, err := s.RowCount(ctx, statestore.RowCountParams{SourceID: src})
+		require.NoError(t, err)
+		require.Equal(t, int64(len(ids)), count)
+		none, err := s.RowCount(ctx, statestore.RowCountParams{SourceID: src + 1000})
+		require.NoError(t, err)
+		require.Zero(t, none)
 	})
 
 	t.Run("ConcurrentReadsDuringWrites", func(t *testing.T) {
