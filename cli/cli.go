@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -111,18 +112,20 @@ func openDatabase(ctx context.Context, url string, writers int) (*Database, erro
 	return d, nil
 }
 
-// redact hides a password in a URL.
-func redact(url string) string {
-	at := strings.LastIndex(url, "@")
-	scheme := strings.Index(url, "://")
-	if at < 0 || scheme < 0 {
-		return url
+// redact hides a password in a URL, in its user info or its query.
+func redact(raw string) string {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		return "(an unparsable URL)"
 	}
-	creds := url[scheme+3 : at]
-	if user, _, ok := strings.Cut(creds, ":"); ok {
-		return url[:scheme+3] + user + ":***" + url[at:]
+	if _, ok := u.User.Password(); ok {
+		u.User = neturl.UserPassword(u.User.Username(), "redacted")
 	}
-	return url
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "redacted")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
 }
 
 // Env is what a run of the command line talks to.
