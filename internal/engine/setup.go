@@ -187,7 +187,8 @@ func (e *Engine) setup(ctx context.Context, preview bool) (*setupState, error) {
 			for _, a := range r.Attachments {
 				full := attachmentKey(r.Key, a.Kind, a.Key)
 				if !slices.ContainsFunc(stored, func(t statestore.Target) bool { return t.Key == full && cur != nil && t.ParentID == cur.ID }) {
-					st.changes = append(st.changes, SetupChange{Kind: a.Kind, Key: full, Change: "create"})
+					st.changes = append(st.changes, SetupChange{Kind: a.Kind, Key: full, Change: "create",
+						Description: "a " + a.Kind + " of " + string(r.Key) + ", once that is set up"})
 				}
 			}
 		}
