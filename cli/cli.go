@@ -311,7 +311,7 @@ func (r *runner) command() *cobra.Command {
 	if r.app.Flags != nil {
 		r.app.Flags(fs)
 	}
-	root.AddCommand(r.updateCommand(), r.setupCommand(), r.dropCommand(), r.lsCommand(), r.showCommand(), r.evaluateCommand())
+	root.AddCommand(r.updateCommand(), r.setupCommand(), r.dropCommand(), r.lsCommand(), r.showCommand(), r.evaluateCommand(), r.serverCommand())
 	r.addQueryCommands(root)
 	return root
 }

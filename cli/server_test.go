@@ -1,0 +1,79 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/cli"
+	"github.com/tidemark/tidemark/memory"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+func TestServer(t *testing.T) {
+	t.Parallel()
+	src := memory.NewSource[string, string]()
+	src.Set("a", "the quick brown fox")
+	src.Set("b", "a lazy <dog>")
+	app, _ := notesApp(src)
+	db := filepath.Join(t.TempDir(), "n.db")
+	require.Equal(t, 0, run(t, app, cli.Env{}, "update", "--db", db).code)
+
+	stop := make(chan struct{})
+	var out, errb syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Run(t.Context(), app, []string{"server", "--db", db, "--addr", "127.0.0.1:0", "--live", "--refresh", "50ms"},
+			cli.Env{Stdout: &out, Stderr: &errb, Stop: stop})
+	}()
+	addr := regexp.MustCompile(`at (http://\S+)`)
+	require.Eventually(t, func() bool { return addr.MatchString(out.String()) }, 10*time.Second, 5*time.Millisecond, errb.String())
+	base := addr.FindStringSubmatch(out.String())[1]
+
+	code, body := get(t, base+"/api/search?q=fox")
+	require.Equal(t, http.StatusOK, code, body)
+	var hits []hit
+	require.NoError(t, json.Unmarshal([]byte(body), &hits))
+	require.Len(t, hits, 1)
+	require.Equal(t, "a", hits[0].ID)
+
+	code, body = get(t, base+"/api/search?q=")
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Contains(t, body, `"error"`)
+	code, _ = get(t, base+"/api/search?q=fox&limit=0")
+	require.Equal(t, http.StatusBadRequest, code)
+	code, _ = get(t, base+"/api/nope?q=fox")
+	require.Equal(t, http.StatusNotFound, code)
+
+	code, body = get(t, base+"/?q=dog")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "a lazy &lt;dog&gt;", "results are shown, escaped")
+	require.Contains(t, body, "1 results")
+
+	// --live: a change in the source shows up in the search while serving.
+	src.Set("c", "a fox in the henhouse")
+	require.Eventually(t, func() bool {
+		_, body := get(t, base+"/api/search?q=henhouse")
+		return strings.Contains(body, `"id":"c"`)
+	}, 10*time.Second, 20*time.Millisecond)
+
+	close(stop)
+	require.Equal(t, 0, <-done, errb.String())
+	require.Contains(t, out.String(), "stopped")
+}
