@@ -284,7 +284,7 @@ func (d *database) naive(ctx context.Context) (Result, error) {
 	}
 	defer done()
 
-	src, err := hackernews.New(hackernews.Options{BaseURL: d.b.url, MaxResults: d.b.ds.Len() + d.b.cfg.Threads/10 + 10, RequestsPerSecond: 1e6, Concurrency: 16})
+	src, err := hackernews.New(hackernews.Options{BaseURL: d.b.url, MaxResults: d.b.maxResults(), RequestsPerSecond: 1e6, Concurrency: 16})
 	if err != nil {
 		return r, err
 	}

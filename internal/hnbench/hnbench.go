@@ -198,10 +198,19 @@ type run struct {
 // hnindex runs the hnindex binary with args against the fake API and db,
 // returning its wall time and peak RSS. A non-zero exit is an error.
 func (b *bench) hnindex(ctx context.Context, db string, env []string, args ...string) (run, error) {
-	args = append(args, "--db", db, "--hn-url", b.url, "--max-results", strconv.Itoa(b.ds.Len()+b.cfg.Threads/10+10),
-		"--rate", "1000000", "--concurrency", "16")
-	return b.process(ctx, env, b.cfg.Binary, args...)
+	return b.process(ctx, env, b.cfg.Binary, b.hnindexArgs(db, args...)...)
 }
+
+// hnindexArgs are args followed by the flags that point hnindex at db and
+// the fake API, unthrottled.
+func (b *bench) hnindexArgs(db string, args ...string) []string {
+	return append(args, "--db", db, "--hn-url", b.url, "--max-results", strconv.Itoa(b.maxResults()),
+		"--rate", "1000000", "--concurrency", "16")
+}
+
+// maxResults is what the listing is asked for: more threads than the
+// dataset has, so that every listing runs to its end.
+func (b *bench) maxResults() int { return b.ds.Len() + b.cfg.Threads/10 + 10 }
 
 func (b *bench) process(ctx context.Context, env []string, bin string, args ...string) (run, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -234,6 +243,14 @@ func median(xs []float64) float64 {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// record tallies one run of a scenario: its time, the requests it made
+// (those of the last run are kept) and its peak RSS.
+func (r *Result) record(x run, c hnfake.Counts) {
+	r.Seconds = append(r.Seconds, x.seconds)
+	r.ListingRequests, r.ItemRequests = c.Listing, c.Items
+	r.PeakRSS = max(r.PeakRSS, x.rss)
 }
 
 // add records a result, computing its median, rate and ratio.

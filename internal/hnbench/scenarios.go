@@ -40,10 +40,7 @@ func (b *bench) backend(ctx context.Context, backend string) error {
 		if n, err := db.count(ctx); err != nil || n != int64(b.rows) {
 			return fmt.Errorf("the initial sync wrote %d rows, want %d (%v)", n, b.rows, err)
 		}
-		c := b.fake.Requests()
-		initial.Seconds = append(initial.Seconds, r.seconds)
-		initial.ListingRequests, initial.ItemRequests = c.Listing, c.Items
-		initial.PeakRSS = max(initial.PeakRSS, r.rss)
+		initial.record(r, b.fake.Requests())
 	}
 
 	// The write limit: the same rows, loaded by the plain tool.
@@ -59,14 +56,11 @@ func (b *bench) backend(ctx context.Context, backend string) error {
 	floor := Result{Backend: backend, Scenario: "fetch floor (listing only)", MinRequests: listingPages(b.ds.Len())}
 	for range b.cfg.Runs {
 		b.fake.ResetCounts()
-		r, err := b.process(ctx, nil, b.cfg.Self, "listing", "--hn-url", b.url, "--max-results", strconv.Itoa(b.ds.Len()+b.cfg.Threads/10+10))
+		r, err := b.process(ctx, nil, b.cfg.Self, "listing", "--hn-url", b.url, "--max-results", strconv.Itoa(b.maxResults()))
 		if err != nil {
 			return err
 		}
-		c := b.fake.Requests()
-		floor.Seconds = append(floor.Seconds, r.seconds)
-		floor.ListingRequests, floor.ItemRequests = c.Listing, c.Items
-		floor.PeakRSS = max(floor.PeakRSS, r.rss)
+		floor.record(r, b.fake.Requests())
 	}
 	b.add(floor)
 
@@ -83,10 +77,7 @@ func (b *bench) backend(ctx context.Context, backend string) error {
 		if err != nil {
 			return err
 		}
-		c := b.fake.Requests()
-		noChange.Seconds = append(noChange.Seconds, r.seconds)
-		noChange.ListingRequests, noChange.ItemRequests = c.Listing, c.Items
-		noChange.PeakRSS = max(noChange.PeakRSS, r.rss)
+		noChange.record(r, b.fake.Requests())
 	}
 	b.add(noChange)
 
@@ -103,12 +94,9 @@ func (b *bench) backend(ctx context.Context, backend string) error {
 		if n, err := db.count(ctx); err != nil || n != int64(b.ds.NumItems()) {
 			return fmt.Errorf("after the churn the table has %d rows, want %d (%v)", n, b.ds.NumItems(), err)
 		}
-		c := b.fake.Requests()
-		churn.Seconds = append(churn.Seconds, r.seconds)
-		churn.ListingRequests, churn.ItemRequests = c.Listing, c.Items
+		churn.record(r, b.fake.Requests())
 		churn.MinRequests = listingPages(b.ds.Len()) + int64(2*k)
 		churn.Rows = written
-		churn.PeakRSS = max(churn.PeakRSS, r.rss)
 	}
 	b.add(churn)
 
@@ -195,9 +183,7 @@ var passLine = regexp.MustCompile(`^pass (\d+) `)
 // change between passes, sampling the process's resident set after each.
 func (b *bench) live(ctx context.Context, backend, url string) (Result, error) {
 	refresh := 500 * time.Millisecond
-	args := []string{"update", "--live", "--refresh", refresh.String(), "--db", url, "--hn-url", b.url,
-		"--max-results", strconv.Itoa(b.ds.Len() + b.cfg.Threads/10 + 10), "--rate", "1000000", "--concurrency", "16"}
-	cmd := exec.CommandContext(ctx, b.cfg.Binary, args...)
+	cmd := exec.CommandContext(ctx, b.cfg.Binary, b.hnindexArgs(url, "update", "--live", "--refresh", refresh.String())...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return Result{}, err
