@@ -99,7 +99,7 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 	defer timer.Stop()
 	mode := opts.Mode
 	for n := 1; ; n++ {
-		if stopped(opts.Stop) {
+		if engine.Stopped(opts.Stop) {
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -121,7 +121,7 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 			uo.Sources, pass.Sources = due, due
 			// A complete listing covers what they announced so far; a
 			// listing that fails gives it back.
-			announced = w.takeSources(due)
+			announced = w.take(due...)
 		default:
 			only := w.take()
 			if len(only) == 0 {
@@ -169,7 +169,7 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 		}
 		switch {
 		case pass.Err == nil:
-		case errors.Is(pass.Err, ErrStopped) && stopped(opts.Stop):
+		case errors.Is(pass.Err, ErrStopped) && engine.Stopped(opts.Stop):
 			pass.Err = nil
 		case ctx.Err() != nil:
 		default:
@@ -181,15 +181,6 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 		if pass.Err != nil && pass.Changes > 0 {
 			w.giveBack(uo.only) // not lost: tried again with the next pass
 		}
-	}
-}
-
-func stopped(stop <-chan struct{}) bool {
-	select {
-	case <-stop:
-		return true
-	default:
-		return false
 	}
 }
 
@@ -232,18 +223,21 @@ func (w *watchers) run(ctx context.Context, e *Engine, name string, src erasedSo
 	}
 }
 
-// take returns and forgets the keys announced so far, by source.
-func (w *watchers) take() map[string][]engine.Listed {
+// take returns and forgets the keys announced so far by the sources named,
+// or by every source when none is named.
+func (w *watchers) take(sources ...string) map[string][]engine.Listed {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.pending) == 0 {
-		return nil
+	if len(sources) == 0 {
+		sources = slices.Collect(maps.Keys(w.pending))
 	}
-	out := make(map[string][]engine.Listed, len(w.pending))
-	for name, keys := range w.pending {
-		out[name] = slices.Collect(maps.Values(keys))
+	out := make(map[string][]engine.Listed)
+	for _, name := range sources {
+		if keys := w.pending[name]; len(keys) > 0 {
+			out[name] = slices.Collect(maps.Values(keys))
+		}
+		delete(w.pending, name)
 	}
-	clear(w.pending)
 	return out
 }
 
@@ -261,19 +255,4 @@ func (w *watchers) giveBack(only map[string][]engine.Listed) {
 			}
 		}
 	}
-}
-
-// takeSources returns and forgets the keys announced by sources about to
-// be listed.
-func (w *watchers) takeSources(sources []string) map[string][]engine.Listed {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make(map[string][]engine.Listed)
-	for _, name := range sources {
-		if keys := w.pending[name]; len(keys) > 0 {
-			out[name] = slices.Collect(maps.Values(keys))
-		}
-		delete(w.pending, name)
-	}
-	return out
 }

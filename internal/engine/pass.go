@@ -40,7 +40,8 @@ type UpdateOptions struct {
 	ProgressInterval time.Duration
 }
 
-func stopped(stop <-chan struct{}) bool {
+// Stopped reports whether stop is closed; a nil stop never is.
+func Stopped(stop <-chan struct{}) bool {
 	select {
 	case <-stop:
 		return true
@@ -246,7 +247,7 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 	case ctx.Err() != nil:
 		return finish(context.Cause(ctx))
 	}
-	if len(listingErrs) == 0 && stopped(opts.Stop) {
+	if len(listingErrs) == 0 && Stopped(opts.Stop) {
 		// Stopped after the listing: rows still waiting were left.
 		return finish(fmt.Errorf("flow %s: %w", e.flow.Name, ErrStopped))
 	}
@@ -703,7 +704,7 @@ func (r *sourceRun) markFailed(key string) {
 func (r *sourceRun) worker(ctx context.Context) error {
 	var h fingerprint.Hasher
 	for it := range r.work {
-		if stopped(r.u.opts.Stop) {
+		if Stopped(r.u.opts.Stop) {
 			// A stopped update finishes the rows in hand, not those
 			// waiting for a worker: they are redone next time.
 			r.u.flights.release(r.flightKey(it.key))
