@@ -113,15 +113,8 @@ func FullText[T any](t *Table[T], column, language string) {
 		language = defaultLanguage
 	}
 	spec := FullTextSpec{Column: column, Language: language}
-	f := t.Inner().Flow()
-	if err := t.CheckFullText(column); err != nil {
-		f.AddError(fmt.Errorf("postgres: %w", err))
-	}
-	if t.fullText != nil {
-		f.AddError(fmt.Errorf("postgres: table %s has a full-text index already", t.Name()))
-	}
+	table.AttachFullText(t.Target, "postgres", fullTextKind, column, spec)
 	t.fullText = &spec
-	tidemark.Attach(t.Inner(), fullTextKind, "index", spec)
 }
 
 // Search returns the rows whose indexed text matches query, best first

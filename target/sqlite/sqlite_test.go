@@ -100,3 +100,24 @@ func TestTableNames(t *testing.T) {
 	_, err = tidemark.Open(t.Context(), g, tidemark.Options{StateStore: path})
 	require.ErrorContains(t, err, "an unnamed type, needs a name")
 }
+
+func TestFullTextMistakes(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "app.db")
+	db, err := sqlite.Open(t.Context(), "main", path)
+	require.NoError(t, err)
+	defer db.Close()
+	f := tidemark.NewFlow("Mistakes")
+	tbl := sqlite.DeclareTable[struct {
+		ID   string `tidemark:"id,pk"`
+		N    int    `tidemark:"n"`
+		Body string `tidemark:"body"`
+	}](f, db, "rows")
+	sqlite.FullText(tbl, "n")
+	sqlite.FullText(tbl, "body")
+	sqlite.FullText(tbl, "missing")
+	_, err = tidemark.Open(t.Context(), f, tidemark.Options{StateStore: path})
+	require.ErrorContains(t, err, `sqlite: column "n" of table rows holds`)
+	require.ErrorContains(t, err, "sqlite: table rows has a full-text index already")
+	require.ErrorContains(t, err, `sqlite: table rows has no column "missing" to index`)
+}

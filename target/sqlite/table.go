@@ -95,15 +95,8 @@ func FullText[T any](t *Table[T], column string, opts ...FullTextOption) {
 	for _, o := range opts {
 		o(&spec)
 	}
-	f := t.Inner().Flow()
-	if err := t.CheckFullText(column); err != nil {
-		f.AddError(fmt.Errorf("sqlite: %w", err))
-	}
-	if t.fullText != nil {
-		f.AddError(fmt.Errorf("sqlite: table %s has a full-text index already", t.Name()))
-	}
+	table.AttachFullText(t.Target, "sqlite", fullTextKind, column, spec)
 	t.fullText = &spec
-	tidemark.Attach(t.Inner(), fullTextKind, "index", spec)
 }
 
 // Search returns the rows whose indexed text matches query, best first, at

@@ -15,6 +15,8 @@ type Target[T any] struct {
 	inner  *tidemark.Target[Values]
 	schema *Schema
 	spec   Spec
+	// fullText says a full-text index was attached.
+	fullText bool
 }
 
 // Options name a table.
@@ -154,9 +156,25 @@ func (t *Target[T]) Iterate(query func() (RowScanner, func(), error)) func(yield
 	}
 }
 
-// CheckFullText returns why column cannot have the table's full-text
+// AttachFullText attaches spec, of kind, to the table as its full-text
+// index of column. A column that cannot have it (it must exist and hold
+// text) and a second index on the table are mistakes reported on the flow,
+// each prefixed with dialect.
+func AttachFullText[T, S any](t *Target[T], dialect, kind, column string, spec S) {
+	f := t.inner.Flow()
+	if err := t.checkFullText(column); err != nil {
+		f.AddError(fmt.Errorf("%s: %w", dialect, err))
+	}
+	if t.fullText {
+		f.AddError(fmt.Errorf("%s: table %s has a full-text index already", dialect, t.spec.Table))
+	}
+	t.fullText = true
+	tidemark.Attach(t.inner, kind, "index", spec)
+}
+
+// checkFullText returns why column cannot have the table's full-text
 // index, if it cannot: it must exist and hold text.
-func (t *Target[T]) CheckFullText(column string) error {
+func (t *Target[T]) checkFullText(column string) error {
 	c, ok := t.spec.Column(column)
 	switch {
 	case !ok:
