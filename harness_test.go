@@ -102,10 +102,17 @@ func standardProcess(docs *tidemark.Target[docRow], tags *tidemark.Target[tagRow
 // open builds the flow and opens an engine on it.
 func (h *harness) open() *tidemark.Engine {
 	h.t.Helper()
+	return h.openWith(h.src)
+}
+
+// openWith is open with the flow reading source instead of h.src (which
+// source may wrap).
+func (h *harness) openWith(source tidemark.Source[int, doc]) *tidemark.Engine {
+	h.t.Helper()
 	f := tidemark.NewFlow("Docs", tidemark.LogicVersion(h.logic))
 	docs := memory.Table[docRow](f, h.db, "docs", memory.Schema(h.schema))
 	tags := memory.Table[tagRow](f, h.db, "tags")
-	src := tidemark.AddSource(f, "docs", h.src, tidemark.MaxInFlight(4))
+	src := tidemark.AddSource(f, "docs", source, tidemark.MaxInFlight(4))
 	process := h.process
 	if process == nil {
 		process = standardProcess(docs, tags)

@@ -25,13 +25,7 @@ func TestLiveFailedListingLosesAnnouncedChanges(t *testing.T) {
 	h := newHarness(t, "sqlite")
 	h.fill(10)
 	w := &watchedSource{Source: h.src, changes: make(chan tidemark.Change[int])}
-	f := tidemark.NewFlow("Docs", tidemark.LogicVersion(h.logic))
-	docs := memory.Table[docRow](f, h.db, "docs")
-	tags := memory.Table[tagRow](f, h.db, "tags")
-	tidemark.ForEach(tidemark.AddSource(f, "docs", tidemark.Source[int, doc](w)), standardProcess(docs, tags))
-	e, err := tidemark.Open(t.Context(), f, h.opts)
-	require.NoError(t, err)
-	defer e.Close()
+	e := h.openWith(w)
 
 	const refresh = 50 * time.Millisecond
 	stop := make(chan struct{})
@@ -117,13 +111,7 @@ func TestRowGoneOnGetDoesNotHideAnUnlistedRow(t *testing.T) {
 		h.src.Delete(2)                          // not listed any more
 		h.src.Set(1, doc{Title: "changed"})      // listed, fetched…
 		src := goneOnGet{Source: h.src, gone: 1} // …and found gone
-		f := tidemark.NewFlow("Docs", tidemark.LogicVersion(h.logic))
-		docs := memory.Table[docRow](f, h.db, "docs")
-		tags := memory.Table[tagRow](f, h.db, "tags")
-		tidemark.ForEach(tidemark.AddSource(f, "docs", tidemark.Source[int, doc](src)), standardProcess(docs, tags))
-		e, err := tidemark.Open(t.Context(), f, h.opts)
-		require.NoError(t, err)
-		defer e.Close()
+		e := h.openWith(src)
 		st, err := e.Update(t.Context(), tidemark.UpdateOptions{})
 		require.NoError(t, err)
 		require.Equal(t, int64(2), st.Sources["docs"].Deleted, "row 1 found gone, row 2 not listed")

@@ -189,13 +189,7 @@ func TestLiveFollowsChangeStream(t *testing.T) {
 	h := newHarness(t, "sqlite")
 	h.fill(10)
 	w := &watchedSource{Source: h.src, changes: make(chan tidemark.Change[int])}
-	f := tidemark.NewFlow("Docs", tidemark.LogicVersion(h.logic))
-	docs := memory.Table[docRow](f, h.db, "docs")
-	tags := memory.Table[tagRow](f, h.db, "tags")
-	tidemark.ForEach(tidemark.AddSource(f, "docs", tidemark.Source[int, doc](w)), standardProcess(docs, tags))
-	e, err := tidemark.Open(t.Context(), f, h.opts)
-	require.NoError(t, err)
-	defer e.Close()
+	e := h.openWith(w)
 
 	p := newPasses()
 	stop := make(chan struct{})
