@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/target/table"
 )
 
 func (r *runner) setupCommand() *cobra.Command {
@@ -352,24 +353,15 @@ func (r *runner) query(ctx context.Context, name string, q tidemark.Query, asJSO
 }
 
 // tableColumns returns the column names of the flow's table targets, by
-// target key, read from their specs' "columns".
+// target key.
 func tableColumns(f *tidemark.Flow) map[string][]string {
 	out := make(map[string][]string)
 	for _, t := range f.Targets() {
-		b, err := json.Marshal(t.Spec)
-		if err != nil {
-			continue
-		}
-		var spec struct {
-			Columns []struct {
-				Name string `json:"name"`
-			} `json:"columns"`
-		}
-		if json.Unmarshal(b, &spec) != nil || len(spec.Columns) == 0 {
-			continue
-		}
-		for _, c := range spec.Columns {
-			out[t.Key] = append(out[t.Key], c.Name)
+		switch spec := t.Spec.(type) {
+		case table.Spec:
+			out[t.Key] = spec.ColumnNames()
+		case *table.Spec:
+			out[t.Key] = spec.ColumnNames()
 		}
 	}
 	return out
