@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/tidemark/tidemark"
@@ -28,6 +31,9 @@ type DB struct {
 	failErr error
 	// failSetup fails every table and index change while set.
 	failSetup error
+	// recording says row reconciles are logged in reconciles.
+	recording  bool
+	reconciles []Reconcile
 
 	tableSink *target.ContainerSinkFunc[tableAction]
 	rowSink   *target.SinkFunc[rowAction]
@@ -202,6 +208,7 @@ type rowAction struct {
 }
 
 func (h *rowHandler[V]) Reconcile(key target.Key, desired *V, prev []target.Record, prevMayBeMissing bool) (*target.Reconciled, error) {
+	h.db.record(h.table, key, desired, prev, prevMayBeMissing)
 	if desired == nil {
 		if len(prev) == 0 {
 			return nil, nil
@@ -320,6 +327,48 @@ func (db *DB) Heal() {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	db.failIn, db.failErr, db.failSetup = -1, nil, nil
+}
+
+// Reconcile is one call of a table row handler's Reconcile, as logged
+// while RecordReconciles is on: what the engine told the handler.
+type Reconcile struct {
+	// Table is the table's name.
+	Table string
+	Key   target.Key
+	// Desired is the row's value, nil when it is no longer declared.
+	Desired any
+	// Prev and PrevMayBeMissing are as the handler got them.
+	Prev             []target.Record
+	PrevMayBeMissing bool
+}
+
+// RecordReconciles turns the log of row reconciles on or off; turning it
+// on clears it.
+func (db *DB) RecordReconciles(on bool) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.recording, db.reconciles = on, nil
+}
+
+// Reconciles returns the row reconciles logged since RecordReconciles was
+// turned on, in the order they happened.
+func (db *DB) Reconciles() []Reconcile {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	return slices.Clone(db.reconciles)
+}
+
+func (db *DB) record(table target.Key, key target.Key, desired any, prev []target.Record, mayBeMissing bool) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if !db.recording {
+		return
+	}
+	r := Reconcile{Table: strings.TrimPrefix(string(table), "memory/"), Key: key, Prev: slices.Clone(prev), PrevMayBeMissing: mayBeMissing}
+	if v := reflect.ValueOf(desired); v.Kind() == reflect.Pointer && !v.IsNil() {
+		r.Desired = v.Elem().Interface()
+	}
+	db.reconciles = append(db.reconciles, r)
 }
 
 // Counts returns what the DB was asked to do.

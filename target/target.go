@@ -14,7 +14,12 @@
 // desired is the state wanted now, or nil when it is no longer declared.
 // prev holds the tracking records of every version that may exist in the
 // external system (usually one; more after an interrupted update), and
-// prevMayBeMissing says the state may not exist at all. Reconcile is pure: it
+// prevMayBeMissing says the state may not exist at all: it is true for a
+// state never written, one whose first write or whose deletion was
+// interrupted, and every child of a container that lost or may have lost
+// its data (a lossy or destructive change, a re-export); it is false for a
+// committed state whose change was interrupted, which exists in one of the
+// versions prev lists. Reconcile is pure: it
 // does no I/O, only decides. It returns nil when nothing needs to change, or a
 // Reconciled holding an Action (made with Do or DoContainer), the Record to
 // remember, and for a container whether the change invalidates its children.

@@ -276,8 +276,12 @@ func (u *update) decodeTracking(t statestore.RowTracking) (map[trackKey]*tracked
 				t = &tracked{}
 				out[k] = t
 			}
-			// A staged change may or may not have happened.
-			t.mayBeMissing = true
+			// A staged change may or may not have happened: a staged write
+			// leaves a committed state in its old version or the new one,
+			// while a state first written, or deleted, may not exist.
+			if e.Deleting || !t.committed {
+				t.mayBeMissing = true
+			}
 			t.wrote = true
 			if !e.Deleting && !containsRecord(t.prev, e.Record) {
 				t.prev = append(t.prev, e.Record)

@@ -1,0 +1,122 @@
+package tidemark_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/memory"
+	"github.com/tidemark/tidemark/target"
+)
+
+// The tests of this file hold the engine to the target-state contract: what
+// a handler's Reconcile is told in prev and prevMayBeMissing.
+
+// rowRecord is the record the memory tables keep for a row value.
+func rowRecord(t *testing.T, v any) target.Record {
+	t.Helper()
+	rec, err := target.Fingerprint(v)
+	require.NoError(t, err)
+	return rec
+}
+
+// reconcilesOf returns the logged reconciles of one table's key.
+func reconcilesOf(db *memory.DB, table string, key target.Key) []memory.Reconcile {
+	var out []memory.Reconcile
+	for _, r := range db.Reconciles() {
+		if r.Table == table && r.Key == key {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// crashAt returns fault hooks that fail at one phase of every batch write.
+func crashAt(phase string) tidemark.FaultHooks {
+	fail := func(context.Context) error { return errCrash }
+	switch phase {
+	case "before apply":
+		return tidemark.FaultHooks{BeforeApply: fail}
+	case "before commit":
+		return tidemark.FaultHooks{BeforeCommit: fail}
+	}
+	panic("unknown phase " + phase)
+}
+
+// TestPrevMayBeMissingAfterAnInterruptedWrite: a state committed with a=1,
+// then written with a=2 by an update that crashed before it committed,
+// exists in one of the two versions: the next Reconcile gets prev=[1,2] and
+// prevMayBeMissing=false. A state never committed whose write was
+// interrupted may not exist.
+func TestPrevMayBeMissingAfterAnInterruptedWrite(t *testing.T) {
+	t.Parallel()
+	for _, phase := range []string{"before apply", "before commit"} {
+		t.Run(phase, func(t *testing.T) {
+			t.Parallel()
+			forEachBackend(t, func(t *testing.T, backend string) {
+				h := newHarness(t, backend)
+				h.src.Set(1, doc{Title: "a1"})
+				h.mustUpdate()
+
+				h.src.Set(1, doc{Title: "a2"})
+				h.src.Set(2, doc{Title: "new"})
+				h.opts.Faults = crashAt(phase)
+				_, err := h.update(tidemark.UpdateOptions{})
+				require.ErrorIs(t, err, errCrash)
+				h.opts.Faults = tidemark.FaultHooks{}
+
+				h.src.Set(1, doc{Title: "a3"})
+				h.db.RecordReconciles(true)
+				h.mustUpdate()
+				h.expectDocs()
+
+				got := reconcilesOf(h.db, "docs", "1")
+				require.Len(t, got, 1)
+				require.Equal(t, []target.Record{rowRecord(t, docRow{ID: 1, Title: "a1"}), rowRecord(t, docRow{ID: 1, Title: "a2"})}, got[0].Prev)
+				require.False(t, got[0].PrevMayBeMissing, "a committed state whose change was interrupted exists, in one version or the other")
+
+				got = reconcilesOf(h.db, "docs", "2")
+				require.Len(t, got, 1)
+				require.Equal(t, []target.Record{rowRecord(t, docRow{ID: 2, Title: "new"})}, got[0].Prev)
+				require.True(t, got[0].PrevMayBeMissing, "a state whose first write was interrupted may not exist")
+			})
+		})
+	}
+}
+
+// TestPrevMayBeMissingAfterAnInterruptedDeletion: a state whose deletion
+// was interrupted may not exist any more.
+func TestPrevMayBeMissingAfterAnInterruptedDeletion(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		h.src.Set(1, doc{Title: "a", Tags: []string{"x", "y"}})
+		h.mustUpdate()
+
+		h.src.Set(1, doc{Title: "a", Tags: []string{"x"}})
+		h.opts.Faults = crashAt("before commit")
+		_, err := h.update(tidemark.UpdateOptions{})
+		require.ErrorIs(t, err, errCrash)
+		h.opts.Faults = tidemark.FaultHooks{}
+
+		// The row declares y again: it may have been deleted.
+		h.src.Set(1, doc{Title: "a", Tags: []string{"x", "y"}})
+		h.db.RecordReconciles(true)
+		h.mustUpdate()
+		h.expectDocs()
+		got := reconcilesOf(h.db, "tags", "y")
+		require.Len(t, got, 1)
+		require.Equal(t, []target.Record{rowRecord(t, tagRow{Tag: "y"})}, got[0].Prev)
+		require.True(t, got[0].PrevMayBeMissing)
+		require.Equal(t, memory.Counts{Applies: 1, Upserts: 1}, h.db.Counts(), "y is written again")
+
+		// x was never touched: it certainly exists.
+		for _, r := range h.db.Reconciles() {
+			if r.Table == "tags" && r.Key == "x" {
+				require.False(t, r.PrevMayBeMissing)
+			}
+		}
+	})
+}
