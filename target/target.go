@@ -147,8 +147,23 @@ type Reconciled struct {
 type Sink[A any] interface {
 	// Apply applies actions, in order. It must be idempotent. An error fails
 	// the whole batch; the engine retries errors marked retryable and
-	// otherwise splits the batch to find the source rows at fault.
+	// otherwise splits the batch to find the source rows at fault. The
+	// engine never splits the actions one source row has for a sink
+	// across two calls, so a sink that applies a call in one transaction
+	// writes each source row all or nothing.
 	Apply(ctx context.Context, actions []A) error
+}
+
+// ConcurrentSink is implemented by a sink (a Sink or ContainerSink) whose
+// Apply may run in several calls at once, each with actions of other
+// source rows and other states: the engine splits a large batch into up to
+// Concurrency calls and runs them together. The calls are unordered, so a
+// sink that orders dependent changes within a call (nodes before edges)
+// must not implement it.
+type ConcurrentSink interface {
+	// Concurrency returns how many calls may run at once; 1 or less means
+	// one at a time.
+	Concurrency() int
 }
 
 // ContainerSink applies batches of container actions and returns, for each

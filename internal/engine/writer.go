@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tidemark/tidemark/internal/retry"
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/target"
@@ -786,52 +788,97 @@ func (w *writer) applyGroup(ctx context.Context, actions []*plannedAction, faile
 	if len(todo) == 0 {
 		return nil
 	}
-	plain := make([]target.Action, len(todo))
-	for i, a := range todo {
+	parts := [][]*plannedAction{todo}
+	if c, ok := todo[0].action.Sink().(target.ConcurrentSink); ok && c.Concurrency() > 1 && len(todo) >= 2*c.Concurrency() {
+		parts = splitByRow(todo, c.Concurrency())
+	}
+	errs := make([]error, len(parts))
+	var g errgroup.Group
+	for i, part := range parts {
+		g.Go(func() error {
+			errs[i] = w.applyCall(ctx, part)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for i, part := range parts {
+		err := errs[i]
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if retry.Is(err) {
+			return fmt.Errorf("writing to target %s: %w", part[0].root.root.Key, err)
+		}
+		// The call failed for good: split it by source row until the rows
+		// at fault are found.
+		halves := splitByRow(part, 2)
+		if len(halves) == 1 {
+			failed[part[0].row] = fmt.Errorf("writing to target %s: %w", part[0].root.root.Key, err)
+			continue
+		}
+		for _, h := range halves {
+			if err := w.applyGroup(ctx, h, failed); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// applyCall applies actions of one sink in one call, with retries.
+func (w *writer) applyCall(ctx context.Context, actions []*plannedAction) error {
+	plain := make([]target.Action, len(actions))
+	for i, a := range actions {
 		plain[i] = a.action
 	}
 	err := w.u.e.do(ctx, "write", func(ctx context.Context) error { return applySafely(ctx, plain) })
-	if err == nil {
-		for _, a := range todo {
-			a.applied = true
-			w.count(a)
-		}
-		return nil
-	}
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	if retry.Is(err) {
-		return fmt.Errorf("writing to target %s: %w", todo[0].root.root.Key, err)
-	}
-	var rows []*rowResult
-	seen := make(map[*rowResult]bool)
-	for _, a := range todo {
-		if !seen[a.row] {
-			seen[a.row] = true
-			rows = append(rows, a.row)
-		}
-	}
-	if len(rows) == 1 {
-		failed[rows[0]] = fmt.Errorf("writing to target %s: %w", todo[0].root.root.Key, err)
-		return nil
-	}
-	firstHalf := make(map[*rowResult]bool, len(rows)/2)
-	for _, r := range rows[:len(rows)/2] {
-		firstHalf[r] = true
-	}
-	var a, b []*plannedAction
-	for _, act := range todo {
-		if firstHalf[act.row] {
-			a = append(a, act)
-		} else {
-			b = append(b, act)
-		}
-	}
-	if err := w.applyGroup(ctx, a, failed); err != nil {
+	if err != nil {
 		return err
 	}
-	return w.applyGroup(ctx, b, failed)
+	for _, a := range actions {
+		a.applied = true
+		w.count(a)
+	}
+	return nil
+}
+
+// splitByRow splits actions into at most n parts of about as many actions
+// each, keeping every source row's actions in one part and the order of
+// actions within a part. It returns one part when the actions are of one
+// row.
+func splitByRow(actions []*plannedAction, n int) [][]*plannedAction {
+	var rows []*rowResult
+	count := make(map[*rowResult]int)
+	for _, a := range actions {
+		if count[a.row] == 0 {
+			rows = append(rows, a.row)
+		}
+		count[a.row]++
+	}
+	n = min(n, len(rows))
+	if n <= 1 {
+		return [][]*plannedAction{actions}
+	}
+	part := make(map[*rowResult]int, len(rows))
+	size := (len(actions) + n - 1) / n
+	p, filled := 0, 0
+	for i, r := range rows {
+		// Move on once a part is full, leaving a row for each part still
+		// to fill.
+		if filled >= size && p < n-1 || len(rows)-i == n-1-p {
+			p, filled = p+1, 0
+		}
+		part[r] = p
+		filled += count[r]
+	}
+	out := make([][]*plannedAction, p+1)
+	for _, a := range actions {
+		out[part[a.row]] = append(out[part[a.row]], a)
+	}
+	return out
 }
 
 // applySafely applies actions of one sink, turning a panic into an error.

@@ -39,7 +39,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tidemark/tidemark/internal/pgdb"
 	"github.com/tidemark/tidemark/target"
@@ -67,9 +66,10 @@ type DB struct {
 type Options struct {
 	// Schema is the schema of the tables; default "public".
 	Schema string
-	// Writers is how many connections write a large batch of one table at
-	// once (default 1). More can speed an initial load up; each writes its
-	// share in a transaction of its own.
+	// Writers is how many connections write a large batch at once
+	// (default 1). More can speed an initial load up; each writes its share
+	// of the batch's source rows, every table of them, in a transaction of
+	// its own, so that a source row is written all or nothing.
 	Writers int
 }
 
@@ -405,15 +405,22 @@ func (d *DB) forget(tableName string) {
 	delete(d.fresh, tableName)
 }
 
-// Write implements table.Driver.
+// Write implements table.Driver: every write of the call in one
+// transaction, so that a failed call writes nothing.
 func (dr driver) Write(ctx context.Context, writes []table.Write) error {
-	for _, w := range writes {
-		if err := dr.d.write(ctx, w); err != nil {
-			return classify(ctx, fmt.Errorf("writing to table %s: %w", w.Table.Table, err))
+	return classify(ctx, pgx.BeginFunc(ctx, dr.d.pool, func(tx pgx.Tx) error {
+		for _, w := range writes {
+			if err := dr.d.write(ctx, tx, w); err != nil {
+				return fmt.Errorf("writing to table %s: %w", w.Table.Table, err)
+			}
 		}
-	}
-	return nil
+		return nil
+	}))
 }
+
+// Concurrency implements table.ConcurrentDriver: Options.Writers calls of
+// Write may run at once, each on a connection of its own.
+func (dr driver) Concurrency() int { return dr.d.opts.Writers }
 
 // copyRows streams rows to COPY.
 type copyRows struct {
@@ -425,39 +432,27 @@ func (c *copyRows) Next() bool             { c.i++; return c.i <= len(c.rows) }
 func (c *copyRows) Values() ([]any, error) { return c.rows[c.i-1], nil }
 func (c *copyRows) Err() error             { return nil }
 
-func (d *DB) write(ctx context.Context, w table.Write) error {
+func (d *DB) write(ctx context.Context, tx pgx.Tx, w table.Write) error {
 	s := w.Table
 	if len(w.Deletes) > 0 {
-		if err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error { return d.delete(ctx, tx, s, w.Deletes) }); err != nil {
+		if err := d.delete(ctx, tx, s, w.Deletes); err != nil {
 			return err
 		}
 	}
 	if len(w.Upserts) == 0 {
 		return nil
 	}
-	chunks := [][][]any{w.Upserts}
-	if d.opts.Writers > 1 && len(w.Upserts) >= 2*d.opts.Writers {
-		chunks = nil
-		size := (len(w.Upserts) + d.opts.Writers - 1) / d.opts.Writers
-		for rows := range slices.Chunk(w.Upserts, size) {
-			chunks = append(chunks, rows)
-		}
-	}
-	fresh, err := d.isFresh(ctx, s.Table)
+	fresh, err := d.isFresh(ctx, tx, s.Table)
 	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	for _, rows := range chunks {
-		g.Go(func() error { return d.upsert(gctx, s, rows, fresh) })
-	}
-	return g.Wait()
+	return d.upsert(ctx, tx, s, w.Upserts, fresh)
 }
 
 // isFresh reports whether upserts into the table may be copied straight in:
 // it was empty at its first write since the DB was opened, and no copy has
 // met an existing row since.
-func (d *DB) isFresh(ctx context.Context, tableName string) (bool, error) {
+func (d *DB) isFresh(ctx context.Context, tx pgx.Tx, tableName string) (bool, error) {
 	d.mu.Lock()
 	fresh, known := d.fresh[tableName]
 	d.mu.Unlock()
@@ -465,7 +460,7 @@ func (d *DB) isFresh(ctx context.Context, tableName string) (bool, error) {
 		return fresh, nil
 	}
 	var empty bool
-	if err := d.pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+d.qualified(tableName)+`)`).Scan(&empty); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT NOT EXISTS (SELECT FROM `+d.qualified(tableName)+`)`).Scan(&empty); err != nil {
 		return false, err
 	}
 	d.mu.Lock()
@@ -480,13 +475,15 @@ func (d *DB) notFresh(tableName string) {
 	d.fresh[tableName] = false
 }
 
-// upsert writes rows in one transaction: copied straight into a fresh
-// table, else through a temporary table and INSERT … ON CONFLICT.
-func (d *DB) upsert(ctx context.Context, s *table.Spec, rows [][]any, fresh bool) error {
+// upsert writes rows in tx: copied straight into a fresh table, else
+// through a temporary table and INSERT … ON CONFLICT.
+func (d *DB) upsert(ctx context.Context, tx pgx.Tx, s *table.Spec, rows [][]any, fresh bool) error {
 	cols := s.ColumnNames()
 	if fresh {
-		err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-			_, err := tx.CopyFrom(ctx, pgx.Identifier{d.opts.Schema, s.Table}, cols, &copyRows{rows: rows})
+		// In a savepoint, so that a row found to exist leaves the
+		// transaction usable for the merge.
+		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			_, err := sp.CopyFrom(ctx, pgx.Identifier{d.opts.Schema, s.Table}, cols, &copyRows{rows: rows})
 			return err
 		})
 		var pgErr *pgconn.PgError
@@ -495,38 +492,36 @@ func (d *DB) upsert(ctx context.Context, s *table.Spec, rows [][]any, fresh bool
 		}
 		d.notFresh(s.Table) // a row exists: merge from now on
 	}
-	return pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-		stage := ident(name("tidemark_stage", s.Table))
-		quoted := make([]string, len(cols))
-		for i, c := range cols {
-			quoted[i] = ident(c)
-		}
-		colList := strings.Join(quoted, ", ")
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`CREATE TEMPORARY TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA`,
-			stage, colList, d.qualified(s.Table))); err != nil {
-			return err
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{name("tidemark_stage", s.Table)}, cols, &copyRows{rows: rows}); err != nil {
-			return err
-		}
-		pk := make([]string, len(s.PrimaryKey))
-		for i, p := range s.PrimaryKey {
-			pk[i] = ident(p)
-		}
-		var set []string
-		for _, c := range cols {
-			if !slices.Contains(s.PrimaryKey, c) {
-				set = append(set, ident(c)+" = EXCLUDED."+ident(c))
-			}
-		}
-		conflict := "DO NOTHING"
-		if len(set) > 0 {
-			conflict = "DO UPDATE SET " + strings.Join(set, ", ")
-		}
-		_, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT (%s) %s`,
-			d.qualified(s.Table), colList, colList, stage, strings.Join(pk, ", "), conflict))
+	stage := ident(name("tidemark_stage", s.Table))
+	quoted := make([]string, len(cols))
+	for i, c := range cols {
+		quoted[i] = ident(c)
+	}
+	colList := strings.Join(quoted, ", ")
+	if _, err := tx.Exec(ctx, fmt.Sprintf(`CREATE TEMPORARY TABLE %s ON COMMIT DROP AS SELECT %s FROM %s WITH NO DATA`,
+		stage, colList, d.qualified(s.Table))); err != nil {
 		return err
-	})
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{name("tidemark_stage", s.Table)}, cols, &copyRows{rows: rows}); err != nil {
+		return err
+	}
+	pk := make([]string, len(s.PrimaryKey))
+	for i, p := range s.PrimaryKey {
+		pk[i] = ident(p)
+	}
+	var set []string
+	for _, c := range cols {
+		if !slices.Contains(s.PrimaryKey, c) {
+			set = append(set, ident(c)+" = EXCLUDED."+ident(c))
+		}
+	}
+	conflict := "DO NOTHING"
+	if len(set) > 0 {
+		conflict = "DO UPDATE SET " + strings.Join(set, ", ")
+	}
+	_, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (%s) SELECT %s FROM %s ON CONFLICT (%s) %s`,
+		d.qualified(s.Table), colList, colList, stage, strings.Join(pk, ", "), conflict))
+	return err
 }
 
 func (d *DB) delete(ctx context.Context, tx pgx.Tx, s *table.Spec, keys [][]any) error {

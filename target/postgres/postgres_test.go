@@ -349,3 +349,93 @@ func TestTableNames(t *testing.T) {
 	require.ErrorContains(t, err, `table name "tttt`)
 	require.ErrorContains(t, err, `column name "an_identifier_that_is_much_too_long_for_postgresql_to_keep_whole" is longer than 63 bytes`)
 }
+
+// message is a row of TestAFailedRowWritesNothing: a thread and its
+// comments, as hnindex writes them.
+type message struct {
+	ID     string `tidemark:"id,pk"`
+	Thread string `tidemark:"thread"`
+	Text   string `tidemark:"text"`
+}
+
+// TestAFailedRowWritesNothing: a source row whose write fails (one of its
+// comments is too long for a tsvector) leaves none of its new rows and all
+// of its old ones, whatever the number of writers, while the other rows of
+// the batch are written.
+func TestAFailedRowWritesNothing(t *testing.T) {
+	t.Parallel()
+	var huge strings.Builder
+	for i := 0; huge.Len() < 2<<20; i++ {
+		fmt.Fprintf(&huge, "w%d ", i)
+	}
+	for _, writers := range []int{1, 2, 4} {
+		t.Run(fmt.Sprintf("writers=%d", writers), func(t *testing.T) {
+			t.Parallel()
+			opts, d := open(t, postgres.Options{Writers: writers})
+			opts.Retry = tidemark.RetryPolicy{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1, MaxAttempts: 2}
+			src := memory.NewSource[string, []string]()
+			var tbl *postgres.Table[message]
+			update := func() *tidemark.UpdateStats {
+				f := tidemark.NewFlow("AllOrNothing")
+				tbl = postgres.DeclareTable[message](f, d.db, "messages")
+				postgres.FullText(tbl, "text", "english")
+				tidemark.ForEach(tidemark.AddSource(f, "threads", src), func(_ context.Context, r *tidemark.Row, id string, comments []string) error {
+					tbl.Declare(r, message{ID: id, Thread: id, Text: "thread " + id})
+					for i, c := range comments {
+						tbl.Declare(r, message{ID: fmt.Sprintf("%s/%d", id, i), Thread: id, Text: c})
+					}
+					return nil
+				})
+				e, err := tidemark.Open(t.Context(), f, opts)
+				require.NoError(t, err)
+				defer e.Close()
+				st, err := e.Update(t.Context(), tidemark.UpdateOptions{})
+				require.NoError(t, err)
+				return st
+			}
+			read := func() map[string]string {
+				out := make(map[string]string)
+				for m, err := range tbl.Rows(t.Context()) {
+					require.NoError(t, err)
+					out[m.ID] = m.Text
+				}
+				return out
+			}
+			for i := range 10 {
+				src.Set(fmt.Sprintf("t%d", i), []string{"one", "two", "three"})
+			}
+			update()
+			before := read()
+
+			// Every thread changes; t3 gains, among new comments, one that
+			// cannot be indexed.
+			for i := range 10 {
+				src.Set(fmt.Sprintf("t%d", i), []string{"one", "two changed", "three", "four", "five"})
+			}
+			src.Set("t3", []string{"one changed", "two changed", "three", "four", huge.String(), "six"})
+			st := update()
+			require.Equal(t, int64(1), st.Failed(), "%v", st.RowErrors)
+			require.Contains(t, st.RowErrors[0].Err, "too long for tsvector")
+
+			after := read()
+			for id, text := range after {
+				thread := strings.SplitN(id, "/", 2)[0]
+				if thread == "t3" {
+					continue
+				}
+				want, _ := src.Value(thread)
+				if id != thread {
+					var i int
+					fmt.Sscanf(strings.TrimPrefix(id, thread+"/"), "%d", &i)
+					require.Equal(t, want[i], text, id)
+				}
+			}
+			require.Len(t, after, 1+3+9*6, "t3's 4 old rows and 6 rows for each other thread")
+			for id, text := range before {
+				if strings.HasPrefix(id, "t3") {
+					require.Equal(t, text, after[id], "t3's row %s is as it was", id)
+				}
+			}
+		})
+	}
+}

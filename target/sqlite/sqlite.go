@@ -302,12 +302,14 @@ func sqlValue(v any) any {
 
 // Write implements table.Driver: one transaction per table.
 func (dr driver) Write(ctx context.Context, writes []table.Write) error {
-	for _, w := range writes {
-		if err := dr.d.tx(ctx, func(tx *sql.Tx) error { return write(ctx, tx, w) }); err != nil {
-			return fmt.Errorf("writing to table %s: %w", w.Table.Table, err)
+	return dr.d.tx(ctx, func(tx *sql.Tx) error {
+		for _, w := range writes {
+			if err := write(ctx, tx, w); err != nil {
+				return fmt.Errorf("writing to table %s: %w", w.Table.Table, err)
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func write(ctx context.Context, tx *sql.Tx, w table.Write) error {

@@ -21,12 +21,22 @@ type Driver interface {
 	// — by looking at the table itself; Change says what differs from the
 	// states recorded.
 	ApplySetup(ctx context.Context, changes []SetupChange) error
-	// Write applies row changes, each table's in one transaction. Within a
-	// Write a row key appears at most once per table. It must be
-	// idempotent, and mark errors a retry may fix with tidemark.Retryable.
+	// Write applies row changes in one transaction: all of them or, with
+	// an error, none. Within a Write a row key appears at most once per
+	// table. It must be idempotent, and mark errors a retry may fix with
+	// tidemark.Retryable.
 	Write(ctx context.Context, writes []Write) error
 	// Attachment returns the handler of attachments of kind on a table.
 	Attachment(t *Spec, kind string) (target.Erased, bool)
+}
+
+// ConcurrentDriver is a Driver whose Write may run in several calls at
+// once, with disjoint rows: the engine splits a large batch into that many
+// calls, each holding whole source rows (see target.ConcurrentSink).
+type ConcurrentDriver interface {
+	Driver
+	// Concurrency returns how many calls of Write may run at once.
+	Concurrency() int
 }
 
 // SetupChange is a change of a table's setup to apply.
@@ -90,14 +100,30 @@ type Write struct {
 type Sinks struct {
 	driver Driver
 	setup  *target.ContainerSinkFunc[SetupChange]
-	rows   *target.SinkFunc[RowAction]
+	rows   *rowSink
+}
+
+// rowSink applies the row actions of every table of a driver.
+type rowSink struct{ s *Sinks }
+
+// Apply implements target.Sink.
+func (r *rowSink) Apply(ctx context.Context, actions []RowAction) error {
+	return r.s.applyRows(ctx, actions)
+}
+
+// Concurrency implements target.ConcurrentSink with the driver's.
+func (r *rowSink) Concurrency() int {
+	if c, ok := r.s.driver.(ConcurrentDriver); ok {
+		return c.Concurrency()
+	}
+	return 1
 }
 
 // NewSinks returns the sinks of driver.
 func NewSinks(driver Driver) *Sinks {
 	s := &Sinks{driver: driver}
 	s.setup = target.NewContainerSink(s.applySetup)
-	s.rows = target.NewSink(s.applyRows)
+	s.rows = &rowSink{s: s}
 	return s
 }
 
