@@ -120,3 +120,32 @@ func TestPrevMayBeMissingAfterAnInterruptedDeletion(t *testing.T) {
 		}
 	})
 }
+
+// TestDropInterruptedAfterTheTableWent: a drop that dies after the table is
+// dropped, before the state store forgets it, leaves a table whose every
+// row may be missing: the next update writes them all again.
+func TestDropInterruptedAfterTheTableWent(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		h.fill(20)
+		h.mustUpdate()
+		h.expectDocs()
+
+		opts := h.opts
+		h.opts.Faults.AfterSetupApply = func(context.Context) error { return errCrash }
+		e := h.open()
+		_, err := e.Drop(t.Context())
+		require.ErrorIs(t, err, errCrash)
+		e.Close()
+		h.opts = opts
+		require.Nil(t, h.db.Rows("docs"), "the first table went")
+
+		st := h.mustUpdate()
+		h.expectDocs()
+		require.Equal(t, int64(20), st.Sources["docs"].Reprocessed+st.Sources["docs"].Added+st.Sources["docs"].Updated, "every row is written again")
+		st = h.mustUpdate()
+		require.Equal(t, memory.Counts{}, h.db.Counts(), "and then nothing is left to do")
+		require.Empty(t, st.Setup)
+	})
+}

@@ -53,6 +53,9 @@ type rootState struct {
 	// pending is set in preview when the root's setup would change: its
 	// children cannot be reconciled before that change is applied.
 	pending bool
+	// mayBeMissing says the container may not have existed before this
+	// update's setup: its attachments may be missing too.
+	mayBeMissing bool
 }
 
 // setupState is the outcome of setting up a flow's targets.
@@ -227,17 +230,24 @@ func (e *Engine) setupRoot(ctx context.Context, st *setupState, rs *rootState, c
 	}
 	unchanged := cur != nil && cur.Exists && len(cur.Staged) == 0 && bytes.Equal(cur.Record, rec.Record) && rec.Invalidate == target.InvalidateNone
 	invalidate := rec.Invalidate
-	if len(prev) == 0 && r.Container {
+	switch {
+	case len(prev) == 0 && r.Container:
 		// A container created (again) holds nothing: every row must write
 		// its children, even rows unchanged since they last did.
 		invalidate = target.InvalidateDestructive
+	case mayBeMissing && r.Container:
+		// A container that may be gone (its drop was interrupted) may
+		// have taken its children and attachments with it: every child is
+		// written again, and deletions still happen as tracked.
+		invalidate = max(invalidate, target.InvalidateLossy)
+		rs.mayBeMissing = true
 	}
 	if !unchanged {
-		change := "update"
+		change, reported := "update", invalidate
 		if len(prev) == 0 {
-			change = "create"
+			change, reported = "create", rec.Invalidate
 		}
-		st.changes = append(st.changes, SetupChange{Kind: r.Kind, Key: string(r.Key), Change: change, Description: describe(rec.Action), Invalidate: rec.Invalidate})
+		st.changes = append(st.changes, SetupChange{Kind: r.Kind, Key: string(r.Key), Change: change, Description: describe(rec.Action), Invalidate: reported})
 		if preview {
 			rs.pending = true
 			if invalidate != target.InvalidateNone {
@@ -309,7 +319,7 @@ func (e *Engine) setupAttachments(ctx context.Context, st *setupState, rs *rootS
 		}
 		cur := existing[full]
 		prev, mayBeMissing := possibles(cur)
-		rec, err := safeReconcile(h, a.Key, a.Spec, prev, mayBeMissing)
+		rec, err := safeReconcile(h, a.Key, a.Spec, prev, mayBeMissing || rs.mayBeMissing)
 		if err != nil {
 			return fmt.Errorf("attachment %s: %w", full, err)
 		}
@@ -398,6 +408,9 @@ func (e *Engine) tearDown(ctx context.Context, st *setupState, h target.Erased, 
 			return err
 		}
 		if _, err := e.applySetup(ctx, cur.Key, action); err != nil {
+			return err
+		}
+		if err := runHook(ctx, e.opts.Hooks.AfterSetupApply); err != nil {
 			return err
 		}
 	}
