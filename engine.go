@@ -383,6 +383,12 @@ var ErrListingIncomplete = engine.ErrListingIncomplete
 // ends or its process dies; previews, plans and status need no lock.
 var ErrFlowLocked = engine.ErrFlowLocked
 
+// ErrLockLost is matched (with errors.Is) by the error of an update, setup
+// or drop whose lock went while it ran — its PostgreSQL session ended, as
+// when the server restarts — so that another process may now hold it: it
+// stopped before writing again. What it committed stands; run it again.
+var ErrLockLost = engine.ErrLockLost
+
 // Retryable marks err as transient: Tidemark retries the call that returned
 // it with jittered exponential backoff. Sources and sinks use it for
 // timeouts, dropped connections and 5xx responses. Nil stays nil.

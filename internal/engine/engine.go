@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"sync/atomic"
 	"reflect"
 	"time"
 
@@ -207,6 +208,8 @@ type Engine struct {
 	log     *slog.Logger
 	opts    Options
 	logicFP []byte
+	// held is the flow's lock while an update, setup or drop holds it.
+	held atomic.Pointer[heldLock]
 }
 
 // New returns an engine for flow, keeping its state in store.

@@ -254,21 +254,54 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 	return finish(errors.Join(listingErrs...))
 }
 
-// lock takes the flow's update lock.
-func (e *Engine) lock(ctx context.Context) (func(), error) {
-	var release func()
-	err := e.do(ctx, "lock flow", func(ctx context.Context) (err error) {
-		release, err = e.store.FlowLock(ctx, statestore.FlowLockParams{Flow: e.flow.Name})
+// lock takes the flow's update lock, which the engine's writes check
+// (see write) until release.
+func (e *Engine) lock(ctx context.Context) (release func(), err error) {
+	var l statestore.Lock
+	err = e.do(ctx, "lock flow", func(ctx context.Context) (err error) {
+		l, err = e.store.FlowLock(ctx, statestore.FlowLockParams{Flow: e.flow.Name})
 		return err
 	})
 	if errors.Is(err, statestore.ErrLocked) {
 		return nil, fmt.Errorf("flow %s: %w", e.flow.Name, ErrFlowLocked)
 	}
-	return release, err
+	if err != nil {
+		return nil, err
+	}
+	h := &heldLock{l: l}
+	e.held.Store(h)
+	return func() {
+		e.held.CompareAndSwap(h, nil)
+		l.Release()
+	}, nil
+}
+
+// heldLock is the lock the engine holds.
+type heldLock struct{ l statestore.Lock }
+
+// write runs op, a write to the state store or a target, as do does, after
+// checking in each attempt that the flow's lock is still held: a write
+// retried after the database came back must not go through if another
+// process may have taken the lock meanwhile.
+func (e *Engine) write(ctx context.Context, what string, op func(ctx context.Context) error) error {
+	return e.do(ctx, what, func(ctx context.Context) error {
+		if h := e.held.Load(); h != nil {
+			if err := h.l.Check(ctx); err != nil {
+				return fmt.Errorf("%w: %w", ErrLockLost, err)
+			}
+		}
+		return op(ctx)
+	})
 }
 
 // ErrFlowLocked says another update of the flow is running.
 var ErrFlowLocked = errors.New("another update of the flow is running")
+
+// ErrLockLost says the flow's update lock went while an update held it
+// (its database session ended: the server restarted, the connection
+// dropped), so another process may be updating the flow: the update
+// stopped before writing again.
+var ErrLockLost = errors.New("the flow's update lock was lost")
 
 // sourceID returns the id of a source in the state store. Read-only, it
 // returns 0 for a source never updated: it has no row.

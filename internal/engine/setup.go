@@ -424,7 +424,7 @@ func (e *Engine) tearDown(ctx context.Context, st *setupState, h target.Erased, 
 
 func (e *Engine) stageTarget(ctx context.Context, kind, key string, parent int64, record []byte) (statestore.Target, error) {
 	var t statestore.Target
-	err := e.do(ctx, "stage target "+key, func(ctx context.Context) (err error) {
+	err := e.write(ctx, "stage target "+key, func(ctx context.Context) (err error) {
 		t, err = e.store.TargetStage(ctx, statestore.TargetStageParams{Flow: e.flow.Name, Kind: kind, Key: key, ParentID: parent, Record: record})
 		return err
 	})
@@ -433,7 +433,7 @@ func (e *Engine) stageTarget(ctx context.Context, kind, key string, parent int64
 
 func (e *Engine) commitTarget(ctx context.Context, id int64, exists bool, record []byte, inv target.Invalidation) (int64, error) {
 	var res statestore.TargetCommitResult
-	err := e.do(ctx, "commit target", func(ctx context.Context) (err error) {
+	err := e.write(ctx, "commit target", func(ctx context.Context) (err error) {
 		res, err = e.store.TargetCommit(ctx, statestore.TargetCommitParams{Flow: e.flow.Name, ID: id, Exists: exists, Record: record, Invalidate: inv})
 		return err
 	})
@@ -445,7 +445,7 @@ func (e *Engine) applySetup(ctx context.Context, key string, action target.Actio
 		return nil, nil
 	}
 	var children []target.Erased
-	err := e.do(ctx, "set up "+key, func(ctx context.Context) (err error) {
+	err := e.write(ctx, "set up "+key, func(ctx context.Context) (err error) {
 		defer func() {
 			if p := recover(); p != nil {
 				err = fmt.Errorf("the setup sink panicked: %v", p)
@@ -555,7 +555,7 @@ func (e *Engine) Drop(ctx context.Context) ([]SetupChange, error) {
 			return st.changes, fmt.Errorf("dropping target %s: %w", d.cur.Key, err)
 		}
 	}
-	if err := e.do(ctx, "drop flow", func(ctx context.Context) error {
+	if err := e.write(ctx, "drop flow", func(ctx context.Context) error {
 		return e.store.FlowDrop(ctx, statestore.FlowDropParams{Flow: e.flow.Name})
 	}); err != nil {
 		return st.changes, err

@@ -550,7 +550,7 @@ func (w *writer) markForRewrite(ctx context.Context, rows map[int64][]trackKey) 
 	if len(marks) == 0 {
 		return nil
 	}
-	if err := w.u.e.do(ctx, "mark rows", func(ctx context.Context) error {
+	if err := w.u.e.write(ctx, "mark rows", func(ctx context.Context) error {
 		_, err := w.u.e.store.Precommit(ctx, statestore.PrecommitParams{Rows: marks})
 		return err
 	}); err != nil {
@@ -675,7 +675,7 @@ func (w *writer) precommit(ctx context.Context, run *sourceRun, batch []*rowResu
 		return nil
 	}
 	var ids []int64
-	if err := w.u.e.do(ctx, "precommit", func(ctx context.Context) (err error) {
+	if err := w.u.e.write(ctx, "precommit", func(ctx context.Context) (err error) {
 		ids, err = w.u.e.store.Precommit(ctx, statestore.PrecommitParams{SourceID: run.id, Rows: rows})
 		return err
 	}); err != nil {
@@ -834,7 +834,7 @@ func (w *writer) applyCall(ctx context.Context, actions []*plannedAction) error 
 	for i, a := range actions {
 		plain[i] = a.action
 	}
-	err := w.u.e.do(ctx, "write", func(ctx context.Context) error { return applySafely(ctx, plain) })
+	err := w.u.e.write(ctx, "write", func(ctx context.Context) error { return applySafely(ctx, plain) })
 	if err != nil {
 		return err
 	}
@@ -983,7 +983,7 @@ func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult,
 	if len(p.Rows)+len(p.Bumps)+len(p.Deletes)+len(p.Errors) == 0 {
 		return nil
 	}
-	return u.e.do(ctx, "commit", func(ctx context.Context) error { return u.e.store.Commit(ctx, p) })
+	return u.e.write(ctx, "commit", func(ctx context.Context) error { return u.e.store.Commit(ctx, p) })
 }
 
 // ownerKey is the ownership key of a target state.

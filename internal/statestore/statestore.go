@@ -25,6 +25,23 @@ var ErrNotFound = errors.New("statestore: not found")
 // ErrLocked is returned by FlowLock when another update holds the flow.
 var ErrLocked = errors.New("statestore: the flow is locked by another update")
 
+// ErrLockLost is returned by Lock.Check when the lock may no longer be held.
+var ErrLockLost = errors.New("statestore: the flow's lock was lost")
+
+// Lock is a flow's update lock, held from FlowLock until Release.
+type Lock interface {
+	// Check returns an error matching ErrLockLost when the lock may no
+	// longer be held — its database session ended, as when the server
+	// restarts or the connection drops — so that another process may hold
+	// it now. A lock once lost stays lost. Check must be called before
+	// each write that relies on the lock, inside its retries: a write
+	// retried after a reconnection would otherwise go through unlocked.
+	Check(ctx context.Context) error
+	// Release releases the lock; after a loss it only frees what the lock
+	// used.
+	Release()
+}
+
 // Store is a state store. Methods are safe for concurrent use, but the engine
 // serialises writes (Precommit, Commit, Target*) through one goroutine; reads
 // may run beside them. Every write method is one transaction: it happens
@@ -42,9 +59,9 @@ type Store interface {
 	FlowFind(ctx context.Context, p FlowGetParams) (Flow, error)
 	// FlowLock takes the flow's update lock, so that two processes never
 	// update one flow at once. It returns ErrLocked at once if another
-	// holder has it. The lock is held until release is called, and is
+	// holder has it. The lock is held until it is released, and is
 	// released by the system if the process dies.
-	FlowLock(ctx context.Context, p FlowLockParams) (release func(), err error)
+	FlowLock(ctx context.Context, p FlowLockParams) (Lock, error)
 	// FlowDrop forgets everything kept for a flow.
 	FlowDrop(ctx context.Context, p FlowDropParams) error
 

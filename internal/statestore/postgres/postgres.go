@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -282,32 +283,127 @@ func flowLockKey(schema, flow string) int64 {
 
 // FlowLock implements statestore.Store with a session advisory lock, held on
 // a connection of its own until release; the server releases it if the
-// connection or the process dies.
-func (s *Store) FlowLock(ctx context.Context, p statestore.FlowLockParams) (func(), error) {
-	conn, err := s.pool.Acquire(ctx)
+// connection or the process dies. Each taking advances the flow's lock
+// epoch, by which a holder whose session ended learns, taking the lock
+// again, whether another held it meanwhile.
+func (s *Store) FlowLock(ctx context.Context, p statestore.FlowLockParams) (statestore.Lock, error) {
+	l := &sessionLock{s: s, key: flowLockKey(s.schema, p.Flow), flow: p.Flow}
+	conn, err := l.take(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := conn.QueryRow(ctx, s.q.lockAdvance, p.Flow).Scan(&l.epoch); err != nil {
+		l.drop(conn)
 		return nil, classify(ctx, fmt.Errorf("locking flow %s: %w", p.Flow, err))
 	}
-	key := flowLockKey(s.schema, p.Flow)
+	l.conn = conn
+	return l, nil
+}
+
+// lockCheckTimeout bounds a check of a session lock: a server that does
+// not answer that long counts as gone.
+const lockCheckTimeout = 10 * time.Second
+
+// sessionLock is a session advisory lock, held while its connection's
+// session lives.
+type sessionLock struct {
+	s    *Store
+	key  int64
+	flow string
+	// epoch is the flow's lock epoch when this lock took it.
+	epoch int64
+
+	mu   sync.Mutex
+	conn *pgxpool.Conn
+	// lost is set once the lock is known to have gone to another holder,
+	// or may have.
+	lost error
+}
+
+// take takes the advisory lock on a connection of its own.
+func (l *sessionLock) take(ctx context.Context) (*pgxpool.Conn, error) {
+	conn, err := l.s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("locking flow %s: %w", l.flow, err))
+	}
 	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
-		conn.Release()
-		return nil, classify(ctx, fmt.Errorf("locking flow %s: %w", p.Flow, err))
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, l.key).Scan(&ok); err != nil {
+		conn.Hijack().Close(ctx)
+		return nil, classify(ctx, fmt.Errorf("locking flow %s: %w", l.flow, err))
 	}
 	if !ok {
 		conn.Release()
-		return nil, fmt.Errorf("locking flow %s: %w", p.Flow, statestore.ErrLocked)
+		return nil, fmt.Errorf("locking flow %s: %w", l.flow, statestore.ErrLocked)
 	}
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
-			// The session may hold the lock still: do not reuse it.
-			conn.Hijack().Close(ctx)
-			return
+	return conn, nil
+}
+
+// drop unlocks and gives back a connection holding the lock; one that
+// may hold it still is closed instead.
+func (l *sessionLock) drop(conn *pgxpool.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), lockCheckTimeout)
+	defer cancel()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, l.key); err != nil {
+		conn.Hijack().Close(ctx)
+		return
+	}
+	conn.Release()
+}
+
+// Check implements statestore.Lock. The lock is held while its session
+// answers, since the session never unlocks it before Release. When the
+// session ended (the server restarted, the connection dropped), Check
+// takes the lock again: if nobody took it meanwhile — the epoch did not
+// move — the lock is held as before; otherwise it is lost. A server that
+// cannot be reached yet gives a retryable error.
+func (l *sessionLock) Check(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost != nil {
+		return l.lost
+	}
+	if l.conn != nil {
+		// Not the caller's context: a query cancelled midway closes the
+		// connection, which would give up the lock.
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockCheckTimeout)
+		_, err := l.conn.Exec(qctx, `SELECT 1`)
+		cancel()
+		if err == nil {
+			return nil
 		}
-		conn.Release()
-	}, nil
+		l.conn.Hijack().Close(ctx)
+		l.conn = nil
+	}
+	conn, err := l.take(ctx)
+	if errors.Is(err, statestore.ErrLocked) {
+		l.lost = fmt.Errorf("flow %s: %w: its session ended, and another holds it now", l.flow, statestore.ErrLockLost)
+		return l.lost
+	}
+	if err != nil {
+		return err
+	}
+	var epoch int64
+	if err := conn.QueryRow(ctx, l.s.q.lockEpoch, l.flow).Scan(&epoch); err != nil {
+		l.drop(conn)
+		return classify(ctx, fmt.Errorf("locking flow %s again: %w", l.flow, err))
+	}
+	if epoch != l.epoch {
+		l.drop(conn)
+		l.lost = fmt.Errorf("flow %s: %w: its session ended, and another held it meanwhile", l.flow, statestore.ErrLockLost)
+		return l.lost
+	}
+	l.conn = conn
+	return nil
+}
+
+// Release implements statestore.Lock.
+func (l *sessionLock) Release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn != nil {
+		l.drop(l.conn)
+		l.conn = nil
+	}
 }
 
 // FlowDrop implements statestore.Store.

@@ -136,10 +136,10 @@ func TestSchemaRespectedAndVersioned(t *testing.T) {
 	require.NoError(t, err)
 	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
-	require.Equal(t, []string{"tidemark_flows", "tidemark_migrations", "tidemark_owners", "tidemark_rows", "tidemark_sources", "tidemark_targets"}, tables)
+	require.Equal(t, []string{"tidemark_flows", "tidemark_locks", "tidemark_migrations", "tidemark_owners", "tidemark_rows", "tidemark_sources", "tidemark_targets"}, tables)
 	var version int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT max(version) FROM `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()).Scan(&version))
-	require.Equal(t, 1, version)
+	require.Equal(t, 2, version)
 
 	// Reopening keeps the version and the data.
 	s, err = Open(ctx, u, schema)
@@ -150,7 +150,7 @@ func TestSchemaRespectedAndVersioned(t *testing.T) {
 	require.NoError(t, s.Close())
 	var applied int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()).Scan(&applied))
-	require.Equal(t, 1, applied)
+	require.Equal(t, 2, applied, "each migration applied once")
 
 	// A newer schema is refused.
 	_, err = conn.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()+` (version, name, applied_at) VALUES (99, 'future', now())`)
@@ -207,7 +207,7 @@ func TestConcurrentOpen(t *testing.T) {
 	}
 	var applied int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()).Scan(&applied))
-	require.Equal(t, 1, applied)
+	require.Equal(t, 2, applied, "each migration applied once")
 }
 
 // terminate ends the server processes of the connections named app and
@@ -547,20 +547,57 @@ func TestFlowLockAcrossStoresAndConnectionLoss(t *testing.T) {
 	require.NoError(t, err)
 	// Releasing gives the connection back, which closing the pool waits for;
 	// after the session died, release closes it.
-	defer held()
+	defer held.Release()
 	_, err = b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
 	require.ErrorIs(t, err, statestore.ErrLocked, "another store on the same schema")
+	require.NoError(t, held.Check(t.Context()))
 
 	// The server releases the lock when the holder's session dies.
 	admin := connect(t, base)
 	_, err = admin.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
-		release, err := b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+		other, err := b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
 		if err != nil {
 			return false
 		}
-		release()
+		other.Release()
 		return true
 	}, 10*time.Second, 20*time.Millisecond)
+	// The holder learns that its lock went, and it stays gone.
+	require.ErrorIs(t, held.Check(t.Context()), statestore.ErrLockLost)
+	require.ErrorIs(t, held.Check(t.Context()), statestore.ErrLockLost)
+}
+
+// TestFlowLockTakenAgainAfterItsSessionEnded: a lock whose session ended is
+// taken again by Check when nobody took it meanwhile, and is lost for good
+// when somebody did.
+func TestFlowLockTakenAgainAfterItsSessionEnded(t *testing.T) {
+	t.Parallel()
+	app := "tmretake" + strings.ReplaceAll(fmt.Sprint(time.Now().UnixNano()), "-", "")
+	a, base, schema := openStore(t, map[string]string{"application_name": app})
+	b, err := Open(t.Context(), base, schema)
+	require.NoError(t, err)
+	defer b.Close()
+	admin := connect(t, base)
+
+	held, err := a.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.NoError(t, err)
+	defer held.Release()
+	terminate(t, admin, app)
+	require.NoError(t, held.Check(t.Context()), "nobody took it: taken again")
+	_, err = b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.ErrorIs(t, err, statestore.ErrLocked, "held again, by its first holder")
+
+	// Another takes it while the session is gone, and gives it back: the
+	// first holder must not carry on as if it had held it throughout.
+	terminate(t, admin, app)
+	other, err := b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.NoError(t, err)
+	require.ErrorIs(t, held.Check(t.Context()), statestore.ErrLockLost, "held by another")
+	other.Release()
+	require.ErrorIs(t, held.Check(t.Context()), statestore.ErrLockLost, "lost for good")
+	again, err := b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.NoError(t, err, "the lost lock holds nothing")
+	again.Release()
 }

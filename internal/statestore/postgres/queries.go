@@ -17,6 +17,7 @@ type queries struct {
 
 	flowCreate, flowGen, flowAdvance string
 	flowDrop                         []string
+	lockAdvance, lockEpoch           string
 
 	sourceCreate, sourceID, sourceStatus string
 
@@ -50,6 +51,7 @@ func newQueries(schema string) queries {
 		"{{targets}}", table("tidemark_targets"),
 		"{{rows}}", table("tidemark_rows"),
 		"{{owners}}", table("tidemark_owners"),
+		"{{locks}}", table("tidemark_locks"),
 	)}
 	r := q.replace
 	q.migrations = r(`{{migrations}}`)
@@ -64,6 +66,9 @@ func newQueries(schema string) queries {
 		r(`DELETE FROM {{sources}} WHERE flow = $1`),
 		r(`DELETE FROM {{flows}} WHERE name = $1`),
 	}
+
+	q.lockAdvance = r(`INSERT INTO {{locks}} (flow, epoch) VALUES ($1, 1) ON CONFLICT (flow) DO UPDATE SET epoch = {{locks}}.epoch + 1 RETURNING epoch`)
+	q.lockEpoch = r(`SELECT coalesce((SELECT epoch FROM {{locks}} WHERE flow = $1), 0)`)
 
 	q.sourceCreate = r(`INSERT INTO {{sources}} (flow, name) VALUES ($1, $2) ON CONFLICT (flow, name) DO NOTHING`)
 	q.sourceID = r(`SELECT id FROM {{sources}} WHERE flow = $1 AND name = $2`)

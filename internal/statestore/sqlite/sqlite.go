@@ -150,13 +150,23 @@ func (s *Store) FlowFind(ctx context.Context, p statestore.FlowGetParams) (state
 
 // FlowLock implements statestore.Store with an exclusive flock on a file
 // beside the database, one per flow.
-func (s *Store) FlowLock(ctx context.Context, p statestore.FlowLockParams) (func(), error) {
+func (s *Store) FlowLock(ctx context.Context, p statestore.FlowLockParams) (statestore.Lock, error) {
 	release, err := lockFile(s.lockPath(p.Flow))
 	if err != nil {
 		return nil, fmt.Errorf("locking flow %s: %w", p.Flow, err)
 	}
-	return release, nil
+	return fileLock{release: release}, nil
 }
+
+// fileLock is a flock held by this process: it is lost only with the
+// process.
+type fileLock struct{ release func() }
+
+// Check implements statestore.Lock: a flock cannot be lost.
+func (fileLock) Check(context.Context) error { return nil }
+
+// Release implements statestore.Lock.
+func (l fileLock) Release() { l.release() }
 
 // lockPath is the lock file of a flow: the database path, the flow's name
 // kept to safe characters, and a hash of the full name.

@@ -61,12 +61,12 @@ func TestFlowLockAcrossStores(t *testing.T) {
 	require.NoError(t, err)
 	defer b.Close()
 
-	release, err := a.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	held, err := a.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
 	require.NoError(t, err)
 	_, err = b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
 	require.ErrorIs(t, err, statestore.ErrLocked, "another store on the same file")
-	release()
-	release, err = b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	held.Release()
+	held, err = b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
 	require.NoError(t, err)
-	release()
+	held.Release()
 }
