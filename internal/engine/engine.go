@@ -14,8 +14,8 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"sync/atomic"
 	"reflect"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidemark/tidemark/fingerprint"
