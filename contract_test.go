@@ -2,6 +2,7 @@ package tidemark_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -147,5 +148,59 @@ func TestDropInterruptedAfterTheTableWent(t *testing.T) {
 		st = h.mustUpdate()
 		require.Equal(t, memory.Counts{}, h.db.Counts(), "and then nothing is left to do")
 		require.Empty(t, st.Setup)
+	})
+}
+
+// TestSetupChangesAreBatchedPerSink: containers and attachments set up
+// together reach their sink in one Apply per sink, in setup and in drop.
+func TestSetupChangesAreBatchedPerSink(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		h.fill(5)
+		open := func(tables int) *tidemark.Engine {
+			f := tidemark.NewFlow("Batched")
+			var all []*tidemark.Target[docRow]
+			for i := range tables {
+				tbl := memory.Table[docRow](f, h.db, fmt.Sprintf("t%d", i))
+				memory.Index(tbl, "by_title", "Title")
+				memory.Index(tbl, "by_id", "ID")
+				all = append(all, tbl)
+			}
+			tidemark.ForEach(tidemark.AddSource(f, "docs", h.src), func(_ context.Context, r *tidemark.Row, id int, d doc) error {
+				for _, tbl := range all {
+					tbl.Declare(r, target.Key(fmt.Sprint(id)), docRow{ID: id, Title: d.Title})
+				}
+				return nil
+			})
+			e, err := tidemark.Open(t.Context(), f, h.opts)
+			require.NoError(t, err)
+			t.Cleanup(func() { e.Close() })
+			return e
+		}
+		st, err := open(3).Update(t.Context(), tidemark.UpdateOptions{})
+		require.NoError(t, err)
+		require.Len(t, st.Setup, 9, "3 tables, 6 indexes")
+		require.Equal(t, 9, h.db.Counts().Setups)
+		require.Equal(t, 2, h.db.Counts().SetupApplies, "one call of the table sink, one of the index sink")
+		for i := range 3 {
+			require.Len(t, h.db.Rows(fmt.Sprintf("t%d", i)), 5)
+			require.Len(t, h.db.Indexes(fmt.Sprintf("t%d", i)), 2)
+		}
+
+		// Retired together: 2 tables with their indexes.
+		h.db.ResetCounts()
+		st, err = open(1).Update(t.Context(), tidemark.UpdateOptions{})
+		require.NoError(t, err)
+		require.Len(t, st.Setup, 2, "2 tables dropped, their indexes with them")
+		require.Equal(t, 1, h.db.Counts().SetupApplies)
+		require.ElementsMatch(t, []string{"t0"}, h.db.Tables())
+
+		h.db.ResetCounts()
+		changes, err := open(1).Drop(t.Context())
+		require.NoError(t, err)
+		require.Len(t, changes, 3, "2 indexes, then the table")
+		require.Equal(t, 2, h.db.Counts().SetupApplies, "one call of the index sink, then one of the table sink")
+		require.Empty(t, h.db.Tables())
 	})
 }

@@ -55,6 +55,9 @@ type Counts struct {
 	Deletes int
 	// Setups counts table and index changes applied.
 	Setups int
+	// SetupApplies counts the calls of the table sink and of the index
+	// sink that changed something: batches of setup changes.
+	SetupApplies int
 }
 
 // NewDB returns an empty database.
@@ -169,6 +172,7 @@ func (db *DB) applyTables(_ context.Context, actions []tableAction) ([]target.Er
 	if db.failSetup != nil {
 		return nil, db.failSetup
 	}
+	defer db.countSetupApply(db.counts.Setups)
 	out := make([]target.Erased, len(actions))
 	for i, a := range actions {
 		if a.spec == nil {
@@ -291,6 +295,7 @@ func (db *DB) applyIndexes(_ context.Context, actions []indexAction) error {
 	if db.failSetup != nil {
 		return db.failSetup
 	}
+	defer db.countSetupApply(db.counts.Setups)
 	for _, a := range actions {
 		t := db.tables[a.table]
 		if t == nil {
@@ -304,6 +309,14 @@ func (db *DB) applyIndexes(_ context.Context, actions []indexAction) error {
 		db.counts.Setups++
 	}
 	return nil
+}
+
+// countSetupApply counts a setup sink's call that changed something: the
+// setups counted went past before. The caller holds db.mu.
+func (db *DB) countSetupApply(before int) {
+	if db.counts.Setups > before {
+		db.counts.SetupApplies++
+	}
 }
 
 // FailAfter lets the next n row actions succeed, then fails every row

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -113,6 +114,145 @@ func describe(a target.Action) string {
 	return ""
 }
 
+// setupStep is one setup state an update reconciles: a root target or an
+// attachment, set up or torn down. Steps are run in phases (retired roots,
+// roots, attachments), each phase with one Apply per sink.
+type setupStep struct {
+	kind, key string
+	parent    int64
+	// rec is what the handler decided; its action may be zero for a
+	// teardown with nothing to do.
+	rec *target.Reconciled
+	// change says the state changes: it is staged, applied and committed.
+	// Otherwise only its action is applied (a container's keep, no I/O),
+	// for the child handler.
+	change bool
+	// gone says the change tears the state down.
+	gone bool
+	// invalidate is what committing the change does to the children.
+	invalidate target.Invalidation
+	// rs is the root's state, for a root being set up.
+	rs *rootState
+	// id is the state's id in the store: known, or given at staging.
+	id int64
+	// child is the child handler a container sink returned.
+	child target.Erased
+}
+
+// runSteps runs one phase of setup: it stages the steps that change,
+// applies every step's action with one Apply per sink, in order of first
+// appearance, and commits the changes. In preview it applies only the
+// actions of steps that do not change, for their child handlers.
+func (e *Engine) runSteps(ctx context.Context, st *setupState, steps []*setupStep, preview bool) error {
+	var run []*setupStep
+	for _, s := range steps {
+		if !s.change || !preview {
+			run = append(run, s)
+		}
+	}
+	changed := false
+	for _, s := range run {
+		if !s.change || s.rec.Action.IsZero() {
+			continue
+		}
+		var record []byte
+		if !s.gone {
+			record = s.rec.Record
+		}
+		staged, err := e.stageTarget(ctx, s.kind, s.key, s.parent, record)
+		if err != nil {
+			return err
+		}
+		s.id, changed = staged.ID, true
+		if s.rs != nil {
+			s.rs.id = staged.ID
+		}
+	}
+	var (
+		groups [][]*setupStep
+		bySink = make(map[any]int)
+	)
+	for _, s := range run {
+		if s.rec.Action.IsZero() {
+			continue
+		}
+		i, ok := bySink[s.rec.Action.Sink()]
+		if !ok {
+			i = len(groups)
+			bySink[s.rec.Action.Sink()] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], s)
+	}
+	for _, g := range groups {
+		if err := e.applySetup(ctx, g); err != nil {
+			return err
+		}
+	}
+	if changed {
+		if err := runHook(ctx, e.opts.Hooks.AfterSetupApply); err != nil {
+			return err
+		}
+	}
+	for _, s := range run {
+		if !s.change || s.id == 0 {
+			continue
+		}
+		var record []byte
+		if !s.gone {
+			record = s.rec.Record
+		}
+		gen, err := e.commitTarget(ctx, s.id, !s.gone, record, s.invalidate)
+		if err != nil {
+			return err
+		}
+		st.gen = gen
+		if s.rs != nil {
+			switch s.invalidate {
+			case target.InvalidateLossy:
+				s.rs.lostGen = gen
+			case target.InvalidateDestructive:
+				s.rs.destroyedGen = gen
+			}
+		}
+	}
+	return nil
+}
+
+// applySetup applies the actions of steps that share a sink in one call.
+func (e *Engine) applySetup(ctx context.Context, steps []*setupStep) error {
+	actions := make([]target.Action, len(steps))
+	keys := make([]string, len(steps))
+	changes := false
+	for i, s := range steps {
+		actions[i], keys[i] = s.rec.Action, s.key
+		changes = changes || s.change
+	}
+	op := e.do
+	if changes {
+		op = e.write
+	}
+	var children []target.Erased
+	err := op(ctx, "set up "+strings.Join(keys, ", "), func(ctx context.Context) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("the setup sink panicked: %v", p)
+			}
+		}()
+		children, err = target.ApplyBatch(ctx, actions)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("setting up %s: %w", strings.Join(keys, ", "), err)
+	}
+	for i, s := range steps {
+		if children != nil {
+			s.child = children[i]
+		}
+	}
+	return nil
+}
+
 // setup reconciles the flow's root targets and their attachments, applying
 // the changes unless preview is set, and returns the child handlers. The
 // state it returns lists the changes made, even with an error.
@@ -143,50 +283,94 @@ func (e *Engine) setup(ctx context.Context, preview bool) (*setupState, error) {
 
 	// Retire first what the flow no longer declares, or declares with
 	// another kind, so that a new target never meets an old one's teardown.
+	var retired []*setupStep
 	declared := make(map[string]bool)
 	for _, r := range e.flow.Roots {
 		declared[string(r.Key)] = true
-		if cur := byKey[string(r.Key)]; cur != nil && (cur.ParentID != 0 || cur.Kind != r.Kind) {
-			if err := e.retire(ctx, st, cur, preview); err != nil {
-				return st, err
-			}
-			delete(byKey, string(r.Key))
-		}
 	}
 	for i := range stored {
 		cur := &stored[i]
-		if cur.ParentID != 0 || declared[cur.Key] {
+		if cur.ParentID != 0 {
 			continue
 		}
-		if err := e.retire(ctx, st, cur, preview); err != nil {
-			return st, err
+		if declared[cur.Key] {
+			if r := e.flow.root(cur.Key); r.Kind == cur.Kind {
+				continue
+			}
+			delete(byKey, cur.Key)
 		}
+		h, ok := e.handlerFor(cur)
+		if !ok {
+			e.log.WarnContext(ctx, "a target is no longer declared, but no handler of its kind is registered; leaving it", "target", cur.Key, "kind", cur.Kind)
+			continue
+		}
+		step, err := e.tearDown(st, h, cur, target.Key(cur.Key))
+		if err != nil {
+			return st, fmt.Errorf("dropping target %s: %w", cur.Key, err)
+		}
+		retired = append(retired, step)
 	}
+	if err := e.runSteps(ctx, st, retired, preview); err != nil {
+		return st, fmt.Errorf("dropping targets: %w", err)
+	}
+
+	var roots []*setupStep
 	for i, r := range e.flow.Roots {
 		rs := &rootState{root: r, index: i}
-		cur := byKey[string(r.Key)]
-		if err := e.setupRoot(ctx, st, rs, cur, preview); err != nil {
+		st.roots = append(st.roots, rs)
+		step, err := e.setupRoot(st, rs, byKey[string(r.Key)], preview)
+		if err != nil {
 			return st, fmt.Errorf("setting up target %s: %w", r.Key, err)
 		}
-		if cur != nil && rs.destroyedGen != cur.DestroyedGen {
-			// Destroying the container staged drops on its attachments:
-			// read them again.
-			if stored, err = e.listTargets(ctx); err != nil {
-				return st, err
-			}
+		if step != nil {
+			roots = append(roots, step)
 		}
-		st.roots = append(st.roots, rs)
+	}
+	destroyedBefore := make(map[*rootState]int64)
+	for _, rs := range st.roots {
+		destroyedBefore[rs] = rs.destroyedGen
+	}
+	if err := e.runSteps(ctx, st, roots, preview); err != nil {
+		return st, err
+	}
+	relist := false
+	for _, step := range roots {
+		rs, r := step.rs, step.rs.root
+		if !r.Container || rs.pending {
+			continue
+		}
+		if step.child.IsZero() {
+			return st, fmt.Errorf("setting up target %s: the container sink of %T returned no child handler", r.Key, r.Handler.Handler())
+		}
+		rs.child = step.child
+		if r.ChildType != nil && rs.child.ValueType() != r.ChildType {
+			return st, fmt.Errorf("setting up target %s: the container's child handler takes %s, but the flow declares %s", r.Key, rs.child.ValueType(), r.ChildType)
+		}
+		// Destroying a container staged drops on its attachments: read
+		// them again.
+		relist = relist || rs.destroyedGen != destroyedBefore[rs]
+	}
+	for _, rs := range st.roots {
 		if rs.id != 0 {
 			st.byID[rs.id] = rs
 		}
-		if r.Container && !rs.pending {
-			if err := e.setupAttachments(ctx, st, rs, stored, preview); err != nil {
-				return st, fmt.Errorf("setting up the attachments of %s: %w", r.Key, err)
-			}
+	}
+	if relist {
+		if stored, err = e.listTargets(ctx); err != nil {
+			return st, err
 		}
-		if r.Container && rs.pending {
+	}
+
+	var attachments []*setupStep
+	for _, rs := range st.roots {
+		r := rs.root
+		if !r.Container {
+			continue
+		}
+		if rs.pending {
 			// The container's child handler is known only once its setup
 			// is applied; the plan names the attachments it would create.
+			cur := byKey[string(r.Key)]
 			for _, a := range r.Attachments {
 				full := attachmentKey(r.Key, a.Kind, a.Key)
 				if !slices.ContainsFunc(stored, func(t statestore.Target) bool { return t.Key == full && cur != nil && t.ParentID == cur.ID }) {
@@ -194,12 +378,31 @@ func (e *Engine) setup(ctx context.Context, preview bool) (*setupState, error) {
 						Description: "a " + a.Kind + " of " + string(r.Key) + ", once that is set up"})
 				}
 			}
+			continue
 		}
+		steps, err := e.setupAttachments(ctx, st, rs, stored)
+		if err != nil {
+			return st, fmt.Errorf("setting up the attachments of %s: %w", r.Key, err)
+		}
+		attachments = append(attachments, steps...)
+	}
+	if err := e.runSteps(ctx, st, attachments, preview); err != nil {
+		return st, fmt.Errorf("setting up attachments: %w", err)
 	}
 	for _, rs := range st.roots {
 		st.reprocessBelow = max(st.reprocessBelow, rs.lostGen, rs.destroyedGen)
 	}
 	return st, nil
+}
+
+// root returns the declared root of key, nil if none.
+func (f *Flow) root(key string) *Root {
+	for _, r := range f.Roots {
+		if string(r.Key) == key {
+			return r
+		}
+	}
+	return nil
 }
 
 func (e *Engine) listTargets(ctx context.Context) ([]statestore.Target, error) {
@@ -211,8 +414,9 @@ func (e *Engine) listTargets(ctx context.Context) ([]statestore.Target, error) {
 	return stored, err
 }
 
-// setupRoot reconciles one declared root.
-func (e *Engine) setupRoot(ctx context.Context, st *setupState, rs *rootState, cur *statestore.Target, preview bool) error {
+// setupRoot reconciles one declared root, returning its step; nil when
+// there is nothing to apply.
+func (e *Engine) setupRoot(st *setupState, rs *rootState, cur *statestore.Target, preview bool) (*setupStep, error) {
 	r := rs.root
 	if cur != nil {
 		rs.id, rs.destroyedGen, rs.lostGen = cur.ID, cur.DestroyedGen, cur.LostGen
@@ -220,13 +424,13 @@ func (e *Engine) setupRoot(ctx context.Context, st *setupState, rs *rootState, c
 	prev, mayBeMissing := possibles(cur)
 	rec, err := safeReconcile(r.Handler, r.Key, r.Spec, prev, mayBeMissing)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if rec == nil {
 		if r.Container {
-			return fmt.Errorf("the container handler %T returned no Reconciled; a container must always return one so its sink can give the child handler", r.Handler.Handler())
+			return nil, fmt.Errorf("the container handler %T returned no Reconciled; a container must always return one so its sink can give the child handler", r.Handler.Handler())
 		}
-		return nil
+		return nil, nil
 	}
 	unchanged := cur != nil && cur.Exists && len(cur.Staged) == 0 && bytes.Equal(cur.Record, rec.Record) && rec.Invalidate == target.InvalidateNone
 	invalidate := rec.Invalidate
@@ -242,6 +446,7 @@ func (e *Engine) setupRoot(ctx context.Context, st *setupState, rs *rootState, c
 		invalidate = max(invalidate, target.InvalidateLossy)
 		rs.mayBeMissing = true
 	}
+	step := &setupStep{kind: r.Kind, key: string(r.Key), rec: rec, rs: rs, id: rs.id, change: !unchanged, invalidate: invalidate}
 	if !unchanged {
 		change, reported := "update", invalidate
 		if len(prev) == 0 {
@@ -254,49 +459,14 @@ func (e *Engine) setupRoot(ctx context.Context, st *setupState, rs *rootState, c
 				// Every row would be processed again.
 				st.reprocessBelow = math.MaxInt64
 			}
-			return nil
-		}
-		staged, err := e.stageTarget(ctx, r.Kind, string(r.Key), 0, rec.Record)
-		if err != nil {
-			return err
-		}
-		rs.id = staged.ID
-	}
-	children, err := e.applySetup(ctx, string(r.Key), rec.Action)
-	if err != nil {
-		return err
-	}
-	if !unchanged {
-		if err := runHook(ctx, e.opts.Hooks.AfterSetupApply); err != nil {
-			return err
-		}
-		gen, err := e.commitTarget(ctx, rs.id, true, rec.Record, invalidate)
-		if err != nil {
-			return err
-		}
-		st.gen = gen
-		switch invalidate {
-		case target.InvalidateLossy:
-			rs.lostGen = gen
-		case target.InvalidateDestructive:
-			rs.destroyedGen = gen
 		}
 	}
-	if r.Container {
-		if len(children) != 1 || children[0].IsZero() {
-			return fmt.Errorf("the container sink of %T returned no child handler", r.Handler.Handler())
-		}
-		rs.child = children[0]
-		if r.ChildType != nil && rs.child.ValueType() != r.ChildType {
-			return fmt.Errorf("the container's child handler takes %s, but the flow declares %s", rs.child.ValueType(), r.ChildType)
-		}
-	}
-	return nil
+	return step, nil
 }
 
-// setupAttachments reconciles a container's declared attachments and tears
-// down those no longer declared.
-func (e *Engine) setupAttachments(ctx context.Context, st *setupState, rs *rootState, stored []statestore.Target, preview bool) error {
+// setupAttachments reconciles a container's declared attachments, and
+// those no longer declared as gone, returning their steps.
+func (e *Engine) setupAttachments(ctx context.Context, st *setupState, rs *rootState, stored []statestore.Target) ([]*setupStep, error) {
 	r := rs.root
 	existing := make(map[string]*statestore.Target)
 	if rs.id != 0 {
@@ -306,22 +476,23 @@ func (e *Engine) setupAttachments(ctx context.Context, st *setupState, rs *rootS
 			}
 		}
 	}
+	var steps []*setupStep
 	declared := make(map[string]bool)
 	for _, a := range r.Attachments {
 		full := attachmentKey(r.Key, a.Kind, a.Key)
 		if declared[full] {
-			return fmt.Errorf("attachment %s declared twice", full)
+			return nil, fmt.Errorf("attachment %s declared twice", full)
 		}
 		declared[full] = true
 		h, ok := rs.child.Attachment(a.Kind)
 		if !ok {
-			return fmt.Errorf("the target has no attachment of kind %q", a.Kind)
+			return nil, fmt.Errorf("the target has no attachment of kind %q", a.Kind)
 		}
 		cur := existing[full]
 		prev, mayBeMissing := possibles(cur)
 		rec, err := safeReconcile(h, a.Key, a.Spec, prev, mayBeMissing || rs.mayBeMissing)
 		if err != nil {
-			return fmt.Errorf("attachment %s: %w", full, err)
+			return nil, fmt.Errorf("attachment %s: %w", full, err)
 		}
 		if rec == nil {
 			continue
@@ -331,24 +502,11 @@ func (e *Engine) setupAttachments(ctx context.Context, st *setupState, rs *rootS
 			change = "create"
 		}
 		st.changes = append(st.changes, SetupChange{Kind: a.Kind, Key: full, Change: change, Description: describe(rec.Action)})
-		if preview {
-			continue
-		}
-		staged, err := e.stageTarget(ctx, a.Kind, full, rs.id, rec.Record)
-		if err != nil {
-			return err
-		}
-		if _, err := e.applySetup(ctx, full, rec.Action); err != nil {
-			return err
-		}
-		if err := runHook(ctx, e.opts.Hooks.AfterSetupApply); err != nil {
-			return err
-		}
-		if _, err := e.commitTarget(ctx, staged.ID, true, rec.Record, target.InvalidateNone); err != nil {
-			return err
-		}
+		steps = append(steps, &setupStep{kind: a.Kind, key: full, parent: rs.id, rec: rec, change: true})
 	}
-	for full, cur := range existing {
+	keys := slices.Sorted(maps.Keys(existing))
+	for _, full := range keys {
+		cur := existing[full]
 		if declared[full] {
 			continue
 		}
@@ -358,24 +516,13 @@ func (e *Engine) setupAttachments(ctx context.Context, st *setupState, rs *rootS
 			continue
 		}
 		key := target.Key(strings.TrimPrefix(full, string(r.Key)+"#"+cur.Kind+":"))
-		if err := e.tearDown(ctx, st, h, cur, key, preview); err != nil {
-			return fmt.Errorf("attachment %s: %w", full, err)
+		step, err := e.tearDown(st, h, cur, key)
+		if err != nil {
+			return nil, fmt.Errorf("attachment %s: %w", full, err)
 		}
+		steps = append(steps, step)
 	}
-	return nil
-}
-
-// retire tears down a root target the flow no longer declares.
-func (e *Engine) retire(ctx context.Context, st *setupState, cur *statestore.Target, preview bool) error {
-	h, ok := e.handlerFor(cur)
-	if !ok {
-		e.log.WarnContext(ctx, "a target is no longer declared, but no handler of its kind is registered; leaving it", "target", cur.Key, "kind", cur.Kind)
-		return nil
-	}
-	if err := e.tearDown(ctx, st, h, cur, target.Key(cur.Key), preview); err != nil {
-		return fmt.Errorf("dropping target %s: %w", cur.Key, err)
-	}
-	return nil
+	return steps, nil
 }
 
 func (e *Engine) handlerFor(cur *statestore.Target) (target.Erased, bool) {
@@ -388,38 +535,19 @@ func (e *Engine) handlerFor(cur *statestore.Target) (target.Erased, bool) {
 	return h, ok
 }
 
-// tearDown reconciles a stored setup state as gone and forgets it.
-func (e *Engine) tearDown(ctx context.Context, st *setupState, h target.Erased, cur *statestore.Target, key target.Key, preview bool) error {
+// tearDown reconciles a stored setup state as gone, returning the step that
+// tears it down and forgets it.
+func (e *Engine) tearDown(st *setupState, h target.Erased, cur *statestore.Target, key target.Key) (*setupStep, error) {
 	prev, mayBeMissing := possibles(cur)
 	rec, err := safeReconcile(h, key, nil, prev, mayBeMissing)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var action target.Action
-	if rec != nil {
-		action = rec.Action
+	if rec == nil {
+		rec = &target.Reconciled{}
 	}
-	st.changes = append(st.changes, SetupChange{Kind: cur.Kind, Key: cur.Key, Change: "drop", Description: describe(action)})
-	if preview {
-		return nil
-	}
-	if !action.IsZero() {
-		if _, err := e.stageTarget(ctx, cur.Kind, cur.Key, cur.ParentID, nil); err != nil {
-			return err
-		}
-		if _, err := e.applySetup(ctx, cur.Key, action); err != nil {
-			return err
-		}
-		if err := runHook(ctx, e.opts.Hooks.AfterSetupApply); err != nil {
-			return err
-		}
-	}
-	gen, err := e.commitTarget(ctx, cur.ID, false, nil, target.InvalidateNone)
-	if err != nil {
-		return err
-	}
-	st.gen = gen
-	return nil
+	st.changes = append(st.changes, SetupChange{Kind: cur.Kind, Key: cur.Key, Change: "drop", Description: describe(rec.Action)})
+	return &setupStep{kind: cur.Kind, key: cur.Key, parent: cur.ParentID, rec: rec, change: true, gone: true, id: cur.ID}, nil
 }
 
 func (e *Engine) stageTarget(ctx context.Context, kind, key string, parent int64, record []byte) (statestore.Target, error) {
@@ -440,60 +568,57 @@ func (e *Engine) commitTarget(ctx context.Context, id int64, exists bool, record
 	return res.Gen, err
 }
 
-func (e *Engine) applySetup(ctx context.Context, key string, action target.Action) ([]target.Erased, error) {
-	if action.IsZero() {
-		return nil, nil
-	}
-	var children []target.Erased
-	err := e.write(ctx, "set up "+key, func(ctx context.Context) (err error) {
-		defer func() {
-			if p := recover(); p != nil {
-				err = fmt.Errorf("the setup sink panicked: %v", p)
-			}
-		}()
-		children, err = target.ApplyBatch(ctx, []target.Action{action})
-		return err
-	})
-	return children, err
-}
-
-// dropAttachments tears down the attachments of a container about to be
-// dropped, when the flow still declares it unchanged: only then can the
-// engine get the child handler that knows them. Otherwise they go with the
-// container.
-func (e *Engine) dropAttachments(ctx context.Context, st *setupState, cur *statestore.Target, stored []statestore.Target) error {
-	var root *Root
-	for _, r := range e.flow.Roots {
-		if string(r.Key) == cur.Key && r.Kind == cur.Kind && r.Container {
-			root = r
-		}
-	}
-	if root == nil || !cur.Exists || len(cur.Staged) > 0 {
-		return nil
-	}
-	rec, err := safeReconcile(root.Handler, root.Key, root.Spec, []target.Record{cur.Record}, false)
-	if err != nil || rec == nil || !bytes.Equal(rec.Record, cur.Record) || rec.Invalidate != target.InvalidateNone {
-		return err
-	}
-	children, err := e.applySetup(ctx, cur.Key, rec.Action) // a keep: no I/O
-	if err != nil || len(children) != 1 || children[0].IsZero() {
-		return err
-	}
+// dropAttachments returns the steps that tear down the attachments of the
+// containers about to be dropped, for those the flow still declares
+// unchanged: only then can the engine get the child handler that knows
+// them. Otherwise they go with the container.
+func (e *Engine) dropAttachments(ctx context.Context, st *setupState, stored []statestore.Target) ([]*setupStep, error) {
+	var keeps []*setupStep
+	curs := make(map[*setupStep]*statestore.Target)
 	for i := range stored {
-		att := &stored[i]
-		if att.ParentID != cur.ID {
+		cur := &stored[i]
+		r := e.flow.root(cur.Key)
+		if cur.ParentID != 0 || r == nil || r.Kind != cur.Kind || !r.Container || !cur.Exists || len(cur.Staged) > 0 {
 			continue
 		}
-		h, ok := children[0].Attachment(att.Kind)
-		if !ok {
+		rec, err := safeReconcile(r.Handler, r.Key, r.Spec, []target.Record{cur.Record}, false)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: %w", cur.Key, err)
+		}
+		if rec == nil || !bytes.Equal(rec.Record, cur.Record) || rec.Invalidate != target.InvalidateNone {
 			continue
 		}
-		key := target.Key(strings.TrimPrefix(att.Key, cur.Key+"#"+att.Kind+":"))
-		if err := e.tearDown(ctx, st, h, att, key, false); err != nil {
-			return fmt.Errorf("attachment %s: %w", att.Key, err)
+		step := &setupStep{kind: cur.Kind, key: cur.Key, rec: rec}
+		keeps = append(keeps, step)
+		curs[step] = cur
+	}
+	if err := e.runSteps(ctx, st, keeps, false); err != nil { // keeps: no I/O
+		return nil, err
+	}
+	var steps []*setupStep
+	for _, k := range keeps {
+		cur := curs[k]
+		if k.child.IsZero() {
+			continue
+		}
+		for i := range stored {
+			att := &stored[i]
+			if att.ParentID != cur.ID {
+				continue
+			}
+			h, ok := k.child.Attachment(att.Kind)
+			if !ok {
+				continue
+			}
+			key := target.Key(strings.TrimPrefix(att.Key, cur.Key+"#"+att.Kind+":"))
+			step, err := e.tearDown(st, h, att, key)
+			if err != nil {
+				return nil, fmt.Errorf("attachment %s: %w", att.Key, err)
+			}
+			steps = append(steps, step)
 		}
 	}
-	return nil
+	return steps, nil
 }
 
 // Plan returns the setup changes an update would apply, applying none.
@@ -547,13 +672,23 @@ func (e *Engine) Drop(ctx context.Context) ([]SetupChange, error) {
 		drops = append(drops, drop{cur, h})
 	}
 	st := &setupState{}
+	attachments, err := e.dropAttachments(ctx, st, stored)
+	if err == nil {
+		err = e.runSteps(ctx, st, attachments, false)
+	}
+	if err != nil {
+		return st.changes, fmt.Errorf("dropping the attachments of the targets: %w", err)
+	}
+	var roots []*setupStep
 	for _, d := range drops {
-		if err := e.dropAttachments(ctx, st, d.cur, stored); err != nil {
-			return st.changes, fmt.Errorf("dropping the attachments of %s: %w", d.cur.Key, err)
-		}
-		if err := e.tearDown(ctx, st, d.h, d.cur, target.Key(d.cur.Key), false); err != nil {
+		step, err := e.tearDown(st, d.h, d.cur, target.Key(d.cur.Key))
+		if err != nil {
 			return st.changes, fmt.Errorf("dropping target %s: %w", d.cur.Key, err)
 		}
+		roots = append(roots, step)
+	}
+	if err := e.runSteps(ctx, st, roots, false); err != nil {
+		return st.changes, fmt.Errorf("dropping targets: %w", err)
 	}
 	if err := e.write(ctx, "drop flow", func(ctx context.Context) error {
 		return e.store.FlowDrop(ctx, statestore.FlowDropParams{Flow: e.flow.Name})
