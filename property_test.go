@@ -25,10 +25,19 @@ import (
 // from scratch of the final source — no orphan, no missing row, no stale
 // value — and the update after it has nothing to do.
 
-// propItem is a row of the property test's source.
+// propItem is a row of the property test's source. Claims are states that
+// move between rows: a claim is declared by whichever rows hold it, with a
+// value that rows of the same Val%3 share.
 type propItem struct {
-	Val   int
-	Links []int
+	Val    int
+	Links  []int
+	Claims []int
+}
+
+// propClaim is a state of the claims table.
+type propClaim struct {
+	N    int
+	Note string
 }
 
 type propNode struct {
@@ -60,8 +69,11 @@ type propWorld struct {
 // propProcess declares a node per row (unless its value is a multiple of 7)
 // and a link per linked row, keyed by the unordered pair, so that a link is
 // declared by both of its ends and must stay while either declares it.
-func propProcess(logic int, nodes *tidemark.Target[propNode], links *tidemark.Target[propLink]) tidemark.ProcessFunc[int, propItem] {
+func propProcess(logic int, nodes *tidemark.Target[propNode], links *tidemark.Target[propLink], claims *tidemark.Target[propClaim]) tidemark.ProcessFunc[int, propItem] {
 	return func(_ context.Context, r *tidemark.Row, id int, it propItem) error {
+		for _, c := range it.Claims {
+			claims.Declare(r, target.Key(fmt.Sprintf("c%d", c)), propClaim{N: c, Note: fmt.Sprint(it.Val % 3)})
+		}
 		if it.Val%7 != 0 {
 			nodes.Declare(r, target.Key(strconv.Itoa(id)), propNode{ID: id, Val: it.Val + 1000*logic})
 		}
@@ -77,7 +89,8 @@ func (w *propWorld) open(opts tidemark.Options) *tidemark.Engine {
 	f := tidemark.NewFlow("Prop", tidemark.LogicVersion(strconv.Itoa(w.logic)))
 	nodes := memory.Table[propNode](f, w.db, "nodes", memory.Schema(strconv.Itoa(w.schema)), memory.KeySchema(strconv.Itoa(w.keySchema)))
 	links := memory.Table[propLink](f, w.db, "links")
-	tidemark.ForEach(tidemark.AddSource(f, "items", w.src, tidemark.MaxInFlight(3)), propProcess(w.logic, nodes, links))
+	claims := memory.Table[propClaim](f, w.db, "claims")
+	tidemark.ForEach(tidemark.AddSource(f, "items", w.src, tidemark.MaxInFlight(3)), propProcess(w.logic, nodes, links, claims))
 	e, err := tidemark.Open(w.t.Context(), f, opts)
 	require.NoError(w.t, err)
 	return e
@@ -99,6 +112,8 @@ func (w *propWorld) mutate(rng *rand.Rand) {
 			w.src.Set(id, it)
 		case op < 6:
 			w.src.Touch(id)
+		case op < 8:
+			w.moveClaim(rng, keys)
 		default:
 			w.src.Delete(id)
 		}
@@ -111,6 +126,30 @@ func (w *propWorld) mutate(rng *rand.Rand) {
 	case r == 2:
 		w.keySchema++ // destructive
 	}
+}
+
+// moveClaim moves a claim from one row to another (which may hold it
+// already), or gives a row a new claim.
+func (w *propWorld) moveClaim(rng *rand.Rand, keys int) {
+	from, to := rng.IntN(keys), rng.IntN(keys)
+	dst, ok := w.src.Value(to)
+	if !ok {
+		return
+	}
+	c := rng.IntN(6)
+	if src, ok := w.src.Value(from); ok && len(src.Claims) > 0 {
+		i := rng.IntN(len(src.Claims))
+		c = src.Claims[i]
+		src.Claims = slices.Delete(slices.Clone(src.Claims), i, i+1)
+		w.src.Set(from, src)
+		if from == to {
+			dst = src
+		}
+	}
+	if !slices.Contains(dst.Claims, c) {
+		dst.Claims = append(slices.Clone(dst.Claims), c)
+	}
+	w.src.Set(to, dst)
 }
 
 // crashPoint is where an update is made to crash.
@@ -181,11 +220,15 @@ func (w *propWorld) scratch(backend string) *memory.DB {
 }
 
 // expected computes the target tables straight from the source: the nodes,
-// and for each link the values its declarers declare.
-func (w *propWorld) expected() (nodes map[target.Key]any, links map[target.Key][]any) {
-	nodes, links = map[target.Key]any{}, map[target.Key][]any{}
+// and for each link and claim the values its declarers declare.
+func (w *propWorld) expected() (nodes map[target.Key]any, links, claims map[target.Key][]any) {
+	nodes, links, claims = map[target.Key]any{}, map[target.Key][]any{}, map[target.Key][]any{}
 	for _, id := range w.src.Keys() {
 		it, _ := w.src.Value(id)
+		for _, c := range it.Claims {
+			k := target.Key(fmt.Sprintf("c%d", c))
+			claims[k] = append(claims[k], propClaim{N: c, Note: fmt.Sprint(it.Val % 3)})
+		}
 		if it.Val%7 != 0 {
 			nodes[target.Key(strconv.Itoa(id))] = propNode{ID: id, Val: it.Val + 1000*w.logic}
 		}
@@ -195,7 +238,7 @@ func (w *propWorld) expected() (nodes map[target.Key]any, links map[target.Key][
 			links[k] = append(links[k], propLink{A: a, B: b, Note: fmt.Sprintf("by %d at %d", id, it.Val)})
 		}
 	}
-	return nodes, links
+	return nodes, links, claims
 }
 
 // requireLinks checks that the links table holds exactly the declared
@@ -268,14 +311,16 @@ func TestPropertyConvergesAfterCrashes(t *testing.T) {
 				require.NoError(t, err)
 				require.Zero(t, st.Failed(), "%v", st.RowErrors)
 				e.Close()
-				wantNodes, wantLinks := w.expected()
+				wantNodes, wantLinks, wantClaims := w.expected()
 				require.Equal(t, wantNodes, orEmpty(w.db.Rows("nodes")), "nodes")
 				requireLinks(t, wantLinks, orEmpty(w.db.Rows("links")))
+				requireLinks(t, wantClaims, orEmpty(w.db.Rows("claims")))
 				// A build from scratch has the same rows; a link declared by
 				// both ends may hold either end's value.
 				scratch := w.scratch(backend)
 				require.Equal(t, orEmpty(scratch.Rows("nodes")), orEmpty(w.db.Rows("nodes")), "nodes against a build from scratch")
 				requireLinks(t, wantLinks, orEmpty(scratch.Rows("links")))
+				requireLinks(t, wantClaims, orEmpty(scratch.Rows("claims")))
 
 				// And then there is nothing left to do.
 				w.src.ResetCounts()

@@ -31,6 +31,8 @@ type DB struct {
 	failErr error
 	// failSetup fails every table and index change while set.
 	failSetup error
+	// failRows fails every apply holding a write of one of these rows.
+	failRows map[target.Key]error
 	// recording says row reconciles are logged in reconciles.
 	recording  bool
 	reconciles []Reconcile
@@ -242,6 +244,11 @@ func (db *DB) applyRows(_ context.Context, actions []rowAction) error {
 	defer db.mu.Unlock()
 	db.counts.Applies++
 	for _, a := range actions {
+		if err := db.failRows[a.key]; err != nil {
+			return err
+		}
+	}
+	for _, a := range actions {
 		if db.failIn == 0 {
 			return db.failErr
 		}
@@ -335,11 +342,23 @@ func (db *DB) FailSetup(err error) {
 	db.failSetup = err
 }
 
-// Heal ends the failures set by FailAfter and FailSetup.
+// FailRow makes every row apply that holds an action on a row keyed key,
+// in any table, fail with err, writing nothing, as a database refusing one
+// value; Heal ends it.
+func (db *DB) FailRow(key target.Key, err error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.failRows == nil {
+		db.failRows = make(map[target.Key]error)
+	}
+	db.failRows[key] = err
+}
+
+// Heal ends the failures set by FailAfter, FailSetup and FailRow.
 func (db *DB) Heal() {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	db.failIn, db.failErr, db.failSetup = -1, nil, nil
+	db.failIn, db.failErr, db.failSetup, db.failRows = -1, nil, nil, nil
 }
 
 // Reconcile is one call of a table row handler's Reconcile, as logged

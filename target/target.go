@@ -19,7 +19,10 @@
 // interrupted, and every child of a container that lost or may have lost
 // its data (a lossy or destructive change, a re-export); it is false for a
 // committed state whose change was interrupted, which exists in one of the
-// versions prev lists. Reconcile is pure: it
+// versions prev lists. prev spans every source row: a state one source row
+// stops declaring and another starts declaring (it moves) reaches the new
+// declarer's Reconcile with the old declarer's record, so moving an
+// unchanged value writes nothing and moving a changed one is one update. Reconcile is pure: it
 // does no I/O, only decides. It returns nil when nothing needs to change, or a
 // Reconciled holding an Action (made with Do or DoContainer), the Record to
 // remember, and for a container whether the change invalidates its children.

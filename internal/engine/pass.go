@@ -86,6 +86,9 @@ type update struct {
 	results chan *rowResult
 	// nudge asks the writer to check whether a source is waiting on it.
 	nudge chan struct{}
+	// owned holds, per root id, whether some row owned a state of it when
+	// the update began (see writer.adopt).
+	owned map[int64]bool
 }
 
 // sourceRun is one source's part of an update.
@@ -171,6 +174,9 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 	u.setup = setup
 	if err != nil {
 		return finish(fmt.Errorf("setting up flow %s: %w", e.flow.Name, err))
+	}
+	if err := u.ownersKnown(ctx); err != nil {
+		return finish(err)
 	}
 
 	if opts.Progress != nil {

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"fmt"
 	"runtime/debug"
@@ -61,6 +60,18 @@ type declaration struct {
 	record target.Record
 	// wrote says the row's value may be the one in the target already.
 	wrote bool
+	// fresh says the row's committed tracking does not hold the state:
+	// another row may have written it (see writer.adopt). prev and
+	// mayBeMissing are what the row's own tracking says of it.
+	fresh        bool
+	prev         []target.Record
+	mayBeMissing bool
+	// deferred says the state is reconciled by the writer, not yet.
+	deferred bool
+	// action is the row's planned write of the state, if any; entry is
+	// the state's index in the row's declared entries of its root.
+	action *plannedAction
+	entry  int
 }
 
 // plannedAction is an action a row's update wants written.
@@ -81,11 +92,16 @@ type plannedAction struct {
 	// of the batch writes too: it is applied only if that row fails.
 	standby bool
 	// wrote, on a deletion, says the row's value may be the one in the
-	// target, with one of the records prev; applied says the writer applied
-	// the action.
-	wrote   bool
-	prev    []target.Record
-	applied bool
+	// target, with one of the records prev, and mayBeMissing that it may not
+	// exist; applied says the writer applied the action.
+	wrote        bool
+	prev         []target.Record
+	mayBeMissing bool
+	applied      bool
+	// cancelledFor holds the rows of the batch whose declaration of the
+	// state cancelled this deletion: were they all to fail, the deletion
+	// is applied after all.
+	cancelledFor []*rowResult
 }
 
 // rowResult is a processed row on its way to the writer.
@@ -328,22 +344,31 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 		if t == nil {
 			t = &tracked{mayBeMissing: true}
 		}
+		decl := &declaration{value: d.Value, wrote: t.wrote, fresh: !t.committed, prev: t.prev, mayBeMissing: t.mayBeMissing, entry: len(res.declared[rs.id])}
+		if decl.fresh && u.owned[rs.id] {
+			// Another row may own the state: the writer reconciles it
+			// with what that row knows (writer.adopt).
+			decl.deferred = true
+			seen[k] = decl
+			res.declared[rs.id] = append(res.declared[rs.id], statestore.Entry{Key: string(d.Key)})
+			continue
+		}
 		rec, err := rs.child.Reconcile(d.Key, d.Value, t.prev, t.mayBeMissing)
 		if err != nil {
 			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, d.Key, err)
 		}
-		var record target.Record
 		switch {
 		case rec != nil:
-			record = rec.Record
+			decl.record = rec.Record
 			if !rec.Action.IsZero() {
-				res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: d.Key, action: rec.Action, record: rec.Record})
+				decl.action = &plannedAction{row: res, root: rs, key: d.Key, action: rec.Action, record: rec.Record}
+				res.actions = append(res.actions, decl.action)
 			}
 		case len(t.prev) > 0:
-			record = t.prev[0]
+			decl.record = t.prev[0]
 		}
-		seen[k] = &declaration{value: d.Value, record: record, wrote: t.wrote}
-		res.declared[rs.id] = append(res.declared[rs.id], statestore.Entry{Key: string(d.Key), Record: record})
+		seen[k] = decl
+		res.declared[rs.id] = append(res.declared[rs.id], statestore.Entry{Key: string(d.Key), Record: decl.record})
 	}
 	gone := make([]trackKey, 0, len(tracking))
 	for k := range tracking {
@@ -352,9 +377,7 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 		}
 	}
 	// Sorted, so that sinks see deletions in a stable order.
-	slices.SortFunc(gone, func(a, b trackKey) int {
-		return cmp.Or(cmp.Compare(a.root, b.root), cmp.Compare(a.key, b.key))
-	})
+	slices.SortFunc(gone, compareTrackKeys)
 	for _, k := range gone {
 		t := tracking[k]
 		rs := u.setup.byID[k.root]
@@ -366,7 +389,7 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, k.key, err)
 		}
 		if rec != nil && !rec.Action.IsZero() {
-			res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, delete: true, wrote: t.wrote, prev: t.prev})
+			res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, delete: true, wrote: t.wrote, prev: t.prev, mayBeMissing: t.mayBeMissing})
 		}
 	}
 	return nil

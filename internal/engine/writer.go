@@ -327,6 +327,9 @@ type slot struct {
 // deleted once, and only if no other row owns it; if one does, that row is
 // marked to write its own value again, under the same condition.
 func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
+	if err := w.adopt(ctx, batch); err != nil {
+		return err
+	}
 	slots := make(map[trackKey]*slot)
 	get := func(k trackKey) *slot {
 		s := slots[k]
@@ -389,7 +392,7 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 		}
 		if len(s.declarers) > 0 {
 			for _, a := range s.deletes {
-				a.cancelled = true
+				a.cancelled, a.cancelledFor = true, s.declarers
 			}
 			last := s.declarers[len(s.declarers)-1]
 			inTarget := append(wroteRecords(s.deletes), w.stale[k]...)
@@ -747,8 +750,103 @@ func (w *writer) apply(ctx context.Context, batch []*rowResult) (map[*rowResult]
 			}
 			standby[k] = cands
 		}
+		revived, err := w.revive(ctx, batch, failed)
+		if err != nil {
+			return nil, err
+		}
+		next = append(next, revived...)
 	}
 	return failed, nil
+}
+
+// revive returns the deletions of states that were cancelled because rows
+// of the batch declared them, when every one of those rows failed: nothing
+// of theirs was written, so the state is deleted after all, unless a row
+// outside the batch owns it. The deletions are staged first.
+func (w *writer) revive(ctx context.Context, batch []*rowResult, failed map[*rowResult]error) ([]*plannedAction, error) {
+	var (
+		cands []*plannedAction
+		seen  = make(map[trackKey]bool)
+	)
+	for _, res := range batch {
+		if _, bad := failed[res]; bad || res.kind == resultFailed {
+			continue
+		}
+		for _, a := range res.actions {
+			if !a.delete || !a.cancelled || len(a.cancelledFor) == 0 {
+				continue
+			}
+			all := true
+			for _, d := range a.cancelledFor {
+				if _, bad := failed[d]; !bad && d.kind != resultFailed {
+					all = false
+					break
+				}
+			}
+			k := trackKey{a.root.id, a.key}
+			if !all || seen[k] {
+				continue
+			}
+			seen[k] = true
+			a.cancelledFor = nil
+			cands = append(cands, a)
+		}
+	}
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	check := make([]statestore.OwnerKey, len(cands))
+	for i, a := range cands {
+		check[i] = ownerKey(trackKey{a.root.id, a.key})
+	}
+	if err := w.awaitCommit(); err != nil {
+		return nil, err
+	}
+	var owners []statestore.Owner
+	if err := w.u.e.do(ctx, "find owners", func(ctx context.Context) (err error) {
+		owners, err = w.u.e.store.OwnerFind(ctx, statestore.OwnerFindParams{Keys: check})
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	deleting := make(map[statestore.OwnerKey]map[int64]bool)
+	for _, res := range batch {
+		for _, a := range res.actions {
+			if a.delete {
+				ok := ownerKey(trackKey{a.root.id, a.key})
+				if deleting[ok] == nil {
+					deleting[ok] = make(map[int64]bool)
+				}
+				deleting[ok][res.id] = true
+			}
+		}
+	}
+	owned := make(map[statestore.OwnerKey]bool)
+	for _, o := range owners {
+		if !deleting[o.OwnerKey][o.RowID] {
+			owned[o.OwnerKey] = true
+		}
+	}
+	var (
+		out  []*plannedAction
+		rows []*rowResult
+	)
+	for i, a := range cands {
+		if owned[check[i]] || w.u.opts.Preview {
+			continue
+		}
+		a.cancelled = false
+		out = append(out, a)
+		if !slices.Contains(rows, a.row) {
+			rows = append(rows, a.row)
+		}
+	}
+	for _, run := range w.runs {
+		if err := w.precommit(ctx, run, rows); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // applyActions applies actions, one call per sink in order of first

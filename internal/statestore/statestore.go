@@ -105,6 +105,8 @@ type Store interface {
 
 	// OwnerFind returns which rows own each of the given target keys.
 	OwnerFind(ctx context.Context, p OwnerFindParams) ([]Owner, error)
+	// OwnerExists reports whether any row owns a state of the target.
+	OwnerExists(ctx context.Context, p OwnerExistsParams) (bool, error)
 
 	// Precommit stages target keys for many rows in one transaction before
 	// their target writes, inserting rows seen for the first time, and
@@ -306,6 +308,11 @@ type Owner struct {
 // OwnerFindParams are the parameters of Store.OwnerFind.
 type OwnerFindParams struct {
 	Keys []OwnerKey
+}
+
+// OwnerExistsParams are the parameters of Store.OwnerExists.
+type OwnerExistsParams struct {
+	TargetID int64
 }
 
 // PrecommitParams are the parameters of Store.Precommit.

@@ -796,6 +796,15 @@ func (s *Store) OwnerFind(ctx context.Context, p statestore.OwnerFindParams) ([]
 	return out, nil
 }
 
+// OwnerExists implements statestore.Store.
+func (s *Store) OwnerExists(ctx context.Context, p statestore.OwnerExistsParams) (bool, error) {
+	var ok bool
+	if err := s.pool.QueryRow(ctx, s.q.ownerExists, p.TargetID).Scan(&ok); err != nil {
+		return false, classify(ctx, fmt.Errorf("looking for owners of target %d: %w", p.TargetID, err))
+	}
+	return ok, nil
+}
+
 // Precommit implements statestore.Store. Its statements, at most three
 // whatever the number of rows, are sent as one batch: insert the new rows
 // (and return their ids), replace the staged blobs of the others, add the

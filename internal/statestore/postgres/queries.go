@@ -27,7 +27,7 @@ type queries struct {
 	attachmentsLock, attachmentStage                    string
 
 	rowLookup, rowLoad, rowScan, rowCount, rowErrors string
-	ownerFind                                        string
+	ownerFind, ownerExists                           string
 
 	rowInsert, rowStage, ownerAdd string
 
@@ -97,6 +97,7 @@ func newQueries(schema string) queries {
 	q.rowCount = r(`SELECT count(*) FROM {{rows}} WHERE source_id = $1`)
 	q.rowErrors = r(`SELECT key, error, error_count, error_at FROM {{rows}}
 		WHERE source_id = $1 AND error IS NOT NULL ORDER BY error_at DESC, id LIMIT $2`)
+	q.ownerExists = r(`SELECT EXISTS (SELECT FROM {{owners}} WHERE target_id = $1)`)
 	q.ownerFind = r(`SELECT u.ord, o.row_id
 		FROM unnest($1::bigint[], $2::bytea[]) WITH ORDINALITY AS u(target_id, key_hash, ord)
 		JOIN {{owners}} AS o ON o.target_id = u.target_id AND o.key_hash = u.key_hash

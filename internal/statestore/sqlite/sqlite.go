@@ -568,6 +568,15 @@ func (s *Store) RowErrors(ctx context.Context, p statestore.RowErrorsParams) ([]
 	return out, nil
 }
 
+// OwnerExists implements statestore.Store.
+func (s *Store) OwnerExists(ctx context.Context, p statestore.OwnerExistsParams) (bool, error) {
+	var ok bool
+	if err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM tidemark_owners WHERE target_id = ?)`, p.TargetID).Scan(&ok); err != nil {
+		return false, classify(fmt.Errorf("looking for owners of target %d: %w", p.TargetID, err))
+	}
+	return ok, nil
+}
+
 // OwnerFind implements statestore.Store.
 func (s *Store) OwnerFind(ctx context.Context, p statestore.OwnerFindParams) ([]statestore.Owner, error) {
 	if len(p.Keys) == 0 {

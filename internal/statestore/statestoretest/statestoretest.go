@@ -225,6 +225,12 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		require.NoError(t, err)
 		require.Len(t, owners, 1)
 		require.Equal(t, kk, owners[0].OwnerKey)
+		exists, err := s.OwnerExists(ctx, statestore.OwnerExistsParams{TargetID: parent})
+		require.NoError(t, err)
+		require.False(t, exists, "a dropped target's states have no owner")
+		exists, err = s.OwnerExists(ctx, statestore.OwnerExistsParams{TargetID: keep})
+		require.NoError(t, err)
+		require.True(t, exists)
 
 		// A target created again under the same key gets a new id.
 		again := stageCommit(t, s, "f", "table", 0)
