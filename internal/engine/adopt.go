@@ -183,15 +183,8 @@ func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
 // of them, from their tracking in the state store.
 func (w *writer) othersKnow(ctx context.Context, check []statestore.OwnerKey, byOwnerKey map[statestore.OwnerKey]trackKey,
 	inBatch map[int64]bool, know func(trackKey, []target.Record, bool)) error {
-	// Ownership is taken at commit: the commit under way must land first.
-	if err := w.awaitCommit(); err != nil {
-		return err
-	}
-	var owners []statestore.Owner
-	if err := w.u.e.do(ctx, "find owners", func(ctx context.Context) (err error) {
-		owners, err = w.u.e.store.OwnerFind(ctx, statestore.OwnerFindParams{Keys: check})
-		return err
-	}); err != nil {
+	owners, err := w.findOwners(ctx, check)
+	if err != nil {
 		return err
 	}
 	owns := make(map[int64][]trackKey)
@@ -228,6 +221,20 @@ func (w *writer) othersKnow(ctx context.Context, check []statestore.OwnerKey, by
 		}
 	}
 	return nil
+}
+
+// findOwners returns the owners of the given states, once the commit under
+// way has landed: ownership is taken at commit.
+func (w *writer) findOwners(ctx context.Context, keys []statestore.OwnerKey) ([]statestore.Owner, error) {
+	if err := w.awaitCommit(); err != nil {
+		return nil, err
+	}
+	var owners []statestore.Owner
+	err := w.u.e.do(ctx, "find owners", func(ctx context.Context) (err error) {
+		owners, err = w.u.e.store.OwnerFind(ctx, statestore.OwnerFindParams{Keys: keys})
+		return err
+	})
+	return owners, err
 }
 
 // compareTrackKeys orders target states by root, then key.

@@ -415,15 +415,8 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 	if len(check) == 0 {
 		return nil
 	}
-	// Ownership is taken at commit: the commit under way must land first.
-	if err := w.awaitCommit(); err != nil {
-		return err
-	}
-	var owners []statestore.Owner
-	if err := w.u.e.do(ctx, "find owners", func(ctx context.Context) (err error) {
-		owners, err = w.u.e.store.OwnerFind(ctx, statestore.OwnerFindParams{Keys: check})
-		return err
-	}); err != nil {
+	owners, err := w.findOwners(ctx, check)
+	if err != nil {
 		return err
 	}
 	others := make(map[int64][]trackKey) // row id → states it must write again
@@ -799,14 +792,8 @@ func (w *writer) revive(ctx context.Context, batch []*rowResult, failed map[*row
 	for i, a := range cands {
 		check[i] = ownerKey(trackKey{a.root.id, a.key})
 	}
-	if err := w.awaitCommit(); err != nil {
-		return nil, err
-	}
-	var owners []statestore.Owner
-	if err := w.u.e.do(ctx, "find owners", func(ctx context.Context) (err error) {
-		owners, err = w.u.e.store.OwnerFind(ctx, statestore.OwnerFindParams{Keys: check})
-		return err
-	}); err != nil {
+	owners, err := w.findOwners(ctx, check)
+	if err != nil {
 		return nil, err
 	}
 	deleting := make(map[statestore.OwnerKey]map[int64]bool)
