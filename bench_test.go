@@ -15,6 +15,7 @@ import (
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/internal/pgtest"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // genSource is a generated source of n rows that holds no row in memory:
@@ -115,13 +116,13 @@ func benchStore(b *testing.B, backend string) tidemark.Options {
 	}
 }
 
-func mustUpdate(b *testing.B, e *tidemark.Engine) *tidemark.UpdateStats {
+func mustUpdate(b *testing.B, e *tidemark.Engine) *tidemarktype.UpdateStats {
 	st, err := e.Update(b.Context(), tidemark.UpdateOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	if st.Failed() > 0 {
-		b.Fatalf("%d rows failed: %v", st.Failed(), st.RowErrors)
+		b.Fatalf("%d rows failed: %v", st.Failed(), st.Failures)
 	}
 	return st
 }

@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktest"
 )
 
 // The tests of this file hold the engine to the target-state contract: what
@@ -24,8 +24,8 @@ func rowRecord(t *testing.T, v any) target.Record {
 }
 
 // reconcilesOf returns the logged reconciles of one table's key.
-func reconcilesOf(db *memory.DB, table string, key target.Key) []memory.Reconcile {
-	var out []memory.Reconcile
+func reconcilesOf(db *tidemarktest.DB, table string, key target.Key) []tidemarktest.Reconcile {
+	var out []tidemarktest.Reconcile
 	for _, r := range db.Reconciles() {
 		if r.Table == table && r.Key == key {
 			out = append(out, r)
@@ -111,7 +111,7 @@ func TestPrevMayBeMissingAfterAnInterruptedDeletion(t *testing.T) {
 		require.Len(t, got, 1)
 		require.Equal(t, []target.Record{rowRecord(t, tagRow{Tag: "y"})}, got[0].Prev)
 		require.True(t, got[0].PrevMayBeMissing)
-		require.Equal(t, memory.Counts{Applies: 1, Upserts: 1}, h.db.Counts(), "y is written again")
+		require.Equal(t, tidemarktest.Counts{Applies: 1, Upserts: 1}, h.db.Counts(), "y is written again")
 
 		// x was never touched: it certainly exists.
 		for _, r := range h.db.Reconciles() {
@@ -146,7 +146,7 @@ func TestDropInterruptedAfterTheTableWent(t *testing.T) {
 		h.expectDocs()
 		require.Equal(t, int64(20), st.Sources["docs"].Reprocessed+st.Sources["docs"].Added+st.Sources["docs"].Updated, "every row is written again")
 		st = h.mustUpdate()
-		require.Equal(t, memory.Counts{}, h.db.Counts(), "and then nothing is left to do")
+		require.Equal(t, tidemarktest.Counts{}, h.db.Counts(), "and then nothing is left to do")
 		require.Empty(t, st.Setup)
 	})
 }
@@ -162,9 +162,9 @@ func TestSetupChangesAreBatchedPerSink(t *testing.T) {
 			f := tidemark.NewFlow("Batched")
 			var all []*tidemark.Target[docRow]
 			for i := range tables {
-				tbl := memory.Table[docRow](f, h.db, fmt.Sprintf("t%d", i))
-				memory.Index(tbl, "by_title", "Title")
-				memory.Index(tbl, "by_id", "ID")
+				tbl := tidemarktest.Table[docRow](f, h.db, fmt.Sprintf("t%d", i))
+				tidemarktest.Index(tbl, "by_title", "Title")
+				tidemarktest.Index(tbl, "by_id", "ID")
 				all = append(all, tbl)
 			}
 			tidemark.ForEach(tidemark.AddSource(f, "docs", h.src), func(_ context.Context, r *tidemark.Row, id int, d doc) error {

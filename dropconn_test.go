@@ -14,8 +14,9 @@ import (
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/internal/pgtest"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktest"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // TestStateStoreConnectionDropsMidUpdate terminates every connection of
@@ -38,7 +39,7 @@ func TestStateStoreConnectionDropsMidUpdate(t *testing.T) {
 	require.NoError(t, err)
 	defer admin.Close(context.Background())
 
-	src := memory.NewSource[int, string]()
+	src := tidemarktest.NewSource[int, string]()
 	for i := range 100 {
 		src.Set(i, fmt.Sprint("v", i))
 	}
@@ -56,10 +57,10 @@ func TestStateStoreConnectionDropsMidUpdate(t *testing.T) {
 			require.NoError(t, err)
 		})
 	})
-	db := memory.NewDB()
-	run := func() *tidemark.UpdateStats {
+	db := tidemarktest.NewDB()
+	run := func() *tidemarktype.UpdateStats {
 		f := tidemark.NewFlow("DropConn")
-		rows := memory.Table[string](f, db, "rows")
+		rows := tidemarktest.Table[string](f, db, "rows")
 		tidemark.ForEach(tidemark.AddSource(f, "s", src, tidemark.MaxInFlight(2)), func(_ context.Context, r *tidemark.Row, id int, v string) error {
 			rows.Declare(r, target.Key(fmt.Sprint(id)), v)
 			return nil

@@ -13,7 +13,7 @@ import (
 	"github.com/tidemark/tidemark/internal/statestore"
 	pgstore "github.com/tidemark/tidemark/internal/statestore/postgres"
 	sqlitestore "github.com/tidemark/tidemark/internal/statestore/sqlite"
-	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // Options configure an Engine.
@@ -81,18 +81,21 @@ type RetryPolicy struct {
 }
 
 // Mode selects how much an update redoes.
-type Mode = engine.Mode
+type Mode uint8
 
 const (
 	// ModeIncremental fetches, processes and writes only what changed.
-	ModeIncremental = engine.ModeIncremental
+	ModeIncremental = Mode(engine.ModeIncremental)
 	// ModeFullReprocess fetches and processes every row, ignoring ordinals
 	// and content fingerprints; target states that did not change are
 	// still not written.
-	ModeFullReprocess = engine.ModeFullReprocess
+	ModeFullReprocess = Mode(engine.ModeFullReprocess)
 	// ModeReexport processes every row and writes every target state again.
-	ModeReexport = engine.ModeReexport
+	ModeReexport = Mode(engine.ModeReexport)
 )
+
+// String returns "incremental", "full-reprocess" or "reexport".
+func (m Mode) String() string { return engine.Mode(m).String() }
 
 // UpdateOptions configure one update.
 type UpdateOptions struct {
@@ -113,23 +116,18 @@ type UpdateOptions struct {
 	// Progress, when set, is called with the counts so far every
 	// ProgressInterval (default half a second) while the update runs, from
 	// another goroutine.
-	Progress         func(*UpdateStats)
+	Progress         func(*tidemarktype.UpdateStats)
 	ProgressInterval time.Duration
 
 	// only replaces listings with these keys (live mode's change streams).
 	only map[string][]engine.Listed
 }
 
-// ErrStopped is matched (with errors.Is) by the error of an update stopped
-// with UpdateOptions.Stop: what was processed is committed, and the rest is
-// left for the next update.
-var ErrStopped = engine.ErrStopped
-
 func (o UpdateOptions) engine() engine.UpdateOptions {
-	eo := engine.UpdateOptions{Mode: o.Mode, Preview: o.Preview, Sources: o.Sources, Only: o.only,
+	eo := engine.UpdateOptions{Mode: engine.Mode(o.Mode), Preview: o.Preview, Sources: o.Sources, Only: o.only,
 		Stop: o.Stop, ProgressInterval: o.ProgressInterval}
 	if o.Progress != nil {
-		eo.Progress = func(st engine.Stats) { o.Progress(convertStats(st)) }
+		eo.Progress = func(st tidemarktype.UpdateStats) { o.Progress(&st) }
 	}
 	return eo
 }
@@ -230,175 +228,38 @@ func (e *Engine) Flow() *Flow { return e.flow }
 // (nothing inconsistent is left: the next update resumes). Rows that failed
 // alone are not errors: they are counted in the stats, recorded, and
 // retried on the next update.
-func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (*UpdateStats, error) {
+func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (*tidemarktype.UpdateStats, error) {
 	st, err := e.eng.Update(ctx, opts.engine())
-	return convertStats(st), err
+	return &st, publicError(err)
 }
 
 // Plan returns the setup changes the next update would apply, applying
 // none of them.
-func (e *Engine) Plan(ctx context.Context) ([]SetupChange, error) {
+func (e *Engine) Plan(ctx context.Context) ([]tidemarktype.SetupChange, error) {
 	changes, err := e.eng.Plan(ctx)
-	return convertChanges(changes), err
+	return changes, err
 }
 
 // Setup applies the flow's setup changes (creating and altering targets)
 // without processing any row, and returns them.
-func (e *Engine) Setup(ctx context.Context) ([]SetupChange, error) {
+func (e *Engine) Setup(ctx context.Context) ([]tidemarktype.SetupChange, error) {
 	changes, err := e.eng.Setup(ctx)
-	return convertChanges(changes), err
+	return changes, err
 }
 
 // Drop tears down every target the flow set up, with all their contents,
 // and forgets everything remembered of the flow.
-func (e *Engine) Drop(ctx context.Context) ([]SetupChange, error) {
+func (e *Engine) Drop(ctx context.Context) ([]tidemarktype.SetupChange, error) {
 	changes, err := e.eng.Drop(ctx)
-	return convertChanges(changes), err
+	return changes, err
 }
 
 // Status reports what the state store knows of the flow, with at most
 // failures of the most recently failed rows per source.
-func (e *Engine) Status(ctx context.Context, failures int) (*Status, error) {
+func (e *Engine) Status(ctx context.Context, failures int) (*tidemarktype.Status, error) {
 	st, err := e.eng.Status(ctx, failures)
 	if err != nil {
 		return nil, err
 	}
-	out := &Status{Flow: e.flow.name}
-	for _, s := range st.Sources {
-		ss := SourceStatus{Name: s.Name, Rows: s.Rows, Failing: s.Failing, LastProcessedAt: s.LastProcessedAt}
-		for _, f := range s.Failures {
-			ss.Failures = append(ss.Failures, RowFailure{Key: f.Key, Error: f.Message, Count: f.Count, At: f.At})
-		}
-		out.Sources = append(out.Sources, ss)
-	}
-	for _, t := range st.Targets {
-		out.Targets = append(out.Targets, t)
-	}
-	return out, nil
+	return &st, nil
 }
-
-// SetupChange is one change to the setup of a target or attachment.
-type SetupChange struct {
-	Kind string
-	// Key is the target's persistent key; for an attachment
-	// "target#kind:key".
-	Key string
-	// Change is "create", "update" or "drop".
-	Change string
-	// Description is what the target says it will do.
-	Description string
-	// Invalidate is what the change does to the target's rows.
-	Invalidate target.Invalidation
-}
-
-// String describes the change in a line, as setup plans print it.
-func (c SetupChange) String() string { return engine.SetupChange(c).String() }
-
-func convertChanges(in []engine.SetupChange) []SetupChange {
-	out := make([]SetupChange, len(in))
-	for i, c := range in {
-		out[i] = SetupChange(c)
-	}
-	return out
-}
-
-// UpdateStats describe one update.
-type UpdateStats struct {
-	Started  time.Time
-	Finished time.Time
-	// Setup lists the setup changes applied (or, in preview, to apply).
-	Setup []SetupChange
-	// Sources are per source, by name.
-	Sources map[string]SourceStats
-	// Targets are per target, by key: the target states written (or, in
-	// preview, to write).
-	Targets map[string]TargetStats
-	// RowErrors are the first rows that failed, at most 100.
-	RowErrors []RowError
-}
-
-// Failed returns the number of rows that failed, over every source.
-func (s *UpdateStats) Failed() int64 {
-	var n int64
-	for _, src := range s.Sources {
-		n += src.Errors
-	}
-	return n
-}
-
-// SourceStats count what an update did with one source's rows.
-type SourceStats = engine.SourceStats
-
-// TargetStats count the target states written to one target.
-type TargetStats = engine.TargetStats
-
-// RowError is a source row that failed during an update.
-type RowError = engine.RowError
-
-func convertStats(st engine.Stats) *UpdateStats {
-	return &UpdateStats{Started: st.Started, Finished: st.Finished, Setup: convertChanges(st.Setup),
-		Sources: st.Sources, Targets: st.Targets, RowErrors: st.RowErrors}
-}
-
-// Status is what the state store knows of a flow.
-type Status struct {
-	Flow    string
-	Sources []SourceStatus
-	Targets []TargetStatus
-}
-
-// SourceStatus describes the rows remembered for one source.
-type SourceStatus struct {
-	Name            string
-	Rows            int64
-	Failing         int64
-	LastProcessedAt time.Time
-	// Failures are the most recently failed rows.
-	Failures []RowFailure
-}
-
-// RowFailure is a row whose last update failed.
-type RowFailure struct {
-	Key   string
-	Error string
-	// Count is the number of updates in a row that failed it.
-	Count int64
-	At    time.Time
-}
-
-// TargetStatus describes one target or attachment as remembered: its kind
-// and key, whether it is an attachment, whether its setup was committed, and
-// whether a setup change was interrupted (Staged; the next update completes
-// it).
-type TargetStatus = engine.TargetStatus
-
-// ErrListingIncomplete is matched (with errors.Is) by the error of an update
-// in which a source's listing failed or ended early: that source's rows were
-// updated as listed, and none was deleted.
-var ErrListingIncomplete = engine.ErrListingIncomplete
-
-// ErrFlowLocked is matched (with errors.Is) by the error of an Update,
-// Setup or Drop refused because another process or engine is updating the
-// same flow in the same state store. The lock is released when that update
-// ends or its process dies; previews, plans and status need no lock.
-var ErrFlowLocked = engine.ErrFlowLocked
-
-// ErrLockLost is matched (with errors.Is) by the error of an update, setup
-// or drop whose lock went while it ran — its PostgreSQL session ended, as
-// when the server restarts — so that another process may now hold it: it
-// stopped before writing again. What it committed stands; run it again.
-var ErrLockLost = engine.ErrLockLost
-
-// Retryable marks err as transient: Tidemark retries the call that returned
-// it with jittered exponential backoff. Sources and sinks use it for
-// timeouts, dropped connections and 5xx responses. Nil stays nil.
-func Retryable(err error) error { return retry.Mark(err) }
-
-// RetryAfter marks err as transient and asks to wait at least d before the
-// next attempt, as an HTTP 429's Retry-After does.
-func RetryAfter(err error, d time.Duration) error { return retry.MarkAfter(err, d) }
-
-// IsRetryable reports whether err is marked transient: by Retryable or
-// RetryAfter, or by any error in its chain with a method Retryable() bool
-// that returns true. A cancelled context never is.
-func IsRetryable(err error) bool { return retry.Is(err) }

@@ -13,8 +13,8 @@ import (
 	"sync"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktest"
 )
 
 // catalog is a custom source: a product catalog whose listing gives each
@@ -76,11 +76,11 @@ func ExampleSource() {
 		"B-2": {Name: "Buoy", Price: 4500, Version: 1},
 		"C-3": {Name: "Cleat", Price: 799, Version: 1},
 	}}
-	db := memory.NewDB()
+	db := tidemarktest.NewDB()
 
 	update := func() {
 		flow := tidemark.NewFlow("Catalog")
-		prices := memory.Table[string](flow, db, "prices")
+		prices := tidemarktest.Table[string](flow, db, "prices")
 		tidemark.ForEach(tidemark.AddSource(flow, "products", tidemark.Source[string, product](src)),
 			func(_ context.Context, r *tidemark.Row, sku string, p product) error {
 				prices.Declare(r, target.Key(sku), fmt.Sprintf("%s: $%d.%02d", p.Name, p.Price/100, p.Price%100))
@@ -204,7 +204,7 @@ func ExampleDeclareContainer() {
 	path, cleanup := exampleStateStore()
 	defer cleanup()
 
-	src := memory.NewSource[string, string]()
+	src := tidemarktest.NewSource[string, string]()
 	src.Set("greeting", "hello")
 	src.Set("farewell", "goodbye")
 	store := newKVStore()
@@ -292,7 +292,7 @@ func ExampleCustom() {
 	path, cleanup := exampleStateStore()
 	defer cleanup()
 
-	words := memory.NewSource[string, string]()
+	words := tidemarktest.NewSource[string, string]()
 	words.Set("doc1", "the quick brown fox")
 	words.Set("doc2", "jumps over the lazy dog")
 	sheet := &spreadsheet{sheets: map[target.Key]map[target.Key]int{}}

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
+	"github.com/tidemark/tidemark/tidemarktest"
 )
 
 func TestFlowMistakesAreReportedByOpen(t *testing.T) {
@@ -21,12 +21,12 @@ func TestFlowMistakesAreReportedByOpen(t *testing.T) {
 		"no name": {func() *tidemark.Flow { return tidemark.NewFlow("") }, "a flow needs a name"},
 		"no processing function": {func() *tidemark.Flow {
 			f := tidemark.NewFlow("f")
-			tidemark.AddSource(f, "s", memory.NewSource[int, doc]())
+			tidemark.AddSource(f, "s", tidemarktest.NewSource[int, doc]())
 			return f
 		}, "source s has no processing function; call ForEach"},
 		"ForEach twice": {func() *tidemark.Flow {
 			f := tidemark.NewFlow("f")
-			s := tidemark.AddSource(f, "s", memory.NewSource[int, doc]())
+			s := tidemark.AddSource(f, "s", tidemarktest.NewSource[int, doc]())
 			tidemark.ForEach(s, nop)
 			tidemark.ForEach(s, nop)
 			return f
@@ -38,14 +38,14 @@ func TestFlowMistakesAreReportedByOpen(t *testing.T) {
 		}, `source "s" is nil`},
 		"bad in-flight": {func() *tidemark.Flow {
 			f := tidemark.NewFlow("f")
-			tidemark.ForEach(tidemark.AddSource(f, "s", memory.NewSource[int, doc](), tidemark.MaxInFlight(0)), nop)
+			tidemark.ForEach(tidemark.AddSource(f, "s", tidemarktest.NewSource[int, doc](), tidemark.MaxInFlight(0)), nop)
 			return f
 		}, "MaxInFlight must be at least 1, got 0"},
 		"target twice": {func() *tidemark.Flow {
 			f := tidemark.NewFlow("f")
-			db := memory.NewDB()
-			memory.Table[docRow](f, db, "t")
-			memory.Table[docRow](f, db, "t")
+			db := tidemarktest.NewDB()
+			tidemarktest.Table[docRow](f, db, "t")
+			tidemarktest.Table[docRow](f, db, "t")
 			return f
 		}, "target memory/t declared twice"},
 		"query handler twice": {func() *tidemark.Flow {

@@ -12,8 +12,9 @@ import (
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/internal/pgtest"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktest"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // backends are the state stores every engine test runs against.
@@ -64,8 +65,8 @@ type tagRow struct {
 // the engines a test opens one after another, as a real app's would.
 type harness struct {
 	t      *testing.T
-	src    *memory.Source[int, doc]
-	db     *memory.DB
+	src    *tidemarktest.Source[int, doc]
+	db     *tidemarktest.DB
 	opts   tidemark.Options
 	logic  string
 	schema string
@@ -77,7 +78,7 @@ func newHarness(t *testing.T, backend string) *harness {
 	t.Helper()
 	opts := stateStore(t, backend)
 	opts.Retry = tidemark.RetryPolicy{Initial: time.Millisecond, Max: 5 * time.Millisecond, Multiplier: 2, MaxAttempts: 4}
-	return &harness{t: t, src: memory.NewSource[int, doc](), db: memory.NewDB(), opts: opts, logic: "1"}
+	return &harness{t: t, src: tidemarktest.NewSource[int, doc](), db: tidemarktest.NewDB(), opts: opts, logic: "1"}
 }
 
 // fill sets n documents, with ids 0 … n-1, each tagged with its parity and
@@ -110,8 +111,8 @@ func (h *harness) open() *tidemark.Engine {
 func (h *harness) openWith(source tidemark.Source[int, doc]) *tidemark.Engine {
 	h.t.Helper()
 	f := tidemark.NewFlow("Docs", tidemark.LogicVersion(h.logic))
-	docs := memory.Table[docRow](f, h.db, "docs", memory.Schema(h.schema))
-	tags := memory.Table[tagRow](f, h.db, "tags")
+	docs := tidemarktest.Table[docRow](f, h.db, "docs", tidemarktest.Schema(h.schema))
+	tags := tidemarktest.Table[tagRow](f, h.db, "tags")
 	src := tidemark.AddSource(f, "docs", source, tidemark.MaxInFlight(4))
 	process := h.process
 	if process == nil {
@@ -125,7 +126,7 @@ func (h *harness) openWith(source tidemark.Source[int, doc]) *tidemark.Engine {
 }
 
 // update opens an engine, runs one update and closes it.
-func (h *harness) update(opts tidemark.UpdateOptions) (*tidemark.UpdateStats, error) {
+func (h *harness) update(opts tidemark.UpdateOptions) (*tidemarktype.UpdateStats, error) {
 	h.t.Helper()
 	e := h.open()
 	defer e.Close()
@@ -133,7 +134,7 @@ func (h *harness) update(opts tidemark.UpdateOptions) (*tidemark.UpdateStats, er
 }
 
 // mustUpdate runs an update that must succeed, with counters reset first.
-func (h *harness) mustUpdate() *tidemark.UpdateStats {
+func (h *harness) mustUpdate() *tidemarktype.UpdateStats {
 	h.t.Helper()
 	h.src.ResetCounts()
 	h.db.ResetCounts()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark/internal/engine"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // DefaultRefreshInterval is how often live mode lists a source that sets no
@@ -29,7 +30,7 @@ type LiveOptions struct {
 	// OnPass, when set, is called after every pass.
 	OnPass func(Pass)
 	// Progress and ProgressInterval are passed on to every pass.
-	Progress         func(*UpdateStats)
+	Progress         func(*tidemarktype.UpdateStats)
 	ProgressInterval time.Duration
 }
 
@@ -44,7 +45,7 @@ type Pass struct {
 	Changes int
 	// Stats are the pass's counts; Err its error, if any (live mode goes
 	// on after a failed pass and tries again at the next interval).
-	Stats *UpdateStats
+	Stats *tidemarktype.UpdateStats
 	Err   error
 	// Overran says the pass took longer than a refresh interval of one of
 	// its sources: the source is listed again at once, and changes are

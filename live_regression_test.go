@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktest"
 )
 
 // Keys a change stream announced for a source whose listing is due are
@@ -87,7 +87,7 @@ func TestLiveFullReprocessSurvivesAFailedFirstPass(t *testing.T) {
 
 // goneOnGet is a memory source whose Get says one listed key is gone.
 type goneOnGet struct {
-	*memory.Source[int, doc]
+	*tidemarktest.Source[int, doc]
 	gone int
 }
 

@@ -12,8 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktest"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 func TestUpdateStopCommitsAndDeletesNothing(t *testing.T) {
@@ -69,8 +70,8 @@ func TestUpdateProgress(t *testing.T) {
 	h.fill(60)
 	h.src.OnGet(func(int) { time.Sleep(2 * time.Millisecond) })
 	var mu sync.Mutex
-	var seen []*tidemark.UpdateStats
-	st, err := h.update(tidemark.UpdateOptions{ProgressInterval: 5 * time.Millisecond, Progress: func(s *tidemark.UpdateStats) {
+	var seen []*tidemarktype.UpdateStats
+	st, err := h.update(tidemark.UpdateOptions{ProgressInterval: 5 * time.Millisecond, Progress: func(s *tidemarktype.UpdateStats) {
 		mu.Lock()
 		defer mu.Unlock()
 		seen = append(seen, s)
@@ -167,7 +168,7 @@ func TestLiveWarnsOnOverrun(t *testing.T) {
 
 // watchedSource is a memory source with a change stream fed by a channel.
 type watchedSource struct {
-	*memory.Source[int, doc]
+	*tidemarktest.Source[int, doc]
 	changes chan tidemark.Change[int]
 }
 
@@ -241,7 +242,7 @@ func TestEvaluateWritesNothing(t *testing.T) {
 	require.False(t, got[1].Exists, "99 is not in the source")
 
 	require.ErrorContains(t, e.Evaluate(t.Context(), tidemark.EvaluateOptions{Source: "docs", Keys: []string{"x"}}, collect), "is not a key")
-	require.Equal(t, memory.Counts{}, h.db.Counts(), "nothing written")
+	require.Equal(t, tidemarktest.Counts{}, h.db.Counts(), "nothing written")
 	st, err := e.Status(t.Context(), 0)
 	require.NoError(t, err)
 	for _, s := range st.Sources {

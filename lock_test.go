@@ -12,6 +12,7 @@ import (
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/internal/pgtest"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // withApplicationName returns a PostgreSQL URL whose connections carry
@@ -76,7 +77,7 @@ func TestUpdateStopsWhenItsLockIsLost(t *testing.T) {
 	// A second update takes the lock and runs.
 	h.opts.StateStore = withApplicationName(t, base, app+"b")
 	h.opts.Batch = tidemark.BatchOptions{}
-	var st *tidemark.UpdateStats
+	var st *tidemarktype.UpdateStats
 	require.Eventually(t, func() bool {
 		st, err = h.update(tidemark.UpdateOptions{})
 		return err == nil

@@ -8,8 +8,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktest"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // The tests of this file move target states from one source row to
@@ -34,13 +35,13 @@ func newClaims(t *testing.T, backend string) *claims {
 }
 
 // update runs an update of the claims flow with counters reset first.
-func (c *claims) update() (*tidemark.UpdateStats, error) {
+func (c *claims) update() (*tidemarktype.UpdateStats, error) {
 	c.t.Helper()
 	c.src.ResetCounts()
 	c.db.ResetCounts()
 	c.db.RecordReconciles(true)
 	f := tidemark.NewFlow("Claims")
-	tbl := memory.Table[claimRow](f, c.db, "claims")
+	tbl := tidemarktest.Table[claimRow](f, c.db, "claims")
 	tidemark.ForEach(tidemark.AddSource(f, "docs", c.src, tidemark.MaxInFlight(4)), func(_ context.Context, r *tidemark.Row, id int, d doc) error {
 		for _, tag := range d.Tags {
 			tbl.Declare(r, target.Key(tag), claimRow{Tag: tag, Note: d.Title})
@@ -53,11 +54,11 @@ func (c *claims) update() (*tidemark.UpdateStats, error) {
 	return e.Update(c.t.Context(), tidemark.UpdateOptions{})
 }
 
-func (c *claims) mustUpdate() *tidemark.UpdateStats {
+func (c *claims) mustUpdate() *tidemarktype.UpdateStats {
 	c.t.Helper()
 	st, err := c.update()
 	require.NoError(c.t, err)
-	require.Zero(c.t, st.Failed(), "%v", st.RowErrors)
+	require.Zero(c.t, st.Failed(), "%v", st.Failures)
 	return st
 }
 
@@ -76,8 +77,8 @@ func (c *claims) expect() {
 }
 
 // upserts returns the logged reconciles of key with a desired value.
-func (c *claims) upserts(key target.Key) []memory.Reconcile {
-	var out []memory.Reconcile
+func (c *claims) upserts(key target.Key) []tidemarktest.Reconcile {
+	var out []tidemarktest.Reconcile
 	for _, r := range reconcilesOf(c.db, "claims", key) {
 		if r.Desired != nil {
 			out = append(out, r)
@@ -102,7 +103,7 @@ func TestMoveUnchangedWritesNothing(t *testing.T) {
 		c.src.Set(3, doc{Title: "same", Tags: []string{"c"}})
 		c.mustUpdate()
 		c.expect()
-		require.Equal(t, memory.Counts{}, c.db.Counts(), "moving unchanged values writes nothing")
+		require.Equal(t, tidemarktest.Counts{}, c.db.Counts(), "moving unchanged values writes nothing")
 		for _, k := range []target.Key{"a", "b", "c"} {
 			got := c.upserts(k)
 			require.Len(t, got, 1, "%s: one reconcile by its new declarer", k)
@@ -114,11 +115,11 @@ func TestMoveUnchangedWritesNothing(t *testing.T) {
 		// one changes nothing, deleting a new one deletes its states.
 		c.src.Delete(1)
 		c.mustUpdate()
-		require.Equal(t, memory.Counts{}, c.db.Counts())
+		require.Equal(t, tidemarktest.Counts{}, c.db.Counts())
 		c.src.Delete(2)
 		c.mustUpdate()
 		c.expect()
-		require.Equal(t, memory.Counts{Applies: 1, Deletes: 2}, c.db.Counts(), "a and b went with the row they moved to")
+		require.Equal(t, tidemarktest.Counts{Applies: 1, Deletes: 2}, c.db.Counts(), "a and b went with the row they moved to")
 		require.Contains(t, c.db.Rows("claims"), target.Key("c"))
 	})
 }
@@ -135,7 +136,7 @@ func TestMoveChangedIsOneUpdate(t *testing.T) {
 		c.src.Set(2, doc{Title: "two", Tags: []string{"k"}})
 		c.mustUpdate()
 		c.expect()
-		require.Equal(t, memory.Counts{Applies: 1, Upserts: 1}, c.db.Counts(), "one update, no delete")
+		require.Equal(t, tidemarktest.Counts{Applies: 1, Upserts: 1}, c.db.Counts(), "one update, no delete")
 		got := c.upserts("k")
 		require.Len(t, got, 1)
 		require.Equal(t, []target.Record{rowRecord(t, claimRow{Tag: "k", Note: "one"})}, got[0].Prev)
@@ -159,7 +160,7 @@ func TestMoveChain(t *testing.T) {
 			c.src.Set(to, doc{Title: "same", Tags: []string{"k"}})
 			c.mustUpdate()
 			c.expect()
-			require.Equal(t, memory.Counts{}, c.db.Counts(), "move to %d", to)
+			require.Equal(t, tidemarktest.Counts{}, c.db.Counts(), "move to %d", to)
 		}
 		c.src.Delete(3)
 		c.mustUpdate()
@@ -179,11 +180,11 @@ func TestMoveToARowThenDeleted(t *testing.T) {
 		c.src.Set(1, doc{Title: "same"})
 		c.src.Set(2, doc{Title: "same", Tags: []string{"k"}})
 		c.mustUpdate()
-		require.Equal(t, memory.Counts{}, c.db.Counts())
+		require.Equal(t, tidemarktest.Counts{}, c.db.Counts())
 		c.src.Delete(2)
 		c.mustUpdate()
 		c.expect()
-		require.Equal(t, memory.Counts{Applies: 1, Deletes: 1}, c.db.Counts())
+		require.Equal(t, tidemarktest.Counts{Applies: 1, Deletes: 1}, c.db.Counts())
 	})
 }
 
@@ -208,7 +209,7 @@ func TestMoveInterruptedBySinkFailure(t *testing.T) {
 
 		c.mustUpdate()
 		c.expect()
-		require.Equal(t, memory.Counts{Applies: 1, Upserts: 1}, c.db.Counts(), "one write")
+		require.Equal(t, tidemarktest.Counts{Applies: 1, Upserts: 1}, c.db.Counts(), "one write")
 		got := c.upserts("k")
 		require.Len(t, got, 1)
 		require.ElementsMatch(t, []target.Record{rowRecord(t, claimRow{Tag: "k", Note: "one"}), rowRecord(t, claimRow{Tag: "k", Note: "two"})}, got[0].Prev)
@@ -238,7 +239,7 @@ func TestMoveToAFailingRow(t *testing.T) {
 
 		c.mustUpdate()
 		c.expect()
-		require.Equal(t, memory.Counts{Applies: 1, Upserts: 2}, c.db.Counts())
+		require.Equal(t, tidemarktest.Counts{Applies: 1, Upserts: 2}, c.db.Counts())
 		got := c.upserts("k")
 		require.Len(t, got, 1)
 		require.Equal(t, []target.Record{rowRecord(t, claimRow{Tag: "k", Note: "two"})}, got[0].Prev, "the attempted version")

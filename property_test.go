@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktest"
 )
 
 // The property: after any sequence of source inserts, updates, touches and
@@ -58,8 +58,8 @@ var errCrash = errors.New("simulated crash")
 // source, the target database, and the state store location.
 type propWorld struct {
 	t         *testing.T
-	src       *memory.Source[int, propItem]
-	db        *memory.DB
+	src       *tidemarktest.Source[int, propItem]
+	db        *tidemarktest.DB
 	opts      tidemark.Options
 	logic     int
 	schema    int
@@ -87,9 +87,9 @@ func propProcess(logic int, nodes *tidemark.Target[propNode], links *tidemark.Ta
 
 func (w *propWorld) open(opts tidemark.Options) *tidemark.Engine {
 	f := tidemark.NewFlow("Prop", tidemark.LogicVersion(strconv.Itoa(w.logic)))
-	nodes := memory.Table[propNode](f, w.db, "nodes", memory.Schema(strconv.Itoa(w.schema)), memory.KeySchema(strconv.Itoa(w.keySchema)))
-	links := memory.Table[propLink](f, w.db, "links")
-	claims := memory.Table[propClaim](f, w.db, "claims")
+	nodes := tidemarktest.Table[propNode](f, w.db, "nodes", tidemarktest.Schema(strconv.Itoa(w.schema)), tidemarktest.KeySchema(strconv.Itoa(w.keySchema)))
+	links := tidemarktest.Table[propLink](f, w.db, "links")
+	claims := tidemarktest.Table[propClaim](f, w.db, "claims")
 	tidemark.ForEach(tidemark.AddSource(f, "items", w.src, tidemark.MaxInFlight(3)), propProcess(w.logic, nodes, links, claims))
 	e, err := tidemark.Open(w.t.Context(), f, opts)
 	require.NoError(w.t, err)
@@ -210,8 +210,8 @@ func (w *propWorld) crashingUpdate(rng *rand.Rand, point crashPoint) bool {
 
 // scratch builds the final source from scratch into a fresh database and
 // state store.
-func (w *propWorld) scratch(backend string) *memory.DB {
-	fresh := &propWorld{t: w.t, src: w.src, db: memory.NewDB(), opts: stateStore(w.t, backend), logic: w.logic, schema: w.schema, keySchema: w.keySchema}
+func (w *propWorld) scratch(backend string) *tidemarktest.DB {
+	fresh := &propWorld{t: w.t, src: w.src, db: tidemarktest.NewDB(), opts: stateStore(w.t, backend), logic: w.logic, schema: w.schema, keySchema: w.keySchema}
 	e := fresh.open(fresh.opts)
 	defer e.Close()
 	_, err := e.Update(w.t.Context(), tidemark.UpdateOptions{})
@@ -284,7 +284,7 @@ func TestPropertyConvergesAfterCrashes(t *testing.T) {
 				rng := rand.New(rand.NewPCG(iterSeed, 0x7715))
 				opts := stateStore(t, backend)
 				opts.Retry = tidemark.RetryPolicy{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1, MaxAttempts: 2}
-				w := &propWorld{t: t, src: memory.NewSource[int, propItem](), db: memory.NewDB(), opts: opts, logic: 1}
+				w := &propWorld{t: t, src: tidemarktest.NewSource[int, propItem](), db: tidemarktest.NewDB(), opts: opts, logic: 1}
 				for range 6 + rng.IntN(8) {
 					w.mutate(rng)
 					point := crashNone
@@ -309,7 +309,7 @@ func TestPropertyConvergesAfterCrashes(t *testing.T) {
 				e := w.open(w.opts)
 				st, err := e.Update(t.Context(), tidemark.UpdateOptions{})
 				require.NoError(t, err)
-				require.Zero(t, st.Failed(), "%v", st.RowErrors)
+				require.Zero(t, st.Failed(), "%v", st.Failures)
 				e.Close()
 				wantNodes, wantLinks, wantClaims := w.expected()
 				require.Equal(t, wantNodes, orEmpty(w.db.Rows("nodes")), "nodes")
@@ -330,7 +330,7 @@ func TestPropertyConvergesAfterCrashes(t *testing.T) {
 				require.NoError(t, err)
 				e.Close()
 				require.Zero(t, w.src.Gets(), "a converged state fetches nothing")
-				require.Equal(t, memory.Counts{}, w.db.Counts(), "a converged state writes nothing")
+				require.Equal(t, tidemarktest.Counts{}, w.db.Counts(), "a converged state writes nothing")
 				require.Empty(t, st.Setup)
 			})
 			if !ok {

@@ -9,22 +9,22 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktest"
 )
 
 // A destructive change recreates the table; its attachments (an index) are
 // gone with it, but their setup state is unchanged, so they are never
 // created again.
 func TestRegressionDestructiveChangeLosesAttachments(t *testing.T) {
-	db := memory.NewDB()
-	src := memory.NewSource[int, doc]()
+	db := tidemarktest.NewDB()
+	src := tidemarktest.NewSource[int, doc]()
 	src.Set(1, doc{Title: "a"})
 	opts := tidemark.Options{StateStore: filepath.Join(t.TempDir(), "state.db")}
 	run := func(keySchema string) {
 		f := tidemark.NewFlow("Idx", tidemark.LogicVersion("1"))
-		docs := memory.Table[docRow](f, db, "docs", memory.KeySchema(keySchema))
-		memory.Index(docs, "by_title", "Title")
+		docs := tidemarktest.Table[docRow](f, db, "docs", tidemarktest.KeySchema(keySchema))
+		tidemarktest.Index(docs, "by_title", "Title")
 		tidemark.ForEach(tidemark.AddSource(f, "docs", src), func(_ context.Context, r *tidemark.Row, id int, d doc) error {
 			docs.Declare(r, target.Key(fmt.Sprint(id)), docRow{ID: id, Title: d.Title})
 			return nil

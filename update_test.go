@@ -13,8 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktest"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 func TestInitialSyncThenNoChange(t *testing.T) {
@@ -24,18 +25,18 @@ func TestInitialSyncThenNoChange(t *testing.T) {
 		h.fill(50)
 
 		st := h.mustUpdate()
-		require.Equal(t, tidemark.SourceStats{Listed: 50, Fetched: 50, Added: 50, ListingComplete: true}, st.Sources["docs"])
+		require.Equal(t, tidemarktype.SourceStats{Listed: 50, Fetched: 50, Added: 50, ListingComplete: true}, st.Sources["docs"])
 		require.Equal(t, 50, h.src.Gets())
-		require.Equal(t, tidemark.TargetStats{Upserts: 50}, st.Targets["memory/docs"])
-		require.Equal(t, tidemark.TargetStats{Upserts: 7}, st.Targets["memory/tags"], "each shared tag is written once")
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 50}, st.Targets["memory/docs"])
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 7}, st.Targets["memory/tags"], "each shared tag is written once")
 		h.expectDocs()
 		require.Len(t, st.Setup, 2, "both tables created")
 
 		// Nothing changed: no Get, no write.
 		st = h.mustUpdate()
-		require.Equal(t, tidemark.SourceStats{Listed: 50, Unchanged: 50, ListingComplete: true}, st.Sources["docs"])
+		require.Equal(t, tidemarktype.SourceStats{Listed: 50, Unchanged: 50, ListingComplete: true}, st.Sources["docs"])
 		require.Zero(t, h.src.Gets())
-		require.Equal(t, memory.Counts{}, h.db.Counts())
+		require.Equal(t, tidemarktest.Counts{}, h.db.Counts())
 		require.Empty(t, st.Setup)
 		h.expectDocs()
 	})
@@ -61,8 +62,8 @@ func TestChangedRowsAreFetchedExactly(t *testing.T) {
 		}
 		require.Equal(t, int64(len(changed)), st.Sources["docs"].Updated)
 		require.Equal(t, int64(40-len(changed)), st.Sources["docs"].Unchanged)
-		require.Equal(t, tidemark.TargetStats{Upserts: int64(len(changed))}, st.Targets["memory/docs"])
-		require.Equal(t, tidemark.TargetStats{}, st.Targets["memory/tags"], "the tags did not change")
+		require.Equal(t, tidemarktype.TargetStats{Upserts: int64(len(changed))}, st.Targets["memory/docs"])
+		require.Equal(t, tidemarktype.TargetStats{}, st.Targets["memory/tags"], "the tags did not change")
 		h.expectDocs()
 	})
 }
@@ -79,7 +80,7 @@ func TestSameContentNewOrdinalWritesNothing(t *testing.T) {
 		}
 		st := h.mustUpdate()
 		require.Equal(t, 5, h.src.Gets(), "a new ordinal needs a Get")
-		require.Equal(t, memory.Counts{}, h.db.Counts(), "the same content writes nothing")
+		require.Equal(t, tidemarktest.Counts{}, h.db.Counts(), "the same content writes nothing")
 		require.Equal(t, int64(20), st.Sources["docs"].Unchanged)
 
 		// The new ordinal was recorded: the next update fetches nothing.
@@ -104,7 +105,7 @@ func TestDeletedRowsAndSharedTargetStates(t *testing.T) {
 		st := h.mustUpdate()
 		require.Equal(t, int64(1), st.Sources["docs"].Deleted)
 		require.Zero(t, h.src.Gets(), "a row gone from the listing is not fetched")
-		require.Equal(t, tidemark.TargetStats{Deletes: 1}, st.Targets["memory/tags"])
+		require.Equal(t, tidemarktype.TargetStats{Deletes: 1}, st.Targets["memory/tags"])
 		h.expectDocs()
 		require.Contains(t, h.db.Rows("tags"), target.Key("go"))
 
@@ -141,6 +142,10 @@ func TestListingErrorDeletesNothing(t *testing.T) {
 		st, err := h.update(tidemark.UpdateOptions{})
 		require.ErrorIs(t, err, tidemark.ErrListingIncomplete)
 		require.ErrorContains(t, err, "HTTP 503 on page 2")
+		var le *tidemark.ListingError
+		require.ErrorAs(t, err, &le)
+		require.Equal(t, "docs", le.Source)
+		require.EqualError(t, le.Err, "HTTP 503 on page 2")
 		src := st.Sources["docs"]
 		require.False(t, src.ListingComplete)
 		require.Equal(t, int64(12), src.Listed)
@@ -187,10 +192,10 @@ func TestFailingGetIsReportedAndTheRestCompletes(t *testing.T) {
 		require.Equal(t, int64(2), src.Errors)
 		require.Equal(t, int64(2), src.Updated, "rows 4 and 6 (after two retries)")
 		require.Equal(t, 3, h.src.GetsOf()[6])
-		require.Len(t, st.RowErrors, 2)
-		keys := []string{st.RowErrors[0].Key, st.RowErrors[1].Key}
+		require.Len(t, st.Failures, 2)
+		keys := []string{st.Failures[0].Key, st.Failures[1].Key}
 		require.ElementsMatch(t, []string{"5", "100"}, keys)
-		require.Contains(t, st.RowErrors[0].Err, "HTTP 404 on item")
+		require.Contains(t, st.Failures[0].Message, "HTTP 404 on item")
 		rows := h.db.Rows("docs")
 		require.Equal(t, docRow{ID: 4, Title: "v2"}, rows["4"])
 		require.Equal(t, docRow{ID: 6, Title: "v2"}, rows["6"])
@@ -204,7 +209,7 @@ func TestFailingGetIsReportedAndTheRestCompletes(t *testing.T) {
 		require.Equal(t, int64(20), status.Sources[0].Rows, "20 rows committed; row 100 never succeeded")
 		require.Equal(t, int64(2), status.Sources[0].Failing)
 		require.Len(t, status.Sources[0].Failures, 2)
-		require.Contains(t, status.Sources[0].Failures[0].Error, "HTTP 404")
+		require.Contains(t, status.Sources[0].Failures[0].Message, "HTTP 404")
 		require.NoError(t, e.Close())
 
 		// Failed rows are retried next time, and recover.
@@ -232,7 +237,7 @@ func TestLogicVersionReprocessesEveryRow(t *testing.T) {
 		st := h.mustUpdate()
 		require.Equal(t, 15, h.src.Gets())
 		require.Equal(t, int64(15), st.Sources["docs"].Reprocessed)
-		require.Equal(t, memory.Counts{}, h.db.Counts(), "the same output writes nothing")
+		require.Equal(t, tidemarktest.Counts{}, h.db.Counts(), "the same output writes nothing")
 
 		// A new logic that changes the output rewrites what changed.
 		h.logic = "3"
@@ -266,8 +271,8 @@ func TestProcessingErrorsFailTheRow(t *testing.T) {
 		}
 		// Reach the docs target through a flow built like the harness's.
 		f := tidemark.NewFlow("Docs", tidemark.LogicVersion(h.logic))
-		docs = memory.Table[docRow](f, h.db, "docs")
-		memory.Table[tagRow](f, h.db, "tags")
+		docs = tidemarktest.Table[docRow](f, h.db, "docs")
+		tidemarktest.Table[tagRow](f, h.db, "tags")
 		tidemark.ForEach(tidemark.AddSource(f, "docs", h.src), h.process)
 		e, err := tidemark.Open(t.Context(), f, h.opts)
 		require.NoError(t, err)
@@ -276,8 +281,8 @@ func TestProcessingErrorsFailTheRow(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, int64(3), st.Sources["docs"].Errors)
 		msgs := make(map[string]string)
-		for _, re := range st.RowErrors {
-			msgs[re.Key] = re.Err
+		for _, re := range st.Failures {
+			msgs[re.Key] = re.Message
 		}
 		require.Contains(t, msgs["3"], "cannot parse")
 		require.Contains(t, msgs["4"], "panic: boom")
@@ -299,7 +304,7 @@ func TestModes(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 12, h.src.Gets())
 		require.Equal(t, int64(12), st.Sources["docs"].Reprocessed)
-		require.Equal(t, memory.Counts{}, h.db.Counts(), "full reprocess writes only what changed")
+		require.Equal(t, tidemarktest.Counts{}, h.db.Counts(), "full reprocess writes only what changed")
 
 		h.src.ResetCounts()
 		h.db.ResetCounts()
@@ -307,7 +312,7 @@ func TestModes(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 12, h.src.Gets())
 		require.Equal(t, 12+7, h.db.Counts().Upserts, "reexport writes every state")
-		require.Equal(t, tidemark.TargetStats{Upserts: 12}, st.Targets["memory/docs"])
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 12}, st.Targets["memory/docs"])
 
 		// Preview computes, and writes neither the target nor the state.
 		h.src.Delete(0)
@@ -318,14 +323,14 @@ func TestModes(t *testing.T) {
 		h.db.ResetCounts()
 		st, err = h.update(tidemark.UpdateOptions{Preview: true})
 		require.NoError(t, err)
-		require.Equal(t, memory.Counts{}, h.db.Counts())
-		require.Equal(t, tidemark.TargetStats{Upserts: 2, Deletes: 1}, st.Targets["memory/docs"])
+		require.Equal(t, tidemarktest.Counts{}, h.db.Counts())
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 2, Deletes: 1}, st.Targets["memory/docs"])
 		require.Equal(t, int64(1), st.Sources["docs"].Added)
 		require.Equal(t, int64(1), st.Sources["docs"].Updated)
 		require.Equal(t, int64(1), st.Sources["docs"].Deleted)
 
 		st = h.mustUpdate()
-		require.Equal(t, tidemark.TargetStats{Upserts: 2, Deletes: 1}, st.Targets["memory/docs"], "the preview changed nothing")
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 2, Deletes: 1}, st.Targets["memory/docs"], "the preview changed nothing")
 		h.expectDocs()
 	})
 }
@@ -342,8 +347,8 @@ func TestSetupInvalidation(t *testing.T) {
 		st := h.mustUpdate()
 		require.Equal(t, 10, h.src.Gets())
 		require.Equal(t, int64(10), st.Sources["docs"].Reprocessed)
-		require.Equal(t, tidemark.TargetStats{Upserts: 10}, st.Targets["memory/docs"])
-		require.Equal(t, tidemark.TargetStats{}, st.Targets["memory/tags"], "the other table is untouched")
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 10}, st.Targets["memory/docs"])
+		require.Equal(t, tidemarktype.TargetStats{}, st.Targets["memory/tags"], "the other table is untouched")
 		require.Len(t, st.Setup, 1)
 		require.Equal(t, "update", st.Setup[0].Change)
 		require.Equal(t, target.InvalidateLossy, st.Setup[0].Invalidate)
@@ -362,8 +367,8 @@ func TestDestructiveSetupChange(t *testing.T) {
 		h.fill(10)
 		f := func(keySchema string) *tidemark.Engine {
 			f := tidemark.NewFlow("Docs")
-			docs := memory.Table[docRow](f, h.db, "docs", memory.KeySchema(keySchema))
-			tags := memory.Table[tagRow](f, h.db, "tags")
+			docs := tidemarktest.Table[docRow](f, h.db, "docs", tidemarktest.KeySchema(keySchema))
+			tags := tidemarktest.Table[tagRow](f, h.db, "tags")
 			tidemark.ForEach(tidemark.AddSource(f, "docs", h.src), standardProcess(docs, tags))
 			e, err := tidemark.Open(t.Context(), f, h.opts)
 			require.NoError(t, err)
@@ -381,7 +386,7 @@ func TestDestructiveSetupChange(t *testing.T) {
 		e.Close()
 		require.Equal(t, target.InvalidateDestructive, st.Setup[0].Invalidate)
 		require.Equal(t, 10, h.src.Gets())
-		require.Equal(t, tidemark.TargetStats{Upserts: 10}, st.Targets["memory/docs"])
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 10}, st.Targets["memory/docs"])
 		h.expectDocs()
 	})
 }
@@ -393,13 +398,13 @@ func TestAttachmentsAndRetiredTargets(t *testing.T) {
 		h.fill(3)
 		build := func(indexes map[string]string, withTags bool) *tidemark.Engine {
 			f := tidemark.NewFlow("Docs")
-			docs := memory.Table[docRow](f, h.db, "docs")
+			docs := tidemarktest.Table[docRow](f, h.db, "docs")
 			for name, field := range indexes {
-				memory.Index(docs, name, field)
+				tidemarktest.Index(docs, name, field)
 			}
 			var tags *tidemark.Target[tagRow]
 			if withTags {
-				tags = memory.Table[tagRow](f, h.db, "tags")
+				tags = tidemarktest.Table[tagRow](f, h.db, "tags")
 			}
 			tidemark.ForEach(tidemark.AddSource(f, "docs", h.src), func(_ context.Context, r *tidemark.Row, id int, d doc) error {
 				docs.Declare(r, target.Key(fmt.Sprint(id)), docRow{ID: id, Title: d.Title})
@@ -418,7 +423,7 @@ func TestAttachmentsAndRetiredTargets(t *testing.T) {
 		e := build(map[string]string{"by_title": "Title"}, true)
 		_, err := e.Update(t.Context(), tidemark.UpdateOptions{})
 		require.NoError(t, err)
-		require.Equal(t, map[target.Key]memory.IndexSpec{"by_title": {Field: "Title"}}, h.db.Indexes("docs"))
+		require.Equal(t, map[target.Key]tidemarktest.IndexSpec{"by_title": {Field: "Title"}}, h.db.Indexes("docs"))
 
 		e = build(map[string]string{"by_title": "Title", "by_id": "ID"}, true)
 		plan, err := e.Plan(t.Context())
@@ -436,7 +441,7 @@ func TestAttachmentsAndRetiredTargets(t *testing.T) {
 		e = build(map[string]string{"by_id": "Title"}, false)
 		st, err := e.Update(t.Context(), tidemark.UpdateOptions{})
 		require.NoError(t, err)
-		require.Equal(t, map[target.Key]memory.IndexSpec{"by_id": {Field: "Title"}}, h.db.Indexes("docs"))
+		require.Equal(t, map[target.Key]tidemarktest.IndexSpec{"by_id": {Field: "Title"}}, h.db.Indexes("docs"))
 		require.Nil(t, h.db.Rows("tags"), "the tags table was dropped")
 		require.Len(t, h.db.Rows("docs"), 3)
 		changes := make(map[string]string)
@@ -537,13 +542,13 @@ func TestConnectorSinkGetsBatchesAcrossRowsAndTargets(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, backend string) {
 		g := newGraph()
-		src := memory.NewSource[int, []int]()
+		src := tidemarktest.NewSource[int, []int]()
 		// Row i is node i with edges to the nodes it lists.
 		for i := range 30 {
 			src.Set(i, []int{(i + 1) % 30, (i + 7) % 30})
 		}
 		opts := stateStore(t, backend)
-		run := func() *tidemark.UpdateStats {
+		run := func() *tidemarktype.UpdateStats {
 			f := tidemark.NewFlow("Graph")
 			nodes := tidemark.Custom(f, g, graphSpec{Kind: "node"})
 			edges := tidemark.Custom(f, g, graphSpec{Kind: "edge"})
@@ -563,8 +568,8 @@ func TestConnectorSinkGetsBatchesAcrossRowsAndTargets(t *testing.T) {
 			return st
 		}
 		st := run()
-		require.Equal(t, tidemark.TargetStats{Upserts: 30}, st.Targets["graph/node"])
-		require.Equal(t, tidemark.TargetStats{Upserts: 60}, st.Targets["graph/edge"])
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 30}, st.Targets["graph/node"])
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 60}, st.Targets["graph/edge"])
 		g.mu.Lock()
 		require.Equal(t, 1, g.mutates, "30 rows and two targets in one batch")
 		require.Equal(t, 1, g.mixed)
@@ -592,7 +597,7 @@ func TestConnectorSinkGetsBatchesAcrossRowsAndTargets(t *testing.T) {
 
 // dupSource lists every key twice and records concurrent Gets of one key.
 type dupSource struct {
-	*memory.Source[int, doc]
+	*tidemarktest.Source[int, doc]
 	mu       sync.Mutex
 	inFlight map[int]bool
 	overlap  bool
@@ -620,7 +625,7 @@ func (d *dupSource) List(ctx context.Context) iter.Seq2[tidemark.Listed[int], er
 func TestOneUpdatePerKeyAtOnce(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, backend string) {
-		ds := &dupSource{Source: memory.NewSource[int, doc](), inFlight: make(map[int]bool)}
+		ds := &dupSource{Source: tidemarktest.NewSource[int, doc](), inFlight: make(map[int]bool)}
 		for i := range 40 {
 			ds.Set(i, doc{Title: fmt.Sprint(i)})
 		}
@@ -632,9 +637,9 @@ func TestOneUpdatePerKeyAtOnce(t *testing.T) {
 			ds.inFlight[id] = true
 			ds.mu.Unlock()
 		})
-		db := memory.NewDB()
+		db := tidemarktest.NewDB()
 		f := tidemark.NewFlow("Dup")
-		docs := memory.Table[docRow](f, db, "docs")
+		docs := tidemarktest.Table[docRow](f, db, "docs")
 		tidemark.ForEach(tidemark.AddSource(f, "docs", tidemark.Source[int, doc](ds), tidemark.MaxInFlight(8)),
 			func(_ context.Context, r *tidemark.Row, id int, d doc) error {
 				docs.Declare(r, target.Key(fmt.Sprint(id)), docRow{ID: id, Title: d.Title})
@@ -705,15 +710,15 @@ func TestConcurrentUpdatesOfOneFlowAreRefused(t *testing.T) {
 func TestUnusualKeysAndValues(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, backend string) {
-		src := memory.NewSource[string, string]()
+		src := tidemarktest.NewSource[string, string]()
 		keys := []string{"nul\x00byte", "ünïcödé ✓", "", `quote" and \backslash`, "tab\tnewline\n", strings.Repeat("k", 5000)}
 		for i, k := range keys {
 			src.Set(k, fmt.Sprintf("value %d \x00 with NUL", i))
 		}
 		src.Set("bad \xff utf-8", "never stored")
-		db := memory.NewDB()
+		db := tidemarktest.NewDB()
 		f := tidemark.NewFlow("Unusual")
-		rows := memory.Table[string](f, db, "rows")
+		rows := tidemarktest.Table[string](f, db, "rows")
 		tidemark.ForEach(tidemark.AddSource(f, "s", src), func(_ context.Context, r *tidemark.Row, key, v string) error {
 			rows.Declare(r, target.Key(key), v+" / "+key)
 			return nil
@@ -727,7 +732,7 @@ func TestUnusualKeysAndValues(t *testing.T) {
 		require.Equal(t, int64(len(keys)), s.Added)
 		require.Equal(t, int64(1), s.Errors)
 		require.True(t, s.ListingComplete)
-		require.Contains(t, st.RowErrors[0].Err, "does not survive its JSON encoding")
+		require.Contains(t, st.Failures[0].Message, "does not survive its JSON encoding")
 		got := db.Rows("rows")
 		require.Len(t, got, len(keys))
 		for i, k := range keys {
@@ -785,14 +790,14 @@ func TestSourceWithoutOrdinals(t *testing.T) {
 		st := h.mustUpdate()
 		require.Equal(t, 10, h.src.Gets())
 		require.Equal(t, int64(10), st.Sources["docs"].Unchanged)
-		require.Equal(t, memory.Counts{}, h.db.Counts())
+		require.Equal(t, tidemarktest.Counts{}, h.db.Counts())
 
 		d, _ := h.src.Value(3)
 		d.Title = "changed"
 		h.src.Set(3, d)
 		st = h.mustUpdate()
 		require.Equal(t, int64(1), st.Sources["docs"].Updated)
-		require.Equal(t, tidemark.TargetStats{Upserts: 1}, st.Targets["memory/docs"])
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 1}, st.Targets["memory/docs"])
 		h.expectDocs()
 	})
 }

@@ -33,8 +33,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/target/postgres"
-	"github.com/tidemark/tidemark/target/sqlite"
+	"github.com/tidemark/tidemark/target/sqltable"
 )
 
 // Exit codes.
@@ -59,7 +58,7 @@ type App struct {
 	Flags func(fs *pflag.FlagSet)
 	// Flow builds the application's flow on the database. It is called
 	// once per command, after the flags are parsed.
-	Flow func(ctx context.Context, db *Database) (*tidemark.Flow, error)
+	Flow func(ctx context.Context, db *sqltable.DB) (*tidemark.Flow, error)
 	// Queries names the flow's query handlers, each with a one-line
 	// description: each gets a subcommand that runs it.
 	Queries map[string]string
@@ -68,44 +67,12 @@ type App struct {
 	Options func(o *tidemark.Options)
 }
 
-// Database is the database chosen with --db: exactly one of SQLite and
-// Postgres is set. The flow's tables and Tidemark's state live in it.
-type Database struct {
-	// URL is --db as given.
-	URL      string
-	SQLite   *sqlite.DB
-	Postgres *postgres.DB
-}
-
-// Close closes the database.
-func (d *Database) Close() error {
-	if d.SQLite != nil {
-		return d.SQLite.Close()
-	}
-	if d.Postgres != nil {
-		d.Postgres.Close()
-	}
-	return nil
-}
-
-// IsPostgres reports whether url names a PostgreSQL database rather than a
-// SQLite file.
-func IsPostgres(url string) bool {
-	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
-}
-
-// openDatabase opens the database at url.
-func openDatabase(ctx context.Context, url string, writers int) (*Database, error) {
+// openDatabase opens the database at url (--db).
+func openDatabase(ctx context.Context, url string, writers int) (*sqltable.DB, error) {
 	if url == "" {
 		return nil, errors.New("--db is empty: give a SQLite file path or a postgres:// URL")
 	}
-	d := &Database{URL: url}
-	var err error
-	if IsPostgres(url) {
-		d.Postgres, err = postgres.Connect(ctx, "main", url, postgres.Options{Writers: writers})
-	} else {
-		d.SQLite, err = sqlite.Open(ctx, "main", url)
-	}
+	d, err := sqltable.Open(ctx, "main", url, sqltable.Options{Writers: writers})
 	if err != nil {
 		return nil, fmt.Errorf("opening --db %s: %w", redact(url), err)
 	}
@@ -353,7 +320,7 @@ func (r *runner) prepare(cmd *cobra.Command) error {
 // session is an open database, the flow built on it and, once asked for,
 // an engine.
 type session struct {
-	db     *Database
+	db     *sqltable.DB
 	flow   *tidemark.Flow
 	engine *tidemark.Engine
 }

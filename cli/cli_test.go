@@ -16,10 +16,8 @@ import (
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/cli"
 	"github.com/tidemark/tidemark/internal/pgtest"
-	"github.com/tidemark/tidemark/memory"
-	"github.com/tidemark/tidemark/target/postgres"
-	"github.com/tidemark/tidemark/target/sqlite"
-	"github.com/tidemark/tidemark/target/table"
+	"github.com/tidemark/tidemark/target/sqltable"
+	"github.com/tidemark/tidemark/tidemarktest"
 )
 
 type note struct {
@@ -35,7 +33,7 @@ type hit struct {
 
 // notesApp is a small application: notes from a memory source into a
 // table with full-text search.
-func notesApp(src *memory.Source[string, string]) (cli.App, *string) {
+func notesApp(src *tidemarktest.Source[string, string]) (cli.App, *string) {
 	suffix := new(string)
 	return cli.App{
 		Name:      "notes",
@@ -46,30 +44,19 @@ func notesApp(src *memory.Source[string, string]) (cli.App, *string) {
 		Options: func(o *tidemark.Options) {
 			o.Retry = tidemark.RetryPolicy{Initial: time.Millisecond, Max: 2 * time.Millisecond, Multiplier: 2, MaxAttempts: 2}
 		},
-		Flow: func(ctx context.Context, db *cli.Database) (*tidemark.Flow, error) {
+		Flow: func(ctx context.Context, db *sqltable.DB) (*tidemark.Flow, error) {
 			f := tidemark.NewFlow("Notes")
-			var (
-				declare func(r *tidemark.Row, n note)
-				search  func(ctx context.Context, q string, limit int) ([]table.Hit[note], error)
-			)
-			if db.SQLite != nil {
-				t := sqlite.DeclareTable[note](f, db.SQLite, "notes")
-				sqlite.FullText(t, "text")
-				declare, search = func(r *tidemark.Row, n note) { t.Declare(r, n) }, t.Search
-			} else {
-				t := postgres.DeclareTable[note](f, db.Postgres, "notes")
-				postgres.FullText(t, "text", "english")
-				declare, search = func(r *tidemark.Row, n note) { t.Declare(r, n) }, t.Search
-			}
+			notes := sqltable.Declare[note](f, db, "notes")
+			sqltable.FullText(notes, "text", sqltable.FullTextOptions{})
 			tidemark.ForEach(tidemark.AddSource(f, "notes", src), func(_ context.Context, r *tidemark.Row, k, v string) error {
 				if v == "fail" {
 					return fmt.Errorf("note %s cannot be processed", k)
 				}
-				declare(r, note{ID: k, Text: v + *suffix})
+				notes.Declare(r, note{ID: k, Text: v + *suffix})
 				return nil
 			})
 			f.QueryHandler("search", func(ctx context.Context, q tidemark.Query) (any, error) {
-				hits, err := search(ctx, q.Text, q.Limit)
+				hits, err := notes.Search(ctx, q.Text, q.Limit)
 				if err != nil {
 					return nil, err
 				}
@@ -110,7 +97,7 @@ func TestCommands(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			db := newDB(t)
-			src := memory.NewSource[string, string]()
+			src := tidemarktest.NewSource[string, string]()
 			src.Set("a", "the quick brown fox")
 			src.Set("b", "a lazy dog")
 			src.Set("c", "fail")
@@ -204,7 +191,7 @@ func TestCommands(t *testing.T) {
 
 func TestStopExitsZero(t *testing.T) {
 	t.Parallel()
-	src := memory.NewSource[string, string]()
+	src := tidemarktest.NewSource[string, string]()
 	for i := range 200 {
 		src.Set(fmt.Sprintf("n%03d", i), "note")
 	}
@@ -227,7 +214,7 @@ func TestStopExitsZero(t *testing.T) {
 
 func TestLive(t *testing.T) {
 	t.Parallel()
-	src := memory.NewSource[string, string]()
+	src := tidemarktest.NewSource[string, string]()
 	src.Set("a", "alpha")
 	app, _ := notesApp(src)
 	db := filepath.Join(t.TempDir(), "n.db")
@@ -247,7 +234,7 @@ func TestLive(t *testing.T) {
 
 func TestBadFlags(t *testing.T) {
 	t.Parallel()
-	app, _ := notesApp(memory.NewSource[string, string]())
+	app, _ := notesApp(tidemarktest.NewSource[string, string]())
 	db := filepath.Join(t.TempDir(), "n.db")
 	for args, want := range map[string]string{
 		"update --log-format xml": "--log-format must be text or json",
@@ -265,7 +252,7 @@ func TestBadFlags(t *testing.T) {
 
 func TestInterruptedUpdateExitsZero(t *testing.T) {
 	t.Parallel()
-	src := memory.NewSource[string, string]()
+	src := tidemarktest.NewSource[string, string]()
 	for i := range 200 {
 		src.Set(fmt.Sprintf("n%03d", i), "note")
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/target/table"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 func (r *runner) setupCommand() *cobra.Command {
@@ -173,7 +174,7 @@ func (r *runner) lsCommand() *cobra.Command {
 }
 
 // targetState says whether a declared target is set up.
-func targetState(st *tidemark.Status, key string) string {
+func targetState(st *tidemarktype.Status, key string) string {
 	for _, t := range st.Targets {
 		if t.Key != key || t.Attachment {
 			continue
@@ -214,7 +215,7 @@ func (r *runner) showCommand() *cobra.Command {
 				}
 				fmt.Fprintf(out, "  %s: %d rows, %d failing, last processed %s\n", src.Name, src.Rows, src.Failing, last)
 				for _, f := range src.Failures {
-					fmt.Fprintf(out, "    failing %s (%d times, last %s): %s\n", f.Key, f.Count, f.At.Local().Format(time.DateTime), firstLine(f.Error))
+					fmt.Fprintf(out, "    failing %s (%d times, last %s): %s\n", f.Key, f.Count, f.At.Local().Format(time.DateTime), firstLine(f.Message))
 				}
 			}
 			fmt.Fprintln(out, "\ntargets")

@@ -11,14 +11,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/cli"
-	"github.com/tidemark/tidemark/memory"
+	"github.com/tidemark/tidemark/tidemarktest"
 )
 
 // An update whose context is cancelled for a reason other than
 // ErrInterrupted did not finish: it exits 1, not 0 ("done").
 func TestAbandonedUpdateIsNotExitZero(t *testing.T) {
 	t.Parallel()
-	src := memory.NewSource[string, string]()
+	src := tidemarktest.NewSource[string, string]()
 	for i := range 200 {
 		src.Set(fmt.Sprintf("n%03d", i), "note")
 	}
@@ -44,7 +44,7 @@ func TestAbandonedUpdateIsNotExitZero(t *testing.T) {
 // failures, as a finished one does.
 func TestStoppedUpdateWithFailedRowsExitsTwo(t *testing.T) {
 	t.Parallel()
-	src := memory.NewSource[string, string]()
+	src := tidemarktest.NewSource[string, string]()
 	src.Set("a000", "fail")
 	for i := range 200 {
 		src.Set(fmt.Sprintf("n%03d", i), "note")

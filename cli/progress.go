@@ -9,7 +9,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
-	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // progress shows how an update goes: bars on a terminal, a log line every
@@ -21,7 +21,7 @@ type progress struct {
 
 	mu      sync.Mutex
 	started time.Time
-	last    *tidemark.UpdateStats
+	last    *tidemarktype.UpdateStats
 	p       *mpb.Progress
 	bars    map[string]*mpb.Bar
 }
@@ -74,7 +74,7 @@ func (c counts) String() string {
 }
 
 // update takes the engine's latest counts.
-func (p *progress) update(st *tidemark.UpdateStats) {
+func (p *progress) update(st *tidemarktype.UpdateStats) {
 	if p == nil {
 		return
 	}

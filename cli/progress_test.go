@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // openPTY returns the slave side of a new pseudo-terminal, whose output is
@@ -46,7 +46,7 @@ func TestProgressUpdateDeadlocksWithRender(t *testing.T) {
 	tty := openPTY(t)
 	env := Env{Stdout: tty, Stderr: tty, Terminal: true}
 	p := newProgress(env, slog.New(slog.DiscardHandler), []string{"a", "b"})
-	st := &tidemark.UpdateStats{Sources: map[string]tidemark.SourceStats{"a": {Listed: 10, Added: 3}, "b": {Listed: 5}}}
+	st := &tidemarktype.UpdateStats{Sources: map[string]tidemarktype.SourceStats{"a": {Listed: 10, Added: 3}, "b": {Listed: 5}}}
 
 	finished := make(chan struct{})
 	go func() {

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/cli"
-	"github.com/tidemark/tidemark/memory"
+	"github.com/tidemark/tidemark/tidemarktest"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -28,7 +28,7 @@ func get(t *testing.T, url string) (int, string) {
 
 func TestServer(t *testing.T) {
 	t.Parallel()
-	src := memory.NewSource[string, string]()
+	src := tidemarktest.NewSource[string, string]()
 	src.Set("a", "the quick brown fox")
 	src.Set("b", "a lazy <dog>")
 	app, _ := notesApp(src)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 type updateFlags struct {
@@ -88,7 +89,7 @@ func (r *runner) update(ctx context.Context, f *updateFlags) error {
 	}
 
 	if f.live {
-		var last *tidemark.UpdateStats
+		var last *tidemarktype.UpdateStats
 		err := s.engine.Live(ctx, tidemark.LiveOptions{
 			Mode: f.mode(), Refresh: f.refresh, Stop: r.env.Stop,
 			Progress: prog.update, ProgressInterval: prog.interval(),
@@ -141,12 +142,12 @@ func interrupted(ctx context.Context) bool {
 
 // failedRows prints the rows that failed, if any, and returns the error
 // that exits with ExitRowsFailed.
-func (r *runner) failedRows(st *tidemark.UpdateStats) error {
+func (r *runner) failedRows(st *tidemarktype.UpdateStats) error {
 	if st == nil || st.Failed() == 0 {
 		return nil
 	}
-	for _, e := range st.RowErrors {
-		fmt.Fprintf(r.env.Stderr, "failed: %s %s: %s\n", e.Source, e.Key, firstLine(e.Err))
+	for _, e := range st.Failures {
+		fmt.Fprintf(r.env.Stderr, "failed: %s %s: %s\n", e.Source, e.Key, firstLine(e.Message))
 	}
 	return &exitError{code: ExitRowsFailed, err: fmt.Errorf("%d rows failed; they are retried on the next run (see `%s show`)", st.Failed(), r.app.Name)}
 }
@@ -157,7 +158,7 @@ func firstLine(s string) string {
 }
 
 // printStats prints what an update did, a line per source and per target.
-func printStats(w io.Writer, st *tidemark.UpdateStats, preview bool) {
+func printStats(w io.Writer, st *tidemarktype.UpdateStats, preview bool) {
 	if preview {
 		fmt.Fprintln(w, "preview: nothing was written")
 	}
@@ -166,7 +167,7 @@ func printStats(w io.Writer, st *tidemark.UpdateStats, preview bool) {
 	}
 	for _, name := range slices.Sorted(maps.Keys(st.Sources)) {
 		s := st.Sources[name]
-		if s == (tidemark.SourceStats{}) {
+		if s == (tidemarktype.SourceStats{}) {
 			continue // not part of this update
 		}
 		fmt.Fprintf(w, "source %s: %d listed, %d fetched, %d added, %d updated, %d reprocessed, %d deleted, %d unchanged, %d failed\n",

@@ -22,8 +22,7 @@ import (
 	"github.com/tidemark/tidemark/internal/pgtest"
 	"github.com/tidemark/tidemark/source/hackernews"
 	"github.com/tidemark/tidemark/source/hackernews/hnfake"
-	"github.com/tidemark/tidemark/target/postgres"
-	"github.com/tidemark/tidemark/target/sqlite"
+	"github.com/tidemark/tidemark/target/sqltable"
 )
 
 var backends = []string{"sqlite", "postgres"}
@@ -129,13 +128,7 @@ func (w *world) mustUpdate(args ...string) hnfake.Counts {
 func (w *world) rows() map[string]hnindex.Message {
 	w.t.Helper()
 	ctx := w.t.Context()
-	db := &cli.Database{URL: w.db}
-	var err error
-	if cli.IsPostgres(w.db) {
-		db.Postgres, err = postgres.Connect(ctx, "main", w.db, postgres.Options{})
-	} else {
-		db.SQLite, err = sqlite.Open(ctx, "main", w.db)
-	}
+	db, err := sqltable.Open(ctx, "main", w.db, sqltable.Options{})
 	require.NoError(w.t, err)
 	defer db.Close()
 	src, err := hackernews.New(hackernews.Options{BaseURL: w.url})

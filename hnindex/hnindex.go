@@ -23,8 +23,7 @@ import (
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/cli"
 	"github.com/tidemark/tidemark/source/hackernews"
-	"github.com/tidemark/tidemark/target/postgres"
-	"github.com/tidemark/tidemark/target/sqlite"
+	"github.com/tidemark/tidemark/target/sqltable"
 	"github.com/tidemark/tidemark/target/table"
 )
 
@@ -130,16 +129,15 @@ func (rs Results) WriteText(w io.Writer) error {
 // Flow is the HackerNewsIndex flow with its table.
 type Flow struct {
 	*tidemark.Flow
-	search func(ctx context.Context, query string, limit int) ([]table.Hit[Message], error)
-	rows   func(ctx context.Context) iter.Seq2[Message, error]
+	messages *sqltable.Table[Message]
 }
 
 // Rows streams the rows of hn_messages, by id.
-func (f *Flow) Rows(ctx context.Context) iter.Seq2[Message, error] { return f.rows(ctx) }
+func (f *Flow) Rows(ctx context.Context) iter.Seq2[Message, error] { return f.messages.Rows(ctx) }
 
 // Search runs a full-text query over the messages, best first.
 func (f *Flow) Search(ctx context.Context, query string, limit int) (Results, error) {
-	hits, err := f.search(ctx, query, limit)
+	hits, err := f.messages.Search(ctx, query, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -154,26 +152,18 @@ func (f *Flow) Search(ctx context.Context, query string, limit int) (Results, er
 
 // NewFlow builds the HackerNewsIndex flow: threads from src into the
 // hn_messages table of db (a SQLite or PostgreSQL database), with
-// full-text search on text and a "search" query handler.
-func NewFlow(src tidemark.Source[string, hackernews.Thread], db *cli.Database) (*Flow, error) {
-	f := &Flow{Flow: tidemark.NewFlow(FlowName)}
-	var declare func(r *tidemark.Row, m Message)
-	switch {
-	case db.SQLite != nil:
-		t := sqlite.DeclareTable[Message](f.Flow, db.SQLite, TableName)
-		sqlite.FullText(t, "text")
-		declare, f.search, f.rows = func(r *tidemark.Row, m Message) { t.Declare(r, m) }, t.Search, t.Rows
-	case db.Postgres != nil:
-		t := postgres.DeclareTable[Message](f.Flow, db.Postgres, TableName)
-		postgres.FullText(t, "text", "english")
-		declare, f.search, f.rows = func(r *tidemark.Row, m Message) { t.Declare(r, m) }, t.Search, t.Rows
-	default:
+// full-text search on text in English and a "search" query handler.
+func NewFlow(src tidemark.Source[string, hackernews.Thread], db *sqltable.DB) (*Flow, error) {
+	if db == nil {
 		return nil, fmt.Errorf("hnindex: no database")
 	}
+	f := &Flow{Flow: tidemark.NewFlow(FlowName)}
+	f.messages = sqltable.Declare[Message](f.Flow, db, TableName)
+	sqltable.FullText(f.messages, "text", sqltable.FullTextOptions{Language: "english"})
 	threads := tidemark.AddSource(f.Flow, SourceName, src, tidemark.MaxInFlight(8))
 	tidemark.ForEach(threads, func(_ context.Context, r *tidemark.Row, _ string, t hackernews.Thread) error {
 		for _, m := range Messages(t) {
-			declare(r, m)
+			f.messages.Declare(r, m)
 		}
 		return nil
 	})
@@ -204,7 +194,7 @@ func App(configure func(*hackernews.Options)) cli.App {
 			fs.IntVar(&o.Concurrency, "concurrency", 8, "requests in flight at once, at most")
 		},
 		Queries: map[string]string{"search": "Full-text search over the threads and comments, best first"},
-		Flow: func(ctx context.Context, db *cli.Database) (*tidemark.Flow, error) {
+		Flow: func(ctx context.Context, db *sqltable.DB) (*tidemark.Flow, error) {
 			if err := validateFlags(o); err != nil {
 				return nil, err
 			}

@@ -180,7 +180,7 @@ func (s *countingStore) Commit(ctx context.Context, p statestore.CommitParams) e
 		return err
 	}
 	s.mu.Lock()
-	s.commits = append(s.commits, len(p.Rows)+len(p.Bumps)+len(p.Errors)+len(p.Deletes))
+	s.commits = append(s.commits, len(p.Rows)+len(p.Bumps)+len(p.Failed)+len(p.Deletes))
 	s.mu.Unlock()
 	return nil
 }
@@ -344,9 +344,9 @@ func TestWriteFailureIsolatesTheRow(t *testing.T) {
 	require.Equal(t, int64(2), st.Sources["s"].Errors)
 	require.Equal(t, int64(14), st.Sources["s"].Added)
 	var failed []string
-	for _, e := range st.RowErrors {
+	for _, e := range st.Failures {
 		failed = append(failed, e.Key)
-		require.Contains(t, e.Err, "value violates a constraint")
+		require.Contains(t, e.Message, "value violates a constraint")
 	}
 	require.ElementsMatch(t, []string{"0005", "0011"}, failed)
 	var written int

@@ -12,33 +12,11 @@ import (
 
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // SetupChange is one change to the setup of a root target or attachment.
-type SetupChange struct {
-	Kind string
-	// Key is the root's key, or for an attachment "root#kind:key".
-	Key string
-	// Change is "create", "update" or "drop".
-	Change string
-	// Description is the action's own description, if it has one.
-	Description string
-	// Invalidate is what the change does to the target's children.
-	Invalidate target.Invalidation
-}
-
-// String describes the change in a line: what, on which target, and what
-// it does to the target's rows.
-func (c SetupChange) String() string {
-	s := c.Change + " " + c.Key
-	if c.Description != "" {
-		s += ": " + c.Description
-	}
-	if c.Invalidate != target.InvalidateNone {
-		s += " (" + c.Invalidate.String() + ": every row is written again)"
-	}
-	return s
-}
+type SetupChange = tidemarktype.SetupChange
 
 // rootState is what an update knows of one declared root target.
 type rootState struct {

@@ -3,72 +3,28 @@ package engine
 import (
 	"sync"
 	"sync/atomic"
-	"time"
+
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
-// Stats describe one update.
-type Stats struct {
-	Started  time.Time
-	Finished time.Time
-	// Setup lists the setup changes the update applied (or, in preview,
-	// would apply).
-	Setup []SetupChange
-	// Sources are per source, by name.
-	Sources map[string]SourceStats
-	// Targets are per root target, by key: the actions written to its
-	// children (or, in preview, that would be).
-	Targets map[string]TargetStats
-	// RowErrors are the first failed rows, up to maxRowErrors.
-	RowErrors []RowError
-}
-
-// SourceStats count what an update did with one source's rows.
-type SourceStats struct {
-	// Listed is the number of keys listed.
-	Listed int64
-	// Fetched is the number of rows fetched with Get.
-	Fetched int64
-	// Added, Updated and Reprocessed count rows processed: seen for the
-	// first time, changed, or processed again because the logic, a target's
-	// setup or the mode asked for it.
-	Added       int64
-	Updated     int64
-	Reprocessed int64
-	// Deleted counts rows gone from the source whose targets were deleted.
-	Deleted int64
-	// Unchanged counts rows skipped: by ordinal, or fetched and found with
-	// the same content.
-	Unchanged int64
-	// Errors counts rows that failed; they are retried next update.
-	Errors int64
-	// ListingComplete says the listing ran to its end, so rows missing from
-	// it were deleted.
-	ListingComplete bool
-	// ListingError is why the listing did not complete, if it did not.
-	ListingError string
-}
-
-// TargetStats count the actions written to a root target's children.
-type TargetStats struct {
-	Upserts int64
-	Deletes int64
-}
-
-// RowError is a source row that failed.
-type RowError struct {
-	Source string
-	Key    string
-	Err    string
-}
-
-const maxRowErrors = 100
+// The result types are tidemarktype's: one definition in every layer.
+type (
+	// Stats describe one update.
+	Stats = tidemarktype.UpdateStats
+	// SourceStats count what an update did with one source's rows.
+	SourceStats = tidemarktype.SourceStats
+	// TargetStats count the actions written to a root target's children.
+	TargetStats = tidemarktype.TargetStats
+	// RowFailure is a source row that failed.
+	RowFailure = tidemarktype.RowFailure
+)
 
 // counters are the live counters of one update.
 type counters struct {
-	mu        sync.Mutex
-	sources   map[string]*sourceCounters
-	targets   map[string]*targetCounters
-	rowErrors []RowError
+	mu       sync.Mutex
+	sources  map[string]*sourceCounters
+	targets  map[string]*targetCounters
+	failures []RowFailure
 }
 
 type sourceCounters struct {
@@ -96,8 +52,8 @@ func (c *counters) rowError(source, key string, err error) {
 	c.sources[source].errors.Add(1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.rowErrors) < maxRowErrors {
-		c.rowErrors = append(c.rowErrors, RowError{Source: source, Key: key, Err: err.Error()})
+	if len(c.failures) < tidemarktype.MaxFailures {
+		c.failures = append(c.failures, RowFailure{Source: source, Key: key, Message: err.Error()})
 	}
 }
 
@@ -118,7 +74,7 @@ func (c *counters) snapshot() Stats {
 		st.Targets[key] = TargetStats{Upserts: t.upserts.Load(), Deletes: t.deletes.Load()}
 	}
 	c.mu.Lock()
-	st.RowErrors = append([]RowError(nil), c.rowErrors...)
+	st.Failures = append([]RowFailure(nil), c.failures...)
 	c.mu.Unlock()
 	return st
 }

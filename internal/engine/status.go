@@ -2,49 +2,28 @@ package engine
 
 import (
 	"context"
-	"time"
-
 	"github.com/tidemark/tidemark/internal/statestore"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
-// Status is what the state store knows of a flow.
-type Status struct {
-	Sources []SourceStatus
-	Targets []TargetStatus
-}
-
-// SourceStatus describes the rows kept for one source.
-type SourceStatus struct {
-	Name            string
-	Rows            int64
-	Failing         int64
-	LastProcessedAt time.Time
-	// Failures are the most recently failed rows, up to the limit asked.
-	Failures []statestore.RowError
-}
-
-// TargetStatus describes one root target or attachment as kept.
-type TargetStatus struct {
-	Kind string
-	Key  string
-	// Attachment says the target is an attachment of a container.
-	Attachment bool
-	// Exists says the target's setup was committed.
-	Exists bool
-	// Staged says a setup change was staged and not committed: an update
-	// was interrupted during setup.
-	Staged    bool
-	UpdatedAt time.Time
-}
+// The status types are tidemarktype's.
+type (
+	// Status is what the state store knows of a flow.
+	Status = tidemarktype.Status
+	// SourceStatus describes the rows kept for one source.
+	SourceStatus = tidemarktype.SourceStatus
+	// TargetStatus describes one root target or attachment as kept.
+	TargetStatus = tidemarktype.TargetStatus
+)
 
 // Status reports the flow's state, listing at most failures failed rows per
 // source. It writes nothing.
 func (e *Engine) Status(ctx context.Context, failures int) (Status, error) {
-	var st Status
+	st := Status{Flow: e.flow.Name}
 	for _, src := range e.flow.Sources {
 		var (
 			ss   statestore.SourceStatus
-			errs []statestore.RowError
+			errs []statestore.RowFailure
 		)
 		id, err := e.sourceID(ctx, src.Name, true)
 		if err != nil {
@@ -58,14 +37,18 @@ func (e *Engine) Status(ctx context.Context, failures int) (Status, error) {
 				return err
 			}
 			if failures > 0 {
-				errs, err = e.store.RowErrors(ctx, statestore.RowErrorsParams{SourceID: id, Limit: failures})
+				errs, err = e.store.RowFailures(ctx, statestore.RowFailuresParams{SourceID: id, Limit: failures})
 			}
 			return err
 		})
 		if err != nil {
 			return st, err
 		}
-		st.Sources = append(st.Sources, SourceStatus{Name: src.Name, Rows: ss.Rows, Failing: ss.Failing, LastProcessedAt: ss.LastProcessedAt, Failures: errs})
+		status := SourceStatus{Name: src.Name, Rows: ss.Rows, Failing: ss.Failing, LastProcessedAt: ss.LastProcessedAt}
+		for _, f := range errs {
+			status.Failures = append(status.Failures, RowFailure{Source: src.Name, Key: f.Key, Message: f.Message, Count: f.Count, At: f.At})
+		}
+		st.Sources = append(st.Sources, status)
 	}
 	stored, err := e.listTargets(ctx)
 	if err != nil {

@@ -1061,11 +1061,11 @@ func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult,
 			}
 			p.Deletes = append(p.Deletes, statestore.RowDelete{ID: res.id, Owners: owners})
 		case resultFailed:
-			p.Errors = append(p.Errors, statestore.RowFailure{ID: res.id, Key: res.key, Message: res.err.Error()})
+			p.Failed = append(p.Failed, statestore.RowFailed{ID: res.id, Key: res.key, Message: res.err.Error()})
 			run.markFailed(res.key)
 		}
 	}
-	if len(p.Rows)+len(p.Bumps)+len(p.Deletes)+len(p.Errors) == 0 {
+	if len(p.Rows)+len(p.Bumps)+len(p.Deletes)+len(p.Failed) == 0 {
 		return nil
 	}
 	return u.e.write(ctx, "commit", func(ctx context.Context) error { return u.e.store.Commit(ctx, p) })

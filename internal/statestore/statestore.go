@@ -99,9 +99,9 @@ type Store interface {
 	// RowCount returns the number of a source's rows, staged, failed and
 	// committed alike: every row RowScan would return.
 	RowCount(ctx context.Context, p RowCountParams) (int64, error)
-	// RowErrors returns a source's rows whose last update failed, most
+	// RowFailures returns a source's rows whose last update failed, most
 	// recent failure first.
-	RowErrors(ctx context.Context, p RowErrorsParams) ([]RowError, error)
+	RowFailures(ctx context.Context, p RowFailuresParams) ([]RowFailure, error)
 
 	// OwnerFind returns which rows own each of the given target keys.
 	OwnerFind(ctx context.Context, p OwnerFindParams) ([]Owner, error)
@@ -278,14 +278,14 @@ type RowCountParams struct {
 	SourceID int64
 }
 
-// RowErrorsParams are the parameters of Store.RowErrors.
-type RowErrorsParams struct {
+// RowFailuresParams are the parameters of Store.RowFailures.
+type RowFailuresParams struct {
 	SourceID int64
 	Limit    int
 }
 
-// RowError is a row whose last update failed.
-type RowError struct {
+// RowFailure is a row whose last update failed.
+type RowFailure struct {
 	Key     string
 	Message string
 	Count   int64
@@ -339,8 +339,8 @@ type CommitParams struct {
 	// Bumps are rows whose content did not change: only the ordinal is
 	// updated (and the error cleared).
 	Bumps []OrdinalBump
-	// Errors are rows whose update failed. Their tracking is left as it is.
-	Errors []RowFailure
+	// Failed are rows whose update failed. Their tracking is left as it is.
+	Failed []RowFailed
 	// Deletes are rows gone from the source, deleted with their owners.
 	Deletes []RowDelete
 	// At is the time to record as the rows' processing time.
@@ -368,9 +368,9 @@ type OrdinalBump struct {
 	Ordinal *int64
 }
 
-// RowFailure is a row whose update failed. A row seen for the first time
+// RowFailed is a row whose update failed. A row seen for the first time
 // (ID 0) is inserted by Key so that the failure can be shown.
-type RowFailure struct {
+type RowFailed struct {
 	ID      int64
 	Key     string
 	Message string

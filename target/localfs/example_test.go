@@ -12,9 +12,9 @@ import (
 	"strings"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target"
 	"github.com/tidemark/tidemark/target/localfs"
+	"github.com/tidemark/tidemark/tidemarktest"
 )
 
 // note is a markdown-ish document: a title and paragraphs separated by
@@ -52,7 +52,7 @@ func Example() {
 	defer os.RemoveAll(tmp)
 	site := filepath.Join(tmp, "site")
 
-	notes := memory.NewSource[string, note]()
+	notes := tidemarktest.NewSource[string, note]()
 	notes.Set("fish", note{Title: "Fish & Chips <Recipe>", Body: "Batter the fish.\n\nFry until golden."})
 	notes.Set("tea", note{Title: "Tea", Body: "Boil water."})
 	notes.Set("drafts/todo", note{Title: "To do", Body: "Write more notes."})

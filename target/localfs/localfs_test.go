@@ -17,9 +17,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target"
 	"github.com/tidemark/tidemark/target/localfs"
+	"github.com/tidemark/tidemark/tidemarktest"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // files is a source row of the test flows: the files it declares, by name.
@@ -34,7 +35,7 @@ type fixture struct {
 	// dir is the target directory; it does not exist at first.
 	dir   string
 	opts  tidemark.Options
-	src   *memory.Source[string, files]
+	src   *tidemarktest.Source[string, files]
 	ops   *opCounter
 	logic string
 }
@@ -50,7 +51,7 @@ func setup(t *testing.T) *fixture {
 			StateStore: filepath.Join(t.TempDir(), "state.db"),
 			Retry:      tidemark.RetryPolicy{Initial: time.Millisecond, Max: 2 * time.Millisecond, Multiplier: 2, MaxAttempts: 2},
 		},
-		src:   memory.NewSource[string, files](),
+		src:   tidemarktest.NewSource[string, files](),
 		ops:   &opCounter{},
 		logic: "1",
 	}
@@ -76,7 +77,7 @@ func (f *fixture) flow(dir string, opts ...localfs.Option) *tidemark.Flow {
 }
 
 // run opens an engine on fl, runs one update and closes the engine.
-func (f *fixture) run(fl *tidemark.Flow, uo tidemark.UpdateOptions) (*tidemark.UpdateStats, error) {
+func (f *fixture) run(fl *tidemark.Flow, uo tidemark.UpdateOptions) (*tidemarktype.UpdateStats, error) {
 	f.t.Helper()
 	e, err := tidemark.Open(f.t.Context(), fl, f.opts)
 	require.NoError(f.t, err)
@@ -86,11 +87,11 @@ func (f *fixture) run(fl *tidemark.Flow, uo tidemark.UpdateOptions) (*tidemark.U
 
 // update runs one update of the standard flow, which must succeed with no
 // failed row.
-func (f *fixture) update(opts ...localfs.Option) *tidemark.UpdateStats {
+func (f *fixture) update(opts ...localfs.Option) *tidemarktype.UpdateStats {
 	f.t.Helper()
 	st, err := f.run(f.flow(f.dir, opts...), tidemark.UpdateOptions{})
 	require.NoError(f.t, err)
-	require.Empty(f.t, st.RowErrors)
+	require.Empty(f.t, st.Failures)
 	return st
 }
 
@@ -183,9 +184,9 @@ func stat(t *testing.T, name string) os.FileInfo {
 	return fi
 }
 
-func rowErrorKeys(st *tidemark.UpdateStats) []string {
+func rowErrorKeys(st *tidemarktype.UpdateStats) []string {
 	var keys []string
-	for _, e := range st.RowErrors {
+	for _, e := range st.Failures {
 		keys = append(keys, e.Key)
 	}
 	slices.Sort(keys)
@@ -204,7 +205,7 @@ func TestCreateAndUpdate(t *testing.T) {
 	require.Equal(t, map[string]string{"a.html": "A1", "sub": "/", "sub/b.html": "B1"}, tree(t, f.dir))
 	require.True(t, hasMarker(t, f.dir))
 	require.Equal(t, map[string]int{"write a.html": 1, "write sub/b.html": 1}, f.ops.take())
-	require.Equal(t, tidemark.TargetStats{Upserts: 2}, st.Targets["localfs:"+f.dir])
+	require.Equal(t, tidemarktype.TargetStats{Upserts: 2}, st.Targets["localfs:"+f.dir])
 	require.Equal(t, os.FileMode(0o644), stat(t, filepath.Join(f.dir, "a.html")).Mode().Perm())
 
 	before := stat(t, filepath.Join(f.dir, "sub", "b.html"))
@@ -242,7 +243,7 @@ func TestEmptyPathFailsOpen(t *testing.T) {
 	t.Parallel()
 	fl := tidemark.NewFlow("Site")
 	site := localfs.Directory(fl, "")
-	tidemark.ForEach(tidemark.AddSource(fl, "pages", memory.NewSource[string, files]()), declareAll(site))
+	tidemark.ForEach(tidemark.AddSource(fl, "pages", tidemarktest.NewSource[string, files]()), declareAll(site))
 	_, err := tidemark.Open(t.Context(), fl, tidemark.Options{StateStore: filepath.Join(t.TempDir(), "state.db")})
 	require.ErrorContains(t, err, "localfs: a directory target needs a path")
 }
@@ -421,8 +422,8 @@ func TestInvalidNamesFailTheirRowOnly(t *testing.T) {
 	}
 	slices.Sort(want)
 	require.Equal(t, want, rowErrorKeys(st))
-	for _, e := range st.RowErrors {
-		require.Contains(t, e.Err, "invalid file name")
+	for _, e := range st.Failures {
+		require.Contains(t, e.Message, "invalid file name")
 	}
 	require.Equal(t, map[string]string{"good.html": "good"}, tree(t, f.dir))
 	entries, err := os.ReadDir(f.base)
@@ -464,8 +465,8 @@ func TestSymlinks(t *testing.T) {
 	st, err := f.run(f.flow(f.dir), tidemark.UpdateOptions{})
 	require.NoError(t, err)
 	require.Equal(t, []string{`"absinside"`, `"absolute"`, `"escape"`, `"escape-deep"`}, rowErrorKeys(st))
-	for _, e := range st.RowErrors {
-		require.Contains(t, e.Err, "localfs: write")
+	for _, e := range st.Failures {
+		require.Contains(t, e.Message, "localfs: write")
 	}
 	require.Equal(t, map[string]string{"secret.txt": "keep"}, tree(t, outside))
 	require.Equal(t, map[string]string{
@@ -539,7 +540,7 @@ func TestMode(t *testing.T) {
 	mode = 0o750
 	st, err := f.run(fl(), tidemark.UpdateOptions{Mode: tidemark.ModeFullReprocess})
 	require.NoError(t, err)
-	require.Empty(t, st.RowErrors)
+	require.Empty(t, st.Failures)
 	require.Equal(t, os.FileMode(0o750), stat(t, filepath.Join(f.dir, "a.sh")).Mode().Perm())
 	require.Equal(t, map[string]int{"write a.sh": 1}, f.ops.take())
 
@@ -622,7 +623,7 @@ func moveTo(name string) func(t *testing.T, f *fixture) string {
 		moved := filepath.Join(f.base, name)
 		st, err := f.run(f.flow(moved), tidemark.UpdateOptions{})
 		require.NoError(t, err)
-		require.Empty(t, st.RowErrors)
+		require.Empty(t, st.Failures)
 		return moved
 	}
 }
@@ -642,7 +643,7 @@ func TestFailedWriteRetried(t *testing.T) {
 	st, err := f.run(f.flow(f.dir), tidemark.UpdateOptions{})
 	require.NoError(t, err)
 	require.Equal(t, []string{`"b"`}, rowErrorKeys(st))
-	require.Contains(t, st.RowErrors[0].Err, "b.html")
+	require.Contains(t, st.Failures[0].Message, "b.html")
 	require.Equal(t, map[string]string{"a.html": "A", "b.html": "/", "b.html/in-the-way": "x", "c": "/", "c/c.html": "C"}, tree(t, f.dir))
 
 	require.NoError(t, os.RemoveAll(filepath.Join(f.dir, "b.html")))

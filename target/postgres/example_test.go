@@ -7,8 +7,8 @@ import (
 	"os"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target/postgres"
+	"github.com/tidemark/tidemark/tidemarktest"
 )
 
 // Message is a row of the messages table.
@@ -30,7 +30,7 @@ func ExampleDeclareTable() {
 	}
 	defer db.Close()
 
-	src := memory.NewSource[string, string]()
+	src := tidemarktest.NewSource[string, string]()
 	src.Set("1", "Rust or Go for a sync engine?")
 
 	flow := tidemark.NewFlow("Messages")

@@ -16,9 +16,10 @@ import (
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/internal/pgtest"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target/postgres"
 	"github.com/tidemark/tidemark/target/tabletest"
+	"github.com/tidemark/tidemark/tidemarktest"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // database is a test's database: its tables and state store share a
@@ -99,7 +100,7 @@ func TestConnectionKilledMidBatch(t *testing.T) {
 	require.NoError(t, err)
 	defer admin.Close(context.Background())
 
-	src := memory.NewSource[string, string]()
+	src := tidemarktest.NewSource[string, string]()
 	const n = 30000
 	for i := range n {
 		src.Set(fmt.Sprintf("k%06d", i), strings.Repeat("lorem ipsum dolor sit amet ", 8)+fmt.Sprint(i))
@@ -194,7 +195,7 @@ type floatRow struct {
 
 // run runs one update of a flow with one table of rows of type T, made
 // from the source's values by row.
-func run[T any](t *testing.T, opts tidemark.Options, db *postgres.DB, src *memory.Source[string, string], row func(id, v string) T, attach func(*postgres.Table[T])) *postgres.Table[T] {
+func run[T any](t *testing.T, opts tidemark.Options, db *postgres.DB, src *tidemarktest.Source[string, string], row func(id, v string) T, attach func(*postgres.Table[T])) *postgres.Table[T] {
 	t.Helper()
 	f := tidemark.NewFlow("PG")
 	tbl := postgres.DeclareTable[T](f, db, "items")
@@ -210,7 +211,7 @@ func run[T any](t *testing.T, opts tidemark.Options, db *postgres.DB, src *memor
 	defer e.Close()
 	st, err := e.Update(t.Context(), tidemark.UpdateOptions{})
 	require.NoError(t, err)
-	require.Zero(t, st.Failed(), "%v", st.RowErrors)
+	require.Zero(t, st.Failed(), "%v", st.Failures)
 	return tbl
 }
 
@@ -227,7 +228,7 @@ func allRows[T any](t *testing.T, tbl *postgres.Table[T]) []T {
 func TestColumnTypeChanges(t *testing.T) {
 	t.Parallel()
 	opts, d := open(t, postgres.Options{})
-	src := memory.NewSource[string, string]()
+	src := tidemarktest.NewSource[string, string]()
 	src.Set("a", "1")
 	src.Set("b", "22")
 
@@ -256,7 +257,7 @@ func TestColumnTypeChanges(t *testing.T) {
 func TestSQLCommands(t *testing.T) {
 	t.Parallel()
 	opts, d := open(t, postgres.Options{})
-	src := memory.NewSource[string, string]()
+	src := tidemarktest.NewSource[string, string]()
 	src.Set("a", "alpha")
 	row := func(id, v string) textRow { return textRow{ID: id, V: v} }
 	indexes := func() []string {
@@ -324,7 +325,7 @@ func TestTableNames(t *testing.T) {
 	f := tidemark.NewFlow("NotesIndex")
 	byDefault := postgres.DeclareTable[tabletest.RowV1](f, d.db, "")
 	require.Equal(t, "notes_index__row_v1", byDefault.Name())
-	src := memory.NewSource[string, string]()
+	src := tidemarktest.NewSource[string, string]()
 	src.Set("a", "alpha")
 	tidemark.ForEach(tidemark.AddSource(f, "notes", src), func(_ context.Context, r *tidemark.Row, k, v string) error {
 		byDefault.Declare(r, tabletest.RowV1{ID: k, Body: v})
@@ -373,9 +374,9 @@ func TestAFailedRowWritesNothing(t *testing.T) {
 			t.Parallel()
 			opts, d := open(t, postgres.Options{Writers: writers})
 			opts.Retry = tidemark.RetryPolicy{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1, MaxAttempts: 2}
-			src := memory.NewSource[string, []string]()
+			src := tidemarktest.NewSource[string, []string]()
 			var tbl *postgres.Table[message]
-			update := func() *tidemark.UpdateStats {
+			update := func() *tidemarktype.UpdateStats {
 				f := tidemark.NewFlow("AllOrNothing")
 				tbl = postgres.DeclareTable[message](f, d.db, "messages")
 				postgres.FullText(tbl, "text", "english")
@@ -414,8 +415,8 @@ func TestAFailedRowWritesNothing(t *testing.T) {
 			}
 			src.Set("t3", []string{"one changed", "two changed", "three", "four", huge.String(), "six"})
 			st := update()
-			require.Equal(t, int64(1), st.Failed(), "%v", st.RowErrors)
-			require.Contains(t, st.RowErrors[0].Err, "too long for tsvector")
+			require.Equal(t, int64(1), st.Failed(), "%v", st.Failures)
+			require.Contains(t, st.Failures[0].Message, "too long for tsvector")
 
 			after := read()
 			for id, text := range after {

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target/sqlite"
+	"github.com/tidemark/tidemark/tidemarktest"
 )
 
 // Post is a source row: a blog post.
@@ -31,8 +31,8 @@ type PostRow struct {
 	Draft     *string   `tidemark:"draft_note"` // a pointer: nullable
 }
 
-func posts() *memory.Source[string, Post] {
-	src := memory.NewSource[string, Post]()
+func posts() *tidemarktest.Source[string, Post] {
+	src := tidemarktest.NewSource[string, Post]()
 	day := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
 	src.Set("incremental-indexing", Post{Title: "Incremental indexing", Body: "Fetch only what changed, write only what changed.", Tags: []string{"sync"}, Published: day})
 	src.Set("two-phase", Post{Title: "Two-phase writes", Body: "Stage the keys, write the rows, commit: a crash changes nothing.", Tags: []string{"crash", "sync"}, Published: day.AddDate(0, 0, 7)})

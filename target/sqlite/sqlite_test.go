@@ -9,9 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target/sqlite"
 	"github.com/tidemark/tidemark/target/tabletest"
+	"github.com/tidemark/tidemark/tidemarktest"
 )
 
 // backend keeps the state store and the tables in one file, as an app does
@@ -75,7 +75,7 @@ func TestTableNames(t *testing.T) {
 	named := sqlite.DeclareTable[tabletest.RowV1](f, db, "notes")
 	require.Equal(t, "notes_index__row_v1", byDefault.Name())
 	require.Equal(t, "notes", named.Name())
-	src := memory.NewSource[string, string]()
+	src := tidemarktest.NewSource[string, string]()
 	src.Set("a", "alpha")
 	tidemark.ForEach(tidemark.AddSource(f, "notes", src), func(_ context.Context, r *tidemark.Row, k, v string) error {
 		byDefault.Declare(r, tabletest.RowV1{ID: k, Body: v})

@@ -16,8 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/memory"
 	"github.com/tidemark/tidemark/target/table"
+	"github.com/tidemark/tidemark/tidemarktest"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // RowV1 is the first version of the suite's row type.
@@ -97,7 +98,7 @@ type doc struct {
 type suite struct {
 	t    *testing.T
 	b    Backend
-	src  *memory.Source[string, doc]
+	src  *tidemarktest.Source[string, doc]
 	db   any
 	opts tidemark.Options
 }
@@ -105,12 +106,12 @@ type suite struct {
 func newSuite(t *testing.T, b Backend) *suite {
 	opts, db := b.Open(t)
 	opts.Retry = tidemark.RetryPolicy{Initial: time.Millisecond, Max: 10 * time.Millisecond, Multiplier: 2, MaxAttempts: 5}
-	return &suite{t: t, b: b, src: memory.NewSource[string, doc](), db: db, opts: opts}
+	return &suite{t: t, b: b, src: tidemarktest.NewSource[string, doc](), db: db, opts: opts}
 }
 
 // update builds a flow whose one table is declared by declare, runs an
 // update and returns its stats.
-func update[T any](s *suite, opts tidemark.Options, declare func(f *tidemark.Flow) Table[T], row func(id string, d doc) T) (*tidemark.UpdateStats, error) {
+func update[T any](s *suite, opts tidemark.Options, declare func(f *tidemark.Flow) Table[T], row func(id string, d doc) T) (*tidemarktype.UpdateStats, error) {
 	s.t.Helper()
 	f := tidemark.NewFlow("TableTest")
 	tbl := declare(f)
@@ -124,11 +125,11 @@ func update[T any](s *suite, opts tidemark.Options, declare func(f *tidemark.Flo
 	return e.Update(s.t.Context(), tidemark.UpdateOptions{})
 }
 
-func mustUpdate[T any](s *suite, declare func(f *tidemark.Flow) Table[T], row func(id string, d doc) T) *tidemark.UpdateStats {
+func mustUpdate[T any](s *suite, declare func(f *tidemark.Flow) Table[T], row func(id string, d doc) T) *tidemarktype.UpdateStats {
 	s.t.Helper()
 	st, err := update(s, s.opts, declare, row)
 	require.NoError(s.t, err)
-	require.Zero(s.t, st.Failed(), "%v", st.RowErrors)
+	require.Zero(s.t, st.Failed(), "%v", st.Failures)
 	return st
 }
 
@@ -193,7 +194,7 @@ func Exercise(t *testing.T, b Backend) {
 		var tbl Table[RowV1]
 		declare := func(f *tidemark.Flow) Table[RowV1] { tbl = s.b.V1(f, s.db, "docs", false); return tbl }
 		st := mustUpdate(s, declare, rowV1)
-		require.Equal(t, tidemark.TargetStats{Upserts: 30}, onlyTarget(t, st))
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 30}, onlyTarget(t, st))
 		require.Equal(t, expected(s, rowV1), rows(t, tbl))
 
 		for _, id := range []string{"d003", "d010"} {
@@ -206,7 +207,7 @@ func Exercise(t *testing.T, b Backend) {
 		}
 		s.src.Set("new", doc{Title: "New", Body: "new body"})
 		st = mustUpdate(s, declare, rowV1)
-		require.Equal(t, tidemark.TargetStats{Upserts: 3, Deletes: 3}, onlyTarget(t, st))
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 3, Deletes: 3}, onlyTarget(t, st))
 		require.Equal(t, expected(s, rowV1), rows(t, tbl))
 	})
 
@@ -218,7 +219,7 @@ func Exercise(t *testing.T, b Backend) {
 		declare := func(f *tidemark.Flow) Table[RowV1] { tbl = s.b.V1(f, s.db, "docs", false); return tbl }
 		mustUpdate(s, declare, rowV1)
 		st := mustUpdate(s, declare, rowV1)
-		require.Equal(t, tidemark.TargetStats{}, onlyTarget(t, st), "nothing to write")
+		require.Equal(t, tidemarktype.TargetStats{}, onlyTarget(t, st), "nothing to write")
 
 		// Writing every row again changes nothing.
 		f := tidemark.NewFlow("TableTest")
@@ -232,7 +233,7 @@ func Exercise(t *testing.T, b Backend) {
 		defer e.Close()
 		st, err = e.Update(t.Context(), tidemark.UpdateOptions{Mode: tidemark.ModeReexport})
 		require.NoError(t, err)
-		require.Equal(t, tidemark.TargetStats{Upserts: 20}, onlyTarget(t, st))
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 20}, onlyTarget(t, st))
 		require.Equal(t, expected(s, rowV1), rows(t, tbl))
 	})
 
@@ -355,7 +356,7 @@ func Exercise(t *testing.T, b Backend) {
 		st := mustUpdate(s, declare, rowV1)
 		require.Equal(t, expected(s, rowV1), rows(t, tbl))
 		st = mustUpdate(s, declare, rowV1)
-		require.Equal(t, tidemark.TargetStats{}, onlyTarget(t, st), "converged")
+		require.Equal(t, tidemarktype.TargetStats{}, onlyTarget(t, st), "converged")
 	})
 
 	t.Run("UnicodeAndNUL", func(t *testing.T) {
@@ -417,7 +418,7 @@ func Exercise(t *testing.T, b Backend) {
 		var tbl Table[RowV1]
 		declare := func(f *tidemark.Flow) Table[RowV1] { tbl = s.b.V1(f, s.db, "docs", false); return tbl }
 		st := mustUpdate(s, declare, rowV1)
-		require.Equal(t, tidemark.TargetStats{Upserts: 10000}, onlyTarget(t, st))
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 10000}, onlyTarget(t, st))
 		require.Len(t, rows(t, tbl), 10000)
 
 		for i := range 10000 {
@@ -428,7 +429,7 @@ func Exercise(t *testing.T, b Backend) {
 			}
 		}
 		st = mustUpdate(s, declare, rowV1)
-		require.Equal(t, tidemark.TargetStats{Upserts: 5000, Deletes: 5000}, onlyTarget(t, st))
+		require.Equal(t, tidemarktype.TargetStats{Upserts: 5000, Deletes: 5000}, onlyTarget(t, st))
 		require.Equal(t, expected(s, rowV1), rows(t, tbl))
 	})
 
@@ -498,11 +499,11 @@ func Exercise(t *testing.T, b Backend) {
 }
 
 // onlyTarget returns the stats of the update's one target.
-func onlyTarget(t *testing.T, st *tidemark.UpdateStats) tidemark.TargetStats {
+func onlyTarget(t *testing.T, st *tidemarktype.UpdateStats) tidemarktype.TargetStats {
 	t.Helper()
 	require.Len(t, st.Targets, 1)
 	for _, ts := range st.Targets {
 		return ts
 	}
-	return tidemark.TargetStats{}
+	return tidemarktype.TargetStats{}
 }

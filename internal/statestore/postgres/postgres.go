@@ -733,13 +733,13 @@ func (s *Store) RowCount(ctx context.Context, p statestore.RowCountParams) (int6
 	return n, nil
 }
 
-// RowErrors implements statestore.Store.
-func (s *Store) RowErrors(ctx context.Context, p statestore.RowErrorsParams) ([]statestore.RowError, error) {
+// RowFailures implements statestore.Store.
+func (s *Store) RowFailures(ctx context.Context, p statestore.RowFailuresParams) ([]statestore.RowFailure, error) {
 	rows, err := s.pool.Query(ctx, s.q.rowErrors, p.SourceID, limit(p.Limit))
-	var out []statestore.RowError
+	var out []statestore.RowFailure
 	if err == nil {
 		var (
-			e  statestore.RowError
+			e  statestore.RowFailure
 			at *time.Time
 		)
 		_, err = pgx.ForEachRow(rows, []any{&e.Key, &e.Message, &e.Count, &at}, func() error {
@@ -906,7 +906,7 @@ func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]
 // applies them: commit the updated rows, bump ordinals, record failures of
 // known rows, then of new ones, drop ownerships, delete rows.
 func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
-	n := len(p.Rows) + len(p.Bumps) + len(p.Errors) + len(p.Deletes)
+	n := len(p.Rows) + len(p.Bumps) + len(p.Failed) + len(p.Deletes)
 	if n == 0 {
 		return nil
 	}
@@ -971,13 +971,13 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 		queue(fmt.Sprintf("updating the ordinals of %d rows", len(ids)), s.q.rowBump, p.At, ids, ordinals)
 	}
 
-	if len(p.Errors) > 0 {
+	if len(p.Failed) > 0 {
 		// A row failing twice counts two failures, with the last message.
 		var (
 			old  failureSet[int64]
 			news failureSet[string]
 		)
-		for _, e := range p.Errors {
+		for _, e := range p.Failed {
 			msg := cleanText(e.Message)
 			if e.ID != 0 {
 				old.add(e.ID, msg)

@@ -443,9 +443,9 @@ func TestRoundTrips(t *testing.T) {
 			case 1:
 				p.Bumps = append(p.Bumps, statestore.OrdinalBump{ID: id, Ordinal: &ord})
 			case 2:
-				p.Errors = append(p.Errors, statestore.RowFailure{ID: id, Key: rows[i].Key, Message: "boom"})
+				p.Failed = append(p.Failed, statestore.RowFailed{ID: id, Key: rows[i].Key, Message: "boom"})
 			case 3:
-				p.Errors = append(p.Errors, statestore.RowFailure{Key: fmt.Sprintf("new%d-%d", r, i), Message: "boom"})
+				p.Failed = append(p.Failed, statestore.RowFailed{Key: fmt.Sprintf("new%d-%d", r, i), Message: "boom"})
 			case 4:
 				p.Deletes = append(p.Deletes, statestore.RowDelete{ID: id, Owners: []statestore.OwnerKey{{TargetID: 1, KeyHash: statestore.HashKey(fmt.Sprint(r, i))}}})
 			}
@@ -491,7 +491,7 @@ func edgeCases(t *testing.T, s statestore.Store) []string {
 	require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: at,
 		Rows:  []statestore.CommitRow{{ID: ids[0], Ordinal: &o1, Tracking: []byte("t1")}, {ID: ids[0], Ordinal: &o2, Tracking: []byte("t2")}},
 		Bumps: []statestore.OrdinalBump{{ID: ids[1], Ordinal: &o1}, {ID: ids[1], Ordinal: &o2}},
-		Errors: []statestore.RowFailure{
+		Failed: []statestore.RowFailed{
 			{ID: ids[3], Key: "c", Message: "x1"}, {ID: ids[3], Key: "c", Message: "x2"},
 			{Key: "d", Message: "y1"}, {Key: "d", Message: "y2\x00\xff"},
 		},
@@ -506,7 +506,7 @@ func edgeCases(t *testing.T, s statestore.Store) []string {
 		}
 		out = append(out, fmt.Sprintf("%s ordinal %s staged %v errors %d", m.Key, ord, m.Staged, m.ErrorCount))
 	}
-	errs, err := s.RowErrors(ctx, statestore.RowErrorsParams{SourceID: src, Limit: -1})
+	errs, err := s.RowFailures(ctx, statestore.RowFailuresParams{SourceID: src, Limit: -1})
 	require.NoError(t, err)
 	for _, e := range errs {
 		out = append(out, fmt.Sprintf("error %s %q %d", e.Key, strings.ToValidUTF8(strings.ReplaceAll(e.Message, "\x00", "\uFFFD"), "\uFFFD"), e.Count))

@@ -542,18 +542,18 @@ func (s *Store) RowCount(ctx context.Context, p statestore.RowCountParams) (int6
 	return n, nil
 }
 
-// RowErrors implements statestore.Store.
-func (s *Store) RowErrors(ctx context.Context, p statestore.RowErrorsParams) ([]statestore.RowError, error) {
+// RowFailures implements statestore.Store.
+func (s *Store) RowFailures(ctx context.Context, p statestore.RowFailuresParams) ([]statestore.RowFailure, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT key, error, error_count, error_at FROM tidemark_rows
 		WHERE source_id = ? AND error IS NOT NULL ORDER BY error_at DESC, id LIMIT ?`, p.SourceID, p.Limit)
 	if err != nil {
 		return nil, classify(fmt.Errorf("listing failing rows: %w", err))
 	}
 	defer rows.Close()
-	var out []statestore.RowError
+	var out []statestore.RowFailure
 	for rows.Next() {
 		var (
-			e  statestore.RowError
+			e  statestore.RowFailure
 			at sql.NullInt64
 		)
 		if err := rows.Scan(&e.Key, &e.Message, &e.Count, &at); err != nil {
@@ -698,7 +698,7 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 				}
 			}
 		}
-		for _, e := range p.Errors {
+		for _, e := range p.Failed {
 			if e.ID != 0 {
 				_, err = tx.ExecContext(ctx, `UPDATE tidemark_rows SET error = ?, error_count = error_count + 1, error_at = ? WHERE id = ?`, e.Message, at, e.ID)
 			} else {
@@ -723,7 +723,7 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("committing %d rows: %w", len(p.Rows)+len(p.Bumps)+len(p.Errors)+len(p.Deletes), err)
+		return fmt.Errorf("committing %d rows: %w", len(p.Rows)+len(p.Bumps)+len(p.Failed)+len(p.Deletes), err)
 	}
 	return nil
 }

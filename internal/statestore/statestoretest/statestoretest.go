@@ -362,7 +362,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		require.Empty(t, owners)
 	})
 
-	t.Run("RowErrors", func(t *testing.T) {
+	t.Run("RowFailures", func(t *testing.T) {
 		t.Parallel()
 		s := setup(t)
 		ctx := t.Context()
@@ -376,15 +376,15 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: t0, Rows: []statestore.CommitRow{{ID: ids[0], Ordinal: &ord}}}))
 
-		require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: t0.Add(time.Second), Errors: []statestore.RowFailure{
+		require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: t0.Add(time.Second), Failed: []statestore.RowFailed{
 			{ID: ids[0], Key: "old", Message: "boom 1"},
 			{Key: "new", Message: "fetch failed"},
 		}}))
-		require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: t0.Add(2 * time.Second), Errors: []statestore.RowFailure{
+		require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: t0.Add(2 * time.Second), Failed: []statestore.RowFailed{
 			{ID: ids[0], Key: "old", Message: "boom 2"},
 		}}))
 
-		errs, err := s.RowErrors(ctx, statestore.RowErrorsParams{SourceID: src, Limit: 10})
+		errs, err := s.RowFailures(ctx, statestore.RowFailuresParams{SourceID: src, Limit: 10})
 		require.NoError(t, err)
 		require.Len(t, errs, 2)
 		require.Equal(t, "old", errs[0].Key)
@@ -414,7 +414,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 
 		// A successful commit clears the failure.
 		require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: t0.Add(3 * time.Second), Rows: []statestore.CommitRow{{ID: ids[0], Ordinal: &ord}}}))
-		errs, err = s.RowErrors(ctx, statestore.RowErrorsParams{SourceID: src, Limit: 10})
+		errs, err = s.RowFailures(ctx, statestore.RowFailuresParams{SourceID: src, Limit: 10})
 		require.NoError(t, err)
 		require.Len(t, errs, 1)
 		require.Equal(t, "new", errs[0].Key)

@@ -1,4 +1,4 @@
-package memory
+package tidemarktest
 
 import (
 	"context"

@@ -1,7 +1,9 @@
-// Package memory holds an in-memory source and an in-memory target for
-// Tidemark: stand-ins for an API and a database in tests and examples, with
-// counters of what Tidemark asked of them and faults to inject.
-package memory
+// Package tidemarktest holds test helpers for Tidemark, as httptest does
+// for net/http: an in-memory source and an in-memory target, stand-ins for
+// an API and a database in tests and examples, with counters of what
+// Tidemark asked of them, a log of what their handlers were told, and
+// faults to inject.
+package tidemarktest
 
 import (
 	"cmp"

@@ -1,0 +1,178 @@
+// Package sqltable is one table API over both SQL databases Tidemark
+// writes: a database opened from a URL — a SQLite file path or a
+// postgres:// URL — and tables declared on it, with full-text search, the
+// same whichever the database. A flow written on it never switches on the
+// backend:
+//
+//	db, err := sqltable.Open(ctx, "main", url, sqltable.Options{})
+//	messages := sqltable.Declare[Message](flow, db, "hn_messages")
+//	sqltable.FullText(messages, "text", sqltable.FullTextOptions{})
+//	// in the processing function: messages.Declare(r, m)
+//	hits, err := messages.Search(ctx, "rust sqlite", 10)
+//
+// The backends' own packages, target/sqlite and target/postgres, remain for
+// what only one of them has (a PostgreSQL schema, SQL command attachments,
+// an FTS5 tokenizer).
+package sqltable
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"strings"
+
+	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/target/postgres"
+	"github.com/tidemark/tidemark/target/sqlite"
+	"github.com/tidemark/tidemark/target/table"
+)
+
+// Options configure a database.
+type Options struct {
+	// Writers is how many connections write a large batch at once on
+	// PostgreSQL (default 1; see postgres.Options.Writers). SQLite has one
+	// writer.
+	Writers int
+}
+
+// DB is a SQL database for tables: SQLite or PostgreSQL.
+type DB struct {
+	url      string
+	sqlite   *sqlite.DB
+	postgres *postgres.DB
+}
+
+// IsPostgres reports whether url names a PostgreSQL database
+// (postgres:// or postgresql://) rather than a SQLite file.
+func IsPostgres(url string) bool {
+	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
+}
+
+// Open opens the database at url: a postgres:// URL connects to
+// PostgreSQL, anything else is the path of a SQLite file, created if
+// missing. name is the database's stable logical name (see sqlite.Open and
+// postgres.Connect).
+func Open(ctx context.Context, name, url string, opts Options) (*DB, error) {
+	if url == "" {
+		return nil, errors.New("sqltable: no database URL: give a SQLite file path or a postgres:// URL")
+	}
+	d := &DB{url: url}
+	var err error
+	if IsPostgres(url) {
+		d.postgres, err = postgres.Connect(ctx, name, url, postgres.Options{Writers: opts.Writers})
+	} else {
+		d.sqlite, err = sqlite.Open(ctx, name, url)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// FromSQLite wraps a SQLite database opened by package sqlite.
+func FromSQLite(db *sqlite.DB, url string) *DB { return &DB{url: url, sqlite: db} }
+
+// FromPostgres wraps a PostgreSQL database opened by package postgres.
+func FromPostgres(db *postgres.DB, url string) *DB { return &DB{url: url, postgres: db} }
+
+// URL returns the URL the database was opened with: where Tidemark's state
+// store goes too, by default.
+func (d *DB) URL() string { return d.url }
+
+// SQLite returns the SQLite database, nil on PostgreSQL.
+func (d *DB) SQLite() *sqlite.DB { return d.sqlite }
+
+// Postgres returns the PostgreSQL database, nil on SQLite.
+func (d *DB) Postgres() *postgres.DB { return d.postgres }
+
+// Close closes the database.
+func (d *DB) Close() error {
+	if d.sqlite != nil {
+		return d.sqlite.Close()
+	}
+	if d.postgres != nil {
+		d.postgres.Close()
+	}
+	return nil
+}
+
+// Table is a table target of row type T on either database.
+type Table[T any] struct {
+	sqlite   *sqlite.Table[T]
+	postgres *postgres.Table[T]
+}
+
+// Declare declares the table name of rows of type T on db as a target of
+// f; see sqlite.DeclareTable and postgres.DeclareTable for the columns,
+// types and name rules, which are the same on both.
+func Declare[T any](f *tidemark.Flow, db *DB, name string) *Table[T] {
+	if db.postgres != nil {
+		return &Table[T]{postgres: postgres.DeclareTable[T](f, db.postgres, name)}
+	}
+	return &Table[T]{sqlite: sqlite.DeclareTable[T](f, db.sqlite, name)}
+}
+
+// Declare declares row as one of the table's rows, in a processing
+// function.
+func (t *Table[T]) Declare(r *tidemark.Row, row T) {
+	if t.postgres != nil {
+		t.postgres.Declare(r, row)
+		return
+	}
+	t.sqlite.Declare(r, row)
+}
+
+// Name returns the table's name.
+func (t *Table[T]) Name() string {
+	if t.postgres != nil {
+		return t.postgres.Name()
+	}
+	return t.sqlite.Name()
+}
+
+// Rows streams the table's rows in primary key order.
+func (t *Table[T]) Rows(ctx context.Context) iter.Seq2[T, error] {
+	if t.postgres != nil {
+		return t.postgres.Rows(ctx)
+	}
+	return t.sqlite.Rows(ctx)
+}
+
+// Search returns the rows whose indexed text matches query, best first, at
+// most limit (20 if limit is 0), with snippets. The query is in web-search
+// syntax (see table.ParseQuery); an empty one is table.ErrEmptyQuery.
+func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table.Hit[T], error) {
+	if t.postgres != nil {
+		return t.postgres.Search(ctx, query, limit)
+	}
+	return t.sqlite.Search(ctx, query, limit)
+}
+
+// FullTextOptions configure a full-text index; the zero value indexes
+// English with stemming.
+type FullTextOptions struct {
+	// Language is the language of the text: "english" (the default)
+	// stems English words on both databases; "simple" indexes words as
+	// they are. On PostgreSQL any text search configuration may be named;
+	// on SQLite, whose stemmer knows only English, any other language
+	// indexes words as they are.
+	Language string
+}
+
+// FullText declares a full-text index of the text column of t, which
+// Search queries. A table has at most one.
+func FullText[T any](t *Table[T], column string, opts FullTextOptions) {
+	lang := opts.Language
+	if lang == "" {
+		lang = "english"
+	}
+	if t.postgres != nil {
+		postgres.FullText(t.postgres, column, lang)
+		return
+	}
+	if lang == "english" {
+		sqlite.FullText(t.sqlite, column)
+		return
+	}
+	sqlite.FullText(t.sqlite, column, sqlite.Tokenizer("unicode61 remove_diacritics 2"))
+}

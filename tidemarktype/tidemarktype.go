@@ -1,0 +1,150 @@
+// Package tidemarktype holds the types that Tidemark's results are made
+// of — an update's counts, a flow's status, a setup change, a failed row —
+// shared by the engine and the root package alike, so that each concept
+// has one name and one definition in every layer. It depends on nothing
+// of Tidemark's but package target.
+package tidemarktype
+
+import (
+	"time"
+
+	"github.com/tidemark/tidemark/target"
+)
+
+// UpdateStats describe one update.
+type UpdateStats struct {
+	Started  time.Time
+	Finished time.Time
+	// Setup lists the setup changes the update applied (or, in preview,
+	// would apply).
+	Setup []SetupChange
+	// Sources are per source, by name.
+	Sources map[string]SourceStats
+	// Targets are per root target, by key: the target states written to
+	// its children (or, in preview, that would be).
+	Targets map[string]TargetStats
+	// Failures are the first rows that failed, at most MaxFailures.
+	Failures []RowFailure
+}
+
+// MaxFailures bounds UpdateStats.Failures.
+const MaxFailures = 100
+
+// Failed returns the number of rows that failed, over every source.
+func (s *UpdateStats) Failed() int64 {
+	var n int64
+	for _, src := range s.Sources {
+		n += src.Errors
+	}
+	return n
+}
+
+// SourceStats count what an update did with one source's rows.
+type SourceStats struct {
+	// Listed is the number of keys listed.
+	Listed int64
+	// Fetched is the number of rows fetched with Get.
+	Fetched int64
+	// Added, Updated and Reprocessed count rows processed: seen for the
+	// first time, changed, or processed again because the logic, a target's
+	// setup or the mode asked for it.
+	Added       int64
+	Updated     int64
+	Reprocessed int64
+	// Deleted counts rows gone from the source whose targets were deleted.
+	Deleted int64
+	// Unchanged counts rows skipped: by ordinal, or fetched and found with
+	// the same content.
+	Unchanged int64
+	// Errors counts rows that failed; they are retried next update.
+	Errors int64
+	// ListingComplete says the listing ran to its end, so rows missing from
+	// it were deleted.
+	ListingComplete bool
+	// ListingError is why the listing did not complete, if it did not.
+	ListingError string
+}
+
+// TargetStats count the target states written to a root target's
+// children: upserted and deleted.
+type TargetStats struct {
+	Upserts int64
+	Deletes int64
+}
+
+// RowFailure is a source row whose update failed: in an update's stats,
+// the failure of that update; in a flow's status, the row's last failure.
+type RowFailure struct {
+	// Source is the source's name.
+	Source string
+	// Key is the row's key, as the source encodes it.
+	Key string
+	// Message says what failed.
+	Message string
+	// Count is the number of updates in a row that failed it (status
+	// only).
+	Count int64
+	// At is when it failed (status only).
+	At time.Time
+}
+
+// SetupChange is one change to the setup of a root target or attachment.
+type SetupChange struct {
+	Kind string
+	// Key is the target's persistent key; for an attachment
+	// "target#kind:key".
+	Key string
+	// Change is "create", "update" or "drop".
+	Change string
+	// Description is the action's own description, if it has one.
+	Description string
+	// Invalidate is what the change does to the target's children.
+	Invalidate target.Invalidation
+}
+
+// String describes the change in a line, as setup plans print it: what, on
+// which target, and what it does to the target's rows.
+func (c SetupChange) String() string {
+	s := c.Change + " " + c.Key
+	if c.Description != "" {
+		s += ": " + c.Description
+	}
+	if c.Invalidate != target.InvalidateNone {
+		s += " (" + c.Invalidate.String() + ": every row is written again)"
+	}
+	return s
+}
+
+// Status is what the state store knows of a flow.
+type Status struct {
+	Flow    string
+	Sources []SourceStatus
+	Targets []TargetStatus
+}
+
+// SourceStatus describes the rows kept for one source.
+type SourceStatus struct {
+	Name string
+	// Rows counts the source's rows kept, Failing those whose last update
+	// failed.
+	Rows    int64
+	Failing int64
+	// LastProcessedAt is when a row of the source was last committed.
+	LastProcessedAt time.Time
+	// Failures are the most recently failed rows, up to the limit asked.
+	Failures []RowFailure
+}
+
+// TargetStatus describes one root target or attachment as kept.
+type TargetStatus struct {
+	Kind string
+	Key  string
+	// Attachment says the target is an attachment of a container.
+	Attachment bool
+	// Exists says the target's setup was committed.
+	Exists bool
+	// Staged says a setup change was staged and not committed: an update
+	// was interrupted during setup; the next one completes it.
+	Staged    bool
+	UpdatedAt time.Time
+}
