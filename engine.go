@@ -34,6 +34,11 @@ type Options struct {
 	// default (from 100ms doubling to 30s, for at most 2 minutes).
 	Retry RetryPolicy
 
+	// Observer, when set, is told what updates do as they happen: a value
+	// implementing any of PassObserver, RowObserver, FetchObserver and
+	// BatchObserver.
+	Observer any
+
 	// Faults inject failures between the phases of each batch write, to
 	// test that a target recovers from a crash there. Leave it zero in
 	// production.
@@ -182,10 +187,11 @@ func openStore(ctx context.Context, opts Options) (statestore.Store, error) {
 
 func newEngine(f *Flow, ef *engine.Flow, store statestore.Store, opts Options) (*Engine, error) {
 	eng, err := engine.New(ef, store, engine.Options{
-		Logger: opts.Logger,
-		Batch:  mergeBatch(opts.Batch),
-		Retry:  retry.Policy(opts.Retry),
-		Hooks:  engine.Hooks(opts.Faults),
+		Logger:    opts.Logger,
+		Batch:     mergeBatch(opts.Batch),
+		Retry:     retry.Policy(opts.Retry),
+		Hooks:     engine.Hooks(opts.Faults),
+		Observers: observers(opts.Observer),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tidemark: %w", err)

@@ -148,3 +148,66 @@ type TargetStatus struct {
 	Staged    bool
 	UpdatedAt time.Time
 }
+
+// Outcome is what became of a source row in an update.
+type Outcome string
+
+// The outcomes of a row, as SourceStats counts them.
+const (
+	OutcomeAdded       Outcome = "added"
+	OutcomeUpdated     Outcome = "updated"
+	OutcomeReprocessed Outcome = "reprocessed"
+	OutcomeUnchanged   Outcome = "unchanged"
+	OutcomeDeleted     Outcome = "deleted"
+	OutcomeFailed      Outcome = "failed"
+)
+
+// PassStart is told to an observer when an update begins.
+type PassStart struct {
+	Flow    string
+	Started time.Time
+	// Preview says the update writes nothing.
+	Preview bool
+}
+
+// PassEnd is told to an observer when an update ends.
+type PassEnd struct {
+	Flow  string
+	Stats UpdateStats
+	// Err is the update's error, nil when it completed.
+	Err error
+}
+
+// RowDone is told to an observer for each source row an update finished
+// with: written and committed, failed, or skipped unchanged.
+type RowDone struct {
+	Source  string
+	Key     string
+	Outcome Outcome
+	// Message says why the row failed, for OutcomeFailed.
+	Message string
+}
+
+// Fetch is told to an observer for each Get of a source row, once its
+// retries are over.
+type Fetch struct {
+	Source string
+	Key    string
+	// Duration is the time the Get took, retries included.
+	Duration time.Duration
+	// Exists says the row was found; Err is the error that failed it.
+	Exists bool
+	Err    error
+}
+
+// Batch is told to an observer for each batch of rows written and
+// committed.
+type Batch struct {
+	// Rows counts the batch's source rows, Failed those that failed.
+	Rows   int
+	Failed int
+	// Targets are the target states written, per root target.
+	Targets map[string]TargetStats
+	// Duration is the time from the batch's precommit to its commit.
+	Duration time.Duration
+}

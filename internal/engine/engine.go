@@ -22,6 +22,7 @@ import (
 	"github.com/tidemark/tidemark/internal/retry"
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // Flow is the engine's view of a flow: its sources, the root target states
@@ -189,6 +190,18 @@ type Options struct {
 	LookupChunk int
 	// Hooks let tests inject faults between the phases of a write.
 	Hooks Hooks
+	// Observers are told what updates do; nil ones are not called.
+	Observers Observers
+}
+
+// Observers are the engine's observer callbacks, each optional. They are
+// called from the engine's goroutines, several at once.
+type Observers struct {
+	PassStarted  func(ctx context.Context, p tidemarktype.PassStart)
+	PassFinished func(ctx context.Context, p tidemarktype.PassEnd)
+	RowDone      func(ctx context.Context, r tidemarktype.RowDone)
+	Fetched      func(ctx context.Context, f tidemarktype.Fetch)
+	BatchWritten func(ctx context.Context, b tidemarktype.Batch)
 }
 
 // Hooks are called between the phases of each batch write, and after a

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tidemark/tidemark/fingerprint"
 	"github.com/tidemark/tidemark/internal/statestore"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // UpdateOptions configure one update.
@@ -149,11 +150,18 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 
 	u := &update{e: e, opts: opts, counters: newCounters(e.flow), flights: newFlights(),
 		results: make(chan *rowResult, 64), nudge: make(chan struct{}, 1)}
+	obs := e.opts.Observers
+	if obs.PassStarted != nil {
+		obs.PassStarted(ctx, tidemarktype.PassStart{Flow: e.flow.Name, Started: started, Preview: opts.Preview})
+	}
 	finish := func(err error) (Stats, error) {
 		st := u.counters.snapshot()
 		st.Started, st.Finished = started, time.Now()
 		if u.setup != nil {
 			st.Setup = u.setup.changes
+		}
+		if obs.PassFinished != nil {
+			obs.PassFinished(ctx, tidemarktype.PassEnd{Flow: e.flow.Name, Stats: st, Err: err})
 		}
 		return st, err
 	}
@@ -544,6 +552,9 @@ func (r *sourceRun) dispatch(ctx context.Context, chunk []Listed) error {
 		if r.skip(l, m) {
 			r.counters.unchanged.Add(1)
 			u.flights.release(r.flightKey(l.Key))
+			if done := u.e.opts.Observers.RowDone; done != nil {
+				done(ctx, tidemarktype.RowDone{Source: r.src.Name, Key: l.Key, Outcome: tidemarktype.OutcomeUnchanged})
+			}
 			continue
 		}
 		items = append(items, &item{run: r, key: l.Key, listed: l, meta: m})

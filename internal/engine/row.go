@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"time"
 
 	"github.com/tidemark/tidemark/fingerprint"
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // resultKind says what became of a row.
@@ -166,6 +168,11 @@ func (r *sourceRun) processRow(ctx context.Context, it *item, h *fingerprint.Has
 	}
 	var fetched Fetched
 	if !it.gone {
+		var start time.Time
+		observe := u.e.opts.Observers.Fetched
+		if observe != nil {
+			start = time.Now()
+		}
 		err := u.e.do(ctx, "get "+it.key, func(ctx context.Context) (err error) {
 			r.counters.fetched.Add(1)
 			fetched, err = r.src.Impl.Get(ctx, it.key)
@@ -173,6 +180,9 @@ func (r *sourceRun) processRow(ctx context.Context, it *item, h *fingerprint.Has
 		})
 		if ctx.Err() != nil {
 			return nil
+		}
+		if observe != nil {
+			observe(ctx, tidemarktype.Fetch{Source: r.src.Name, Key: it.key, Duration: time.Since(start), Exists: err == nil && fetched.Exists, Err: err})
 		}
 		if err != nil {
 			return r.fail(res, fmt.Errorf("fetching: %w", err))

@@ -12,6 +12,7 @@ import (
 	"github.com/tidemark/tidemark/internal/retry"
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // writer batches processed rows and writes each batch in three steps:
@@ -234,12 +235,13 @@ func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 					w.count(a)
 				}
 			}
-			w.countRow(res, nil)
+			w.countRow(ctx, res, nil)
 		}
 		w.finish(batch)
 		return nil
 	}
 
+	started := time.Now()
 	if err := runHook(ctx, e.opts.Hooks.BeforePrecommit); err != nil {
 		return err
 	}
@@ -264,14 +266,14 @@ func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 	w.committing = job
 	go func() {
 		defer close(job.done)
-		job.err = w.commitBatch(ctx, batch, failed, land)
+		job.err = w.commitBatch(ctx, batch, failed, land, started)
 	}()
 	return nil
 }
 
 // commitBatch commits a batch and finishes its rows. It runs beside the
 // writer goroutine, so it touches no writer state.
-func (w *writer) commitBatch(ctx context.Context, batch []*rowResult, failed map[*rowResult]error, land landing) error {
+func (w *writer) commitBatch(ctx context.Context, batch []*rowResult, failed map[*rowResult]error, land landing, started time.Time) error {
 	e := w.u.e
 	if err := runHook(ctx, e.opts.Hooks.BeforeCommit); err != nil {
 		return err
@@ -283,11 +285,37 @@ func (w *writer) commitBatch(ctx context.Context, batch []*rowResult, failed map
 		}
 	}
 	for _, res := range batch {
-		w.countRow(res, failed[res])
+		w.countRow(ctx, res, failed[res])
+	}
+	if written := e.opts.Observers.BatchWritten; written != nil {
+		written(ctx, batchWritten(batch, failed, time.Since(started)))
 	}
 	w.finish(batch)
 	e.log.DebugContext(ctx, "wrote a batch", "rows", len(batch), "failed", len(failed))
 	return nil
+}
+
+// batchWritten describes a committed batch for an observer.
+func batchWritten(batch []*rowResult, failed map[*rowResult]error, d time.Duration) tidemarktype.Batch {
+	b := tidemarktype.Batch{Rows: len(batch), Targets: make(map[string]TargetStats), Duration: d}
+	for _, res := range batch {
+		if _, bad := failed[res]; bad || res.kind == resultFailed {
+			b.Failed++
+		}
+		for _, a := range res.actions {
+			if !a.applied {
+				continue
+			}
+			t := b.Targets[string(a.root.root.Key)]
+			if a.delete {
+				t.Deletes++
+			} else {
+				t.Upserts++
+			}
+			b.Targets[string(a.root.root.Key)] = t
+		}
+	}
+	return b
 }
 
 // finish releases a written batch's rows, and nudges the collector: a
@@ -1086,9 +1114,11 @@ func (w *writer) count(a *plannedAction) {
 	}
 }
 
-// countRow adds a finished row to its source's counters.
-func (w *writer) countRow(res *rowResult, failedErr error) {
+// countRow adds a finished row to its source's counters, and tells the
+// observer.
+func (w *writer) countRow(ctx context.Context, res *rowResult, failedErr error) {
 	c := res.run.counters
+	var outcome tidemarktype.Outcome
 	if failedErr != nil || res.kind == resultFailed {
 		err := res.err
 		if failedErr != nil {
@@ -1096,21 +1126,32 @@ func (w *writer) countRow(res *rowResult, failedErr error) {
 		}
 		w.u.counters.rowError(res.run.src.Name, res.key, err)
 		w.u.e.log.Warn("a row failed; it will be retried next update", "source", res.run.src.Name, "key", res.key, "err", err)
+		if done := w.u.e.opts.Observers.RowDone; done != nil {
+			done(ctx, tidemarktype.RowDone{Source: res.run.src.Name, Key: res.key, Outcome: tidemarktype.OutcomeFailed, Message: err.Error()})
+		}
 		return
 	}
 	switch res.kind {
 	case resultBump:
 		c.unchanged.Add(1)
+		outcome = tidemarktype.OutcomeUnchanged
 	case resultGone:
 		c.deleted.Add(1)
+		outcome = tidemarktype.OutcomeDeleted
 	case resultUpdate:
 		switch res.stat {
 		case statAdded:
 			c.added.Add(1)
+			outcome = tidemarktype.OutcomeAdded
 		case statUpdated:
 			c.updated.Add(1)
+			outcome = tidemarktype.OutcomeUpdated
 		case statReprocessed:
 			c.reprocessed.Add(1)
+			outcome = tidemarktype.OutcomeReprocessed
 		}
+	}
+	if done := w.u.e.opts.Observers.RowDone; done != nil && outcome != "" {
+		done(ctx, tidemarktype.RowDone{Source: res.run.src.Name, Key: res.key, Outcome: outcome})
 	}
 }

@@ -1,0 +1,57 @@
+package tidemark
+
+import (
+	"context"
+
+	"github.com/tidemark/tidemark/internal/engine"
+	"github.com/tidemark/tidemark/tidemarktype"
+)
+
+// Options.Observer is told what the engine does as it happens, in the style
+// of pgx's tracers: a value that implements any of the small interfaces
+// below, found by type assertion when the engine opens. An engine without
+// an observer pays nothing for the seam. Methods are called from the
+// engine's goroutines, several at once; they must be quick and must not
+// block (hand the event to a channel or a counter). Metrics and live
+// progress are written on it.
+
+// PassObserver is told when each update (a pass over the sources) begins
+// and ends.
+type PassObserver interface {
+	PassStarted(ctx context.Context, p tidemarktype.PassStart)
+	PassFinished(ctx context.Context, p tidemarktype.PassEnd)
+}
+
+// RowObserver is told what became of each source row an update handled:
+// every row written, failed or found unchanged.
+type RowObserver interface {
+	RowDone(ctx context.Context, r tidemarktype.RowDone)
+}
+
+// FetchObserver is told of each Get of a source row.
+type FetchObserver interface {
+	Fetched(ctx context.Context, f tidemarktype.Fetch)
+}
+
+// BatchObserver is told of each batch of rows written and committed.
+type BatchObserver interface {
+	BatchWritten(ctx context.Context, b tidemarktype.Batch)
+}
+
+// observers finds which of the observer interfaces o implements.
+func observers(o any) engine.Observers {
+	var obs engine.Observers
+	if p, ok := o.(PassObserver); ok {
+		obs.PassStarted, obs.PassFinished = p.PassStarted, p.PassFinished
+	}
+	if r, ok := o.(RowObserver); ok {
+		obs.RowDone = r.RowDone
+	}
+	if f, ok := o.(FetchObserver); ok {
+		obs.Fetched = f.Fetched
+	}
+	if b, ok := o.(BatchObserver); ok {
+		obs.BatchWritten = b.BatchWritten
+	}
+	return obs
+}

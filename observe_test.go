@@ -1,0 +1,158 @@
+package tidemark_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/tidemarktype"
+)
+
+// recorder is an observer of every kind, recording what it is told.
+type recorder struct {
+	mu       sync.Mutex
+	starts   []tidemarktype.PassStart
+	ends     []tidemarktype.PassEnd
+	outcomes map[tidemarktype.Outcome]int
+	failures []tidemarktype.RowDone
+	fetches  []tidemarktype.Fetch
+	batches  []tidemarktype.Batch
+}
+
+func (r *recorder) PassStarted(_ context.Context, p tidemarktype.PassStart) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.starts = append(r.starts, p)
+}
+
+func (r *recorder) PassFinished(_ context.Context, p tidemarktype.PassEnd) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ends = append(r.ends, p)
+}
+
+func (r *recorder) RowDone(_ context.Context, d tidemarktype.RowDone) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.outcomes == nil {
+		r.outcomes = make(map[tidemarktype.Outcome]int)
+	}
+	r.outcomes[d.Outcome]++
+	if d.Outcome == tidemarktype.OutcomeFailed {
+		r.failures = append(r.failures, d)
+	}
+}
+
+func (r *recorder) Fetched(_ context.Context, f tidemarktype.Fetch) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fetches = append(r.fetches, f)
+}
+
+func (r *recorder) BatchWritten(_ context.Context, b tidemarktype.Batch) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.batches = append(r.batches, b)
+}
+
+// written sums the batches: rows, and target states per target.
+func (r *recorder) written() (rows int, targets map[string]tidemarktype.TargetStats) {
+	targets = make(map[string]tidemarktype.TargetStats)
+	for _, b := range r.batches {
+		rows += b.Rows
+		for k, t := range b.Targets {
+			sum := targets[k]
+			sum.Upserts += t.Upserts
+			sum.Deletes += t.Deletes
+			targets[k] = sum
+		}
+	}
+	return rows, targets
+}
+
+// nonzero drops the targets nothing was written to.
+func nonzero(m map[string]tidemarktype.TargetStats) map[string]tidemarktype.TargetStats {
+	out := make(map[string]tidemarktype.TargetStats)
+	for k, t := range m {
+		if t != (tidemarktype.TargetStats{}) {
+			out[k] = t
+		}
+	}
+	return out
+}
+
+func TestObserverIsToldWhatUpdatesDo(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		rec := &recorder{}
+		h.opts.Observer = rec
+		h.fill(10)
+		st := h.mustUpdate()
+
+		require.Len(t, rec.starts, 1)
+		require.Equal(t, "Docs", rec.starts[0].Flow)
+		require.Len(t, rec.ends, 1)
+		require.NoError(t, rec.ends[0].Err)
+		require.Equal(t, st.Sources, rec.ends[0].Stats.Sources, "the pass's stats")
+		require.Len(t, rec.fetches, 10)
+		for _, f := range rec.fetches {
+			require.True(t, f.Exists)
+			require.NoError(t, f.Err)
+			require.Equal(t, "docs", f.Source)
+		}
+		require.Equal(t, map[tidemarktype.Outcome]int{tidemarktype.OutcomeAdded: 10}, rec.outcomes)
+		rows, targets := rec.written()
+		require.Equal(t, 10, rows)
+		require.Equal(t, nonzero(st.Targets), targets, "the batches add up to the update's writes")
+
+		// Two changed, one deleted, seven skipped by ordinal, one failing.
+		*rec = recorder{}
+		h.src.Set(1, doc{Title: "changed"})
+		h.src.Set(2, doc{Title: "changed too"})
+		h.src.Delete(3)
+		h.src.FailGet(func(k int) error {
+			if k == 4 {
+				return errors.New("refused")
+			}
+			return nil
+		})
+		h.src.Touch(4)
+		st, err := h.update(tidemark.UpdateOptions{})
+		require.NoError(t, err)
+		require.Equal(t, map[tidemarktype.Outcome]int{tidemarktype.OutcomeUpdated: 2, tidemarktype.OutcomeDeleted: 1,
+			tidemarktype.OutcomeUnchanged: 6, tidemarktype.OutcomeFailed: 1}, rec.outcomes)
+		require.Len(t, rec.failures, 1)
+		require.Equal(t, "4", rec.failures[0].Key)
+		require.Contains(t, rec.failures[0].Message, "refused")
+		require.Len(t, rec.fetches, 3, "the two changed rows and the failing one")
+		rows, targets = rec.written()
+		require.Equal(t, 4, rows, "2 updated, 1 deleted, 1 failed")
+		require.Equal(t, nonzero(st.Targets), targets)
+		failed := 0
+		for _, b := range rec.batches {
+			failed += b.Failed
+		}
+		require.Equal(t, 1, failed)
+	})
+}
+
+// rowsOnly observes rows only: the other callbacks are not required.
+type rowsOnly struct{ n atomic.Int64 }
+
+func (r *rowsOnly) RowDone(context.Context, tidemarktype.RowDone) { r.n.Add(1) }
+
+func TestObserverOfOneKind(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "sqlite")
+	obs := &rowsOnly{}
+	h.opts.Observer = obs
+	h.fill(5)
+	h.mustUpdate()
+	require.Equal(t, int64(5), obs.n.Load())
+}
