@@ -32,6 +32,10 @@ var ErrFlowLocked = engine.ErrFlowLocked
 // it stopped before writing again. What it committed stands; run it again.
 var ErrLockLost = engine.ErrLockLost
 
+// ErrNotFound is matched (with errors.Is) by the error of Row or Declarers
+// for a source row or target state that is not kept.
+var ErrNotFound = engine.ErrNotFound
+
 // ListingError says a source's listing failed or ended early, so that no
 // row of it was deleted; the rows listed before were updated. Match it with
 // errors.As; it also matches ErrListingIncomplete with errors.Is.

@@ -211,3 +211,51 @@ type Batch struct {
 	// Duration is the time from the batch's precommit to its commit.
 	Duration time.Duration
 }
+
+// RowState is everything Tidemark keeps for one source row: what it saw,
+// what it wrote, and how its last update went.
+type RowState struct {
+	Source string
+	// Key is the row's key as the state store keeps it: its JSON encoding.
+	Key string
+	// Ordinal is the row's ordinal when last committed; nil if the source
+	// gives none.
+	Ordinal *int64
+	// ContentFingerprint identifies the content last processed;
+	// LogicFingerprint the logic version that processed it, and
+	// LogicCurrent says it is the flow's current one.
+	ContentFingerprint []byte
+	LogicFingerprint   []byte
+	LogicCurrent       bool
+	// ProcessedAt is when the row was last committed.
+	ProcessedAt time.Time
+	// Failure is the row's last failure, nil when its last update did not
+	// fail.
+	Failure *RowFailure
+	// Staged says an update wrote, or was about to write, some of the
+	// row's target states and did not commit: the next update redoes it.
+	Staged bool
+	// States are the target states the row declared, per its committed
+	// tracking.
+	States []DeclaredState
+}
+
+// DeclaredState is one target state a source row declared.
+type DeclaredState struct {
+	// Target is the root target's key (a table's is "backend:db/name").
+	Target string
+	// Key is the state's key within the target (a table row's primary
+	// key, encoded; a file's name).
+	Key string
+	// Record is the handler's tracking record of the value written.
+	Record []byte
+	// Wrote says the row's own value may be the one in the target: false
+	// when another row that declares the state wrote it last.
+	Wrote bool
+}
+
+// RowRef names a source row.
+type RowRef struct {
+	Source string
+	Key    string
+}

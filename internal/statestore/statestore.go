@@ -103,6 +103,15 @@ type Store interface {
 	// recent failure first.
 	RowFailures(ctx context.Context, p RowFailuresParams) ([]RowFailure, error)
 
+	// RowFind returns one row of a source by key, everything kept for it;
+	// ErrNotFound when there is none. It is for inspection, not updates.
+	RowFind(ctx context.Context, p RowFindParams) (RowInfo, error)
+	// RowGet returns the rows of the given ids; unknown ids are left out.
+	RowGet(ctx context.Context, p RowGetParams) ([]RowInfo, error)
+	// RowPage returns up to Limit rows of a source in key order, after the
+	// key After; with Failed, only rows whose last update failed.
+	RowPage(ctx context.Context, p RowPageParams) ([]RowInfo, error)
+
 	// OwnerFind returns which rows own each of the given target keys.
 	OwnerFind(ctx context.Context, p OwnerFindParams) ([]Owner, error)
 	// OwnerExists reports whether any row owns a state of the target.
@@ -308,6 +317,45 @@ type Owner struct {
 // OwnerFindParams are the parameters of Store.OwnerFind.
 type OwnerFindParams struct {
 	Keys []OwnerKey
+}
+
+// RowInfo is everything kept for one source row.
+type RowInfo struct {
+	ID        int64
+	SourceID  int64
+	Key       string
+	Ordinal   *int64
+	ContentFP []byte
+	LogicFP   []byte
+	Gen       int64
+	// Tracking and Staged are the row's blobs (see EncodeSections).
+	Tracking []byte
+	Staged   []byte
+	// Error is the row's last failure, empty when its last update did
+	// not fail; ErrorCount counts the updates in a row that failed it.
+	Error       string
+	ErrorCount  int64
+	ErrorAt     time.Time
+	ProcessedAt time.Time
+}
+
+// RowFindParams are the parameters of Store.RowFind.
+type RowFindParams struct {
+	SourceID int64
+	Key      string
+}
+
+// RowGetParams are the parameters of Store.RowGet.
+type RowGetParams struct {
+	IDs []int64
+}
+
+// RowPageParams are the parameters of Store.RowPage.
+type RowPageParams struct {
+	SourceID int64
+	After    string
+	Limit    int
+	Failed   bool
 }
 
 // OwnerExistsParams are the parameters of Store.OwnerExists.

@@ -796,6 +796,85 @@ func (s *Store) OwnerFind(ctx context.Context, p statestore.OwnerFindParams) ([]
 	return out, nil
 }
 
+// rowInfoColumns are the columns scanRowInfo reads.
+const rowInfoColumns = `id, source_id, key, ordinal, content_fp, logic_fp, gen, tracking, staged, coalesce(error, ''), error_count, error_at, processed_at`
+
+func collectRowInfos(rows pgx.Rows) ([]statestore.RowInfo, error) {
+	var out []statestore.RowInfo
+	var (
+		r             statestore.RowInfo
+		errAt, doneAt *time.Time
+	)
+	_, err := pgx.ForEachRow(rows, []any{&r.ID, &r.SourceID, &r.Key, &r.Ordinal, &r.ContentFP, &r.LogicFP, &r.Gen, &r.Tracking, &r.Staged,
+		&r.Error, &r.ErrorCount, &errAt, &doneAt}, func() error {
+		row := r
+		if r.Ordinal != nil {
+			o := *r.Ordinal
+			row.Ordinal = &o
+		}
+		if errAt != nil {
+			row.ErrorAt = errAt.UTC()
+		}
+		if doneAt != nil {
+			row.ProcessedAt = doneAt.UTC()
+		}
+		out = append(out, row)
+		r = statestore.RowInfo{}
+		errAt, doneAt = nil, nil
+		return nil
+	})
+	return out, err
+}
+
+// RowFind implements statestore.Store.
+func (s *Store) RowFind(ctx context.Context, p statestore.RowFindParams) (statestore.RowInfo, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+rowInfoColumns+` FROM `+s.q.replace(`{{rows}}`)+` WHERE source_id = $1 AND key = $2`, p.SourceID, p.Key)
+	var out []statestore.RowInfo
+	if err == nil {
+		out, err = collectRowInfos(rows)
+	}
+	if err != nil {
+		return statestore.RowInfo{}, classify(ctx, fmt.Errorf("finding row %q: %w", p.Key, err))
+	}
+	if len(out) == 0 {
+		return statestore.RowInfo{}, fmt.Errorf("row %q: %w", p.Key, statestore.ErrNotFound)
+	}
+	return out[0], nil
+}
+
+// RowGet implements statestore.Store.
+func (s *Store) RowGet(ctx context.Context, p statestore.RowGetParams) ([]statestore.RowInfo, error) {
+	if len(p.IDs) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+rowInfoColumns+` FROM `+s.q.replace(`{{rows}}`)+` WHERE id = ANY($1) ORDER BY id`, p.IDs)
+	var out []statestore.RowInfo
+	if err == nil {
+		out, err = collectRowInfos(rows)
+	}
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("getting %d rows: %w", len(p.IDs), err))
+	}
+	return out, nil
+}
+
+// RowPage implements statestore.Store.
+func (s *Store) RowPage(ctx context.Context, p statestore.RowPageParams) ([]statestore.RowInfo, error) {
+	q := `SELECT ` + rowInfoColumns + ` FROM ` + s.q.replace(`{{rows}}`) + ` WHERE source_id = $1 AND key > $2`
+	if p.Failed {
+		q += ` AND error IS NOT NULL`
+	}
+	rows, err := s.pool.Query(ctx, q+` ORDER BY key LIMIT $3`, p.SourceID, p.After, p.Limit)
+	var out []statestore.RowInfo
+	if err == nil {
+		out, err = collectRowInfos(rows)
+	}
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("paging rows: %w", err))
+	}
+	return out, nil
+}
+
 // OwnerExists implements statestore.Store.
 func (s *Store) OwnerExists(ctx context.Context, p statestore.OwnerExistsParams) (bool, error) {
 	var ok bool

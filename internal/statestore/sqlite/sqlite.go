@@ -568,6 +568,85 @@ func (s *Store) RowFailures(ctx context.Context, p statestore.RowFailuresParams)
 	return out, nil
 }
 
+// rowInfoColumns are the columns scanRowInfo reads.
+const rowInfoColumns = `id, source_id, key, ordinal, content_fp, logic_fp, gen, tracking, staged, coalesce(error, ''), error_count, error_at, processed_at`
+
+func scanRowInfos(rows *sql.Rows) ([]statestore.RowInfo, error) {
+	defer rows.Close()
+	var out []statestore.RowInfo
+	for rows.Next() {
+		var (
+			r             statestore.RowInfo
+			ordinal       sql.NullInt64
+			errAt, doneAt sql.NullInt64
+		)
+		if err := rows.Scan(&r.ID, &r.SourceID, &r.Key, &ordinal, &r.ContentFP, &r.LogicFP, &r.Gen, &r.Tracking, &r.Staged,
+			&r.Error, &r.ErrorCount, &errAt, &doneAt); err != nil {
+			return nil, err
+		}
+		if ordinal.Valid {
+			r.Ordinal = &ordinal.Int64
+		}
+		r.ErrorAt, r.ProcessedAt = fromMicros(errAt), fromMicros(doneAt)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// RowFind implements statestore.Store.
+func (s *Store) RowFind(ctx context.Context, p statestore.RowFindParams) (statestore.RowInfo, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+rowInfoColumns+` FROM tidemark_rows WHERE source_id = ? AND key = ?`, p.SourceID, p.Key)
+	if err != nil {
+		return statestore.RowInfo{}, classify(fmt.Errorf("finding row %q: %w", p.Key, err))
+	}
+	out, err := scanRowInfos(rows)
+	if err != nil {
+		return statestore.RowInfo{}, classify(fmt.Errorf("finding row %q: %w", p.Key, err))
+	}
+	if len(out) == 0 {
+		return statestore.RowInfo{}, fmt.Errorf("row %q: %w", p.Key, statestore.ErrNotFound)
+	}
+	return out[0], nil
+}
+
+// RowGet implements statestore.Store.
+func (s *Store) RowGet(ctx context.Context, p statestore.RowGetParams) ([]statestore.RowInfo, error) {
+	var out []statestore.RowInfo
+	for chunk := range slices.Chunk(p.IDs, maxParams) {
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT `+rowInfoColumns+` FROM tidemark_rows WHERE id IN (`+placeholders(len(chunk))+`) ORDER BY id`, args...)
+		if err != nil {
+			return nil, classify(fmt.Errorf("getting rows: %w", err))
+		}
+		got, err := scanRowInfos(rows)
+		if err != nil {
+			return nil, classify(fmt.Errorf("getting rows: %w", err))
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// RowPage implements statestore.Store.
+func (s *Store) RowPage(ctx context.Context, p statestore.RowPageParams) ([]statestore.RowInfo, error) {
+	q := `SELECT ` + rowInfoColumns + ` FROM tidemark_rows WHERE source_id = ? AND key > ?`
+	if p.Failed {
+		q += ` AND error IS NOT NULL`
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY key LIMIT ?`, p.SourceID, p.After, p.Limit)
+	if err != nil {
+		return nil, classify(fmt.Errorf("paging rows: %w", err))
+	}
+	out, err := scanRowInfos(rows)
+	if err != nil {
+		return nil, classify(fmt.Errorf("paging rows: %w", err))
+	}
+	return out, nil
+}
+
 // OwnerExists implements statestore.Store.
 func (s *Store) OwnerExists(ctx context.Context, p statestore.OwnerExistsParams) (bool, error) {
 	var ok bool

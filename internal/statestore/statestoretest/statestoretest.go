@@ -26,6 +26,63 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		return s
 	}
 
+	t.Run("RowReads", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		ctx := t.Context()
+		_, err := s.FlowGet(ctx, statestore.FlowGetParams{Flow: "f"})
+		require.NoError(t, err)
+		src, err := s.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "s"})
+		require.NoError(t, err)
+		other, err := s.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "other"})
+		require.NoError(t, err)
+		ids, err := s.Precommit(ctx, statestore.PrecommitParams{SourceID: src, Rows: []statestore.PrecommitRow{{Key: "b"}, {Key: "a"}, {Key: "c", Staged: []byte{1, 2}}}})
+		require.NoError(t, err)
+		_, err = s.Precommit(ctx, statestore.PrecommitParams{SourceID: other, Rows: []statestore.PrecommitRow{{Key: "a"}}})
+		require.NoError(t, err)
+		at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+		ord := int64(42)
+		tracking := statestore.EncodeSections([]statestore.Section{{TargetID: 7, Gen: 3, Entries: []statestore.Entry{{Key: "k", Record: []byte("r"), Wrote: true}}}})
+		require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: at, Rows: []statestore.CommitRow{
+			{ID: ids[0], Ordinal: &ord, ContentFP: []byte("content"), LogicFP: []byte("logic"), Gen: 3, Tracking: tracking},
+			{ID: ids[1], Gen: 3},
+		}, Failed: []statestore.RowFailed{{ID: ids[2], Key: "c", Message: "boom"}}}))
+
+		b, err := s.RowFind(ctx, statestore.RowFindParams{SourceID: src, Key: "b"})
+		require.NoError(t, err)
+		require.Equal(t, statestore.RowInfo{ID: ids[0], SourceID: src, Key: "b", Ordinal: &ord, ContentFP: []byte("content"), LogicFP: []byte("logic"),
+			Gen: 3, Tracking: tracking, ProcessedAt: at}, b)
+		c, err := s.RowFind(ctx, statestore.RowFindParams{SourceID: src, Key: "c"})
+		require.NoError(t, err)
+		require.Equal(t, "boom", c.Error)
+		require.Equal(t, int64(1), c.ErrorCount)
+		require.Equal(t, at, c.ErrorAt)
+		require.Equal(t, []byte{1, 2}, c.Staged, "a failed row keeps its staged blob")
+		_, err = s.RowFind(ctx, statestore.RowFindParams{SourceID: src, Key: "zz"})
+		require.ErrorIs(t, err, statestore.ErrNotFound)
+
+		keys := func(rows []statestore.RowInfo) []string {
+			var out []string
+			for _, r := range rows {
+				out = append(out, r.Key)
+			}
+			return out
+		}
+		page, err := s.RowPage(ctx, statestore.RowPageParams{SourceID: src, Limit: 2})
+		require.NoError(t, err)
+		require.Equal(t, []string{"a", "b"}, keys(page), "in key order, of one source")
+		page, err = s.RowPage(ctx, statestore.RowPageParams{SourceID: src, After: "b", Limit: 2})
+		require.NoError(t, err)
+		require.Equal(t, []string{"c"}, keys(page))
+		page, err = s.RowPage(ctx, statestore.RowPageParams{SourceID: src, Limit: 10, Failed: true})
+		require.NoError(t, err)
+		require.Equal(t, []string{"c"}, keys(page))
+
+		got, err := s.RowGet(ctx, statestore.RowGetParams{IDs: []int64{ids[2], ids[0], 1 << 40}})
+		require.NoError(t, err)
+		require.ElementsMatch(t, []string{"b", "c"}, keys(got), "unknown ids are left out")
+	})
+
 	t.Run("FlowGet", func(t *testing.T) {
 		t.Parallel()
 		s := setup(t)

@@ -1,0 +1,71 @@
+package tidemark
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tidemark/tidemark/internal/engine"
+	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktype"
+)
+
+// The read API: what the state store knows of each source row and target
+// state, for inspection (a UI, `show`). It writes nothing and takes no lock,
+// so it runs beside updates; each call is one or a few indexed lookups.
+
+// RowsOptions page a source's rows.
+type RowsOptions struct {
+	// After is the key after which the page starts, as RowState.Key gives
+	// it; empty for the first page.
+	After string
+	// Limit bounds the page: default 100, at most 10,000.
+	Limit int
+	// Failed keeps only the rows whose last update failed.
+	Failed bool
+}
+
+// Rows returns a page of the rows kept for source, in key order, each
+// with the target states it declared. An empty page is the end.
+func (e *Engine) Rows(ctx context.Context, source string, opts RowsOptions) ([]tidemarktype.RowState, error) {
+	switch {
+	case opts.Limit == 0:
+		opts.Limit = 100
+	case opts.Limit < 0 || opts.Limit > 10_000:
+		return nil, fmt.Errorf("tidemark: RowsOptions.Limit must be between 1 and 10000, got %d", opts.Limit)
+	}
+	return e.eng.RowStates(ctx, engine.RowsParams{Source: source, After: opts.After, Limit: opts.Limit, Failed: opts.Failed})
+}
+
+// Row returns what is kept for one row of source: its ordinal, content and
+// logic fingerprints, when it was processed, its last failure, and every
+// target state it declared. key is the key's JSON encoding (as
+// RowState.Key gives it) or, for a string key, its bare text. A row not
+// kept is an error matching ErrNotFound.
+func (e *Engine) Row(ctx context.Context, source, key string) (*tidemarktype.RowState, error) {
+	var def *sourceDef
+	for _, s := range e.flow.sources {
+		if s.name == source {
+			def = s
+		}
+	}
+	if def == nil {
+		return nil, fmt.Errorf("flow %s has no source %q", e.flow.name, source)
+	}
+	k, err := def.impl.parseKey(key)
+	if err != nil {
+		return nil, err
+	}
+	st, err := e.eng.RowState(ctx, source, k)
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Declarers returns the source rows that declare the state key of the
+// target targetKey (as Target.Key and TargetInfo give it): the reverse of
+// Row's lineage. A state no row declares is an error matching
+// ErrNotFound.
+func (e *Engine) Declarers(ctx context.Context, targetKey string, key target.Key) ([]tidemarktype.RowRef, error) {
+	return e.eng.Declarers(ctx, targetKey, key)
+}
