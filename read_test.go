@@ -110,4 +110,3 @@ func clearWrote(states []tidemarktype.DeclaredState, target string) []tidemarkty
 	}
 	return out
 }
-

@@ -148,4 +148,3 @@ func fillForReads(b *testing.B, store statestore.Store, n int) *Engine {
 	b.Logf("filled %d rows in %v", n, time.Since(start).Round(time.Millisecond))
 	return e
 }
-
