@@ -110,6 +110,14 @@ func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
 		}
 	}
 
+	// A value a row that no longer declares the state wrote, in an earlier
+	// batch of this update, may be the one in the target.
+	for k := range fresh {
+		if stale := w.stale[k]; stale != nil {
+			know(k, stale, true)
+		}
+	}
+
 	// What the other owners know, from their committed tracking, in roots
 	// where some row owns a state.
 	var check []statestore.OwnerKey

@@ -111,17 +111,11 @@ func (e *Engine) Declarers(ctx context.Context, rootKey string, key target.Key) 
 	if err != nil {
 		return nil, err
 	}
-	var out []tidemarktype.RowRef
+	// Ownership is by a 128-bit hash of the key, as the engine's own
+	// decisions are: the owners are the declarers.
+	out := make([]tidemarktype.RowRef, 0, len(rows))
 	for _, r := range rows {
-		// Key hashes may collide: keep the rows whose tracking holds the
-		// key itself.
-		sections, err := statestore.DecodeSections(r.Tracking)
-		if err != nil {
-			return nil, fmt.Errorf("row %d: %w", r.ID, err)
-		}
-		if _, ok := findRecord(sections, trackKey{rootID, key}); ok {
-			out = append(out, tidemarktype.RowRef{Source: names[r.SourceID], Key: r.Key})
-		}
+		out = append(out, tidemarktype.RowRef{Source: names[r.SourceID], Key: r.Key})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("target %s, key %s: %w", rootKey, key, ErrNotFound)

@@ -100,6 +100,10 @@ type plannedAction struct {
 	prev         []target.Record
 	mayBeMissing bool
 	applied      bool
+	// others, on a write of a state that other rows may have written last,
+	// are the records the value in the target may have: staged with the
+	// write, so that the row still knows them if the write does not land.
+	others []target.Record
 	// cancelledFor holds the rows of the batch whose declaration of the
 	// state cancelled this deletion: were they all to fail, the deletion
 	// is applied after all.
@@ -129,6 +133,9 @@ type rowResult struct {
 	// of its committed tracking.
 	owned   map[trackKey]bool
 	actions []*plannedAction
+	// deferred counts the declarations left to the writer (see
+	// writer.adopt), which count as actions for batching.
+	deferred int
 	// oldStaged are the row's staged entries still in force.
 	oldStaged []statestore.Section
 }
@@ -359,6 +366,7 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 			// Another row may own the state: the writer reconciles it
 			// with what that row knows (writer.adopt).
 			decl.deferred = true
+			res.deferred++
 			seen[k] = decl
 			res.declared[rs.id] = append(res.declared[rs.id], statestore.Entry{Key: string(d.Key)})
 			continue

@@ -348,6 +348,9 @@ type RowFindParams struct {
 // RowGetParams are the parameters of Store.RowGet.
 type RowGetParams struct {
 	IDs []int64
+	// Blobs asks for the rows' tracking and staged blobs too; without it
+	// they are left nil.
+	Blobs bool
 }
 
 // RowPageParams are the parameters of Store.RowPage.

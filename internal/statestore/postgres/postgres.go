@@ -799,6 +799,9 @@ func (s *Store) OwnerFind(ctx context.Context, p statestore.OwnerFindParams) ([]
 // rowInfoColumns are the columns scanRowInfo reads.
 const rowInfoColumns = `id, source_id, key, ordinal, content_fp, logic_fp, gen, tracking, staged, coalesce(error, ''), error_count, error_at, processed_at`
 
+// rowInfoNoBlobs are rowInfoColumns without the blobs.
+const rowInfoNoBlobs = `id, source_id, key, ordinal, content_fp, logic_fp, gen, NULL, NULL, coalesce(error, ''), error_count, error_at, processed_at`
+
 func collectRowInfos(rows pgx.Rows) ([]statestore.RowInfo, error) {
 	var out []statestore.RowInfo
 	var (
@@ -847,7 +850,11 @@ func (s *Store) RowGet(ctx context.Context, p statestore.RowGetParams) ([]states
 	if len(p.IDs) == 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+rowInfoColumns+` FROM `+s.q.replace(`{{rows}}`)+` WHERE id = ANY($1) ORDER BY id`, p.IDs)
+	cols := rowInfoNoBlobs
+	if p.Blobs {
+		cols = rowInfoColumns
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+cols+` FROM `+s.q.replace(`{{rows}}`)+` WHERE id = ANY($1) ORDER BY id`, p.IDs)
 	var out []statestore.RowInfo
 	if err == nil {
 		out, err = collectRowInfos(rows)

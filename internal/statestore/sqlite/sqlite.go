@@ -571,6 +571,9 @@ func (s *Store) RowFailures(ctx context.Context, p statestore.RowFailuresParams)
 // rowInfoColumns are the columns scanRowInfo reads.
 const rowInfoColumns = `id, source_id, key, ordinal, content_fp, logic_fp, gen, tracking, staged, coalesce(error, ''), error_count, error_at, processed_at`
 
+// rowInfoNoBlobs are rowInfoColumns without the blobs.
+const rowInfoNoBlobs = `id, source_id, key, ordinal, content_fp, logic_fp, gen, NULL, NULL, coalesce(error, ''), error_count, error_at, processed_at`
+
 func scanRowInfos(rows *sql.Rows) ([]statestore.RowInfo, error) {
 	defer rows.Close()
 	var out []statestore.RowInfo
@@ -617,7 +620,11 @@ func (s *Store) RowGet(ctx context.Context, p statestore.RowGetParams) ([]states
 		for i, id := range chunk {
 			args[i] = id
 		}
-		rows, err := s.db.QueryContext(ctx, `SELECT `+rowInfoColumns+` FROM tidemark_rows WHERE id IN (`+placeholders(len(chunk))+`) ORDER BY id`, args...)
+		cols := rowInfoNoBlobs
+		if p.Blobs {
+			cols = rowInfoColumns
+		}
+		rows, err := s.db.QueryContext(ctx, `SELECT `+cols+` FROM tidemark_rows WHERE id IN (`+placeholders(len(chunk))+`) ORDER BY id`, args...)
 		if err != nil {
 			return nil, classify(fmt.Errorf("getting rows: %w", err))
 		}

@@ -81,6 +81,13 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		got, err := s.RowGet(ctx, statestore.RowGetParams{IDs: []int64{ids[2], ids[0], 1 << 40}})
 		require.NoError(t, err)
 		require.ElementsMatch(t, []string{"b", "c"}, keys(got), "unknown ids are left out")
+		for _, r := range got {
+			require.Nil(t, r.Tracking, "no blobs unless asked")
+			require.Nil(t, r.Staged)
+		}
+		got, err = s.RowGet(ctx, statestore.RowGetParams{IDs: []int64{ids[0]}, Blobs: true})
+		require.NoError(t, err)
+		require.Equal(t, []statestore.RowInfo{b}, got)
 	})
 
 	t.Run("FlowGet", func(t *testing.T) {
