@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"runtime/debug"
 
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/target"
@@ -53,85 +52,36 @@ func (e *Engine) Evaluate(ctx context.Context, opts EvaluateOptions, fn func(Eva
 	if len(opts.Keys) > 0 && opts.Source == "" {
 		return errors.New("tidemark: EvaluateOptions.Keys needs a Source")
 	}
-	found := false
-	for _, s := range e.flow.sources {
-		if opts.Source != "" && s.name != opts.Source {
-			continue
-		}
-		found = true
-		if err := e.evaluateSource(ctx, s, opts, fn); err != nil {
-			return err
-		}
-	}
-	if !found {
-		return fmt.Errorf("flow %s has no source %q", e.flow.name, opts.Source)
-	}
-	return nil
-}
-
-func (e *Engine) evaluateSource(ctx context.Context, s *sourceDef, opts EvaluateOptions, fn func(Evaluated) error) error {
-	roots := e.flow.rootKeys()
-	one := func(key string) error {
-		ev := Evaluated{Source: s.name, Key: key}
-		ev.Exists, ev.Declared, ev.Err = evaluateRow(ctx, s.impl, key, roots)
-		return fn(ev)
-	}
+	p := engine.EvaluateParams{Source: opts.Source, Limit: opts.Limit}
 	if len(opts.Keys) > 0 {
-		for i, arg := range opts.Keys {
-			if opts.Limit > 0 && i >= opts.Limit {
-				break
+		var def *sourceDef
+		for _, s := range e.flow.sources {
+			if s.name == opts.Source {
+				def = s
 			}
-			key, err := s.impl.parseKey(arg)
+		}
+		if def == nil {
+			return fmt.Errorf("flow %s has no source %q", e.flow.name, opts.Source)
+		}
+		for _, arg := range opts.Keys {
+			key, err := def.impl.parseKey(arg)
 			if err != nil {
 				return err
 			}
-			if err := one(key); err != nil {
-				return err
+			p.Keys = append(p.Keys, key)
+		}
+	}
+	roots := e.flow.rootKeys()
+	return e.eng.Evaluate(ctx, p, func(ev engine.Evaluated) error {
+		out := Evaluated{Source: ev.Source, Key: ev.Key, Exists: ev.Exists, Err: ev.Err}
+		if ev.Decls != nil {
+			out.Declared = make([]Declared, len(ev.Decls))
+			for i, d := range ev.Decls {
+				out.Declared[i] = declaredOf(d, roots)
 			}
 		}
-		return nil
-	}
-	n := 0
-	for l, err := range s.impl.List(ctx) {
-		if err != nil {
-			return fmt.Errorf("listing source %s: %w", s.name, err)
-		}
-		if opts.Limit > 0 && n >= opts.Limit {
-			break
-		}
-		n++
-		if l.Invalid != nil {
-			if err := fn(Evaluated{Source: s.name, Key: l.Key, Err: l.Invalid}); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := one(l.Key); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func evaluateRow(ctx context.Context, src erasedSource, key string, roots []string) (exists bool, declared []Declared, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
-		}
-	}()
-	f, err := src.Get(ctx, key)
-	if err != nil || !f.Exists {
-		return false, nil, err
-	}
-	decls, err := src.Process(ctx, key, f.Value)
-	if err != nil {
-		return true, nil, err
-	}
-	declared = make([]Declared, len(decls))
-	for i, d := range decls {
-		declared[i] = declaredOf(d, roots)
-	}
-	return true, declared, nil
+		return fn(out)
+	})
 }
 
 func declaredOf(d engine.Decl, roots []string) Declared {
