@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/target"
@@ -277,6 +278,10 @@ func (t *typedSource[K, V]) watch(ctx context.Context, notify func(engine.Listed
 // parseKey reads a key given on a command line: the key's JSON encoding,
 // or for a string key the bare text.
 func (t *typedSource[K, V]) parseKey(arg string) (string, error) {
+	if !utf8.ValidString(arg) {
+		// JSON would replace the invalid bytes, naming another key.
+		return "", fmt.Errorf("source %s: %q is not a key: not valid UTF-8", t.name, arg)
+	}
 	if k, err := decodeKey[K](arg); err == nil {
 		return encodeKey(k)
 	}

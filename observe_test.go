@@ -156,3 +156,31 @@ func TestObserverOfOneKind(t *testing.T) {
 	h.mustUpdate()
 	require.Equal(t, int64(5), obs.n.Load())
 }
+
+// panicky is an observer of every kind whose every callback panics.
+type panicky struct{}
+
+func (panicky) PassStarted(context.Context, tidemarktype.PassStart) { panic("observer bug") }
+func (panicky) PassFinished(context.Context, tidemarktype.PassEnd)  { panic("observer bug") }
+func (panicky) RowDone(context.Context, tidemarktype.RowDone)       { panic("observer bug") }
+func (panicky) Fetched(context.Context, tidemarktype.Fetch)         { panic("observer bug") }
+func (panicky) BatchWritten(context.Context, tidemarktype.Batch)    { panic("observer bug") }
+
+// TestAPanickingObserverChangesNothing: an observer's panics are logged;
+// no row fails, the update completes and the next one has nothing to do.
+func TestAPanickingObserverChangesNothing(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		h.opts.Observer = panicky{}
+		h.fill(6)
+		st := h.mustUpdate()
+		require.Zero(t, st.Failed())
+		h.expectDocs()
+		h.src.Set(1, doc{Title: "changed"})
+		st = h.mustUpdate()
+		require.Equal(t, int64(1), st.Sources["docs"].Updated)
+		require.Equal(t, int64(5), st.Sources["docs"].Unchanged)
+		h.expectDocs()
+	})
+}

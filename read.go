@@ -3,6 +3,8 @@ package tidemark
 import (
 	"context"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/target"
@@ -32,6 +34,9 @@ func (e *Engine) Rows(ctx context.Context, source string, opts RowsOptions) ([]t
 		opts.Limit = 100
 	case opts.Limit < 0 || opts.Limit > 10_000:
 		return nil, fmt.Errorf("tidemark: RowsOptions.Limit must be between 1 and 10000, got %d", opts.Limit)
+	}
+	if !utf8.ValidString(opts.After) || strings.ContainsRune(opts.After, 0) {
+		return nil, fmt.Errorf("tidemark: RowsOptions.After %q is not a key: keys are valid UTF-8 without NUL", opts.After)
 	}
 	return e.eng.RowStates(ctx, engine.RowsParams{Source: source, After: opts.After, Limit: opts.Limit, Failed: opts.Failed})
 }

@@ -54,6 +54,8 @@ func TestReadAPI(t *testing.T) {
 
 		_, err = e.Row(ctx, "docs", "99")
 		require.ErrorIs(t, err, tidemark.ErrNotFound)
+		_, err = e.Row(ctx, "docs", "\xff")
+		require.ErrorContains(t, err, "not valid UTF-8", "never another key's row")
 		_, err = e.Row(ctx, "nosuch", "1")
 		require.ErrorContains(t, err, `no source "nosuch"`)
 
@@ -78,6 +80,10 @@ func TestReadAPI(t *testing.T) {
 		require.Equal(t, "7", page[0].Key)
 		_, err = e.Rows(ctx, "docs", tidemark.RowsOptions{Limit: 10_001})
 		require.ErrorContains(t, err, "Limit must be between 1 and 10000")
+		for _, after := range []string{"\x00", "a\x00", "\xff", "\xc3"} {
+			_, err = e.Rows(ctx, "docs", tidemark.RowsOptions{After: after})
+			require.ErrorContains(t, err, "is not a key", "%q", after)
+		}
 
 		// And back: which rows declare a state.
 		refs, err := e.Declarers(ctx, "memory/tags", "odd")

@@ -15,6 +15,7 @@ import (
 	"iter"
 	"log/slog"
 	"reflect"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -195,7 +196,8 @@ type Options struct {
 }
 
 // Observers are the engine's observer callbacks, each optional. They are
-// called from the engine's goroutines, several at once.
+// called from the engine's goroutines, several at once; a callback that
+// panics is logged and changes nothing else (see guarded).
 type Observers struct {
 	PassStarted  func(ctx context.Context, p tidemarktype.PassStart)
 	PassFinished func(ctx context.Context, p tidemarktype.PassEnd)
@@ -255,6 +257,7 @@ func New(flow *Flow, store statestore.Store, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: fingerprinting the logic version: %w", err)
 	}
+	opts.Observers = opts.Observers.guarded(opts.Logger)
 	return &Engine{flow: flow, store: store, log: opts.Logger, opts: opts, logicFP: logicFP[:]}, nil
 }
 
@@ -290,4 +293,31 @@ func (e *Engine) do(ctx context.Context, what string, op func(ctx context.Contex
 	return retry.Do(ctx, e.opts.Retry, op, func(attempt int, err error) {
 		e.log.WarnContext(ctx, "retrying after a transient fault", "op", what, "attempt", attempt, "err", err)
 	})
+}
+
+// guarded returns the observers with each callback's panics recovered and
+// logged: monitoring code must not fail rows or stop an update.
+func (o Observers) guarded(log *slog.Logger) Observers {
+	return Observers{
+		PassStarted:  guard(log, "PassStarted", o.PassStarted),
+		PassFinished: guard(log, "PassFinished", o.PassFinished),
+		RowDone:      guard(log, "RowDone", o.RowDone),
+		Fetched:      guard(log, "Fetched", o.Fetched),
+		BatchWritten: guard(log, "BatchWritten", o.BatchWritten),
+	}
+}
+
+// guard wraps fn, nil staying nil, so that a panic in it is logged.
+func guard[E any](log *slog.Logger, name string, fn func(context.Context, E)) func(context.Context, E) {
+	if fn == nil {
+		return nil
+	}
+	return func(ctx context.Context, ev E) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.ErrorContext(ctx, "an observer panicked; the update goes on", "observer", name, "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
+		fn(ctx, ev)
+	}
 }

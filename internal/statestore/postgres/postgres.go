@@ -891,11 +891,10 @@ func (s *Store) OwnerExists(ctx context.Context, p statestore.OwnerExistsParams)
 	return ok, nil
 }
 
-// Precommit implements statestore.Store. Its statements, at most three
+// Precommit implements statestore.Store. Its statements, at most two
 // whatever the number of rows, are sent as one batch: insert the new rows
-// (and return their ids), replace the staged blobs of the others, add the
-// ownerships. The ownerships of new rows find their row by key, so nothing
-// waits for the ids.
+// (and return their ids) and replace the staged blobs of the others.
+// Ownership is taken at commit, not here.
 func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]int64, error) {
 	ids := make([]int64, len(p.Rows))
 	if len(p.Rows) == 0 {

@@ -139,7 +139,7 @@ func TestSchemaRespectedAndVersioned(t *testing.T) {
 	require.Equal(t, []string{"tidemark_flows", "tidemark_locks", "tidemark_migrations", "tidemark_owners", "tidemark_rows", "tidemark_sources", "tidemark_targets"}, tables)
 	var version int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT max(version) FROM `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()).Scan(&version))
-	require.Equal(t, 2, version)
+	require.Equal(t, 3, version)
 
 	// Reopening keeps the version and the data.
 	s, err = Open(ctx, u, schema)
@@ -150,7 +150,7 @@ func TestSchemaRespectedAndVersioned(t *testing.T) {
 	require.NoError(t, s.Close())
 	var applied int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()).Scan(&applied))
-	require.Equal(t, 2, applied, "each migration applied once")
+	require.Equal(t, 3, applied, "each migration applied once")
 
 	// A newer schema is refused.
 	_, err = conn.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()+` (version, name, applied_at) VALUES (99, 'future', now())`)
@@ -207,7 +207,7 @@ func TestConcurrentOpen(t *testing.T) {
 	}
 	var applied int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()).Scan(&applied))
-	require.Equal(t, 2, applied, "each migration applied once")
+	require.Equal(t, 3, applied, "each migration applied once")
 }
 
 // terminate ends the server processes of the connections named app and
@@ -600,4 +600,54 @@ func TestFlowLockTakenAgainAfterItsSessionEnded(t *testing.T) {
 	again, err := b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
 	require.NoError(t, err, "the lost lock holds nothing")
 	again.Release()
+}
+
+// TestRowPageIsBytewiseWhateverTheCollation: in a database whose default
+// collation is not C (ICU en-US here), a source's rows still page in
+// byte order, as in the SQLite store.
+func TestRowPageIsBytewiseWhateverTheCollation(t *testing.T) {
+	t.Parallel()
+	base := pgtest.URL(t)
+	admin := connect(t, base)
+	name := fmt.Sprintf("tmicu%d", time.Now().UnixNano())
+	if _, err := admin.Exec(t.Context(), `CREATE DATABASE `+name+` TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`); err != nil {
+		t.Skipf("this server cannot create an ICU database: %v", err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
+	})
+	u, err := url.Parse(base)
+	require.NoError(t, err)
+	u.Path = "/" + name
+	s, err := Open(t.Context(), u.String(), "tidemark")
+	require.NoError(t, err)
+	defer s.Close()
+	ctx := t.Context()
+	_, err = s.FlowGet(ctx, statestore.FlowGetParams{Flow: "f"})
+	require.NoError(t, err)
+	src, err := s.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "s"})
+	require.NoError(t, err)
+	keys := []string{`"B"`, `"a"`, `"_x"`, `"-y"`, `"Zed"`, `"z"`}
+	var rows []statestore.PrecommitRow
+	for _, k := range keys {
+		rows = append(rows, statestore.PrecommitRow{Key: k})
+	}
+	_, err = s.Precommit(ctx, statestore.PrecommitParams{SourceID: src, Rows: rows})
+	require.NoError(t, err)
+	var got []string
+	after := ""
+	for {
+		page, err := s.RowPage(ctx, statestore.RowPageParams{SourceID: src, After: after, Limit: 2})
+		require.NoError(t, err)
+		if len(page) == 0 {
+			break
+		}
+		for _, r := range page {
+			got = append(got, r.Key)
+		}
+		after = page[len(page)-1].Key
+	}
+	want := slices.Clone(keys)
+	slices.Sort(want)
+	require.Equal(t, want, got)
 }
