@@ -65,6 +65,7 @@ func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
 		d   *declaration
 	}
 	fresh := make(map[trackKey][]claim)
+	anyDeferred := false
 	for _, res := range batch {
 		if res.kind != resultUpdate {
 			continue
@@ -72,6 +73,7 @@ func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
 		for k, d := range res.declaredSet {
 			if d.fresh {
 				fresh[k] = append(fresh[k], claim{res, d})
+				anyDeferred = anyDeferred || d.deferred
 			}
 		}
 	}
@@ -135,6 +137,9 @@ func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
 		}
 	}
 
+	if len(others) == 0 && !anyDeferred {
+		return nil // nothing anyone knows that the rows do not (a first fill)
+	}
 	keys := make([]trackKey, 0, len(fresh))
 	for k := range fresh {
 		keys = append(keys, k)
