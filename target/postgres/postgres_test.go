@@ -440,3 +440,55 @@ func TestAFailedRowWritesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestFreshTableLoadedInSeveralBatches: a table empty at its first write is
+// copied into batch after batch, and merged once a row exists.
+func TestFreshTableLoadedInSeveralBatches(t *testing.T) {
+	t.Parallel()
+	for _, writers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("writers=%d", writers), func(t *testing.T) {
+			t.Parallel()
+			opts, d := open(t, postgres.Options{Writers: writers})
+			opts.Batch = tidemark.BatchOptions{MaxRows: 7}
+			src := tidemarktest.NewSource[string, string]()
+			for i := range 50 {
+				src.Set(fmt.Sprintf("k%02d", i), fmt.Sprint("v", i))
+			}
+			var tbl *postgres.Table[message]
+			update := func() *tidemarktype.UpdateStats {
+				f := tidemark.NewFlow("Fresh")
+				tbl = postgres.DeclareTable[message](f, d.db, "messages")
+				tidemark.ForEach(tidemark.AddSource(f, "s", src), func(_ context.Context, r *tidemark.Row, k, v string) error {
+					tbl.Declare(r, message{ID: k, Thread: k, Text: v})
+					return nil
+				})
+				e, err := tidemark.Open(t.Context(), f, opts)
+				require.NoError(t, err)
+				defer e.Close()
+				st, err := e.Update(t.Context(), tidemark.UpdateOptions{})
+				require.NoError(t, err)
+				require.Zero(t, st.Failed(), "%v", st.Failures)
+				return st
+			}
+			update()
+			count := func() int {
+				n := 0
+				for _, err := range tbl.Rows(t.Context()) {
+					require.NoError(t, err)
+					n++
+				}
+				return n
+			}
+			require.Equal(t, 50, count())
+			for i := range 60 {
+				src.Set(fmt.Sprintf("k%02d", i), fmt.Sprint("w", i))
+			}
+			update()
+			require.Equal(t, 60, count())
+			for m, err := range tbl.Rows(t.Context()) {
+				require.NoError(t, err)
+				require.Equal(t, "w", m.Text[:1], m.ID)
+			}
+		})
+	}
+}
