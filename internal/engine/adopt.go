@@ -44,6 +44,7 @@ func (u *update) ownersKnown(ctx context.Context) error {
 			return err
 		}
 		u.owned[rs.id] = ok
+		u.anyOwned = u.anyOwned || ok
 	}
 	return nil
 }
@@ -60,6 +61,11 @@ func (u *update) ownersKnown(ctx context.Context) error {
 // that the state was never written. So moving a state with the same value
 // writes nothing, and moving a changed one is one update of the old value.
 func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
+	if !w.u.anyOwned && len(w.stale) == 0 && !hasDeletes(batch) {
+		// No row owns a state and none stops declaring one (a first
+		// fill): nobody knows anything the rows do not.
+		return nil
+	}
 	type claim struct {
 		res *rowResult
 		d   *declaration
@@ -190,6 +196,18 @@ func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
 		}
 	}
 	return nil
+}
+
+// hasDeletes reports whether a row of the batch deletes a state.
+func hasDeletes(batch []*rowResult) bool {
+	for _, res := range batch {
+		for _, a := range res.actions {
+			if a.delete {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // othersKnow adds what the owners of the given states outside the batch know

@@ -90,6 +90,8 @@ type update struct {
 	// owned holds, per root id, whether some row owned a state of it when
 	// the update began (see writer.adopt).
 	owned map[int64]bool
+	// anyOwned says some root in owned has owners.
+	anyOwned bool
 }
 
 // sourceRun is one source's part of an update.
