@@ -50,16 +50,17 @@ func (u *update) ownersKnown(ctx context.Context) error {
 }
 
 // adopt reconciles, with what other rows know of it, each state that a row
-// of the batch declares and its own committed tracking does not hold: in a
-// root where some row owns a state, the worker left it to adopt; elsewhere
-// (a root being filled) the worker reconciled it, and adopt reconciles it
-// again only if another row of the batch knows of it (a row whose first
-// write of it was interrupted now stops declaring it).
-// Such a state may exist already: another row may declare it, or may stop
+// of the batch declares and its own committed tracking does not hold. Such
+// a state may exist already: another row may declare it, or may stop
 // declaring it in this batch (the state moves from one source row to
 // another), and the handler must be told the versions that may exist, not
 // that the state was never written. So moving a state with the same value
 // writes nothing, and moving a changed one is one update of the old value.
+//
+// In a root where some row owns a state, the worker left such a state to
+// adopt; elsewhere (a root being filled) the worker reconciled it, and
+// adopt reconciles it again only if another row of the batch knows of it
+// (a row whose first write of it was interrupted now stops declaring it).
 func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
 	if !w.u.anyOwned && len(w.stale) == 0 && !hasDeletes(batch) {
 		// No row owns a state and none stops declaring one (a first
