@@ -53,23 +53,12 @@ func (e *Engine) Evaluate(ctx context.Context, opts EvaluateOptions, fn func(Eva
 		return errors.New("tidemark: EvaluateOptions.Keys needs a Source")
 	}
 	p := engine.EvaluateParams{Source: opts.Source, Limit: opts.Limit}
-	if len(opts.Keys) > 0 {
-		var def *sourceDef
-		for _, s := range e.flow.sources {
-			if s.name == opts.Source {
-				def = s
-			}
+	for _, arg := range opts.Keys {
+		key, err := e.flow.parseKey(opts.Source, arg)
+		if err != nil {
+			return err
 		}
-		if def == nil {
-			return fmt.Errorf("flow %s has no source %q", e.flow.name, opts.Source)
-		}
-		for _, arg := range opts.Keys {
-			key, err := def.impl.parseKey(arg)
-			if err != nil {
-				return err
-			}
-			p.Keys = append(p.Keys, key)
-		}
+		p.Keys = append(p.Keys, key)
 	}
 	roots := e.flow.rootKeys()
 	return e.eng.Evaluate(ctx, p, func(ev engine.Evaluated) error {

@@ -498,3 +498,20 @@ func (f *Flow) SourceNames() []string {
 	}
 	return out
 }
+
+// parseKey reads a key of the source named source as given on a command
+// line or to the read API (see typedSource.parseKey).
+func (f *Flow) parseKey(source, arg string) (string, error) {
+	f.mu.Lock()
+	var def *sourceDef
+	for _, s := range f.sources {
+		if s.name == source {
+			def = s
+		}
+	}
+	f.mu.Unlock()
+	if def == nil {
+		return "", fmt.Errorf("flow %s has no source %q", f.name, source)
+	}
+	return def.impl.parseKey(arg)
+}

@@ -47,16 +47,7 @@ func (e *Engine) Rows(ctx context.Context, source string, opts RowsOptions) ([]t
 // RowState.Key gives it) or, for a string key, its bare text. A row not
 // kept is an error matching ErrNotFound.
 func (e *Engine) Row(ctx context.Context, source, key string) (*tidemarktype.RowState, error) {
-	var def *sourceDef
-	for _, s := range e.flow.sources {
-		if s.name == source {
-			def = s
-		}
-	}
-	if def == nil {
-		return nil, fmt.Errorf("flow %s has no source %q", e.flow.name, source)
-	}
-	k, err := def.impl.parseKey(key)
+	k, err := e.flow.parseKey(source, key)
 	if err != nil {
 		return nil, err
 	}
