@@ -408,18 +408,6 @@ func (d *DB) forget(tableName string) {
 // Write implements table.Driver: every write of the call in one
 // transaction, so that a failed call writes nothing.
 func (dr driver) Write(ctx context.Context, writes []table.Write) error {
-	if len(writes) == 1 && len(writes[0].Deletes) == 0 {
-		// One table's upserts alone: a COPY into a fresh table needs no
-		// savepoint, since nothing else is in its transaction.
-		w := writes[0]
-		done, err := dr.d.copyFresh(ctx, w)
-		if err != nil {
-			return classify(ctx, fmt.Errorf("writing to table %s: %w", w.Table.Table, err))
-		}
-		if done {
-			return nil
-		}
-	}
 	return classify(ctx, pgx.BeginFunc(ctx, dr.d.pool, func(tx pgx.Tx) error {
 		for _, w := range writes {
 			if err := dr.d.write(ctx, tx, w); err != nil {
@@ -459,28 +447,6 @@ func (d *DB) write(ctx context.Context, tx pgx.Tx, w table.Write) error {
 		return err
 	}
 	return d.upsert(ctx, tx, s, w.Upserts, fresh)
-}
-
-// copyFresh copies rows straight into a table found fresh, in a
-// transaction of their own; done is false when the table is not fresh or
-// already holds one of the rows, and the rows must be merged.
-func (d *DB) copyFresh(ctx context.Context, w table.Write) (done bool, err error) {
-	d.mu.Lock()
-	fresh, known := d.fresh[w.Table.Table]
-	d.mu.Unlock()
-	if !known || !fresh {
-		return false, nil
-	}
-	err = pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{d.opts.Schema, w.Table.Table}, w.Table.ColumnNames(), &copyRows{rows: w.Upserts})
-		return err
-	})
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		d.notFresh(w.Table.Table) // a row exists: merge from now on
-		return false, nil
-	}
-	return err == nil, err
 }
 
 // isFresh reports whether upserts into the table may be copied straight in:
