@@ -117,6 +117,14 @@ type setupStep struct {
 	child target.Erased
 }
 
+// record is the record the step stages and commits: none for a teardown.
+func (s *setupStep) record() []byte {
+	if s.gone {
+		return nil
+	}
+	return s.rec.Record
+}
+
 // runSteps runs one phase of setup: it stages the steps that change,
 // applies every step's action with one Apply per sink, in order of first
 // appearance, and commits the changes. In preview it applies only the
@@ -133,11 +141,7 @@ func (e *Engine) runSteps(ctx context.Context, st *setupState, steps []*setupSte
 		if !s.change || s.rec.Action.IsZero() {
 			continue
 		}
-		var record []byte
-		if !s.gone {
-			record = s.rec.Record
-		}
-		staged, err := e.stageTarget(ctx, s.kind, s.key, s.parent, record)
+		staged, err := e.stageTarget(ctx, s.kind, s.key, s.parent, s.record())
 		if err != nil {
 			return err
 		}
@@ -176,11 +180,7 @@ func (e *Engine) runSteps(ctx context.Context, st *setupState, steps []*setupSte
 		if !s.change || s.id == 0 {
 			continue
 		}
-		var record []byte
-		if !s.gone {
-			record = s.rec.Record
-		}
-		gen, err := e.commitTarget(ctx, s.id, !s.gone, record, s.invalidate)
+		gen, err := e.commitTarget(ctx, s.id, !s.gone, s.record(), s.invalidate)
 		if err != nil {
 			return err
 		}

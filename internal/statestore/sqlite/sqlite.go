@@ -568,7 +568,7 @@ func (s *Store) RowFailures(ctx context.Context, p statestore.RowFailuresParams)
 	return out, nil
 }
 
-// rowInfoColumns are the columns scanRowInfo reads.
+// rowInfoColumns are the columns of a statestore.RowInfo, in the order it is scanned.
 const rowInfoColumns = `id, source_id, key, ordinal, content_fp, logic_fp, gen, tracking, staged, coalesce(error, ''), error_count, error_at, processed_at`
 
 // rowInfoNoBlobs are rowInfoColumns without the blobs.
