@@ -50,7 +50,10 @@
 // retried with jittered exponential backoff.
 //
 // A target state declared by two source rows stays until neither declares
-// it; the most recent writer's value wins. Changing the flow's LogicVersion
+// it; the most recent writer's value wins. A row can declare containers of
+// its own (a directory per row, a table per tenant) with Nest, and states
+// in them, to any depth: a container lives while some row declares it, and
+// goes after everything in it. Changing the flow's LogicVersion
 // reprocesses every row; a target's setup change that loses or destroys its
 // rows (a column type, a primary key) rewrites them all.
 //

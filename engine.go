@@ -123,13 +123,10 @@ type UpdateOptions struct {
 	// another goroutine.
 	Progress         func(*tidemarktype.UpdateStats)
 	ProgressInterval time.Duration
-
-	// only replaces listings with these keys (live mode's change streams).
-	only map[string][]engine.Listed
 }
 
 func (o UpdateOptions) engine() engine.UpdateOptions {
-	eo := engine.UpdateOptions{Mode: engine.Mode(o.Mode), Preview: o.Preview, Sources: o.Sources, Only: o.only,
+	eo := engine.UpdateOptions{Mode: engine.Mode(o.Mode), Preview: o.Preview, Sources: o.Sources,
 		Stop: o.Stop, ProgressInterval: o.ProgressInterval}
 	if o.Progress != nil {
 		eo.Progress = func(st tidemarktype.UpdateStats) { o.Progress(&st) }

@@ -40,8 +40,13 @@ type Declared struct {
 	// Target is the key of the target (a table, a directory) the state
 	// belongs to, as Status and UpdateStats name it.
 	Target string
-	Key    target.Key
-	Value  any
+	// Containers, for a state in containers the row declared (see Nest),
+	// are their keys from the target's child down; Attachment is the kind
+	// of an attachment of the innermost one.
+	Containers []target.Key
+	Attachment string
+	Key        target.Key
+	Value      any
 }
 
 // Evaluate lists (or takes the given keys of) the flow's sources, fetches
@@ -82,7 +87,7 @@ func declaredOf(d engine.Decl, roots []string) Declared {
 	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && !rv.IsNil() {
 		v = rv.Elem().Interface() // the engine holds declared values by pointer
 	}
-	return Declared{Target: name, Key: d.Key, Value: v}
+	return Declared{Target: name, Containers: d.Path, Attachment: d.Attach, Key: d.Key, Value: v}
 }
 
 // rootKeys returns the keys of the flow's targets, by index.

@@ -324,3 +324,47 @@ func ExampleCustom() {
 	// sheet/counts: 1 changes
 	// map[doc1:4 doc2:4]
 }
+
+// A row declares a directory of its own, a directory in it, and files:
+// containers nested to any depth. When the row goes, the files go first,
+// then the directories, innermost first.
+func ExampleNest() {
+	ctx := context.Background()
+	path, cleanup := exampleStateStore()
+	defer cleanup()
+
+	src := tidemarktest.NewSource[string, []string]()
+	src.Set("alice", []string{"notes.txt", "plans.txt"})
+	tree := tidemarktest.NewTree()
+
+	update := func() {
+		flow := tidemark.NewFlow("Homes")
+		homes := tidemarktest.TreeRoot(flow, tree, "home")
+		tidemark.ForEach(tidemark.AddSource(flow, "users", src),
+			func(_ context.Context, r *tidemark.Row, user string, files []string) error {
+				home := tidemark.Nest[tidemarktest.Node](r, homes, target.Key(user), tidemarktest.Node{Dir: true})
+				docs := tidemark.Nest[tidemarktest.Node](r, home, "docs", tidemarktest.Node{Dir: true})
+				for _, f := range files {
+					docs.Declare(r, target.Key(f), tidemarktest.Node{Text: "by " + user})
+				}
+				return nil
+			})
+		engine, err := tidemark.Open(ctx, flow, tidemark.Options{StateStore: path})
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer engine.Close()
+		tree.ResetLog()
+		if _, err := engine.Update(ctx, tidemark.UpdateOptions{}); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(strings.Join(tree.Log(), "; "))
+	}
+
+	update()
+	src.Delete("alice")
+	update()
+	// Output:
+	// mkdir home; mkdir home/alice; mkdir home/alice/docs; write home/alice/docs/notes.txt; write home/alice/docs/plans.txt
+	// rm home/alice/docs/notes.txt; rm home/alice/docs/plans.txt; rmdir home/alice/docs; rmdir home/alice
+}

@@ -88,7 +88,6 @@ type sourceDef struct {
 type erasedSource interface {
 	engine.SourceImpl
 	hasProcess() bool
-	watch(ctx context.Context, notify func(engine.Listed) error) (bool, error)
 	parseKey(arg string) (string, error)
 }
 
@@ -161,6 +160,8 @@ func ForEach[K comparable, V any](s *SourceHandle[K, V], fn ProcessFunc[K, V]) {
 // It is only valid during the call of the processing function.
 type Row struct {
 	decls []engine.Decl
+	// errs are mistakes made declaring, which fail the row.
+	errs []error
 }
 
 // typedSource adapts a Source[K, V] and its processing function to the
@@ -252,12 +253,16 @@ func (t *typedSource[K, V]) Process(ctx context.Context, key string, value any) 
 	if err := t.process(ctx, r, k, v); err != nil {
 		return nil, err
 	}
+	if len(r.errs) > 0 {
+		return nil, errors.Join(r.errs...)
+	}
 	return r.decls, nil
 }
 
-// watch runs the source's change stream, if it has one, calling notify
-// with each changed key encoded; ok is false for a source without one.
-func (t *typedSource[K, V]) watch(ctx context.Context, notify func(engine.Listed) error) (ok bool, err error) {
+// Watch runs the source's change stream, if it has one, calling notify
+// with each changed key encoded; ok is false for a source without one. It
+// implements engine.Watching.
+func (t *typedSource[K, V]) Watch(ctx context.Context, notify func(engine.Listed) error) (ok bool, err error) {
 	w, ok := t.src.(Watcher[K])
 	if !ok {
 		return false, nil
@@ -306,19 +311,57 @@ func (t *typedSource[K, V]) ProvidesOrdinal() bool {
 // Target is where a flow declares target states of type V: the children of
 // a container such as a table or a directory. Get one from a target
 // constructor (a built-in target, Custom, or DeclareContainer).
+//
+// A Target got from Nest is a container declared by one source row, valid
+// while that row is processed: only that row declares in it.
 type Target[V any] struct {
 	flow  *Flow
 	index int
 	root  *engine.Root
+	// row and path, for a row container, are the row that declared it and
+	// the keys of the containers from the root's child down to it.
+	row  *Row
+	path []target.Key
 }
 
 // Declare declares, while processing r, that the state at key should exist
-// with value v. Declaring the same key twice for one row fails the row.
+// with value v. Declaring the same key twice for one row fails the row, and
+// so does declaring in a container that another row declared.
 func (t *Target[V]) Declare(r *Row, key target.Key, v V) {
-	r.decls = append(r.decls, engine.Decl{Root: t.index, Key: key, Value: &v})
+	if !t.in(r) {
+		return
+	}
+	r.decls = append(r.decls, engine.Decl{Root: t.index, Path: t.path, Key: key, Value: &v})
 }
 
-// Key returns the target's persistent key.
+// in reports whether r may declare in t, failing r when it may not.
+func (t *Target[V]) in(r *Row) bool {
+	if t.row != nil && t.row != r {
+		r.errs = append(r.errs, fmt.Errorf("tidemark: declared in container %q of target %s, which another source row declared", t.path[len(t.path)-1], t.root.Key))
+		return false
+	}
+	return true
+}
+
+// Nest declares, while processing r, a container at key in the target t,
+// with spec as its value, and returns where to declare its children, of
+// type C: a directory per source row, a table per tenant. The children may
+// be containers too, to any depth. t's child handler must implement
+// target.Nester, whose Children gives the handler of the new container's
+// children.
+//
+// The container is a target state like any other: it lives while some
+// source row declares it. When none does, its children are deleted first,
+// then its attachments (see Attach), then the container itself; it is
+// created before its attachments and children are written. Declaring the
+// same key in t twice for one row fails the row.
+func Nest[C, S any](r *Row, t *Target[S], key target.Key, spec S) *Target[C] {
+	t.Declare(r, key, spec)
+	return &Target[C]{flow: t.flow, index: t.index, root: t.root, row: r, path: append(slices.Clone(t.path), key)}
+}
+
+// Key returns the target's persistent key: for a container declared by a
+// row (see Nest), the key of the root target it is in.
 func (t *Target[V]) Key() target.Key { return t.root.Key }
 
 // Flow returns the flow the target belongs to.
@@ -366,7 +409,14 @@ func DeclareState[S any](f *Flow, kind string, key target.Key, h target.Handler[
 // apart from its children, such as an index or a SQL command with teardown.
 // The container's child handler must implement target.Attacher and know
 // kind. An attachment no longer declared is torn down.
+//
+// For a container of the flow, call Attach while building the flow; for a
+// container a row declares (see Nest), call it while processing that row.
 func Attach[C, A any](t *Target[C], kind string, key target.Key, spec A) {
+	if t.row != nil {
+		t.row.decls = append(t.row.decls, engine.Decl{Root: t.index, Path: t.path, Attach: kind, Key: key, Value: &spec})
+		return
+	}
 	t.flow.mu.Lock()
 	defer t.flow.mu.Unlock()
 	t.root.Attachments = append(t.root.Attachments, &engine.Attachment{Kind: kind, Key: key, Spec: &spec})

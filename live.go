@@ -2,11 +2,7 @@ package tidemark
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/engine"
@@ -69,191 +65,15 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 	if opts.Refresh < 0 {
 		return fmt.Errorf("tidemark: LiveOptions.Refresh must not be negative, got %s", opts.Refresh)
 	}
-	intervals := make(map[string]time.Duration)
-	for _, s := range e.flow.sources {
-		switch {
-		case opts.Refresh > 0:
-			intervals[s.name] = opts.Refresh
-		case s.refreshInterval > 0:
-			intervals[s.name] = s.refreshInterval
-		default:
-			intervals[s.name] = DefaultRefreshInterval
+	lo := engine.LiveOptions{Mode: engine.Mode(opts.Mode), Refresh: opts.Refresh, DefaultRefresh: DefaultRefreshInterval,
+		Stop: opts.Stop, ProgressInterval: opts.ProgressInterval}
+	if opts.Progress != nil {
+		lo.Progress = func(st tidemarktype.UpdateStats) { opts.Progress(&st) }
+	}
+	if opts.OnPass != nil {
+		lo.OnPass = func(p engine.LivePass) {
+			opts.OnPass(Pass{N: p.N, Sources: p.Sources, Changes: p.Changes, Stats: &p.Stats, Err: publicError(p.Err), Overran: p.Overran})
 		}
 	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w := &watchers{signal: make(chan struct{}, 1), pending: make(map[string]map[string]engine.Listed)}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	for _, s := range e.flow.sources {
-		wg.Go(func() { w.run(ctx, e, s.name, s.impl, intervals[s.name]) })
-	}
-
-	next := make(map[string]time.Time)
-	now := time.Now()
-	for name := range intervals {
-		next[name] = now
-	}
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	mode := opts.Mode
-	for n := 1; ; n++ {
-		if engine.Stopped(opts.Stop) {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		var due []string
-		now := time.Now()
-		for name, at := range next {
-			if !at.After(now) {
-				due = append(due, name)
-			}
-		}
-		slices.Sort(due)
-		uo := UpdateOptions{Mode: mode, Stop: opts.Stop, Progress: opts.Progress, ProgressInterval: opts.ProgressInterval}
-		pass := Pass{N: n}
-		var announced map[string][]engine.Listed
-		switch {
-		case len(due) > 0:
-			uo.Sources, pass.Sources = due, due
-			// A complete listing covers what they announced so far; a
-			// listing that fails gives it back.
-			announced = w.take(due...)
-		default:
-			only := w.take()
-			if len(only) == 0 {
-				earliest := time.Time{}
-				for _, at := range next {
-					if earliest.IsZero() || at.Before(earliest) {
-						earliest = at
-					}
-				}
-				timer.Reset(time.Until(earliest))
-				select {
-				case <-timer.C:
-				case <-w.signal:
-				case <-opts.Stop:
-				case <-ctx.Done():
-				}
-				n--
-				continue
-			}
-			uo.only = only
-			pass.Sources = slices.Sorted(maps.Keys(only))
-			uo.Sources = pass.Sources
-			for _, keys := range only {
-				pass.Changes += len(keys)
-			}
-		}
-		started := time.Now()
-		pass.Stats, pass.Err = e.Update(ctx, uo)
-		if pass.Err == nil && len(uo.only) == 0 {
-			mode = ModeIncremental // the first mode holds until a listing pass succeeds
-		}
-		for name, keys := range announced {
-			if !pass.Stats.Sources[name].ListingComplete {
-				w.giveBack(map[string][]engine.Listed{name: keys})
-			}
-		}
-		elapsed := time.Since(started)
-		for _, name := range due {
-			next[name] = started.Add(intervals[name])
-			if elapsed > intervals[name] {
-				pass.Overran = true
-				e.log.WarnContext(ctx, "a live pass took longer than the refresh interval; the source is listed again at once",
-					"source", name, "took", elapsed.Round(time.Millisecond), "interval", intervals[name])
-			}
-		}
-		switch {
-		case pass.Err == nil:
-		case errors.Is(pass.Err, ErrStopped) && engine.Stopped(opts.Stop):
-			pass.Err = nil
-		case ctx.Err() != nil:
-		default:
-			e.log.ErrorContext(ctx, "a live pass failed; trying again at the next interval", "pass", n, "err", pass.Err)
-		}
-		if opts.OnPass != nil {
-			opts.OnPass(pass)
-		}
-		if pass.Err != nil && pass.Changes > 0 {
-			w.giveBack(uo.only) // not lost: tried again with the next pass
-		}
-	}
-}
-
-// watchers runs the change streams of a flow's sources, collecting the
-// keys they announce until a pass takes them.
-type watchers struct {
-	signal  chan struct{}
-	mu      sync.Mutex
-	pending map[string]map[string]engine.Listed
-}
-
-// run runs one source's change stream, if it has one, restarting it after
-// a failure (the periodic listing covers the gap).
-func (w *watchers) run(ctx context.Context, e *Engine, name string, src erasedSource, retryAfter time.Duration) {
-	for {
-		ok, err := src.watch(ctx, func(l engine.Listed) error {
-			w.mu.Lock()
-			if w.pending[name] == nil {
-				w.pending[name] = make(map[string]engine.Listed)
-			}
-			if prev, seen := w.pending[name][l.Key]; !seen || !prev.HasOrdinal || l.Ordinal > prev.Ordinal || !l.HasOrdinal {
-				w.pending[name][l.Key] = l
-			}
-			w.mu.Unlock()
-			select {
-			case w.signal <- struct{}{}:
-			default:
-			}
-			return nil
-		})
-		if !ok || ctx.Err() != nil {
-			return
-		}
-		e.log.WarnContext(ctx, "a source's change stream ended; restarting it", "source", name, "err", err, "after", retryAfter)
-		select {
-		case <-time.After(retryAfter):
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// take returns and forgets the keys announced so far by the sources named,
-// or by every source when none is named.
-func (w *watchers) take(sources ...string) map[string][]engine.Listed {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(sources) == 0 {
-		sources = slices.Collect(maps.Keys(w.pending))
-	}
-	out := make(map[string][]engine.Listed)
-	for _, name := range sources {
-		if keys := w.pending[name]; len(keys) > 0 {
-			out[name] = slices.Collect(maps.Values(keys))
-		}
-		delete(w.pending, name)
-	}
-	return out
-}
-
-// giveBack returns keys a failed pass did not update.
-func (w *watchers) giveBack(only map[string][]engine.Listed) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for name, keys := range only {
-		if w.pending[name] == nil {
-			w.pending[name] = make(map[string]engine.Listed)
-		}
-		for _, l := range keys {
-			if _, newer := w.pending[name][l.Key]; !newer {
-				w.pending[name][l.Key] = l
-			}
-		}
-	}
+	return publicError(e.eng.Live(ctx, lo))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -27,11 +28,14 @@ import (
 
 // propItem is a row of the property test's source. Claims are states that
 // move between rows: a claim is declared by whichever rows hold it, with a
-// value that rows of the same Val%3 share.
+// value that rows of the same Val%3 share. Folders are directories of a
+// tree that rows declare and that move between rows like claims; in each,
+// a row declares a directory of its own, with a file and a tag.
 type propItem struct {
-	Val    int
-	Links  []int
-	Claims []int
+	Val     int
+	Links   []int
+	Claims  []int
+	Folders []int
 }
 
 // propClaim is a state of the claims table.
@@ -60,6 +64,7 @@ type propWorld struct {
 	t         *testing.T
 	src       *tidemarktest.Source[int, propItem]
 	db        *tidemarktest.DB
+	tree      *tidemarktest.Tree
 	opts      tidemark.Options
 	logic     int
 	schema    int
@@ -69,8 +74,20 @@ type propWorld struct {
 // propProcess declares a node per row (unless its value is a multiple of 7)
 // and a link per linked row, keyed by the unordered pair, so that a link is
 // declared by both of its ends and must stay while either declares it.
-func propProcess(logic int, nodes *tidemark.Target[propNode], links *tidemark.Target[propLink], claims *tidemark.Target[propClaim]) tidemark.ProcessFunc[int, propItem] {
+//
+// In the tree, each folder c of a row is a directory dc, remade empty when
+// the logic version changes parity (a destructive change), holding a file
+// n with the row's Val%3 (shared by every row that holds the folder) and a
+// directory r<id> of the row's own, with a file v and a tag.
+func propProcess(logic int, nodes *tidemark.Target[propNode], links *tidemark.Target[propLink], claims *tidemark.Target[propClaim], tree *tidemark.Target[tidemarktest.Node]) tidemark.ProcessFunc[int, propItem] {
 	return func(_ context.Context, r *tidemark.Row, id int, it propItem) error {
+		for _, c := range it.Folders {
+			d := tidemark.Nest[tidemarktest.Node](r, tree, target.Key(fmt.Sprintf("d%d", c)), tidemarktest.Node{Dir: true, Epoch: logic % 2})
+			d.Declare(r, "n", tidemarktest.Node{Text: fmt.Sprint(it.Val % 3)})
+			own := tidemark.Nest[tidemarktest.Node](r, d, target.Key(fmt.Sprintf("r%d", id)), tidemarktest.Node{Dir: true})
+			own.Declare(r, "v", tidemarktest.Node{Text: fmt.Sprint(it.Val)})
+			tidemark.Attach(own, "tag", "t", fmt.Sprint(it.Val%2))
+		}
 		for _, c := range it.Claims {
 			claims.Declare(r, target.Key(fmt.Sprintf("c%d", c)), propClaim{N: c, Note: fmt.Sprint(it.Val % 3)})
 		}
@@ -90,7 +107,8 @@ func (w *propWorld) open(opts tidemark.Options) *tidemark.Engine {
 	nodes := tidemarktest.Table[propNode](f, w.db, "nodes", tidemarktest.Schema(strconv.Itoa(w.schema)), tidemarktest.KeySchema(strconv.Itoa(w.keySchema)))
 	links := tidemarktest.Table[propLink](f, w.db, "links")
 	claims := tidemarktest.Table[propClaim](f, w.db, "claims")
-	tidemark.ForEach(tidemark.AddSource(f, "items", w.src, tidemark.MaxInFlight(3)), propProcess(w.logic, nodes, links, claims))
+	tree := tidemarktest.TreeRoot(f, w.tree, "t")
+	tidemark.ForEach(tidemark.AddSource(f, "items", w.src, tidemark.MaxInFlight(3)), propProcess(w.logic, nodes, links, claims, tree))
 	e, err := tidemark.Open(w.t.Context(), f, opts)
 	require.NoError(w.t, err)
 	return e
@@ -112,8 +130,10 @@ func (w *propWorld) mutate(rng *rand.Rand) {
 			w.src.Set(id, it)
 		case op < 6:
 			w.src.Touch(id)
+		case op < 7:
+			w.move(rng, keys, func(it *propItem) *[]int { return &it.Claims })
 		case op < 8:
-			w.moveClaim(rng, keys)
+			w.move(rng, keys, func(it *propItem) *[]int { return &it.Folders })
 		default:
 			w.src.Delete(id)
 		}
@@ -128,26 +148,27 @@ func (w *propWorld) mutate(rng *rand.Rand) {
 	}
 }
 
-// moveClaim moves a claim from one row to another (which may hold it
-// already), or gives a row a new claim.
-func (w *propWorld) moveClaim(rng *rand.Rand, keys int) {
+// move moves a claim or folder (as field picks) from one row to another
+// (which may hold it already), or gives a row a new one.
+func (w *propWorld) move(rng *rand.Rand, keys int, field func(*propItem) *[]int) {
 	from, to := rng.IntN(keys), rng.IntN(keys)
 	dst, ok := w.src.Value(to)
 	if !ok {
 		return
 	}
 	c := rng.IntN(6)
-	if src, ok := w.src.Value(from); ok && len(src.Claims) > 0 {
-		i := rng.IntN(len(src.Claims))
-		c = src.Claims[i]
-		src.Claims = slices.Delete(slices.Clone(src.Claims), i, i+1)
+	if src, ok := w.src.Value(from); ok && len(*field(&src)) > 0 {
+		list := field(&src)
+		i := rng.IntN(len(*list))
+		c = (*list)[i]
+		*list = slices.Delete(slices.Clone(*list), i, i+1)
 		w.src.Set(from, src)
 		if from == to {
 			dst = src
 		}
 	}
-	if !slices.Contains(dst.Claims, c) {
-		dst.Claims = append(slices.Clone(dst.Claims), c)
+	if list := field(&dst); !slices.Contains(*list, c) {
+		*list = append(slices.Clone(*list), c)
 	}
 	w.src.Set(to, dst)
 }
@@ -190,9 +211,14 @@ func (w *propWorld) crashingUpdate(rng *rand.Rand, point crashPoint) bool {
 	case crashMidApply:
 		// Let a few actions through, then the database goes away: retries
 		// are exhausted and the update stops mid-batch.
+		inTree := rng.IntN(2) == 0
 		opts.Faults.BeforeApply = func(context.Context) error {
 			if n.Add(1) == int32(batch) {
-				w.db.FailAfter(rng.IntN(4), tidemark.Retryable(errCrash))
+				if inTree {
+					w.tree.FailAfter(rng.IntN(4), tidemark.Retryable(errCrash))
+				} else {
+					w.db.FailAfter(rng.IntN(4), tidemark.Retryable(errCrash))
+				}
 			}
 			return nil
 		}
@@ -201,6 +227,7 @@ func (w *propWorld) crashingUpdate(rng *rand.Rand, point crashPoint) bool {
 	defer e.Close()
 	_, err := e.Update(w.t.Context(), tidemark.UpdateOptions{})
 	w.db.Heal()
+	w.tree.Heal()
 	if err != nil {
 		require.ErrorIs(w.t, err, errCrash, "only the injected crash may fail the update")
 		return true
@@ -210,13 +237,41 @@ func (w *propWorld) crashingUpdate(rng *rand.Rand, point crashPoint) bool {
 
 // scratch builds the final source from scratch into a fresh database and
 // state store.
-func (w *propWorld) scratch(backend string) *tidemarktest.DB {
-	fresh := &propWorld{t: w.t, src: w.src, db: tidemarktest.NewDB(), opts: stateStore(w.t, backend), logic: w.logic, schema: w.schema, keySchema: w.keySchema}
+func (w *propWorld) scratch(backend string) (*tidemarktest.DB, *tidemarktest.Tree) {
+	fresh := &propWorld{t: w.t, src: w.src, db: tidemarktest.NewDB(), tree: tidemarktest.NewTree(), opts: stateStore(w.t, backend), logic: w.logic, schema: w.schema, keySchema: w.keySchema}
 	e := fresh.open(fresh.opts)
 	defer e.Close()
 	_, err := e.Update(w.t.Context(), tidemark.UpdateOptions{})
 	require.NoError(w.t, err)
-	return fresh.db
+	return fresh.db, fresh.tree
+}
+
+// expectedTree computes the tree from the source: each node's path with the
+// values its declarers declare (a directory's is "dir" and its tags).
+func (w *propWorld) expectedTree() map[string][]string {
+	out := map[string][]string{"t": {"dir"}}
+	for _, id := range w.src.Keys() {
+		it, _ := w.src.Value(id)
+		for _, c := range it.Folders {
+			d := fmt.Sprintf("t/d%d", c)
+			out[d] = []string{"dir"}
+			out[d+"/n"] = append(out[d+"/n"], fmt.Sprint(it.Val%3))
+			own := fmt.Sprintf("%s/r%d", d, id)
+			out[own] = []string{fmt.Sprintf("dir #t=%d", it.Val%2)}
+			out[own+"/v"] = []string{fmt.Sprint(it.Val)}
+		}
+	}
+	return out
+}
+
+// requireTree checks that a tree holds exactly the expected nodes, each with
+// the value of one of its declarers.
+func requireTree(t *testing.T, want map[string][]string, got map[string]string) {
+	t.Helper()
+	require.ElementsMatch(t, slices.Collect(maps.Keys(want)), slices.Collect(maps.Keys(got)), "tree paths")
+	for p, v := range got {
+		require.Contains(t, want[p], v, "%s holds a value no current declarer declares", p)
+	}
 }
 
 // expected computes the target tables straight from the source: the nodes,
@@ -277,14 +332,14 @@ func TestPropertyConvergesAfterCrashes(t *testing.T) {
 
 	forEachBackend(t, func(t *testing.T, backend string) {
 		var crashes [5]int
-		var steps int
+		var steps, treeNodes int
 		for i := range iterations {
 			iterSeed := seed + uint64(i)
 			ok := t.Run(fmt.Sprintf("iteration-%d-seed-%d", i, iterSeed), func(t *testing.T) {
 				rng := rand.New(rand.NewPCG(iterSeed, 0x7715))
 				opts := stateStore(t, backend)
 				opts.Retry = tidemark.RetryPolicy{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1, MaxAttempts: 2}
-				w := &propWorld{t: t, src: tidemarktest.NewSource[int, propItem](), db: tidemarktest.NewDB(), opts: opts, logic: 1}
+				w := &propWorld{t: t, src: tidemarktest.NewSource[int, propItem](), db: tidemarktest.NewDB(), tree: tidemarktest.NewTree(), opts: opts, logic: 1}
 				for range 6 + rng.IntN(8) {
 					w.mutate(rng)
 					point := crashNone
@@ -296,7 +351,7 @@ func TestPropertyConvergesAfterCrashes(t *testing.T) {
 						crashes[point]++
 					}
 					if os.Getenv("TIDEMARK_PROPERTY_VERBOSE") != "" {
-						t.Logf("step: logic %d schema %d key %d crash %s (crashed %v); nodes %v", w.logic, w.schema, w.keySchema, point, crashed, sortedKeys(w.db.Rows("nodes")))
+						t.Logf("step: logic %d schema %d key %d crash %s (crashed %v); nodes %v; tree %v", w.logic, w.schema, w.keySchema, point, crashed, sortedKeys(w.db.Rows("nodes")), w.tree.Snapshot())
 						for _, id := range w.src.Keys() {
 							v, _ := w.src.Value(id)
 							t.Logf("   src %d: %+v", id, v)
@@ -315,29 +370,35 @@ func TestPropertyConvergesAfterCrashes(t *testing.T) {
 				require.Equal(t, wantNodes, orEmpty(w.db.Rows("nodes")), "nodes")
 				requireLinks(t, wantLinks, orEmpty(w.db.Rows("links")))
 				requireLinks(t, wantClaims, orEmpty(w.db.Rows("claims")))
+				wantTree := w.expectedTree()
+				requireTree(t, wantTree, w.tree.Snapshot())
+				treeNodes += len(wantTree)
 				// A build from scratch has the same rows; a link declared by
 				// both ends may hold either end's value.
-				scratch := w.scratch(backend)
+				scratch, scratchTree := w.scratch(backend)
 				require.Equal(t, orEmpty(scratch.Rows("nodes")), orEmpty(w.db.Rows("nodes")), "nodes against a build from scratch")
 				requireLinks(t, wantLinks, orEmpty(scratch.Rows("links")))
 				requireLinks(t, wantClaims, orEmpty(scratch.Rows("claims")))
+				requireTree(t, wantTree, scratchTree.Snapshot())
 
 				// And then there is nothing left to do.
 				w.src.ResetCounts()
 				w.db.ResetCounts()
+				w.tree.ResetLog()
 				e = w.open(w.opts)
 				st, err = e.Update(t.Context(), tidemark.UpdateOptions{})
 				require.NoError(t, err)
 				e.Close()
 				require.Zero(t, w.src.Gets(), "a converged state fetches nothing")
 				require.Equal(t, tidemarktest.Counts{}, w.db.Counts(), "a converged state writes nothing")
+				require.Empty(t, w.tree.Log(), "a converged state writes nothing to the tree")
 				require.Empty(t, st.Setup)
 			})
 			if !ok {
 				break
 			}
 		}
-		t.Logf("%s: %d iterations, %d updates, crashes: setup %d, precommit %d, mid-apply %d, before-commit %d",
-			backend, iterations, steps, crashes[crashSetup], crashes[crashPrecommit], crashes[crashMidApply], crashes[crashBeforeCommit])
+		t.Logf("%s: %d iterations, %d updates, %d tree nodes at the end, crashes: setup %d, precommit %d, mid-apply %d, before-commit %d",
+			backend, iterations, steps, treeNodes, crashes[crashSetup], crashes[crashPrecommit], crashes[crashMidApply], crashes[crashBeforeCommit])
 	})
 }

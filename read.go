@@ -61,7 +61,15 @@ func (e *Engine) Row(ctx context.Context, source, key string) (*tidemarktype.Row
 // Declarers returns the source rows that declare the state key of the
 // target targetKey (as Target.Key and TargetInfo give it): the reverse of
 // Row's lineage. A state no row declares is an error matching
-// ErrNotFound.
+// ErrNotFound. A state in containers that source rows declare (see Nest) is
+// named by NestedKey, as DeclaredState.Nested gives it.
 func (e *Engine) Declarers(ctx context.Context, targetKey string, key target.Key) ([]tidemarktype.RowRef, error) {
 	return e.eng.Declarers(ctx, targetKey, key)
+}
+
+// NestedKey returns the key that names, in the read API, the state key in
+// the containers declared by source rows (see Nest): containers holds their
+// keys from the root target's child down. With no containers it is key.
+func NestedKey(containers []target.Key, key target.Key) target.Key {
+	return engine.NestedKey(containers, "", key)
 }

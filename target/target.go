@@ -447,3 +447,43 @@ func Fingerprint(v any) (Record, error) {
 	}
 	return fp[:], nil
 }
+
+// Nester is implemented by a handler whose states may be containers
+// themselves — a directory per source row, a table per tenant — declared by
+// the processing function with tidemark.Nest, to any depth. Such a
+// container lives while some source row declares it; when none does, the
+// engine deletes its children first, then its attachments, then the
+// container, and it creates a container before its attachments and
+// children.
+//
+// Children returns the handler of the children of the state at key, or the
+// zero Erased when that state is not a container. desired is the value
+// declared now (a V or a *V); when the state is no longer declared it is
+// nil and record is a record Reconcile returned for it, so a record must
+// hold what the children's handler needs (a path, a table name). Children
+// is pure, like Reconcile, and is called often: keep it cheap.
+type Nester interface {
+	Children(key Key, desired any, record Record) (Erased, error)
+}
+
+// Nests reports whether the handler implements Nester.
+func (e Erased) Nests() bool {
+	if e.h == nil {
+		return false
+	}
+	_, ok := e.h.handler().(Nester)
+	return ok
+}
+
+// Children returns the handler of the children of the state at key, if
+// the handler implements Nester; see Nester.
+func (e Erased) Children(key Key, desired any, record Record) (Erased, error) {
+	if e.h == nil {
+		return Erased{}, nil
+	}
+	n, ok := e.h.handler().(Nester)
+	if !ok {
+		return Erased{}, nil
+	}
+	return n.Children(key, desired, record)
+}

@@ -252,6 +252,14 @@ type DeclaredState struct {
 	// Wrote says the row's own value may be the one in the target: false
 	// when another row that declares the state wrote it last.
 	Wrote bool
+	// Containers, for a state in containers that source rows declare
+	// (see tidemark.Nest), are their keys from the root's child down;
+	// Attachment is the kind of an attachment of the innermost one; and
+	// Nested is the state's key in the root, for Engine.Declarers (see
+	// tidemark.NestedKey). All are empty for a child of the root itself.
+	Containers []string
+	Attachment string
+	Nested     string
 }
 
 // RowRef names a source row.

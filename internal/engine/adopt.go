@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/tidemark/tidemark/internal/statestore"
@@ -151,16 +152,27 @@ func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
 	for k := range fresh {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, compareTrackKeys)
+	// Containers before what is in them: a state inherits what became of
+	// its containers (nest.fate).
+	depth := func(k trackKey) int {
+		d := 0
+		if n, err := splitKey(k.key); err == nil {
+			d = n.depth()
+		}
+		return d
+	}
+	slices.SortFunc(keys, func(a, b trackKey) int { return cmp.Or(cmp.Compare(depth(a), depth(b)), compareTrackKeys(a, b)) })
+	// changed holds the containers reconciled again here: what is in them
+	// is reconciled again too, with their new fate.
+	changed := make(map[*nest]bool)
 	for _, k := range keys {
 		kn := others[k]
 		if kn == nil {
 			kn = &knowledge{mayBeMissing: true}
 		}
 		news := len(kn.prev) > 0 || !kn.mayBeMissing
-		rs := w.u.setup.byID[k.root]
 		for _, c := range fresh[k] {
-			if c.res.kind == resultFailed || !c.d.deferred && !news {
+			if c.res.kind == resultFailed || !c.d.deferred && !news && !changed[c.d.in] {
 				continue
 			}
 			c.d.deferred = false
@@ -171,32 +183,44 @@ func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
 				}
 			}
 			mayBeMissing := c.d.mayBeMissing && kn.mayBeMissing
-			rec, err := safeReconcile(rs.child, k.key, c.d.value, prev, mayBeMissing)
-			if err != nil {
-				c.res.run.fail(c.res, fmt.Errorf("target %s, key %q: %w", rs.root.Key, k.key, err))
-				continue
+			// What may exist of it is known now, for a reconcile again.
+			c.d.prev, c.d.mayBeMissing = prev, mayBeMissing
+			prev, mayBeMissing, _ = c.d.in.fate(prev, mayBeMissing)
+			if n := c.d.nest; n != nil {
+				n.mayBeMissing, n.invalidate = mayBeMissing && len(prev) > 0, target.InvalidateNone
+				changed[n] = true
 			}
-			if c.d.action != nil {
-				c.res.actions = slices.DeleteFunc(c.res.actions, func(a *plannedAction) bool { return a == c.d.action })
-				c.d.action = nil
-			}
-			switch {
-			case rec != nil && !rec.Action.IsZero():
-				c.d.record = rec.Record
-				c.d.action = &plannedAction{row: c.res, root: rs, key: k.key, action: rec.Action, record: rec.Record}
-				c.res.actions = append(c.res.actions, c.d.action)
-			case rec != nil:
-				c.d.record, c.d.wrote = rec.Record, true
-			case len(prev) > 0:
-				// Unchanged: the value in the target is the row's own.
-				c.d.record, c.d.wrote = prev[0], true
-			default:
-				c.d.record = nil
-			}
-			c.res.declared[k.root][c.d.entry].Record = c.d.record
+			w.settle(c.res, k, c.d, prev, mayBeMissing)
 		}
 	}
 	return nil
+}
+
+// settle reconciles the state k that res declares as d again, told prev
+// and mayBeMissing, replacing the row's planned write of it.
+func (w *writer) settle(res *rowResult, k trackKey, d *declaration, prev []target.Record, mayBeMissing bool) {
+	rs := w.u.setup.byID[k.root]
+	rec, err := safeReconcile(d.h, d.leaf, d.value, prev, mayBeMissing)
+	if err != nil {
+		res.run.fail(res, fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err))
+		return
+	}
+	if d.action != nil {
+		res.actions = slices.DeleteFunc(res.actions, func(a *plannedAction) bool { return a == d.action })
+		d.action = nil
+	}
+	switch {
+	case rec != nil && !rec.Action.IsZero():
+		d.plan(res, rs, k.key, rec)
+	case rec != nil:
+		d.record, d.wrote = rec.Record, true
+	case len(prev) > 0:
+		// Unchanged: the value in the target is the row's own.
+		d.record, d.wrote = prev[0], true
+	default:
+		d.record = nil
+	}
+	res.declared[k.root][d.entry].Record = d.record
 }
 
 // hasDeletes reports whether a row of the batch deletes a state.
@@ -215,30 +239,8 @@ func hasDeletes(batch []*rowResult) bool {
 // of them, from their tracking in the state store.
 func (w *writer) othersKnow(ctx context.Context, check []statestore.OwnerKey, byOwnerKey map[statestore.OwnerKey]trackKey,
 	inBatch map[int64]bool, know func(trackKey, []target.Record, bool)) error {
-	owners, err := w.findOwners(ctx, check)
+	owns, loaded, err := w.ownedOutside(ctx, check, byOwnerKey, inBatch)
 	if err != nil {
-		return err
-	}
-	owns := make(map[int64][]trackKey)
-	var ids []int64
-	for _, o := range owners {
-		if inBatch[o.RowID] {
-			continue
-		}
-		if owns[o.RowID] == nil {
-			ids = append(ids, o.RowID)
-		}
-		owns[o.RowID] = append(owns[o.RowID], byOwnerKey[o.OwnerKey])
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	slices.Sort(ids)
-	var loaded []statestore.RowTracking
-	if err := w.u.e.do(ctx, "load owners", func(ctx context.Context) (err error) {
-		loaded, err = w.u.e.store.RowLoad(ctx, statestore.RowLoadParams{IDs: ids})
-		return err
-	}); err != nil {
 		return err
 	}
 	for _, t := range loaded {
@@ -253,6 +255,39 @@ func (w *writer) othersKnow(ctx context.Context, check []statestore.OwnerKey, by
 		}
 	}
 	return nil
+}
+
+// ownedOutside finds the owners of the given states that are not rows of
+// the batch, and loads their tracking: it returns, by row id, the states
+// each owns, and the rows.
+func (w *writer) ownedOutside(ctx context.Context, check []statestore.OwnerKey, byOwnerKey map[statestore.OwnerKey]trackKey,
+	inBatch map[int64]bool) (map[int64][]trackKey, []statestore.RowTracking, error) {
+	owners, err := w.findOwners(ctx, check)
+	if err != nil {
+		return nil, nil, err
+	}
+	owns := make(map[int64][]trackKey)
+	for _, o := range owners {
+		if !inBatch[o.RowID] {
+			owns[o.RowID] = append(owns[o.RowID], byOwnerKey[o.OwnerKey])
+		}
+	}
+	if len(owns) == 0 {
+		return nil, nil, nil
+	}
+	loaded, err := w.loadRows(ctx, slices.Collect(maps.Keys(owns)))
+	return owns, loaded, err
+}
+
+// loadRows loads the tracking of the rows ids, in id order.
+func (w *writer) loadRows(ctx context.Context, ids []int64) ([]statestore.RowTracking, error) {
+	slices.Sort(ids)
+	var loaded []statestore.RowTracking
+	err := w.u.e.do(ctx, "load rows", func(ctx context.Context) (err error) {
+		loaded, err = w.u.e.store.RowLoad(ctx, statestore.RowLoadParams{IDs: ids})
+		return err
+	})
+	return loaded, err
 }
 
 // findOwners returns the owners of the given states, once the commit under

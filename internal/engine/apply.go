@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"golang.org/x/sync/errgroup"
 
@@ -88,29 +89,53 @@ func (w *writer) apply(ctx context.Context, batch []*rowResult) (map[*rowResult]
 	return failed, nil
 }
 
-// applyActions applies actions, one call per sink in order of first
-// appearance.
+// applyActions applies actions phase by phase (see nest.go), and within a
+// phase one call per sink in order of first appearance.
 func (w *writer) applyActions(ctx context.Context, actions []*plannedAction, failed map[*rowResult]error) error {
-	var (
-		groups []*sinkGroup
-		bySink = make(map[any]*sinkGroup)
-	)
-	for _, a := range actions {
-		s := a.action.Sink()
-		g := bySink[s]
-		if g == nil {
-			g = &sinkGroup{}
-			bySink[s] = g
-			groups = append(groups, g)
+	for _, part := range byPhase(actions) {
+		var (
+			groups []*sinkGroup
+			bySink = make(map[any]*sinkGroup)
+		)
+		for _, a := range part {
+			s := a.action.Sink()
+			g := bySink[s]
+			if g == nil {
+				g = &sinkGroup{}
+				bySink[s] = g
+				groups = append(groups, g)
+			}
+			g.actions = append(g.actions, a)
 		}
-		g.actions = append(g.actions, a)
-	}
-	for _, g := range groups {
-		if err := w.applyGroup(ctx, g.actions, failed); err != nil {
-			return err
+		for _, g := range groups {
+			if err := w.applyGroup(ctx, g.actions, failed); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// byPhase splits actions by phase, in phase order, keeping their order
+// within a phase. Without row containers there is one phase.
+func byPhase(actions []*plannedAction) [][]*plannedAction {
+	one := true
+	for _, a := range actions {
+		one = one && a.phase == actions[0].phase
+	}
+	if one {
+		return [][]*plannedAction{actions}
+	}
+	sorted := slices.Clone(actions)
+	slices.SortStableFunc(sorted, func(a, b *plannedAction) int { return comparePhases(a.phase, b.phase) })
+	var out [][]*plannedAction
+	for i, a := range sorted {
+		if i == 0 || a.phase != sorted[i-1].phase {
+			out = append(out, nil)
+		}
+		out[len(out)-1] = append(out[len(out)-1], a)
+	}
+	return out
 }
 
 // applyGroup applies actions of one sink, splitting them by source row

@@ -111,11 +111,18 @@ type Fetched struct {
 }
 
 // Decl is a target state declared by the processing function: a child of
-// the root at index Root of Flow.Roots.
+// the root at index Root of Flow.Roots, or a state in a container the row
+// declares there (see nest.go).
 type Decl struct {
-	Root  int
-	Key   target.Key
-	Value any
+	Root int
+	// Path holds the keys of the row containers the state is in, from the
+	// root's child down; each must be declared earlier by the same row.
+	Path []target.Key
+	// Attach is the kind of an attachment of the container Path names;
+	// empty for a child.
+	Attach string
+	Key    target.Key
+	Value  any
 }
 
 // Mode selects how much an update redoes.

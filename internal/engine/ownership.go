@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/tidemark/tidemark/internal/statestore"
@@ -28,6 +29,9 @@ type slot struct {
 // marked to write its own value again, under the same condition.
 func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 	if err := w.adopt(ctx, batch); err != nil {
+		return err
+	}
+	if err := w.spread(ctx, batch); err != nil {
 		return err
 	}
 	slots := make(map[trackKey]*slot)
@@ -188,13 +192,14 @@ func (w *writer) rewrite(res *rowResult, k trackKey, inTarget []target.Record) {
 			prev = append(prev, r)
 		}
 	}
-	rec, err := safeReconcile(rs.child, k.key, d.value, prev, true)
+	prev, mayBeMissing, _ := d.in.fate(prev, true)
+	rec, err := safeReconcile(d.h, d.leaf, d.value, prev, mayBeMissing)
 	if err != nil {
-		res.run.fail(res, fmt.Errorf("target %s, key %q: %w", rs.root.Key, k.key, err))
+		res.run.fail(res, fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err))
 		return
 	}
 	if rec != nil && !rec.Action.IsZero() {
-		res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, record: rec.Record, others: inTarget})
+		res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, record: rec.Record, others: inTarget, phase: d.phase()})
 	}
 }
 
@@ -203,16 +208,8 @@ func (w *writer) rewrite(res *rowResult, k trackKey, inTarget []target.Record) {
 // in flight, else in the next, since a staged row is never skipped), it finds
 // them possibly missing and writes them.
 func (w *writer) markForRewrite(ctx context.Context, rows map[int64][]trackKey) error {
-	ids := make([]int64, 0, len(rows))
-	for id := range rows {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	var loaded []statestore.RowTracking
-	if err := w.u.e.do(ctx, "load rows", func(ctx context.Context) (err error) {
-		loaded, err = w.u.e.store.RowLoad(ctx, statestore.RowLoadParams{IDs: ids})
-		return err
-	}); err != nil {
+	loaded, err := w.loadRows(ctx, slices.Collect(maps.Keys(rows)))
+	if err != nil {
 		return err
 	}
 	var marks []statestore.PrecommitRow
@@ -251,6 +248,12 @@ func (w *writer) markForRewrite(ctx context.Context, rows map[int64][]trackKey) 
 		}
 		marks = append(marks, statestore.PrecommitRow{ID: t.ID, Staged: statestore.EncodeSections(mergeStaged(staged, add, w.u.setup.gen))})
 	}
+	return w.stageMarks(ctx, marks)
+}
+
+// stageMarks stages marks on rows outside the batch, and has each source's
+// scan process them again in this update.
+func (w *writer) stageMarks(ctx context.Context, marks []statestore.PrecommitRow) error {
 	if len(marks) == 0 {
 		return nil
 	}

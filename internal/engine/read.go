@@ -182,10 +182,23 @@ func (e *Engine) rowStates(ctx context.Context, rows []statestore.RowInfo, sourc
 				continue // the target, or its children, went since
 			}
 			for _, en := range s.Entries {
-				st.States = append(st.States, tidemarktype.DeclaredState{Target: t.Key, Key: en.Key, Record: en.Record, Wrote: en.Wrote})
+				ds := tidemarktype.DeclaredState{Target: t.Key, Key: en.Key, Record: en.Record, Wrote: en.Wrote}
+				if n, err := splitKey(target.Key(en.Key)); err == nil && n.depth() > 0 {
+					ds.Key, ds.Attachment, ds.Nested = string(n.key), n.attach, en.Key
+					for _, p := range n.path {
+						ds.Containers = append(ds.Containers, string(p))
+					}
+				}
+				st.States = append(st.States, ds)
 			}
 		}
 		out[i] = st
 	}
 	return out, nil
+}
+
+// NestedKey returns the key under which a root's section tracks a state in
+// the row containers path (see nest.go); attach names an attachment's kind.
+func NestedKey(path []target.Key, attach string, key target.Key) target.Key {
+	return nestedKey(path, attach, key)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tidemark/tidemark/fingerprint"
@@ -74,6 +75,31 @@ type declaration struct {
 	// the state's index in the row's declared entries of its root.
 	action *plannedAction
 	entry  int
+	// h reconciles the state, under its key within its container, leaf.
+	h    target.Erased
+	leaf target.Key
+	// in is the row container the state is in, nil for a child of a root;
+	// nest is the state's own, when it is a row container.
+	in, nest *nest
+	// attachment says the state is an attachment of its container; depth
+	// counts the containers it is in.
+	attachment bool
+	depth      int
+}
+
+// phase returns the phase of a write of the declared state.
+func (d *declaration) phase() phase {
+	return phaseOf(d.nest != nil, d.attachment, false, d.depth)
+}
+
+// plan makes rec the row's planned write of the declared state.
+func (d *declaration) plan(res *rowResult, rs *rootState, key target.Key, rec *target.Reconciled) {
+	d.record = rec.Record
+	if d.nest != nil {
+		d.nest.invalidate = rec.Invalidate
+	}
+	d.action = &plannedAction{row: res, root: rs, key: key, action: rec.Action, record: rec.Record, phase: d.phase(), invalidate: rec.Invalidate}
+	res.actions = append(res.actions, d.action)
 }
 
 // plannedAction is an action a row's update wants written.
@@ -108,6 +134,10 @@ type plannedAction struct {
 	// state cancelled this deletion: were they all to fail, the deletion
 	// is applied after all.
 	cancelledFor []*rowResult
+	// phase orders the action among the batch's (see nest.go);
+	// invalidate is what a write of a container does to what is in it.
+	phase      phase
+	invalidate target.Invalidation
 }
 
 // rowResult is a processed row on its way to the writer.
@@ -342,6 +372,7 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 	res.declared = make(map[int64][]statestore.Entry)
 	seen := make(map[trackKey]*declaration, len(decls))
 	res.declaredSet = seen
+	sc := &scope{u: u, tracking: tracking, nests: make(map[trackKey]*nest)}
 	for _, d := range decls {
 		if d.Root < 0 || d.Root >= len(u.setup.roots) {
 			return fmt.Errorf("declared a state of unknown target %d", d.Root)
@@ -353,40 +384,77 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 		if rs.child.IsZero() {
 			return fmt.Errorf("declared %q in target %s, which has no children", d.Key, rs.root.Key)
 		}
-		k := trackKey{rs.id, d.Key}
+		key := nestedKey(d.Path, d.Attach, d.Key)
+		decl := &declaration{value: d.Value, h: rs.child, leaf: d.Key, attachment: d.Attach != "", depth: len(d.Path)}
+		switch {
+		case len(d.Path) > 0:
+			ck := trackKey{rs.id, nestedKey(d.Path[:len(d.Path)-1], "", d.Path[len(d.Path)-1])}
+			in := sc.nests[ck]
+			switch {
+			case in == nil && seen[ck] != nil:
+				return fmt.Errorf("declared %q in %q of target %s, which is not a container: its handler %T gives no child handler for it (see target.Nester)", d.Key, displayKey(ck.key), rs.root.Key, seen[ck].h.Handler())
+			case in == nil:
+				return fmt.Errorf("declared %q in container %q of target %s, which the row does not declare", d.Key, displayKey(ck.key), rs.root.Key)
+			}
+			decl.in, decl.h = in, in.children
+			if d.Attach != "" {
+				h, ok := in.children.Attachment(d.Attach)
+				if !ok {
+					return fmt.Errorf("declared attachment %q of container %q in target %s, which has no attachment of kind %q", d.Key, d.Path[len(d.Path)-1], rs.root.Key, d.Attach)
+				}
+				decl.h = h
+			}
+		case d.Attach != "":
+			return fmt.Errorf("declared attachment %q of target %s from a row: a root's attachments are declared with the flow", d.Key, rs.root.Key)
+		case strings.HasPrefix(string(d.Key), nestedPrefix):
+			return fmt.Errorf("declared %q in target %s: keys starting with a NUL byte are reserved", d.Key, rs.root.Key)
+		}
+		k := trackKey{rs.id, key}
 		if seen[k] != nil {
-			return fmt.Errorf("declared %q in target %s twice", d.Key, rs.root.Key)
+			return fmt.Errorf("declared %q in target %s twice", displayKey(key), rs.root.Key)
 		}
 		t := tracking[k]
 		if t == nil {
 			t = &tracked{mayBeMissing: true}
 		}
-		decl := &declaration{value: d.Value, wrote: t.wrote, fresh: !t.committed, prev: t.prev, mayBeMissing: t.mayBeMissing, entry: len(res.declared[rs.id])}
+		prev, mayBeMissing := t.prev, t.mayBeMissing
+		if decl.in != nil {
+			prev, mayBeMissing, _ = decl.in.fate(prev, mayBeMissing)
+		}
+		decl.wrote, decl.fresh, decl.prev, decl.mayBeMissing = t.wrote, !t.committed, prev, mayBeMissing
+		decl.entry = len(res.declared[rs.id])
+		if !decl.attachment {
+			children, err := safeChildren(decl.h, d.Key, d.Value, nil)
+			if err != nil {
+				return fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(key), err)
+			}
+			if !children.IsZero() {
+				decl.nest = &nest{children: children, parent: decl.in, mayBeMissing: mayBeMissing && len(prev) > 0}
+				sc.nests[k] = decl.nest
+			}
+		}
+		seen[k] = decl
 		if decl.fresh && u.owned[rs.id] {
 			// Another row may own the state: the writer reconciles it
 			// with what that row knows (writer.adopt).
 			decl.deferred = true
 			res.deferred++
-			seen[k] = decl
-			res.declared[rs.id] = append(res.declared[rs.id], statestore.Entry{Key: string(d.Key)})
+			res.declared[rs.id] = append(res.declared[rs.id], statestore.Entry{Key: string(key)})
 			continue
 		}
-		rec, err := rs.child.Reconcile(d.Key, d.Value, t.prev, t.mayBeMissing)
+		rec, err := safeReconcile(decl.h, d.Key, d.Value, prev, mayBeMissing)
 		if err != nil {
-			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, d.Key, err)
+			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(key), err)
 		}
 		switch {
+		case rec != nil && !rec.Action.IsZero():
+			decl.plan(res, rs, key, rec)
 		case rec != nil:
 			decl.record = rec.Record
-			if !rec.Action.IsZero() {
-				decl.action = &plannedAction{row: res, root: rs, key: d.Key, action: rec.Action, record: rec.Record}
-				res.actions = append(res.actions, decl.action)
-			}
-		case len(t.prev) > 0:
-			decl.record = t.prev[0]
+		case len(prev) > 0:
+			decl.record = prev[0]
 		}
-		seen[k] = decl
-		res.declared[rs.id] = append(res.declared[rs.id], statestore.Entry{Key: string(d.Key), Record: decl.record})
+		res.declared[rs.id] = append(res.declared[rs.id], statestore.Entry{Key: string(key), Record: decl.record})
 	}
 	gone := make([]trackKey, 0, len(tracking))
 	for k := range tracking {
@@ -402,12 +470,29 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 		if rs.pending {
 			continue
 		}
-		rec, err := rs.child.Reconcile(k.key, nil, t.prev, t.mayBeMissing)
+		h, in, n, err := sc.handler(k)
 		if err != nil {
-			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, k.key, err)
+			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err)
+		}
+		prev, mayBeMissing, destroyed := in.fate(t.prev, t.mayBeMissing)
+		if destroyed {
+			continue // gone with its container
+		}
+		container := false
+		if n.attach == "" && h.Nests() && len(t.prev) > 0 {
+			children, err := safeChildren(h, n.key, nil, t.prev[0])
+			if err != nil {
+				return fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err)
+			}
+			container = !children.IsZero()
+		}
+		rec, err := safeReconcile(h, n.key, nil, prev, mayBeMissing)
+		if err != nil {
+			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err)
 		}
 		if rec != nil && !rec.Action.IsZero() {
-			res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, delete: true, wrote: t.wrote, prev: t.prev, mayBeMissing: t.mayBeMissing})
+			res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, delete: true, wrote: t.wrote, prev: prev, mayBeMissing: mayBeMissing,
+				phase: phaseOf(container, n.attach != "", true, n.depth())})
 		}
 	}
 	return nil
