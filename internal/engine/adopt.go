@@ -28,11 +28,12 @@ func (k *knowledge) add(prev []target.Record, mayBeMissing bool) {
 	k.mayBeMissing = k.mayBeMissing && mayBeMissing
 }
 
-// ownersKnown finds which roots have states owned by some row, so that
-// adopt need not look up the owners of states in a root that has none (a
-// table being filled for the first time).
-func (u *update) ownersKnown(ctx context.Context) error {
-	u.owned = make(map[int64]bool)
+// known finds which roots have states owned by some row, so that adopt
+// need not look up the owners of states in a root that has none (a table
+// being filled for the first time).
+func (ow *owners) known(ctx context.Context) error {
+	u := ow.u
+	ow.owned = make(map[int64]bool)
 	for _, rs := range u.setup.roots {
 		if rs.id == 0 || rs.child.IsZero() {
 			continue
@@ -44,8 +45,8 @@ func (u *update) ownersKnown(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
-		u.owned[rs.id] = ok
-		u.anyOwned = u.anyOwned || ok
+		ow.owned[rs.id] = ok
+		ow.anyOwned = ow.anyOwned || ok
 	}
 	return nil
 }
@@ -62,8 +63,8 @@ func (u *update) ownersKnown(ctx context.Context) error {
 // adopt; elsewhere (a root being filled) the worker reconciled it, and
 // adopt reconciles it again only if another row of the batch knows of it
 // (a row whose first write of it was interrupted now stops declaring it).
-func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
-	if !w.u.anyOwned && len(w.stale) == 0 && !hasDeletes(batch) {
+func (ow *owners) adopt(ctx context.Context, batch []*rowResult) error {
+	if !ow.anyOwned && len(ow.stale) == 0 && !hasDeletes(batch) {
 		// No row owns a state and none stops declaring one (a first
 		// fill): nobody knows anything the rows do not.
 		return nil
@@ -123,7 +124,7 @@ func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
 	// A value a row that no longer declares the state wrote, in an earlier
 	// batch of this update, may be the one in the target.
 	for k := range fresh {
-		if stale := w.stale[k]; stale != nil {
+		if stale := ow.stale[k]; stale != nil {
 			know(k, stale, true)
 		}
 	}
@@ -133,14 +134,14 @@ func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
 	var check []statestore.OwnerKey
 	byOwnerKey := make(map[statestore.OwnerKey]trackKey)
 	for k := range fresh {
-		if w.u.owned[k.root] {
+		if ow.owned[k.root] {
 			ok := ownerKey(k)
 			check = append(check, ok)
 			byOwnerKey[ok] = k
 		}
 	}
 	if len(check) > 0 {
-		if err := w.othersKnow(ctx, check, byOwnerKey, inBatch, know); err != nil {
+		if err := ow.othersKnow(ctx, check, byOwnerKey, inBatch, know); err != nil {
 			return err
 		}
 	}
@@ -190,7 +191,7 @@ func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
 				n.mayBeMissing, n.invalidate = mayBeMissing && len(prev) > 0, target.InvalidateNone
 				changed[n] = true
 			}
-			w.settle(c.res, k, c.d, prev, mayBeMissing)
+			ow.settle(c.res, k, c.d, prev, mayBeMissing)
 		}
 	}
 	return nil
@@ -198,8 +199,8 @@ func (w *writer) adopt(ctx context.Context, batch []*rowResult) error {
 
 // settle reconciles the state k that res declares as d again, told prev
 // and mayBeMissing, replacing the row's planned write of it.
-func (w *writer) settle(res *rowResult, k trackKey, d *declaration, prev []target.Record, mayBeMissing bool) {
-	rs := w.u.setup.byID[k.root]
+func (ow *owners) settle(res *rowResult, k trackKey, d *declaration, prev []target.Record, mayBeMissing bool) {
+	rs := ow.u.setup.byID[k.root]
 	rec, err := safeReconcile(d.h, d.leaf, d.value, prev, mayBeMissing)
 	if err != nil {
 		res.run.fail(res, fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err))
@@ -237,14 +238,14 @@ func hasDeletes(batch []*rowResult) bool {
 
 // othersKnow adds what the owners of the given states outside the batch know
 // of them, from their tracking in the state store.
-func (w *writer) othersKnow(ctx context.Context, check []statestore.OwnerKey, byOwnerKey map[statestore.OwnerKey]trackKey,
+func (ow *owners) othersKnow(ctx context.Context, check []statestore.OwnerKey, byOwnerKey map[statestore.OwnerKey]trackKey,
 	inBatch map[int64]bool, know func(trackKey, []target.Record, bool)) error {
-	owns, loaded, err := w.ownedOutside(ctx, check, byOwnerKey, inBatch)
+	owns, loaded, err := ow.ownedOutside(ctx, check, byOwnerKey, inBatch)
 	if err != nil {
 		return err
 	}
 	for _, t := range loaded {
-		tracking, _, err := w.u.decodeTracking(t)
+		tracking, _, err := ow.u.decodeTracking(t)
 		if err != nil {
 			return fmt.Errorf("row %d: %w", t.ID, err)
 		}
@@ -260,9 +261,9 @@ func (w *writer) othersKnow(ctx context.Context, check []statestore.OwnerKey, by
 // ownedOutside finds the owners of the given states that are not rows of
 // the batch, and loads their tracking: it returns, by row id, the states
 // each owns, and the rows.
-func (w *writer) ownedOutside(ctx context.Context, check []statestore.OwnerKey, byOwnerKey map[statestore.OwnerKey]trackKey,
+func (ow *owners) ownedOutside(ctx context.Context, check []statestore.OwnerKey, byOwnerKey map[statestore.OwnerKey]trackKey,
 	inBatch map[int64]bool) (map[int64][]trackKey, []statestore.RowTracking, error) {
-	owners, err := w.findOwners(ctx, check)
+	owners, err := ow.findOwners(ctx, check)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -275,16 +276,16 @@ func (w *writer) ownedOutside(ctx context.Context, check []statestore.OwnerKey, 
 	if len(owns) == 0 {
 		return nil, nil, nil
 	}
-	loaded, err := w.loadRows(ctx, slices.Collect(maps.Keys(owns)))
+	loaded, err := ow.loadRows(ctx, slices.Collect(maps.Keys(owns)))
 	return owns, loaded, err
 }
 
 // loadRows loads the tracking of the rows ids, in id order.
-func (w *writer) loadRows(ctx context.Context, ids []int64) ([]statestore.RowTracking, error) {
+func (ow *owners) loadRows(ctx context.Context, ids []int64) ([]statestore.RowTracking, error) {
 	slices.Sort(ids)
 	var loaded []statestore.RowTracking
-	err := w.u.e.do(ctx, "load rows", func(ctx context.Context) (err error) {
-		loaded, err = w.u.e.store.RowLoad(ctx, statestore.RowLoadParams{IDs: ids})
+	err := ow.u.e.do(ctx, "load rows", func(ctx context.Context) (err error) {
+		loaded, err = ow.u.e.store.RowLoad(ctx, statestore.RowLoadParams{IDs: ids})
 		return err
 	})
 	return loaded, err
@@ -292,13 +293,13 @@ func (w *writer) loadRows(ctx context.Context, ids []int64) ([]statestore.RowTra
 
 // findOwners returns the owners of the given states, once the commit under
 // way has landed: ownership is taken at commit.
-func (w *writer) findOwners(ctx context.Context, keys []statestore.OwnerKey) ([]statestore.Owner, error) {
-	if err := w.awaitCommit(); err != nil {
+func (ow *owners) findOwners(ctx context.Context, keys []statestore.OwnerKey) ([]statestore.Owner, error) {
+	if err := ow.w.awaitCommit(); err != nil {
 		return nil, err
 	}
 	var owners []statestore.Owner
-	err := w.u.e.do(ctx, "find owners", func(ctx context.Context) (err error) {
-		owners, err = w.u.e.store.OwnerFind(ctx, statestore.OwnerFindParams{Keys: keys})
+	err := ow.u.e.do(ctx, "find owners", func(ctx context.Context) (err error) {
+		owners, err = ow.u.e.store.OwnerFind(ctx, statestore.OwnerFindParams{Keys: keys})
 		return err
 	})
 	return owners, err

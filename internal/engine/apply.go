@@ -80,7 +80,7 @@ func (w *writer) apply(ctx context.Context, batch []*rowResult) (map[*rowResult]
 			}
 			standby[k] = cands
 		}
-		revived, err := w.revive(ctx, batch, failed)
+		revived, err := w.u.own.revive(ctx, batch, failed)
 		if err != nil {
 			return nil, err
 		}

@@ -233,17 +233,7 @@ func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult,
 				}
 				sections = append(sections, statestore.Section{TargetID: rs.id, Gen: u.setup.gen, Entries: entries})
 			}
-			var added, dropped []statestore.OwnerKey
-			for k := range res.owned {
-				if res.declaredSet[k] == nil {
-					dropped = append(dropped, ownerKey(k))
-				}
-			}
-			for k := range res.declaredSet {
-				if !res.owned[k] {
-					added = append(added, ownerKey(k))
-				}
-			}
+			added, dropped := u.own.changes(res)
 			p.Rows = append(p.Rows, statestore.CommitRow{ID: res.id, Ordinal: res.ordinal, ContentFP: res.contentFP, LogicFP: u.e.logicFP,
 				Gen: u.setup.gen, Tracking: statestore.EncodeSections(sections), NewOwners: added, DroppedOwners: dropped})
 		case resultBump:

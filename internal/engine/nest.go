@@ -292,7 +292,7 @@ func displayKey(k target.Key) string {
 // their states in it again, as destroyed or possibly missing; rows outside
 // the batch that own the container are marked (staged, before the write is
 // applied, so a crash keeps the marks) to write theirs again.
-func (w *writer) spread(ctx context.Context, batch []*rowResult) error {
+func (ow *owners) spread(ctx context.Context, batch []*rowResult) error {
 	hit := make(map[trackKey]target.Invalidation)
 	writers := make(map[trackKey]map[*rowResult]bool)
 	for _, res := range batch {
@@ -332,10 +332,10 @@ func (w *writer) spread(ctx context.Context, batch []*rowResult) error {
 			changed[d.nest] = true
 		}
 		if len(changed) > 0 {
-			w.settleIn(res, changed)
+			ow.settleIn(res, changed)
 		}
 	}
-	if w.u.opts.Preview {
+	if ow.u.opts.Preview {
 		return nil
 	}
 	keys := make([]statestore.OwnerKey, 0, len(hit))
@@ -345,7 +345,7 @@ func (w *writer) spread(ctx context.Context, batch []*rowResult) error {
 		keys = append(keys, ok)
 		byOwnerKey[ok] = k
 	}
-	containers, loaded, err := w.ownedOutside(ctx, keys, byOwnerKey, inBatch)
+	containers, loaded, err := ow.ownedOutside(ctx, keys, byOwnerKey, inBatch)
 	if err != nil {
 		return err
 	}
@@ -372,10 +372,10 @@ func (w *writer) spread(ctx context.Context, batch []*rowResult) error {
 			}
 		}
 		if len(add) > 0 {
-			marks = append(marks, statestore.PrecommitRow{ID: t.ID, Staged: statestore.EncodeSections(mergeStaged(staged, add, w.u.setup.gen))})
+			marks = append(marks, statestore.PrecommitRow{ID: t.ID, Staged: statestore.EncodeSections(mergeStaged(staged, add, ow.u.setup.gen))})
 		}
 	}
-	return w.stageMarks(ctx, marks)
+	return ow.stageMarks(ctx, marks)
 }
 
 // within reports whether the state k is in the row container c, at any
@@ -403,7 +403,7 @@ func within(k, c target.Key) bool {
 
 // settleIn reconciles again the states res declares in the containers
 // changed, and in those inside them, with what became of them.
-func (w *writer) settleIn(res *rowResult, changed map[*nest]bool) {
+func (ow *owners) settleIn(res *rowResult, changed map[*nest]bool) {
 	keys := make([]trackKey, 0, len(res.declaredSet))
 	for k, d := range res.declaredSet {
 		if d.in != nil {
@@ -422,7 +422,7 @@ func (w *writer) settleIn(res *rowResult, changed map[*nest]bool) {
 			changed[d.nest] = true
 		}
 		prev, mayBeMissing, _ := d.in.fate(d.prev, d.mayBeMissing)
-		w.settle(res, k, d, prev, mayBeMissing)
+		ow.settle(res, k, d, prev, mayBeMissing)
 		if res.kind == resultFailed {
 			return
 		}

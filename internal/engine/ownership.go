@@ -11,6 +11,59 @@ import (
 	"github.com/tidemark/tidemark/target"
 )
 
+// owners is the one place that decides who owns a target state. A state
+// is owned by the rows whose committed tracking holds it (recorded in the
+// state store with the tracking, at commit); a state some row declares
+// stays, and one no row declares any more is deleted, once.
+//
+// The pass asks it which roots have owners at all when an update starts
+// (known); a row's reconcile asks whether a state new to the row must wait
+// for the writer (defers); for each batch the writer has it settle the
+// states rows newly declare with what other rows know of them (adopt),
+// carry containers' invalidations to other rows (spread), decide deletions
+// and rewrites of shared states (resolve), and revive deletions whose
+// declarers all failed (revive); and the commit asks what each row takes
+// and drops (changes).
+type owners struct {
+	u *update
+	// w is the update's writer: for the commit under way, the rows' own
+	// precommit, and the source runs to hand marked rows to.
+	w *writer
+	// owned holds, per root id, whether some row owned a state of it when
+	// the update began; anyOwned says one does.
+	owned    map[int64]bool
+	anyOwned bool
+	// stale holds target states whose value may be that of a row that no
+	// longer declares them, with the records that value may have: the next
+	// row of this update declaring one with another record writes it
+	// again.
+	stale map[trackKey][]target.Record
+}
+
+func newOwners(u *update) *owners {
+	return &owners{u: u, owned: make(map[int64]bool), stale: make(map[trackKey][]target.Record)}
+}
+
+// defers reports whether a state a row declares in the root id, and that
+// its own committed tracking does not hold, is left to the writer to
+// reconcile (adopt): some row may own it.
+func (ow *owners) defers(id int64) bool { return ow.owned[id] }
+
+// changes returns the ownership res takes and drops when it commits.
+func (ow *owners) changes(res *rowResult) (added, dropped []statestore.OwnerKey) {
+	for k := range res.owned {
+		if res.declaredSet[k] == nil {
+			dropped = append(dropped, ownerKey(k))
+		}
+	}
+	for k := range res.declaredSet {
+		if !res.owned[k] {
+			added = append(added, ownerKey(k))
+		}
+	}
+	return added, dropped
+}
+
 // slot gathers what the rows of a batch want of one target state.
 type slot struct {
 	upserts []*plannedAction
@@ -27,11 +80,11 @@ type slot struct {
 // declarer writes its own again. A state no row of the batch declares is
 // deleted once, and only if no other row owns it; if one does, that row is
 // marked to write its own value again, under the same condition.
-func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
-	if err := w.adopt(ctx, batch); err != nil {
+func (ow *owners) resolve(ctx context.Context, batch []*rowResult) error {
+	if err := ow.adopt(ctx, batch); err != nil {
 		return err
 	}
-	if err := w.spread(ctx, batch); err != nil {
+	if err := ow.spread(ctx, batch); err != nil {
 		return err
 	}
 	slots := make(map[trackKey]*slot)
@@ -60,7 +113,7 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 			continue
 		}
 		for k := range res.declaredSet {
-			if w.stale[k] != nil {
+			if ow.stale[k] != nil {
 				get(k)
 			}
 		}
@@ -99,11 +152,11 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 				a.cancelled, a.cancelledFor = true, s.declarers
 			}
 			last := s.declarers[len(s.declarers)-1]
-			inTarget := append(wroteRecords(s.deletes), w.stale[k]...)
+			inTarget := append(wroteRecords(s.deletes), ow.stale[k]...)
 			if len(s.upserts) == 0 && differs(inTarget, last.declaredSet[k].record) {
-				w.rewrite(last, k, inTarget)
+				ow.rewrite(last, k, inTarget)
 			}
-			delete(w.stale, k)
+			delete(ow.stale, k)
 			continue
 		}
 		if len(s.deletes) == 0 {
@@ -119,7 +172,7 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 	if len(check) == 0 {
 		return nil
 	}
-	owners, err := w.findOwners(ctx, check)
+	owners, err := ow.findOwners(ctx, check)
 	if err != nil {
 		return err
 	}
@@ -143,14 +196,14 @@ func (w *writer) resolve(ctx context.Context, batch []*rowResult) error {
 		first.cancelled = true
 		if inTarget := wroteRecords(s.deletes); len(inTarget) > 0 {
 			k := trackKey{first.root.id, first.key}
-			w.stale[k] = inTarget
+			ow.stale[k] = inTarget
 			others[o.RowID] = append(others[o.RowID], k)
 		}
 	}
-	if len(others) == 0 || w.u.opts.Preview {
+	if len(others) == 0 || ow.u.opts.Preview {
 		return nil
 	}
-	return w.markForRewrite(ctx, others)
+	return ow.markForRewrite(ctx, others)
 }
 
 // wroteRecords returns the records the value in the target may have, as
@@ -183,9 +236,9 @@ func differs(inTarget []target.Record, rec target.Record) bool {
 // staged with the write, so that a row whose rewrite fails, or is cut short
 // by a crash, still knows next time that its value may not be the one in
 // the target.
-func (w *writer) rewrite(res *rowResult, k trackKey, inTarget []target.Record) {
+func (ow *owners) rewrite(res *rowResult, k trackKey, inTarget []target.Record) {
 	d := res.declaredSet[k]
-	rs := w.u.setup.byID[k.root]
+	rs := ow.u.setup.byID[k.root]
 	var prev []target.Record
 	for _, r := range append([]target.Record{d.record}, inTarget...) {
 		if r != nil && !containsRecord(prev, r) {
@@ -207,8 +260,8 @@ func (w *writer) rewrite(res *rowResult, k trackKey, inTarget []target.Record) {
 // write again: the next time each row is processed (in this update if it is
 // in flight, else in the next, since a staged row is never skipped), it finds
 // them possibly missing and writes them.
-func (w *writer) markForRewrite(ctx context.Context, rows map[int64][]trackKey) error {
-	loaded, err := w.loadRows(ctx, slices.Collect(maps.Keys(rows)))
+func (ow *owners) markForRewrite(ctx context.Context, rows map[int64][]trackKey) error {
+	loaded, err := ow.loadRows(ctx, slices.Collect(maps.Keys(rows)))
 	if err != nil {
 		return err
 	}
@@ -227,7 +280,7 @@ func (w *writer) markForRewrite(ctx context.Context, rows map[int64][]trackKey) 
 			// An owner whose value has the same record as the one in the
 			// target need not write it again.
 			rec, ok := findRecord(committed, k)
-			if ok && !differs(w.stale[k], rec) {
+			if ok && !differs(ow.stale[k], rec) {
 				continue
 			}
 			if !ok {
@@ -236,7 +289,7 @@ func (w *writer) markForRewrite(ctx context.Context, rows map[int64][]trackKey) 
 			}
 			// The versions the target may hold: the row, never skipped
 			// while staged, is told them next time it is processed.
-			for _, r := range w.stale[k] {
+			for _, r := range ow.stale[k] {
 				if r == nil {
 					continue
 				}
@@ -246,26 +299,26 @@ func (w *writer) markForRewrite(ctx context.Context, rows map[int64][]trackKey) 
 		if len(add) == 0 {
 			continue
 		}
-		marks = append(marks, statestore.PrecommitRow{ID: t.ID, Staged: statestore.EncodeSections(mergeStaged(staged, add, w.u.setup.gen))})
+		marks = append(marks, statestore.PrecommitRow{ID: t.ID, Staged: statestore.EncodeSections(mergeStaged(staged, add, ow.u.setup.gen))})
 	}
-	return w.stageMarks(ctx, marks)
+	return ow.stageMarks(ctx, marks)
 }
 
 // stageMarks stages marks on rows outside the batch, and has each source's
 // scan process them again in this update.
-func (w *writer) stageMarks(ctx context.Context, marks []statestore.PrecommitRow) error {
+func (ow *owners) stageMarks(ctx context.Context, marks []statestore.PrecommitRow) error {
 	if len(marks) == 0 {
 		return nil
 	}
-	if err := w.u.e.write(ctx, "mark rows", func(ctx context.Context) error {
-		_, err := w.u.e.store.Precommit(ctx, statestore.PrecommitParams{Rows: marks})
+	if err := ow.u.e.write(ctx, "mark rows", func(ctx context.Context) error {
+		_, err := ow.u.e.store.Precommit(ctx, statestore.PrecommitParams{Rows: marks})
 		return err
 	}); err != nil {
 		return err
 	}
 	// The marked rows may belong to any source (ids are unique across
 	// sources): each source's scan looks for them.
-	for _, run := range w.runs {
+	for _, run := range ow.w.runs {
 		for _, m := range marks {
 			run.mark(m.ID)
 		}
@@ -292,7 +345,7 @@ func findRecord(sections []statestore.Section, k trackKey) (target.Record, bool)
 // of the batch declared them, when every one of those rows failed: nothing
 // of theirs was written, so the state is deleted after all, unless a row
 // outside the batch owns it. The deletions are staged first.
-func (w *writer) revive(ctx context.Context, batch []*rowResult, failed map[*rowResult]error) ([]*plannedAction, error) {
+func (ow *owners) revive(ctx context.Context, batch []*rowResult, failed map[*rowResult]error) ([]*plannedAction, error) {
 	var (
 		cands []*plannedAction
 		seen  = make(map[trackKey]bool)
@@ -328,7 +381,7 @@ func (w *writer) revive(ctx context.Context, batch []*rowResult, failed map[*row
 	for i, a := range cands {
 		check[i] = ownerKey(trackKey{a.root.id, a.key})
 	}
-	owners, err := w.findOwners(ctx, check)
+	owners, err := ow.findOwners(ctx, check)
 	if err != nil {
 		return nil, err
 	}
@@ -355,7 +408,7 @@ func (w *writer) revive(ctx context.Context, batch []*rowResult, failed map[*row
 		rows []*rowResult
 	)
 	for i, a := range cands {
-		if owned[check[i]] || w.u.opts.Preview {
+		if owned[check[i]] || ow.u.opts.Preview {
 			continue
 		}
 		a.cancelled = false
@@ -364,8 +417,8 @@ func (w *writer) revive(ctx context.Context, batch []*rowResult, failed map[*row
 			rows = append(rows, a.row)
 		}
 	}
-	for _, run := range w.runs {
-		if err := w.precommit(ctx, run, rows); err != nil {
+	for _, run := range ow.w.runs {
+		if err := ow.w.precommit(ctx, run, rows); err != nil {
 			return nil, err
 		}
 	}

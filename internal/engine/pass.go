@@ -87,11 +87,8 @@ type update struct {
 	results chan *rowResult
 	// nudge asks the writer to check whether a source is waiting on it.
 	nudge chan struct{}
-	// owned holds, per root id, whether some row owned a state of it when
-	// the update began (see writer.adopt).
-	owned map[int64]bool
-	// anyOwned says some root in owned has owners.
-	anyOwned bool
+	// own decides who owns target states.
+	own *owners
 }
 
 // sourceRun is one source's part of an update.
@@ -185,7 +182,8 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 	if err != nil {
 		return finish(fmt.Errorf("setting up flow %s: %w", e.flow.Name, err))
 	}
-	if err := u.ownersKnown(ctx); err != nil {
+	u.own = newOwners(u)
+	if err := u.own.known(ctx); err != nil {
 		return finish(err)
 	}
 

@@ -64,7 +64,7 @@ type declaration struct {
 	// wrote says the row's value may be the one in the target already.
 	wrote bool
 	// fresh says the row's committed tracking does not hold the state:
-	// another row may have written it (see writer.adopt). prev and
+	// another row may have written it (see owners.adopt). prev and
 	// mayBeMissing are what the row's own tracking says of it.
 	fresh        bool
 	prev         []target.Record
@@ -164,7 +164,7 @@ type rowResult struct {
 	owned   map[trackKey]bool
 	actions []*plannedAction
 	// deferred counts the declarations left to the writer (see
-	// writer.adopt), which count as actions for batching.
+	// owners.adopt), which count as actions for batching.
 	deferred int
 	// oldStaged are the row's staged entries still in force.
 	oldStaged []statestore.Section
@@ -434,9 +434,9 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 			}
 		}
 		seen[k] = decl
-		if decl.fresh && u.owned[rs.id] {
+		if decl.fresh && u.own.defers(rs.id) {
 			// Another row may own the state: the writer reconciles it
-			// with what that row knows (writer.adopt).
+			// with what that row knows (owners.adopt).
 			decl.deferred = true
 			res.deferred++
 			res.declared[rs.id] = append(res.declared[rs.id], statestore.Entry{Key: string(key)})

@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"time"
-
-	"github.com/tidemark/tidemark/target"
 )
 
 // writer batches processed rows and writes each batch in three steps:
@@ -34,12 +32,8 @@ type writer struct {
 	stageDone chan struct{}
 	stageErr  error
 
-	// The stage goroutine's state. stale holds target states whose value
-	// may be that of a row that no longer declares them, with the records
-	// that value may have: the next row of this update declaring one with
-	// another record writes it again.
-	stale map[trackKey][]target.Record
-	// committing is the commit under way, if any.
+	// The stage goroutine's state: committing is the commit under way, if
+	// any.
 	committing *commitJob
 }
 
@@ -50,8 +44,9 @@ type commitJob struct {
 }
 
 func newWriter(u *update, runs []*sourceRun) *writer {
-	return &writer{u: u, runs: runs, stale: make(map[trackKey][]target.Record),
-		queue: make(chan []*rowResult), stageDone: make(chan struct{})}
+	w := &writer{u: u, runs: runs, queue: make(chan []*rowResult), stageDone: make(chan struct{})}
+	u.own.w = w
+	return w
 }
 
 // run batches results until the channel closes, handing a batch on when it
@@ -217,7 +212,7 @@ func (w *writer) awaitCommit() error {
 func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 	u := w.u
 	e := u.e
-	if err := w.resolve(ctx, batch); err != nil {
+	if err := w.u.own.resolve(ctx, batch); err != nil {
 		return err
 	}
 	if u.opts.Preview {
