@@ -31,6 +31,9 @@ type Flow struct {
 	handlers   map[string]target.Erased
 	connectors target.ConnectorTargets
 	queries    map[string]QueryFunc
+	// opened is set once an engine was opened on the flow: its targets are
+	// fixed from then on.
+	opened bool
 }
 
 // FlowOption configures a flow.
@@ -412,13 +415,28 @@ func DeclareState[S any](f *Flow, kind string, key target.Key, h target.Handler[
 //
 // For a container of the flow, call Attach while building the flow; for a
 // container a row declares (see Nest), call it while processing that row.
+//
+// An attachment needs a kind. Attach on a container of the flow once an
+// engine is open on it (from a processing function, say) panics, which
+// fails the row being processed.
 func Attach[C, A any](t *Target[C], kind string, key target.Key, spec A) {
 	if t.row != nil {
+		if kind == "" {
+			t.row.errs = append(t.row.errs, fmt.Errorf("tidemark: attachment %q of container %q of target %s: an attachment needs a kind", key, t.path[len(t.path)-1], t.root.Key))
+			return
+		}
 		t.row.decls = append(t.row.decls, engine.Decl{Root: t.index, Path: t.path, Attach: kind, Key: key, Value: &spec})
 		return
 	}
 	t.flow.mu.Lock()
 	defer t.flow.mu.Unlock()
+	if t.flow.opened {
+		panic(fmt.Sprintf("tidemark: attachment %q of target %s declared once the flow is open: a target's attachments are declared while building the flow, a row container's while processing its row", key, t.root.Key))
+	}
+	if kind == "" {
+		t.flow.errs = append(t.flow.errs, fmt.Errorf("tidemark: attachment %q of target %s: an attachment needs a kind", key, t.root.Key))
+		return
+	}
 	t.root.Attachments = append(t.root.Attachments, &engine.Attachment{Kind: kind, Key: key, Spec: &spec})
 }
 
@@ -500,6 +518,7 @@ func (f *Flow) Query(ctx context.Context, name string, q Query) (any, error) {
 func (f *Flow) engineFlow() (*engine.Flow, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.opened = true
 	errs := slices.Clone(f.errs)
 	ef := &engine.Flow{Name: f.name, LogicVersion: f.logicVersion, Roots: f.roots, Handlers: f.handlers}
 	for _, s := range f.sources {

@@ -452,3 +452,283 @@ func TestRowContainerRemadeForEveryRow(t *testing.T) {
 		require.Empty(t, f.tree.Log(), "nothing left to do")
 	})
 }
+
+// updateLast runs one update like f.update, in which row last is processed
+// 200ms after the others: it comes last in their batch, or, with
+// MaxRows: 1, is in flight while the other rows' batches are written.
+func (f *forest) updateLast(last int) (*tidemarktype.UpdateStats, error) {
+	f.t.Helper()
+	f.tree.ResetLog()
+	fl := tidemark.NewFlow("Forest", tidemark.LogicVersion(fmt.Sprint(f.epoch)))
+	root := tidemarktest.TreeRoot(fl, f.tree, "t")
+	tidemark.ForEach(tidemark.AddSource(fl, "layouts", f.src, tidemark.MaxInFlight(4)), func(_ context.Context, r *tidemark.Row, id int, l layout) error {
+		if id == last {
+			time.Sleep(200 * time.Millisecond)
+		}
+		return declareLayout(r, root, l, f.epoch)
+	})
+	e, err := tidemark.Open(f.t.Context(), fl, f.opts)
+	require.NoError(f.t, err)
+	defer e.Close()
+	return e.Update(f.t.Context(), tidemark.UpdateOptions{})
+}
+
+// The tests below are regressions found by review, each failing before
+// its fix.
+
+// TestRegressionNestDirBecomesLeaf: a directory that becomes a file is
+// written once what was in it is gone.
+func TestRegressionNestDirBecomesLeaf(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.src.Set(1, layout{Dirs: []string{"x"}, Files: map[string]string{"x/f": "F"}, Tags: map[string]string{"x#t": "v"}})
+		f.mustUpdate()
+		f.src.Set(1, layout{Files: map[string]string{"x": "now a file"}})
+		f.mustUpdate()
+		f.expect()
+		require.Equal(t, []string{"rm t/x/f", "untag t/x t", "write t/x"}, f.tree.Log())
+	})
+}
+
+// TestRegressionNestLeafToDirCrashThenDelete: a file that became a
+// directory in an update that crashed is known as a container from its
+// staged record.
+func TestRegressionNestLeafToDirCrashThenDelete(t *testing.T) {
+	t.Parallel()
+	for _, end := range []string{"deleted", "leaf again"} {
+		t.Run(end, func(t *testing.T) {
+			t.Parallel()
+			forEachBackend(t, func(t *testing.T, backend string) {
+				f := newForest(t, backend)
+				f.src.Set(1, layout{Files: map[string]string{"x": "leaf"}})
+				f.mustUpdate()
+				f.src.Set(1, layout{Dirs: []string{"x"}, Files: map[string]string{"x/f": "F"}})
+				f.opts.Faults = crashAt("before commit")
+				_, err := f.update()
+				require.ErrorIs(t, err, errCrash)
+				f.opts.Faults = tidemark.FaultHooks{}
+				if end == "deleted" {
+					f.src.Delete(1)
+				} else {
+					f.src.Set(1, layout{Files: map[string]string{"x": "leaf"}})
+				}
+				f.mustUpdate()
+				f.expect()
+				f.mustUpdate()
+				require.Empty(t, f.tree.Log())
+			})
+		})
+	}
+}
+
+// TestRegressionNestRemakeLosesInFlightRowsFiles: a row in flight while
+// another row's batch remakes a directory they share writes its files in
+// it again.
+func TestRegressionNestRemakeLosesInFlightRowsFiles(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.opts.Batch = tidemark.BatchOptions{MaxRows: 1}
+		f.src.Set(0, layout{Dirs: []string{"s"}, Files: map[string]string{"s/zero": "0"}})
+		f.src.Set(1, layout{Dirs: []string{"s"}, Files: map[string]string{"s/one": "1", "x": "a"}})
+		f.mustUpdate()
+		f.src.Set(1, layout{Dirs: []string{"s"}, Files: map[string]string{"s/one": "1", "x": "a"}, Epochs: map[string]int{"s": 1}})
+		f.mustUpdate()
+		f.expect()
+		f.src.Set(0, layout{Dirs: []string{"s"}, Files: map[string]string{"s/zero": "0"}, Epochs: map[string]int{"s": 1}})
+		f.src.Set(1, layout{Dirs: []string{"s"}, Files: map[string]string{"s/one": "1", "x": "b"}, Epochs: map[string]int{"s": 1}})
+		st, err := f.updateLast(1)
+		require.NoError(t, err)
+		require.Zero(t, st.Failed())
+		f.expect()
+		f.mustUpdate()
+		require.Empty(t, f.tree.Log())
+	})
+}
+
+// TestRegressionNestRewriteRemakeKeepsOwnChildren: a directory a row
+// writes again because another row stopped declaring it, remade, has the
+// row's own files written again.
+func TestRegressionNestRewriteRemakeKeepsOwnChildren(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.src.Set(2, layout{Dirs: []string{"s"}, Files: map[string]string{"s/two": "2"}})
+		f.mustUpdate()
+		f.src.Set(1, layout{Dirs: []string{"s"}, Files: map[string]string{"s/one": "1"}, Epochs: map[string]int{"s": 1}})
+		f.mustUpdate()
+		f.expect()
+		f.src.Set(1, layout{Files: map[string]string{"other": "o"}})
+		f.src.Set(2, layout{Dirs: []string{"s"}, Files: map[string]string{"s/two": "2", "s/three": "3"}})
+		f.mustUpdate()
+		f.expect()
+	})
+}
+
+// TestRegressionNestSharedContainerWinnerFails: when the row whose write
+// of a new shared directory wins fails, the other row's write of it is
+// applied before that row's files.
+func TestRegressionNestSharedContainerWinnerFails(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.src.Set(1, layout{Dirs: []string{"s"}, Files: map[string]string{"s/one": "1"}})
+		f.src.Set(2, layout{Dirs: []string{"s", "bad"}, Files: map[string]string{"s/two": "2"}})
+		f.tree.FailPath("t/bad", errors.New("permission denied"))
+		st, err := f.updateLast(2)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, st.Failed(), "only row 2 fails: %v", st.Failures)
+		f.tree.Heal()
+		f.mustUpdate()
+		f.expect()
+	})
+}
+
+// TestRegressionNestStandbyRemakeKeepsChildren: a standing-by remake of a
+// directory, applied because the winning row failed, comes before the
+// files of the rows that did not fail.
+func TestRegressionNestStandbyRemakeKeepsChildren(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.src.Set(1, layout{Dirs: []string{"s"}, Files: map[string]string{"s/one": "1"}})
+		f.src.Set(2, layout{Dirs: []string{"s"}, Files: map[string]string{"s/two": "2"}})
+		f.mustUpdate()
+		f.epoch = 1
+		f.tree.FailPath("t/s/two", errors.New("permission denied"))
+		st, err := f.updateLast(2)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, st.Failed(), "%v", st.Failures)
+		require.Contains(t, f.tree.Snapshot(), "t/s/one", "row 1 succeeded")
+		f.tree.Heal()
+		f.mustUpdate()
+		f.expect()
+	})
+}
+
+// TestRegressionNestRevivedContainerDelete: a deletion cancelled by a row
+// that then failed after writing into the container is not applied.
+func TestRegressionNestRevivedContainerDelete(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.src.Set(1, layout{Dirs: []string{"s"}, Files: map[string]string{"s/one": "1"}})
+		f.src.Set(2, layout{Files: map[string]string{"x": "x"}})
+		f.mustUpdate()
+		f.src.Set(1, layout{})
+		f.src.Set(2, layout{Dirs: []string{"s", "s/sub"}, Files: map[string]string{"x": "x"}, Tags: map[string]string{"s/sub#t": "v"}})
+		f.tree.FailPath("t/s/sub#t", errors.New("permission denied"))
+		st, err := f.update()
+		require.NoError(t, err)
+		require.EqualValues(t, 1, st.Failed(), "only row 2 fails: %v", st.Failures)
+		f.tree.Heal()
+		f.mustUpdate()
+		f.expect()
+		f.src.Delete(2)
+		f.mustUpdate()
+		f.expect()
+	})
+}
+
+// TestRegressionNestSharedDeleteOtherRowFails: of two rows dropping a
+// shared directory, one failing keeps the directory, and the other row
+// does not fail.
+func TestRegressionNestSharedDeleteOtherRowFails(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.src.Set(1, layout{Dirs: []string{"s"}, Files: map[string]string{"s/one": "1"}})
+		f.src.Set(2, layout{Dirs: []string{"s"}, Files: map[string]string{"s/two": "2"}})
+		f.mustUpdate()
+		f.src.Set(1, layout{Files: map[string]string{"a": "a"}})
+		f.src.Set(2, layout{Files: map[string]string{"b": "b"}})
+		f.tree.FailPath("t/s/two", errors.New("permission denied"))
+		st, err := f.updateLast(2)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, st.Failed(), "only row 2 fails: %v", st.Failures)
+		f.tree.Heal()
+		f.mustUpdate()
+		f.expect()
+	})
+}
+
+// TestRegressionNestAttachMistakes: an attachment without a kind, and an
+// attachment of a root declared while processing a row, fail the row.
+func TestRegressionNestAttachMistakes(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		tree := tidemarktest.NewTree()
+		src := tidemarktest.NewSource[int, string]()
+		src.Set(1, "no kind")
+		src.Set(2, "root")
+		fl := tidemark.NewFlow("AttachMistakes")
+		root := tidemarktest.TreeRoot(fl, tree, "t")
+		tidemark.ForEach(tidemark.AddSource(fl, "rows", src), func(_ context.Context, r *tidemark.Row, _ int, what string) error {
+			switch what {
+			case "no kind":
+				d := tidemark.Nest[tidemarktest.Node](r, root, "d", tidemarktest.Node{Dir: true})
+				tidemark.Attach(d, "", "k", tidemarktest.Node{Text: "attached"})
+			case "root":
+				tidemark.Attach(root, "tag", "k", what)
+			}
+			return nil
+		})
+		e, err := tidemark.Open(t.Context(), fl, stateStore(t, backend))
+		require.NoError(t, err)
+		defer e.Close()
+		for range 2 {
+			st, err := e.Update(t.Context(), tidemark.UpdateOptions{Mode: tidemark.ModeFullReprocess})
+			require.NoError(t, err)
+			msgs := make(map[string]string)
+			for _, fl := range st.Failures {
+				msgs[fl.Key] = fl.Message
+			}
+			require.Contains(t, msgs["1"], "kind")
+			require.Contains(t, msgs["2"], "while building the flow")
+		}
+		require.Equal(t, map[string]string{"t": "dir"}, tree.Snapshot())
+	})
+}
+
+// TestRegressionFlatKeysStartingWithNUL: in a target whose handler makes
+// no containers, keys may start with a NUL byte, as before row containers.
+func TestRegressionFlatKeysStartingWithNUL(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		keys := []target.Key{"\x00\x00\x00\x01", "\x00c\x01a\x01b"}
+		var which atomic.Int32
+		h.process = nil
+		h.src.Set(1, doc{Title: "one"})
+		h.src.Set(2, doc{Title: "two"})
+		f := func() *tidemark.Engine {
+			fl := tidemark.NewFlow("NUL")
+			tbl := tidemarktest.Table[docRow](fl, h.db, "t")
+			tidemark.ForEach(tidemark.AddSource(fl, "docs", h.src), func(_ context.Context, r *tidemark.Row, id int, d doc) error {
+				k := keys[id-1]
+				if which.Load() == 1 {
+					k = target.Key(d.Title)
+				}
+				tbl.Declare(r, k, docRow{ID: id, Title: d.Title})
+				return nil
+			})
+			e, err := tidemark.Open(t.Context(), fl, h.opts)
+			require.NoError(t, err)
+			return e
+		}
+		e := f()
+		st, err := e.Update(t.Context(), tidemark.UpdateOptions{})
+		require.NoError(t, err)
+		require.Zero(t, st.Failed(), "%v", st.Failures)
+		e.Close()
+		require.ElementsMatch(t, []string{string(keys[0]), string(keys[1])}, sortedKeys(h.db.Rows("t")))
+		which.Store(1)
+		e = f()
+		defer e.Close()
+		st, err = e.Update(t.Context(), tidemark.UpdateOptions{Mode: tidemark.ModeFullReprocess})
+		require.NoError(t, err)
+		require.Zero(t, st.Failed(), "%v", st.Failures)
+		require.ElementsMatch(t, []string{"one", "two"}, sortedKeys(h.db.Rows("t")))
+	})
+}

@@ -57,14 +57,22 @@ func (w *writer) apply(ctx context.Context, batch []*rowResult) (map[*rowResult]
 	}
 	failed := make(map[*rowResult]error)
 	for len(next) > 0 {
-		if err := w.applyActions(ctx, next, failed); err != nil {
+		// Apply the first phase; the later ones wait, so that what its
+		// failures bring (a standing-by write, a revived deletion) is
+		// applied in its own phase, before them.
+		parts := byPhase(next)
+		if err := w.applyActions(ctx, parts[0], failed); err != nil {
 			return nil, err
 		}
+		var rest []*plannedAction
+		for _, p := range parts[1:] {
+			rest = append(rest, p...)
+		}
 		// Fall back to the latest standing-by write of each state whose
-		// winning row failed.
-		next = next[:0]
+		// winning row failed; not for a container the winner wrote before
+		// it failed, which holds what other rows wrote in it since.
 		for k, a := range winner {
-			if _, bad := failed[a.row]; !bad {
+			if _, bad := failed[a.row]; !bad || a.applied && a.phase.class == createContainer {
 				continue
 			}
 			delete(winner, k)
@@ -73,7 +81,7 @@ func (w *writer) apply(ctx context.Context, batch []*rowResult) (map[*rowResult]
 				c := cands[len(cands)-1]
 				cands = cands[:len(cands)-1]
 				if _, bad := failed[c.row]; !bad {
-					next = append(next, c)
+					rest = append(rest, c)
 					winner[k] = c
 					break
 				}
@@ -84,7 +92,7 @@ func (w *writer) apply(ctx context.Context, batch []*rowResult) (map[*rowResult]
 		if err != nil {
 			return nil, err
 		}
-		next = append(next, revived...)
+		next = append(rest, revived...)
 	}
 	return failed, nil
 }
@@ -143,7 +151,7 @@ func byPhase(actions []*plannedAction) [][]*plannedAction {
 func (w *writer) applyGroup(ctx context.Context, actions []*plannedAction, failed map[*rowResult]error) error {
 	var todo []*plannedAction
 	for _, a := range actions {
-		if _, bad := failed[a.row]; !bad && a.row.kind != resultFailed {
+		if _, bad := failed[a.row]; !bad && a.row.kind != resultFailed && !anyFailed(a.codeleters, failed) {
 			todo = append(todo, a)
 		}
 	}
@@ -188,6 +196,16 @@ func (w *writer) applyGroup(ctx context.Context, actions []*plannedAction, faile
 		}
 	}
 	return nil
+}
+
+// anyFailed reports whether one of rows failed.
+func anyFailed(rows []*rowResult, failed map[*rowResult]error) bool {
+	for _, r := range rows {
+		if _, bad := failed[r]; bad || r.kind == resultFailed {
+			return true
+		}
+	}
+	return false
 }
 
 // applyCall applies actions of one sink in one call, with retries.

@@ -206,13 +206,18 @@ type scope struct {
 }
 
 // handler returns the handler of the state k and the container it is in
-// (nil for a child of a root), with k decoded.
+// (nil for a child of a root), with k decoded. Keys are nested only in a
+// root whose states may be containers: elsewhere a key starting with a NUL
+// byte is a key like any other.
 func (s *scope) handler(k trackKey) (target.Erased, *nest, nested, error) {
+	rs := s.u.setup.byID[k.root]
+	if !rs.child.Nests() {
+		return rs.child, nil, nested{key: k.key}, nil
+	}
 	n, err := splitKey(k.key)
 	if err != nil {
 		return target.Erased{}, nil, n, err
 	}
-	rs := s.u.setup.byID[k.root]
 	if n.depth() == 0 {
 		return rs.child, nil, n, nil
 	}
@@ -243,7 +248,7 @@ func (s *scope) container(k trackKey) (*nest, error) {
 	if err != nil {
 		return nil, err
 	}
-	children, err := safeChildren(h, n.key, nil, t.prev[0])
+	children, err := trackedChildren(h, n.key, t.prev)
 	if err != nil {
 		return nil, fmt.Errorf("container %q: %w", displayKey(k.key), err)
 	}
@@ -253,6 +258,23 @@ func (s *scope) container(k trackKey) (*nest, error) {
 	c := &nest{children: children, parent: in, mayBeMissing: t.mayBeMissing}
 	s.nests[k] = c
 	return c, nil
+}
+
+// trackedChildren returns the handler of the children of a state no longer
+// declared, from the first of the records it may be in that is a
+// container's: a state that became a container in an update cut short is
+// one in its staged record only.
+func trackedChildren(h target.Erased, key target.Key, prev []target.Record) (target.Erased, error) {
+	if !h.Nests() {
+		return target.Erased{}, nil
+	}
+	for _, rec := range prev {
+		children, err := safeChildren(h, key, nil, rec)
+		if err != nil || !children.IsZero() {
+			return children, err
+		}
+	}
+	return target.Erased{}, nil
 }
 
 // safeChildren calls a Nester, turning a panic into an error.
@@ -293,6 +315,7 @@ func displayKey(k target.Key) string {
 // the batch that own the container are marked (staged, before the write is
 // applied, so a crash keeps the marks) to write theirs again.
 func (ow *owners) spread(ctx context.Context, batch []*rowResult) error {
+	ow.carry(batch)
 	hit := make(map[trackKey]target.Invalidation)
 	writers := make(map[trackKey]map[*rowResult]bool)
 	for _, res := range batch {
@@ -376,6 +399,44 @@ func (ow *owners) spread(ctx context.Context, batch []*rowResult) error {
 		}
 	}
 	return ow.stageMarks(ctx, marks)
+}
+
+// carry brings to the batch's rows the containers an earlier batch of this
+// update remade: a row processed before that write saw the container as it
+// was, so it would remake it once more, and would keep its states in it as
+// they were. A row that would write the container reconciles it again
+// against the record written (no write, when it declares the same), and
+// every row reconciles what it has in it as destroyed or possibly missing.
+func (ow *owners) carry(batch []*rowResult) {
+	if len(ow.remade) == 0 {
+		return
+	}
+	for _, res := range batch {
+		if res.kind != resultUpdate {
+			continue
+		}
+		changed := make(map[*nest]bool)
+		for k, d := range res.declaredSet {
+			r, ok := ow.remade[k]
+			if !ok || d.nest == nil || d.deferred {
+				continue
+			}
+			if d.action != nil {
+				// Written already: a row declaring it as it now is need
+				// not write it again. One that declares it otherwise
+				// does, as for any shared state.
+				ow.settle(res, k, d, []target.Record{r.record}, false)
+				if res.kind == resultFailed {
+					break
+				}
+			}
+			d.nest.invalidate = max(d.nest.invalidate, r.invalidate)
+			changed[d.nest] = true
+		}
+		if len(changed) > 0 && res.kind != resultFailed {
+			ow.settleIn(res, changed)
+		}
+	}
 }
 
 // within reports whether the state k is in the row container c, at any

@@ -38,10 +38,32 @@ type owners struct {
 	// row of this update declaring one with another record writes it
 	// again.
 	stale map[trackKey][]target.Record
+	// remade holds the row containers a batch of this update wrote with a
+	// change that destroyed or may have lost what is in them: rows of later
+	// batches, processed before it, write their states in them again.
+	remade map[trackKey]remake
+}
+
+// remake is a row container's write that invalidated what is in it.
+type remake struct {
+	record     target.Record
+	invalidate target.Invalidation
 }
 
 func newOwners(u *update) *owners {
-	return &owners{u: u, owned: make(map[int64]bool), stale: make(map[trackKey][]target.Record)}
+	return &owners{u: u, owned: make(map[int64]bool), stale: make(map[trackKey][]target.Record), remade: make(map[trackKey]remake)}
+}
+
+// applied records what the batch's applied writes did to row containers.
+func (ow *owners) applied(batch []*rowResult) {
+	for _, res := range batch {
+		for _, a := range res.actions {
+			if a.applied && !a.delete && a.phase.class == createContainer && a.invalidate != target.InvalidateNone {
+				k := trackKey{a.root.id, a.key}
+				ow.remade[k] = remake{record: a.record, invalidate: max(ow.remade[k].invalidate, a.invalidate)}
+			}
+		}
+	}
 }
 
 // defers reports whether a state a row declares in the root id, and that
@@ -84,9 +106,16 @@ func (ow *owners) resolve(ctx context.Context, batch []*rowResult) error {
 	if err := ow.adopt(ctx, batch); err != nil {
 		return err
 	}
-	if err := ow.spread(ctx, batch); err != nil {
+	if err := ow.settleShared(ctx, batch); err != nil {
 		return err
 	}
+	return ow.spread(ctx, batch)
+}
+
+// settleShared settles the writes and deletions of states several rows
+// declare, or that a row stops declaring while another owns it; see
+// resolve.
+func (ow *owners) settleShared(ctx context.Context, batch []*rowResult) error {
 	slots := make(map[trackKey]*slot)
 	get := func(k trackKey) *slot {
 		s := slots[k]
@@ -164,6 +193,9 @@ func (ow *owners) resolve(ctx context.Context, batch []*rowResult) error {
 		}
 		for _, a := range s.deletes[1:] {
 			a.cancelled = true
+			if a.phase.class == deleteContainer {
+				s.deletes[0].codeleters = append(s.deletes[0].codeleters, a.row)
+			}
 		}
 		ok := ownerKey(k)
 		check = append(check, ok)
@@ -251,8 +283,15 @@ func (ow *owners) rewrite(res *rowResult, k trackKey, inTarget []target.Record) 
 		res.run.fail(res, fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err))
 		return
 	}
-	if rec != nil && !rec.Action.IsZero() {
-		res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, record: rec.Record, others: inTarget, phase: d.phase()})
+	if rec == nil || rec.Action.IsZero() {
+		return
+	}
+	res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, record: rec.Record, others: inTarget, phase: d.phase(), invalidate: rec.Invalidate})
+	if n := d.nest; n != nil && rec.Invalidate > n.invalidate {
+		// Written again, the container loses what is in it: so do the
+		// row's own states in it.
+		n.invalidate = rec.Invalidate
+		ow.settleIn(res, map[*nest]bool{n: true})
 	}
 }
 
@@ -360,7 +399,9 @@ func (ow *owners) revive(ctx context.Context, batch []*rowResult, failed map[*ro
 			}
 			all := true
 			for _, d := range a.cancelledFor {
-				if _, bad := failed[d]; !bad && d.kind != resultFailed {
+				if _, bad := failed[d]; !bad && d.kind != resultFailed || a.phase.class == deleteContainer && wroteSome(d) {
+					// A container stays if a declarer that failed wrote
+					// in it before it failed: its staged tracking has it.
 					all = false
 					break
 				}
@@ -423,6 +464,16 @@ func (ow *owners) revive(ctx context.Context, batch []*rowResult, failed map[*ro
 		}
 	}
 	return out, nil
+}
+
+// wroteSome reports whether some write of res was applied.
+func wroteSome(res *rowResult) bool {
+	for _, a := range res.actions {
+		if a.applied {
+			return true
+		}
+	}
+	return false
 }
 
 // ownerKey is the ownership key of a target state.

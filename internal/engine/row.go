@@ -85,10 +85,16 @@ type declaration struct {
 	// counts the containers it is in.
 	attachment bool
 	depth      int
+	// replaces says the state, no container now, may be one in the
+	// target: it is written once what is in that container is gone.
+	replaces bool
 }
 
 // phase returns the phase of a write of the declared state.
 func (d *declaration) phase() phase {
+	if d.replaces {
+		return phaseOf(true, false, true, d.depth)
+	}
 	return phaseOf(d.nest != nil, d.attachment, false, d.depth)
 }
 
@@ -138,6 +144,10 @@ type plannedAction struct {
 	// invalidate is what a write of a container does to what is in it.
 	phase      phase
 	invalidate target.Invalidation
+	// codeleters, on the one deletion of a container that several rows of
+	// the batch delete, are the others: should one fail, it still owns
+	// the container and what is left in it, which stays.
+	codeleters []*rowResult
 }
 
 // rowResult is a processed row on its way to the writer.
@@ -406,8 +416,8 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 			}
 		case d.Attach != "":
 			return fmt.Errorf("declared attachment %q of target %s from a row: a root's attachments are declared with the flow", d.Key, rs.root.Key)
-		case strings.HasPrefix(string(d.Key), nestedPrefix):
-			return fmt.Errorf("declared %q in target %s: keys starting with a NUL byte are reserved", d.Key, rs.root.Key)
+		case strings.HasPrefix(string(d.Key), nestedPrefix) && rs.child.Nests():
+			return fmt.Errorf("declared %q in target %s: keys starting with a NUL byte are reserved in a target whose states may be containers", d.Key, rs.root.Key)
 		}
 		k := trackKey{rs.id, key}
 		if seen[k] != nil {
@@ -431,6 +441,10 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 			if !children.IsZero() {
 				decl.nest = &nest{children: children, parent: decl.in, mayBeMissing: mayBeMissing && len(prev) > 0}
 				sc.nests[k] = decl.nest
+			} else if was, err := trackedChildren(decl.h, d.Key, prev); err != nil {
+				return fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(key), err)
+			} else {
+				decl.replaces = !was.IsZero()
 			}
 		}
 		seen[k] = decl
@@ -479,8 +493,8 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 			continue // gone with its container
 		}
 		container := false
-		if n.attach == "" && h.Nests() && len(t.prev) > 0 {
-			children, err := safeChildren(h, n.key, nil, t.prev[0])
+		if n.attach == "" {
+			children, err := trackedChildren(h, n.key, t.prev)
 			if err != nil {
 				return fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err)
 			}

@@ -244,6 +244,7 @@ func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 	if err != nil {
 		return err
 	}
+	w.u.own.applied(batch)
 	land := landings(batch)
 	// One commit at a time, in batch order.
 	if err := w.awaitCommit(); err != nil {
