@@ -732,3 +732,122 @@ func TestRegressionFlatKeysStartingWithNUL(t *testing.T) {
 		require.ElementsMatch(t, []string{"one", "two"}, sortedKeys(h.db.Rows("t")))
 	})
 }
+
+// writtenTwice returns the changes a log holds more than once.
+func writtenTwice(log []string) []string {
+	seen := map[string]int{}
+	var out []string
+	for _, l := range log {
+		if seen[l]++; seen[l] == 2 {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestRegressionNestLeafAdoptsOtherRowsDir: a file that takes over a
+// directory another row drops is written after that directory's files go.
+func TestRegressionNestLeafAdoptsOtherRowsDir(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.src.Set(1, layout{Dirs: []string{"x"}, Files: map[string]string{"x/f": "F"}})
+		f.src.Set(2, layout{Files: map[string]string{"y": "y"}})
+		f.mustUpdate()
+		f.src.Set(1, layout{})
+		f.src.Set(2, layout{Files: map[string]string{"x": "leaf", "y": "y"}})
+		st, err := f.updateLast(1)
+		require.NoError(t, err)
+		require.Zero(t, st.Failed(), "%v", st.Failures)
+		f.expect()
+	})
+}
+
+// TestRegressionNestReviveSkipOrphansDir: a row that failed after writing
+// elsewhere than in a container does not keep that container alive.
+func TestRegressionNestReviveSkipOrphansDir(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.src.Set(1, layout{Dirs: []string{"s"}, Files: map[string]string{"s/one": "1"}})
+		f.src.Set(2, layout{Files: map[string]string{"x": "x"}})
+		f.mustUpdate()
+		f.src.Set(1, layout{})
+		f.src.Set(2, layout{Dirs: []string{"s", "other"}, Files: map[string]string{"x": "x", "bad": "b"}})
+		f.tree.FailPath("t/bad", errors.New("permission denied"))
+		st, err := f.update()
+		require.NoError(t, err)
+		require.EqualValues(t, 1, st.Failed(), "%v", st.Failures)
+		f.tree.Heal()
+		f.src.Set(2, layout{Files: map[string]string{"x": "x"}})
+		f.mustUpdate()
+		f.expect()
+	})
+}
+
+// TestRegressionNestRevivedDeleteMeetsStagedChild: a container is not
+// deleted for a row while a failed row's staged tracking holds a state in
+// it.
+func TestRegressionNestRevivedDeleteMeetsStagedChild(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.src.Set(1, layout{Dirs: []string{"s"}, Files: map[string]string{"s/one": "1"}})
+		f.src.Set(2, layout{Files: map[string]string{"x": "x"}})
+		f.mustUpdate()
+		f.src.Set(1, layout{})
+		f.src.Set(2, layout{Dirs: []string{"s"}, Files: map[string]string{"s/two": "2", "x": "x"}})
+		f.opts.Faults = crashAt("before commit")
+		_, err := f.update()
+		require.ErrorIs(t, err, errCrash)
+		f.opts.Faults = tidemark.FaultHooks{}
+		f.src.Set(2, layout{Dirs: []string{"s"}, Files: map[string]string{"s/two": "2", "x": "x2"}})
+		f.tree.FailPath("t/x", errors.New("permission denied"))
+		st, err := f.update()
+		require.NoError(t, err)
+		require.EqualValues(t, 1, st.Failed(), "only row 2 fails: %v", st.Failures)
+		f.tree.Heal()
+		f.mustUpdate()
+		f.expect()
+	})
+}
+
+// TestRegressionNestDropAfterRemakeWritesOnce: a row dropping a directory
+// another row remade in an earlier batch does not have that row write its
+// files again.
+func TestRegressionNestDropAfterRemakeWritesOnce(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.opts.Batch = tidemark.BatchOptions{MaxRows: 1}
+		f.src.Set(1, layout{Dirs: []string{"s"}, Files: map[string]string{"s/one": "1"}})
+		f.mustUpdate()
+		f.src.Set(0, layout{Dirs: []string{"s"}, Files: map[string]string{"s/zero": "0"}})
+		f.mustUpdate()
+		f.src.Set(0, layout{Dirs: []string{"s"}, Files: map[string]string{"s/zero": "0"}, Epochs: map[string]int{"s": 1}})
+		f.src.Set(1, layout{Files: map[string]string{"other": "o"}})
+		st, err := f.updateLast(1)
+		require.NoError(t, err)
+		require.Zero(t, st.Failed(), "%v", st.Failures)
+		f.expect()
+		require.Empty(t, writtenTwice(f.tree.Log()), "log %v", f.tree.Log())
+	})
+}
+
+// TestRegressionNestRemadeSharedChildWrittenOnce: a shared file in a
+// directory remade once in an update is written once, not once per batch.
+func TestRegressionNestRemadeSharedChildWrittenOnce(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.opts.Batch = tidemark.BatchOptions{MaxRows: 1}
+		for i := range 4 {
+			f.src.Set(i, layout{Dirs: []string{"s", fmt.Sprintf("s/r%d", i)}, Files: map[string]string{fmt.Sprintf("s/r%d/f", i): "F", "s/f": "shared"}})
+		}
+		f.mustUpdate()
+		f.epoch = 1
+		f.mustUpdate()
+		f.expect()
+		require.Empty(t, writtenTwice(f.tree.Log()), "log %v", f.tree.Log())
+	})
+}

@@ -201,6 +201,16 @@ func (ow *owners) adopt(ctx context.Context, batch []*rowResult) error {
 // and mayBeMissing, replacing the row's planned write of it.
 func (ow *owners) settle(res *rowResult, k trackKey, d *declaration, prev []target.Record, mayBeMissing bool) {
 	rs := ow.u.setup.byID[k.root]
+	if d.nest == nil && !d.attachment {
+		// What may exist may be a container (another row's): written
+		// once what is in it is gone.
+		was, err := trackedChildren(d.h, d.leaf, prev)
+		if err != nil {
+			res.run.fail(res, fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err))
+			return
+		}
+		d.replaces = !was.IsZero()
+	}
 	rec, err := safeReconcile(d.h, d.leaf, d.value, prev, mayBeMissing)
 	if err != nil {
 		res.run.fail(res, fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err))

@@ -355,7 +355,7 @@ func (ow *owners) spread(ctx context.Context, batch []*rowResult) error {
 			changed[d.nest] = true
 		}
 		if len(changed) > 0 {
-			ow.settleIn(res, changed)
+			ow.settleIn(res, changed, nil)
 		}
 	}
 	if ow.u.opts.Preview {
@@ -418,8 +418,8 @@ func (ow *owners) carry(batch []*rowResult) {
 		changed := make(map[*nest]bool)
 		for k, d := range res.declaredSet {
 			r, ok := ow.remade[k]
-			if !ok || d.nest == nil || d.deferred {
-				continue
+			if !ok || d.nest == nil || d.deferred || r.by.id == res.id {
+				continue // the remaking row wrote what it has in it then
 			}
 			if d.action != nil {
 				// Written already: a row declaring it as it now is need
@@ -434,7 +434,7 @@ func (ow *owners) carry(batch []*rowResult) {
 			changed[d.nest] = true
 		}
 		if len(changed) > 0 && res.kind != resultFailed {
-			ow.settleIn(res, changed)
+			ow.settleIn(res, changed, ow.rewritten)
 		}
 	}
 }
@@ -464,7 +464,10 @@ func within(k, c target.Key) bool {
 
 // settleIn reconciles again the states res declares in the containers
 // changed, and in those inside them, with what became of them.
-func (ow *owners) settleIn(res *rowResult, changed map[*nest]bool) {
+//
+// A state in written, written since what became of its containers, is
+// reconciled against the record written instead.
+func (ow *owners) settleIn(res *rowResult, changed map[*nest]bool, written map[trackKey]target.Record) {
 	keys := make([]trackKey, 0, len(res.declaredSet))
 	for k, d := range res.declaredSet {
 		if d.in != nil {
@@ -482,8 +485,12 @@ func (ow *owners) settleIn(res *rowResult, changed map[*nest]bool) {
 		if d.nest != nil {
 			changed[d.nest] = true
 		}
-		prev, mayBeMissing, _ := d.in.fate(d.prev, d.mayBeMissing)
-		ow.settle(res, k, d, prev, mayBeMissing)
+		if rec, ok := written[k]; ok {
+			ow.settle(res, k, d, []target.Record{rec}, false)
+		} else {
+			prev, mayBeMissing, _ := d.in.fate(d.prev, d.mayBeMissing)
+			ow.settle(res, k, d, prev, mayBeMissing)
+		}
 		if res.kind == resultFailed {
 			return
 		}

@@ -41,29 +41,67 @@ type owners struct {
 	// remade holds the row containers a batch of this update wrote with a
 	// change that destroyed or may have lost what is in them: rows of later
 	// batches, processed before it, write their states in them again.
-	remade map[trackKey]remake
+	// rewritten holds the states in them written since, with the record
+	// written: a row declaring one alike need not write it again.
+	remade    map[trackKey]remake
+	rewritten map[trackKey]target.Record
 }
 
-// remake is a row container's write that invalidated what is in it.
+// remake is a row container's write that invalidated what is in it, by
+// the row by.
 type remake struct {
 	record     target.Record
 	invalidate target.Invalidation
+	by         *rowResult
 }
 
 func newOwners(u *update) *owners {
-	return &owners{u: u, owned: make(map[int64]bool), stale: make(map[trackKey][]target.Record), remade: make(map[trackKey]remake)}
+	return &owners{u: u, owned: make(map[int64]bool), stale: make(map[trackKey][]target.Record),
+		remade: make(map[trackKey]remake), rewritten: make(map[trackKey]target.Record)}
 }
 
-// applied records what the batch's applied writes did to row containers.
+// applied records what the batch's applied writes did to row containers:
+// those remade, and the states in them written since.
 func (ow *owners) applied(batch []*rowResult) {
 	for _, res := range batch {
 		for _, a := range res.actions {
-			if a.applied && !a.delete && a.phase.class == createContainer && a.invalidate != target.InvalidateNone {
-				k := trackKey{a.root.id, a.key}
-				ow.remade[k] = remake{record: a.record, invalidate: max(ow.remade[k].invalidate, a.invalidate)}
+			if !a.applied || a.delete || a.phase.class != createContainer || a.invalidate == target.InvalidateNone {
+				continue
+			}
+			k := trackKey{a.root.id, a.key}
+			ow.remade[k] = remake{record: a.record, invalidate: max(ow.remade[k].invalidate, a.invalidate), by: res}
+			for w := range ow.rewritten {
+				if w.root == k.root && within(w.key, k.key) {
+					delete(ow.rewritten, w) // written before this remake
+				}
 			}
 		}
 	}
+	if len(ow.remade) == 0 {
+		return
+	}
+	for _, res := range batch {
+		for _, a := range res.actions {
+			if a.applied && !a.delete && ow.inRemade(trackKey{a.root.id, a.key}) {
+				ow.rewritten[trackKey{a.root.id, a.key}] = a.record
+			}
+		}
+	}
+}
+
+// inRemade reports whether the state k is in a container remade in this
+// update.
+func (ow *owners) inRemade(k trackKey) bool {
+	n, err := splitKey(k.key)
+	if err != nil {
+		return false
+	}
+	for i := range n.path {
+		if _, ok := ow.remade[trackKey{k.root, nestedKey(n.path[:i], "", n.path[i])}]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // defers reports whether a state a row declares in the root id, and that
@@ -182,6 +220,11 @@ func (ow *owners) settleShared(ctx context.Context, batch []*rowResult) error {
 			}
 			last := s.declarers[len(s.declarers)-1]
 			inTarget := append(wroteRecords(s.deletes), ow.stale[k]...)
+			if r, ok := ow.remade[k]; ok {
+				// Remade in this update: the value in the target is that
+				// write's, whatever the rows dropping it wrote before.
+				inTarget = []target.Record{r.record}
+			}
 			if len(s.upserts) == 0 && differs(inTarget, last.declaredSet[k].record) {
 				ow.rewrite(last, k, inTarget)
 			}
@@ -226,6 +269,9 @@ func (ow *owners) settleShared(ctx context.Context, batch []*rowResult) error {
 		// declares it, the other row writes its own again.
 		first := s.deletes[0]
 		first.cancelled = true
+		if _, ok := ow.remade[trackKey{first.root.id, first.key}]; ok {
+			continue // remade in this update by a row that declares it
+		}
 		if inTarget := wroteRecords(s.deletes); len(inTarget) > 0 {
 			k := trackKey{first.root.id, first.key}
 			ow.stale[k] = inTarget
@@ -291,7 +337,7 @@ func (ow *owners) rewrite(res *rowResult, k trackKey, inTarget []target.Record) 
 		// Written again, the container loses what is in it: so do the
 		// row's own states in it.
 		n.invalidate = rec.Invalidate
-		ow.settleIn(res, map[*nest]bool{n: true})
+		ow.settleIn(res, map[*nest]bool{n: true}, nil)
 	}
 }
 
@@ -399,9 +445,10 @@ func (ow *owners) revive(ctx context.Context, batch []*rowResult, failed map[*ro
 			}
 			all := true
 			for _, d := range a.cancelledFor {
-				if _, bad := failed[d]; !bad && d.kind != resultFailed || a.phase.class == deleteContainer && wroteSome(d) {
-					// A container stays if a declarer that failed wrote
-					// in it before it failed: its staged tracking has it.
+				if _, bad := failed[d]; !bad && d.kind != resultFailed || a.phase.class == deleteContainer && holdsIn(d, trackKey{a.root.id, a.key}) {
+					// A container stays if a declarer that failed wrote in
+					// it, or may have (its staged tracking holds a state
+					// in it): that row's next try knows of it.
 					all = false
 					break
 				}
@@ -466,11 +513,22 @@ func (ow *owners) revive(ctx context.Context, batch []*rowResult, failed map[*ro
 	return out, nil
 }
 
-// wroteSome reports whether some write of res was applied.
-func wroteSome(res *rowResult) bool {
+// holdsIn reports whether res wrote a state in the row container c in this
+// batch, or holds one in its staged tracking.
+func holdsIn(res *rowResult, c trackKey) bool {
 	for _, a := range res.actions {
-		if a.applied {
+		if a.applied && a.root.id == c.root && within(a.key, c.key) {
 			return true
+		}
+	}
+	for _, s := range res.oldStaged {
+		if s.TargetID != c.root {
+			continue
+		}
+		for _, e := range s.Entries {
+			if within(target.Key(e.Key), c.key) {
+				return true
+			}
 		}
 	}
 	return false
