@@ -851,3 +851,25 @@ func TestRegressionNestRemadeSharedChildWrittenOnce(t *testing.T) {
 		require.Empty(t, writtenTwice(f.tree.Log()), "log %v", f.tree.Log())
 	})
 }
+
+// TestRegressionNestStagedChildOfAnotherRowsContainer: a row whose write
+// in a directory another row wrote was cut short, and which then drops it,
+// still knows the directory, and removes its file.
+func TestRegressionNestStagedChildOfAnotherRowsContainer(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.src.Set(1, layout{Dirs: []string{"s"}, Files: map[string]string{"s/one": "1"}})
+		f.mustUpdate()
+		f.src.Set(2, layout{Dirs: []string{"s", "s/r2"}, Files: map[string]string{"s/two": "2", "s/r2/v": "v"}})
+		f.opts.Faults = crashAt("before commit")
+		_, err := f.update()
+		require.ErrorIs(t, err, errCrash)
+		f.opts.Faults = tidemark.FaultHooks{}
+		f.src.Set(2, layout{Files: map[string]string{"x": "x"}})
+		f.mustUpdate()
+		f.expect()
+		f.mustUpdate()
+		require.Empty(t, f.tree.Log())
+	})
+}

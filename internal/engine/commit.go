@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/statestore"
@@ -136,6 +137,7 @@ func (w *writer) precommit(ctx context.Context, run *sourceRun, batch []*rowResu
 		var add []stagedEntry
 		for _, a := range liveActions(res) {
 			add = append(add, stagedEntry{root: a.root.id, entry: statestore.Entry{Key: string(a.key), Record: a.record, Deleting: a.delete}})
+			add = append(add, res.containersOf(a)...)
 			for _, r := range a.others {
 				if r == nil {
 					continue
@@ -169,6 +171,31 @@ func (w *writer) precommit(ctx context.Context, run *sourceRun, batch []*rowResu
 		run.seen.add(ids[i])
 	}
 	return nil
+}
+
+// containersOf returns, for a write in row containers, the staged entries
+// of those containers that the row's committed tracking lacks and that it
+// does not write itself (another row wrote them): the row's tracking must
+// know a container to know the handler of what is in it, should its write
+// be cut short.
+func (res *rowResult) containersOf(a *plannedAction) []stagedEntry {
+	if a.delete || !strings.HasPrefix(string(a.key), nestedPrefix) {
+		return nil
+	}
+	n, err := splitKey(a.key)
+	if err != nil {
+		return nil
+	}
+	var out []stagedEntry
+	for i := range n.path {
+		k := trackKey{a.root.id, nestedKey(n.path[:i], "", n.path[i])}
+		d := res.declaredSet[k]
+		if res.owned[k] || d == nil || d.action != nil || d.record == nil {
+			continue
+		}
+		out = append(out, stagedEntry{root: k.root, entry: statestore.Entry{Key: string(k.key), Record: d.record}})
+	}
+	return out
 }
 
 // landing says which writes of a batch landed: a row's own write makes its
