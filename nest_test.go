@@ -873,3 +873,28 @@ func TestRegressionNestStagedChildOfAnotherRowsContainer(t *testing.T) {
 		require.Empty(t, f.tree.Log())
 	})
 }
+
+// TestRegressionNestFailedRowsTagBlocksOtherRowsRmdir: a row that fails
+// after writing in a directory another row owns keeps that directory when,
+// in a later batch, the other row drops it.
+func TestRegressionNestFailedRowsTagBlocksOtherRowsRmdir(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := newForest(t, backend)
+		f.opts.Batch = tidemark.BatchOptions{MaxRows: 1}
+		f.src.Set(3, layout{Dirs: []string{"d"}})
+		f.mustUpdate()
+		f.src.Set(0, layout{Dirs: []string{"d", "d/sub"}, Tags: map[string]string{"d#x": "v"}, Files: map[string]string{"bad": "b"}})
+		f.src.Delete(3)
+		f.tree.FailPath("t/bad", errors.New("permission denied"))
+		st, err := f.updateLast(3)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, st.Failed(), "only row 0 fails: %v", st.Failures)
+		f.tree.Heal()
+		f.mustUpdate()
+		f.expect()
+		f.src.Delete(0)
+		f.mustUpdate()
+		f.expect()
+	})
+}

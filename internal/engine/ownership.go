@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/target"
@@ -45,6 +46,10 @@ type owners struct {
 	// written: a row declaring one alike need not write it again.
 	remade    map[trackKey]remake
 	rewritten map[trackKey]target.Record
+	// held holds the row containers that rows which failed in this update
+	// wrote in: their next try knows of them, from their staged tracking,
+	// so they stay until then.
+	held map[trackKey]bool
 }
 
 // remake is a row container's write that invalidated what is in it, by
@@ -57,12 +62,25 @@ type remake struct {
 
 func newOwners(u *update) *owners {
 	return &owners{u: u, owned: make(map[int64]bool), stale: make(map[trackKey][]target.Record),
-		remade: make(map[trackKey]remake), rewritten: make(map[trackKey]target.Record)}
+		remade: make(map[trackKey]remake), rewritten: make(map[trackKey]target.Record), held: make(map[trackKey]bool)}
 }
 
 // applied records what the batch's applied writes did to row containers:
-// those remade, and the states in them written since.
-func (ow *owners) applied(batch []*rowResult) {
+// those remade, the states in them written since, and those rows that
+// failed wrote in.
+func (ow *owners) applied(batch []*rowResult, failed map[*rowResult]error) {
+	for res := range failed {
+		for _, a := range res.actions {
+			if !a.applied || !strings.HasPrefix(string(a.key), nestedPrefix) {
+				continue
+			}
+			if n, err := splitKey(a.key); err == nil {
+				for i := range n.path {
+					ow.held[trackKey{a.root.id, nestedKey(n.path[:i], "", n.path[i])}] = true
+				}
+			}
+		}
+	}
 	for _, res := range batch {
 		for _, a := range res.actions {
 			if !a.applied || a.delete || a.phase.class != createContainer || a.invalidate == target.InvalidateNone {
@@ -232,6 +250,12 @@ func (ow *owners) settleShared(ctx context.Context, batch []*rowResult) error {
 			continue
 		}
 		if len(s.deletes) == 0 {
+			continue
+		}
+		if ow.held[k] {
+			for _, a := range s.deletes {
+				a.cancelled = true
+			}
 			continue
 		}
 		for _, a := range s.deletes[1:] {

@@ -244,7 +244,7 @@ func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 	if err != nil {
 		return err
 	}
-	w.u.own.applied(batch)
+	w.u.own.applied(batch, failed)
 	land := landings(batch)
 	// One commit at a time, in batch order.
 	if err := w.awaitCommit(); err != nil {
