@@ -31,7 +31,8 @@ import (
 // action in one phase, as before.
 
 // nestedPrefix starts every nested key; keys a row declares directly in a
-// root may not start with it.
+// root whose states may be containers may not start with it (elsewhere no
+// key is nested, and any key may).
 const nestedPrefix = "\x00"
 
 const (
