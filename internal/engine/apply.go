@@ -26,12 +26,13 @@ type sinkGroup struct {
 	actions []*plannedAction
 }
 
-// apply writes the batch's live actions, one call per sink, in order of
-// first appearance. A write that fails for good is split by source row
-// until the rows at fault are found; they are returned as failed. Where the
-// row of a state's winning write failed, the latest write of that state by
-// a row that did not fail is applied next. A transient fault that outlasts
-// the retries fails the update.
+// apply writes the batch's live actions phase by phase (see nest.go), and
+// within a phase one call per sink, in order of first appearance. A write
+// that fails for good is split by source row until the rows at fault are
+// found; they are returned as failed. Where the row of a state's winning
+// write failed, the latest write of that state by a row that did not fail
+// is applied next, in its phase. A transient fault that outlasts the
+// retries fails the update.
 func (w *writer) apply(ctx context.Context, batch []*rowResult) (map[*rowResult]error, error) {
 	var (
 		next    []*plannedAction
