@@ -92,9 +92,17 @@ func declareLayout(r *tidemark.Row, root *tidemark.Target[tidemarktest.Node], l 
 // update runs one update of the forest's flow, with the tree's log reset.
 func (f *forest) update() (*tidemarktype.UpdateStats, error) {
 	f.t.Helper()
+	return f.updateLast(-1)
+}
+
+// updateLast runs one update like f.update, in which row last is processed
+// 200ms after the others: it comes last in their batch, or, with
+// MaxRows: 1, is in flight while the other rows' batches are written.
+func (f *forest) updateLast(last int) (*tidemarktype.UpdateStats, error) {
+	f.t.Helper()
 	f.tree.ResetLog()
 	f.src.ResetCounts()
-	e := f.open()
+	e := f.openDelaying(last)
 	defer e.Close()
 	return e.Update(f.t.Context(), tidemark.UpdateOptions{})
 }
@@ -102,9 +110,19 @@ func (f *forest) update() (*tidemarktype.UpdateStats, error) {
 // open opens an engine on the forest's flow.
 func (f *forest) open() *tidemark.Engine {
 	f.t.Helper()
+	return f.openDelaying(-1)
+}
+
+// openDelaying opens an engine on the forest's flow in which row last, if
+// any, is processed 200ms late.
+func (f *forest) openDelaying(last int) *tidemark.Engine {
+	f.t.Helper()
 	fl := tidemark.NewFlow("Forest", tidemark.LogicVersion(fmt.Sprint(f.epoch)))
 	root := tidemarktest.TreeRoot(fl, f.tree, "t")
-	tidemark.ForEach(tidemark.AddSource(fl, "layouts", f.src, tidemark.MaxInFlight(4)), func(_ context.Context, r *tidemark.Row, _ int, l layout) error {
+	tidemark.ForEach(tidemark.AddSource(fl, "layouts", f.src, tidemark.MaxInFlight(4)), func(_ context.Context, r *tidemark.Row, id int, l layout) error {
+		if id == last {
+			time.Sleep(200 * time.Millisecond)
+		}
 		return declareLayout(r, root, l, f.epoch)
 	})
 	e, err := tidemark.Open(f.t.Context(), fl, f.opts)
@@ -451,26 +469,6 @@ func TestRowContainerRemadeForEveryRow(t *testing.T) {
 		f.mustUpdate()
 		require.Empty(t, f.tree.Log(), "nothing left to do")
 	})
-}
-
-// updateLast runs one update like f.update, in which row last is processed
-// 200ms after the others: it comes last in their batch, or, with
-// MaxRows: 1, is in flight while the other rows' batches are written.
-func (f *forest) updateLast(last int) (*tidemarktype.UpdateStats, error) {
-	f.t.Helper()
-	f.tree.ResetLog()
-	fl := tidemark.NewFlow("Forest", tidemark.LogicVersion(fmt.Sprint(f.epoch)))
-	root := tidemarktest.TreeRoot(fl, f.tree, "t")
-	tidemark.ForEach(tidemark.AddSource(fl, "layouts", f.src, tidemark.MaxInFlight(4)), func(_ context.Context, r *tidemark.Row, id int, l layout) error {
-		if id == last {
-			time.Sleep(200 * time.Millisecond)
-		}
-		return declareLayout(r, root, l, f.epoch)
-	})
-	e, err := tidemark.Open(f.t.Context(), fl, f.opts)
-	require.NoError(f.t, err)
-	defer e.Close()
-	return e.Update(f.t.Context(), tidemark.UpdateOptions{})
 }
 
 // The tests below are regressions found by review, each failing before

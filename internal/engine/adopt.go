@@ -155,13 +155,7 @@ func (ow *owners) adopt(ctx context.Context, batch []*rowResult) error {
 	}
 	// Containers before what is in them: a state inherits what became of
 	// its containers (nest.fate).
-	depth := func(k trackKey) int {
-		d := 0
-		if n, err := splitKey(k.key); err == nil {
-			d = n.depth()
-		}
-		return d
-	}
+	depth := func(k trackKey) int { return fresh[k][0].d.depth }
 	slices.SortFunc(keys, func(a, b trackKey) int { return cmp.Or(cmp.Compare(depth(a), depth(b)), compareTrackKeys(a, b)) })
 	// changed holds the containers reconciled again here: what is in them
 	// is reconciled again too, with their new fate.
@@ -201,15 +195,11 @@ func (ow *owners) adopt(ctx context.Context, batch []*rowResult) error {
 // and mayBeMissing, replacing the row's planned write of it.
 func (ow *owners) settle(res *rowResult, k trackKey, d *declaration, prev []target.Record, mayBeMissing bool) {
 	rs := ow.u.setup.byID[k.root]
-	if d.nest == nil && !d.attachment {
-		// What may exist may be a container (another row's): written
-		// once what is in it is gone.
-		was, err := trackedChildren(d.h, d.leaf, prev)
-		if err != nil {
-			res.run.fail(res, fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err))
-			return
-		}
-		d.replaces = !was.IsZero()
+	// What may exist may be a container (another row's): written once
+	// what is in it is gone.
+	if err := d.replacing(prev); err != nil {
+		res.run.fail(res, fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err))
+		return
 	}
 	rec, err := safeReconcile(d.h, d.leaf, d.value, prev, mayBeMissing)
 	if err != nil {

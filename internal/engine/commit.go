@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/statestore"
@@ -179,16 +178,12 @@ func (w *writer) precommit(ctx context.Context, run *sourceRun, batch []*rowResu
 // know a container to know the handler of what is in it, should its write
 // be cut short.
 func (res *rowResult) containersOf(a *plannedAction) []stagedEntry {
-	if a.delete || !strings.HasPrefix(string(a.key), nestedPrefix) {
-		return nil
-	}
-	n, err := splitKey(a.key)
-	if err != nil {
+	if a.delete {
 		return nil
 	}
 	var out []stagedEntry
-	for i := range n.path {
-		k := trackKey{a.root.id, nestedKey(n.path[:i], "", n.path[i])}
+	for _, c := range enclosing(a.key) {
+		k := trackKey{a.root.id, c}
 		d := res.declaredSet[k]
 		if res.owned[k] || d == nil || d.action != nil || d.record == nil {
 			continue

@@ -84,6 +84,23 @@ func (n nested) container() target.Key {
 	return nestedKey(n.path[:len(n.path)-1], "", n.path[len(n.path)-1])
 }
 
+// enclosing returns the nested keys of the row containers the state k is
+// in, outermost first; none for a key that is not nested.
+func enclosing(k target.Key) []target.Key {
+	if !strings.HasPrefix(string(k), nestedPrefix) {
+		return nil
+	}
+	n, err := splitKey(k)
+	if err != nil {
+		return nil
+	}
+	out := make([]target.Key, len(n.path))
+	for i := range n.path {
+		out[i] = nestedKey(n.path[:i], "", n.path[i])
+	}
+	return out
+}
+
 // splitKey decodes a key of a root's section. A key that is not nested
 // comes back as it is, with an empty path.
 func splitKey(k target.Key) (nested, error) {
@@ -373,20 +390,11 @@ func (ow *owners) spread(ctx context.Context, batch []*rowResult) error {
 	if err != nil {
 		return err
 	}
-	var marks []statestore.PrecommitRow
-	for _, t := range loaded {
-		committed, err := statestore.DecodeSections(t.Tracking)
-		if err != nil {
-			return fmt.Errorf("reading the tracking of row %d: %w", t.ID, err)
-		}
-		staged, err := statestore.DecodeSections(t.Staged)
-		if err != nil {
-			return fmt.Errorf("reading the staged tracking of row %d: %w", t.ID, err)
-		}
+	return ow.stageMarks(ctx, loaded, func(id int64, committed []statestore.Section) []stagedEntry {
 		var add []stagedEntry
 		for _, s := range committed {
 			for _, e := range s.Entries {
-				for _, c := range containers[t.ID] {
+				for _, c := range containers[id] {
 					if c.root == s.TargetID && within(target.Key(e.Key), c.key) {
 						// May be missing now: written again next time.
 						add = append(add, stagedEntry{root: s.TargetID, entry: statestore.Entry{Key: e.Key, Deleting: true}})
@@ -395,11 +403,8 @@ func (ow *owners) spread(ctx context.Context, batch []*rowResult) error {
 				}
 			}
 		}
-		if len(add) > 0 {
-			marks = append(marks, statestore.PrecommitRow{ID: t.ID, Staged: statestore.EncodeSections(mergeStaged(staged, add, ow.u.setup.gen))})
-		}
-	}
-	return ow.stageMarks(ctx, marks)
+		return add
+	})
 }
 
 // carry brings to the batch's rows the containers an earlier batch of this

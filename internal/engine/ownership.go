@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/target"
@@ -71,13 +70,11 @@ func newOwners(u *update) *owners {
 func (ow *owners) applied(batch []*rowResult, failed map[*rowResult]error) {
 	for res := range failed {
 		for _, a := range res.actions {
-			if !a.applied || !strings.HasPrefix(string(a.key), nestedPrefix) {
+			if !a.applied {
 				continue
 			}
-			if n, err := splitKey(a.key); err == nil {
-				for i := range n.path {
-					ow.held[trackKey{a.root.id, nestedKey(n.path[:i], "", n.path[i])}] = true
-				}
+			for _, c := range enclosing(a.key) {
+				ow.held[trackKey{a.root.id, c}] = true
 			}
 		}
 	}
@@ -110,12 +107,8 @@ func (ow *owners) applied(batch []*rowResult, failed map[*rowResult]error) {
 // inRemade reports whether the state k is in a container remade in this
 // update.
 func (ow *owners) inRemade(k trackKey) bool {
-	n, err := splitKey(k.key)
-	if err != nil {
-		return false
-	}
-	for i := range n.path {
-		if _, ok := ow.remade[trackKey{k.root, nestedKey(n.path[:i], "", n.path[i])}]; ok {
+	for _, c := range enclosing(k.key) {
+		if _, ok := ow.remade[trackKey{k.root, c}]; ok {
 			return true
 		}
 	}
@@ -374,18 +367,9 @@ func (ow *owners) markForRewrite(ctx context.Context, rows map[int64][]trackKey)
 	if err != nil {
 		return err
 	}
-	var marks []statestore.PrecommitRow
-	for _, t := range loaded {
-		staged, err := statestore.DecodeSections(t.Staged)
-		if err != nil {
-			return fmt.Errorf("reading the staged tracking of row %d: %w", t.ID, err)
-		}
-		committed, err := statestore.DecodeSections(t.Tracking)
-		if err != nil {
-			return fmt.Errorf("reading the tracking of row %d: %w", t.ID, err)
-		}
+	return ow.stageMarks(ctx, loaded, func(id int64, committed []statestore.Section) []stagedEntry {
 		var add []stagedEntry
-		for _, k := range rows[t.ID] {
+		for _, k := range rows[id] {
 			// An owner whose value has the same record as the one in the
 			// target need not write it again.
 			rec, ok := findRecord(committed, k)
@@ -405,17 +389,28 @@ func (ow *owners) markForRewrite(ctx context.Context, rows map[int64][]trackKey)
 				add = append(add, stagedEntry{root: k.root, entry: statestore.Entry{Key: string(k.key), Record: r}})
 			}
 		}
-		if len(add) == 0 {
-			continue
-		}
-		marks = append(marks, statestore.PrecommitRow{ID: t.ID, Staged: statestore.EncodeSections(mergeStaged(staged, add, ow.u.setup.gen))})
-	}
-	return ow.stageMarks(ctx, marks)
+		return add
+	})
 }
 
-// stageMarks stages marks on rows outside the batch, and has each source's
-// scan process them again in this update.
-func (ow *owners) stageMarks(ctx context.Context, marks []statestore.PrecommitRow) error {
+// stageMarks stages on rows outside the batch, loaded, the entries pick
+// gives for each from its committed tracking, and has each source's scan
+// process the rows marked again in this update.
+func (ow *owners) stageMarks(ctx context.Context, loaded []statestore.RowTracking, pick func(id int64, committed []statestore.Section) []stagedEntry) error {
+	var marks []statestore.PrecommitRow
+	for _, t := range loaded {
+		committed, err := statestore.DecodeSections(t.Tracking)
+		if err != nil {
+			return fmt.Errorf("reading the tracking of row %d: %w", t.ID, err)
+		}
+		staged, err := statestore.DecodeSections(t.Staged)
+		if err != nil {
+			return fmt.Errorf("reading the staged tracking of row %d: %w", t.ID, err)
+		}
+		if add := pick(t.ID, committed); len(add) > 0 {
+			marks = append(marks, statestore.PrecommitRow{ID: t.ID, Staged: statestore.EncodeSections(mergeStaged(staged, add, ow.u.setup.gen))})
+		}
+	}
 	if len(marks) == 0 {
 		return nil
 	}

@@ -90,6 +90,18 @@ type declaration struct {
 	replaces bool
 }
 
+// replacing sets whether the declared state, no container itself, may be
+// one in the target, in one of the versions prev.
+func (d *declaration) replacing(prev []target.Record) error {
+	if d.nest != nil || d.attachment {
+		d.replaces = false
+		return nil
+	}
+	was, err := trackedChildren(d.h, d.leaf, prev)
+	d.replaces = !was.IsZero()
+	return err
+}
+
 // phase returns the phase of a write of the declared state.
 func (d *declaration) phase() phase {
 	if d.replaces {
@@ -398,7 +410,7 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 		decl := &declaration{value: d.Value, h: rs.child, leaf: d.Key, attachment: d.Attach != "", depth: len(d.Path)}
 		switch {
 		case len(d.Path) > 0:
-			ck := trackKey{rs.id, nestedKey(d.Path[:len(d.Path)-1], "", d.Path[len(d.Path)-1])}
+			ck := trackKey{rs.id, nested{path: d.Path}.container()}
 			in := sc.nests[ck]
 			switch {
 			case in == nil && seen[ck] != nil:
@@ -441,11 +453,10 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 			if !children.IsZero() {
 				decl.nest = &nest{children: children, parent: decl.in, mayBeMissing: mayBeMissing && len(prev) > 0}
 				sc.nests[k] = decl.nest
-			} else if was, err := trackedChildren(decl.h, d.Key, prev); err != nil {
-				return fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(key), err)
-			} else {
-				decl.replaces = !was.IsZero()
 			}
+		}
+		if err := decl.replacing(prev); err != nil {
+			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(key), err)
 		}
 		seen[k] = decl
 		if decl.fresh && u.own.defers(rs.id) {
