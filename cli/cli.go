@@ -332,9 +332,23 @@ func (s *session) Close() {
 	s.db.Close()
 }
 
+// loggerKey is the context key of the run's logger.
+type loggerKey struct{}
+
+// Logger returns the logger of the command line's run, for App.Flow to
+// give the flow's sources (the --log-level and --log-format flags apply to
+// it). Outside a run it returns a logger that discards everything.
+func Logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
 // open opens the database and builds the flow; withEngine opens an engine
 // on it too.
 func (r *runner) open(ctx context.Context, withEngine bool) (*session, error) {
+	ctx = context.WithValue(ctx, loggerKey{}, r.log)
 	if r.writers < 1 {
 		return nil, fmt.Errorf("--pg-writers must be at least 1, got %d", r.writers)
 	}
