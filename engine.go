@@ -123,11 +123,23 @@ type UpdateOptions struct {
 	// another goroutine.
 	Progress         func(*tidemarktype.UpdateStats)
 	ProgressInterval time.Duration
+	// Confirm guards against a listing that would empty the targets by
+	// mistake (a typo in a filter, an API answering an empty page). It is
+	// asked before the rows a complete listing left out are deleted when
+	// that listing named no row at all while the source has rows, or when
+	// the source's options changed since its last update (for a source
+	// that is an OptionsDescriber). It returns true to delete them. When
+	// Confirm is nil or returns false they are kept (SourceStats.Held
+	// counts them), and Update returns, with the stats of everything else
+	// it did, an error matching ErrDeletionsHeld (a
+	// *tidemarktype.DeletionsHeldError says what was held and why). It is
+	// not asked in a preview.
+	Confirm func(ctx context.Context, d tidemarktype.Deletions) (bool, error)
 }
 
 func (o UpdateOptions) engine() engine.UpdateOptions {
 	eo := engine.UpdateOptions{Mode: engine.Mode(o.Mode), Preview: o.Preview, Sources: o.Sources,
-		Stop: o.Stop, ProgressInterval: o.ProgressInterval}
+		Stop: o.Stop, ProgressInterval: o.ProgressInterval, Confirm: o.Confirm}
 	if o.Progress != nil {
 		eo.Progress = func(st tidemarktype.UpdateStats) { o.Progress(&st) }
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/internal/retry"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // ErrStopped is matched (with errors.Is) by the error of an update stopped
@@ -25,6 +26,11 @@ var ErrListingIncomplete = engine.ErrListingIncomplete
 // same flow in the same state store. The lock is released when that update
 // ends or its process dies; previews, plans and status need no lock.
 var ErrFlowLocked = engine.ErrFlowLocked
+
+// ErrDeletionsHeld is matched (with errors.Is) by the error of an update
+// that kept rows its listing left out because deleting them needed a
+// confirmation (see UpdateOptions.Confirm).
+var ErrDeletionsHeld = tidemarktype.ErrDeletionsHeld
 
 // ErrLockLost is matched (with errors.Is) by the error of an update, setup
 // or drop whose lock went while it ran — its PostgreSQL session ended, as

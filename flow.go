@@ -92,6 +92,8 @@ type erasedSource interface {
 	engine.SourceImpl
 	hasProcess() bool
 	parseKey(arg string) (string, error)
+	// source is the source as the user gave it.
+	source() any
 }
 
 // SourceOption configures a source added to a flow.
@@ -177,6 +179,8 @@ type typedSource[K comparable, V any] struct {
 }
 
 func (t *typedSource[K, V]) hasProcess() bool { return t.process != nil }
+
+func (t *typedSource[K, V]) source() any { return t.src }
 
 // encodeKey encodes a source key as JSON, the form the state store keeps.
 // A key that does not come back equal from its encoding (a string that is
@@ -525,7 +529,11 @@ func (f *Flow) engineFlow() (*engine.Flow, error) {
 		if !s.impl.hasProcess() {
 			errs = append(errs, fmt.Errorf("tidemark: source %s has no processing function; call ForEach", s.name))
 		}
-		ef.Sources = append(ef.Sources, &engine.Source{Name: s.name, Impl: s.impl, MaxInFlight: s.maxInFlight, RefreshInterval: s.refreshInterval})
+		es := &engine.Source{Name: s.name, Impl: s.impl, MaxInFlight: s.maxInFlight, RefreshInterval: s.refreshInterval}
+		if d, ok := s.impl.source().(OptionsDescriber); ok {
+			es.Options = d.DescribeOptions()
+		}
+		ef.Sources = append(ef.Sources, es)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("flow %s: %w", f.name, errors.Join(errs...))

@@ -28,6 +28,9 @@ type LiveOptions struct {
 	// Progress and ProgressInterval are passed on to every pass.
 	Progress         func(*tidemarktype.UpdateStats)
 	ProgressInterval time.Duration
+	// Confirm is asked, pass by pass, before suspicious deletions, as
+	// UpdateOptions.Confirm is.
+	Confirm func(ctx context.Context, d tidemarktype.Deletions) (bool, error)
 }
 
 // Pass is one update made by live mode.
@@ -59,14 +62,15 @@ func (p Pass) Duration() time.Duration { return p.Stats.Finished.Sub(p.Stats.Sta
 // for the next listing. A pass that fails (a listing error, a fault that
 // outlasted its retries) is reported to OnPass and logged, and the next is
 // tried at the next interval; a pass that overruns an interval is logged as
-// a warning. Live returns nil when stopped with opts.Stop, and the context's
+// a warning. Live returns at once, with an error matching ErrFlowLocked,
+// when another update of the flow holds its lock at the first pass. Live returns nil when stopped with opts.Stop, and the context's
 // cause when ctx ends.
 func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 	if opts.Refresh < 0 {
 		return fmt.Errorf("tidemark: LiveOptions.Refresh must not be negative, got %s", opts.Refresh)
 	}
 	lo := engine.LiveOptions{Mode: engine.Mode(opts.Mode), Refresh: opts.Refresh, DefaultRefresh: DefaultRefreshInterval,
-		Stop: opts.Stop, ProgressInterval: opts.ProgressInterval}
+		Stop: opts.Stop, ProgressInterval: opts.ProgressInterval, Confirm: opts.Confirm}
 	if opts.Progress != nil {
 		lo.Progress = func(st tidemarktype.UpdateStats) { opts.Progress(&st) }
 	}

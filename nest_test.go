@@ -104,7 +104,7 @@ func (f *forest) updateLast(last int) (*tidemarktype.UpdateStats, error) {
 	f.src.ResetCounts()
 	e := f.openDelaying(last)
 	defer e.Close()
-	return e.Update(f.t.Context(), tidemark.UpdateOptions{})
+	return e.Update(f.t.Context(), tidemark.UpdateOptions{Confirm: confirmAll})
 }
 
 // open opens an engine on the forest's flow.

@@ -225,7 +225,7 @@ func (w *propWorld) crashingUpdate(rng *rand.Rand, point crashPoint) bool {
 	}
 	e := w.open(opts)
 	defer e.Close()
-	_, err := e.Update(w.t.Context(), tidemark.UpdateOptions{})
+	_, err := e.Update(w.t.Context(), tidemark.UpdateOptions{Confirm: confirmAll})
 	w.db.Heal()
 	w.tree.Heal()
 	if err != nil {
@@ -241,7 +241,7 @@ func (w *propWorld) scratch(backend string) (*tidemarktest.DB, *tidemarktest.Tre
 	fresh := &propWorld{t: w.t, src: w.src, db: tidemarktest.NewDB(), tree: tidemarktest.NewTree(), opts: stateStore(w.t, backend), logic: w.logic, schema: w.schema, keySchema: w.keySchema}
 	e := fresh.open(fresh.opts)
 	defer e.Close()
-	_, err := e.Update(w.t.Context(), tidemark.UpdateOptions{})
+	_, err := e.Update(w.t.Context(), tidemark.UpdateOptions{Confirm: confirmAll})
 	require.NoError(w.t, err)
 	return fresh.db, fresh.tree
 }
@@ -362,7 +362,7 @@ func TestPropertyConvergesAfterCrashes(t *testing.T) {
 
 				// One clean update converges.
 				e := w.open(w.opts)
-				st, err := e.Update(t.Context(), tidemark.UpdateOptions{})
+				st, err := e.Update(t.Context(), tidemark.UpdateOptions{Confirm: confirmAll})
 				require.NoError(t, err)
 				require.Zero(t, st.Failed(), "%v", st.Failures)
 				e.Close()
@@ -386,7 +386,7 @@ func TestPropertyConvergesAfterCrashes(t *testing.T) {
 				w.db.ResetCounts()
 				w.tree.ResetLog()
 				e = w.open(w.opts)
-				st, err = e.Update(t.Context(), tidemark.UpdateOptions{})
+				st, err = e.Update(t.Context(), tidemark.UpdateOptions{Confirm: confirmAll})
 				require.NoError(t, err)
 				e.Close()
 				require.Zero(t, w.src.Gets(), "a converged state fetches nothing")

@@ -54,6 +54,18 @@ type Source[K comparable, V any] interface {
 	Get(ctx context.Context, key K) (Fetched[V], error)
 }
 
+// OptionsDescriber is implemented by a source whose options decide which
+// rows it lists, such as a filter or a bound on their number. The engine
+// keeps the description of each update's options; when it changed, the
+// rows the listing leaves out are deleted only once confirmed (see
+// UpdateOptions.Confirm), since a mistyped option would otherwise empty
+// the targets.
+type OptionsDescriber interface {
+	// DescribeOptions returns the options by name, as they are shown to
+	// people: `{"tag": "story", "max_results": "500"}`.
+	DescribeOptions() map[string]string
+}
+
 // OrdinalProvider is implemented by a source that can say whether its listed
 // ordinals are trustworthy. A source that is not an OrdinalProvider is
 // trusted when it lists ordinals other than NoOrdinal.

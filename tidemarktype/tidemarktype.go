@@ -6,6 +6,11 @@
 package tidemarktype
 
 import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tidemark/tidemark/target"
@@ -63,7 +68,84 @@ type SourceStats struct {
 	ListingComplete bool
 	// ListingError is why the listing did not complete, if it did not.
 	ListingError string
+	// Held counts the rows a complete listing left out that were not
+	// deleted, because their deletion needed a confirmation it did not get
+	// (see Deletions).
+	Held int64
 }
+
+// Deletions describes the rows a complete listing of a source left out,
+// when deleting them needs a confirmation: the listing named no row at all
+// while the source has rows, or the source's options changed since its
+// last update (a typo in a filter would otherwise empty the targets).
+type Deletions struct {
+	// Source is the source's name.
+	Source string
+	// Listed is how many rows the listing named; Tracked how many rows the
+	// source has in the state store; Deleting how many of them the listing
+	// left out, which would be deleted.
+	Listed, Tracked, Deleting int64
+	// OptionsBefore and OptionsNow describe the source's options at its
+	// last update and now, when they differ; both nil otherwise.
+	OptionsBefore, OptionsNow map[string]string
+}
+
+// Empty says the listing named no row at all.
+func (d Deletions) Empty() bool { return d.Listed == 0 }
+
+// Reason says, in a phrase, why the deletions need a confirmation.
+func (d Deletions) Reason() string {
+	if d.Empty() {
+		return fmt.Sprintf("its listing named no rows, while %d rows are kept for it", d.Tracked)
+	}
+	return "its options changed since its last update: " + OptionsChange(d.OptionsBefore, d.OptionsNow)
+}
+
+// OptionsChange describes how options changed, option by option in name
+// order: `tag "story" → "nosuchtag"`.
+func OptionsChange(before, now map[string]string) string {
+	names := slices.Sorted(maps.Keys(before))
+	for n := range now {
+		if _, ok := before[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	var parts []string
+	for _, n := range names {
+		b, hadB := before[n]
+		a, hasA := now[n]
+		switch {
+		case hadB && hasA && a == b:
+		case !hadB:
+			parts = append(parts, fmt.Sprintf("%s %q (new)", n, a))
+		case !hasA:
+			parts = append(parts, fmt.Sprintf("%s %q (gone)", n, b))
+		default:
+			parts = append(parts, fmt.Sprintf("%s %q → %q", n, b, a))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// ErrDeletionsHeld is matched by a DeletionsHeldError.
+var ErrDeletionsHeld = errors.New("deletions held for confirmation")
+
+// DeletionsHeldError is the error of an update that kept rows a complete
+// listing left out, because deleting them needed a confirmation it did
+// not get. Everything else of the update went ahead.
+type DeletionsHeldError struct {
+	Deletions Deletions
+}
+
+// Error says which rows were kept and why.
+func (e *DeletionsHeldError) Error() string {
+	d := e.Deletions
+	return fmt.Sprintf("source %s: %d rows not deleted: %s; deleting them needs a confirmation", d.Source, d.Deleting, d.Reason())
+}
+
+// Is matches ErrDeletionsHeld.
+func (e *DeletionsHeldError) Is(target error) bool { return target == ErrDeletionsHeld }
 
 // TargetStats count the target states written to a root target's
 // children: upserted and deleted.

@@ -70,6 +70,10 @@ type Source struct {
 	// RefreshInterval is how often live mode lists the source; 0 means
 	// only once.
 	RefreshInterval time.Duration
+	// Options describes the options that decide what the source lists,
+	// when it says: a change of them needs a confirmation before the rows
+	// the listing leaves out are deleted (see UpdateOptions.Confirm).
+	Options map[string]string
 }
 
 // SourceImpl is a source with its key and value types erased, bundled with

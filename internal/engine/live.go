@@ -33,6 +33,8 @@ type LiveOptions struct {
 	// Progress and ProgressInterval are passed on to every pass.
 	Progress         func(tidemarktype.UpdateStats)
 	ProgressInterval time.Duration
+	// Confirm is passed on to every pass (see UpdateOptions.Confirm).
+	Confirm func(ctx context.Context, d tidemarktype.Deletions) (bool, error)
 }
 
 // LivePass is one update made by live mode.
@@ -101,7 +103,7 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 			}
 		}
 		slices.Sort(due)
-		uo := UpdateOptions{Mode: mode, Stop: opts.Stop, Progress: opts.Progress, ProgressInterval: opts.ProgressInterval}
+		uo := UpdateOptions{Mode: mode, Stop: opts.Stop, Progress: opts.Progress, ProgressInterval: opts.ProgressInterval, Confirm: opts.Confirm}
 		pass := LivePass{N: n}
 		var announced map[string][]Listed
 		switch {
@@ -138,6 +140,11 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 		}
 		started := time.Now()
 		pass.Stats, pass.Err = e.Update(ctx, uo)
+		if n == 1 && errors.Is(pass.Err, ErrFlowLocked) {
+			// Another process is updating the flow: refused at start
+			// rather than failing every pass for ever.
+			return pass.Err
+		}
 		if pass.Err == nil && len(uo.Only) == 0 {
 			mode = ModeIncremental // the first mode holds until a listing pass succeeds
 		}

@@ -3,8 +3,10 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -39,6 +41,14 @@ type UpdateOptions struct {
 	// another goroutine.
 	Progress         func(Stats)
 	ProgressInterval time.Duration
+	// Confirm is asked before the rows a complete listing left out are
+	// deleted, when that listing named no row at all while the source has
+	// rows, or when the source's options changed since its last update. It
+	// returns true to delete them. When it is nil or returns false they are
+	// kept, counted as Held, and the update ends with a DeletionsHeldError.
+	// It is not asked in a preview. It is called from the source's
+	// goroutine, while the other sources' rows go on.
+	Confirm func(ctx context.Context, d tidemarktype.Deletions) (bool, error)
 }
 
 // Stopped reports whether stop is closed; a nil stop never is.
@@ -121,6 +131,10 @@ type sourceRun struct {
 	markedMu sync.Mutex
 	marked   map[int64]bool
 	marks    atomic.Int64
+	// hold says the rows the listing left out are kept: their deletion
+	// was not confirmed. held says which deletions.
+	hold bool
+	held *tidemarktype.Deletions
 }
 
 // flightKey is a row's key in the in-flight set: keys of two sources may be
@@ -248,6 +262,9 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 	for _, r := range runs {
 		if err, ok := r.counters.listingError.Load().(error); ok {
 			listingErrs = append(listingErrs, &ListingError{Source: r.src.Name, Err: err})
+		}
+		if r.held != nil {
+			listingErrs = append(listingErrs, &tidemarktype.DeletionsHeldError{Deletions: *r.held})
 		}
 	}
 	switch {
@@ -634,6 +651,12 @@ func (r *sourceRun) handOn(ctx context.Context, items []*item) error {
 // stopped declaring. Processing those may mark more rows, so it goes on
 // until a pass over the rows finds nothing marked.
 func (r *sourceRun) afterListing(ctx context.Context) error {
+	if err := r.drain(ctx); err != nil {
+		return err
+	}
+	if err := r.checkDeletions(ctx); err != nil {
+		return err
+	}
 	for range 10 {
 		if err := r.drain(ctx); err != nil {
 			return err
@@ -664,6 +687,70 @@ func (r *sourceRun) afterListing(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// checkDeletions runs once a complete listing's rows are written, before
+// the rows it left out are deleted: when the listing named no row, or the
+// source's options changed since its last update, and rows would go, it
+// asks UpdateOptions.Confirm, and without a yes holds them. It records the
+// source's options once their deletions may go ahead.
+func (r *sourceRun) checkDeletions(ctx context.Context) error {
+	u := r.u
+	if u.opts.Preview {
+		return nil
+	}
+	var notes statestore.SourceNotes
+	if err := u.e.do(ctx, "read source notes", func(ctx context.Context) (err error) {
+		notes, err = u.e.store.SourceNotesGet(ctx, statestore.SourceStatusParams{SourceID: r.id})
+		return err
+	}); err != nil {
+		return err
+	}
+	now := r.src.Options
+	var before map[string]string
+	if notes.Options != nil {
+		if err := json.Unmarshal(notes.Options, &before); err != nil {
+			return fmt.Errorf("source %s: decoding the options kept for it: %w", r.src.Name, err)
+		}
+	}
+	changed := notes.Options != nil && !maps.Equal(before, now)
+	all, err := r.rowCount(ctx)
+	if err != nil {
+		return err
+	}
+	r.failedMu.Lock()
+	failed := int64(len(r.failed))
+	r.failedMu.Unlock()
+	d := tidemarktype.Deletions{Source: r.src.Name, Listed: r.counters.listed.Load(), Tracked: all,
+		Deleting: max(0, all-int64(r.seen.len())-failed)}
+	if d.Deleting > 0 && (d.Empty() || changed) {
+		if changed {
+			d.OptionsBefore, d.OptionsNow = before, now
+		}
+		ok := false
+		if u.opts.Confirm != nil {
+			if ok, err = u.opts.Confirm(ctx, d); err != nil {
+				return fmt.Errorf("source %s: confirming deletions: %w", r.src.Name, err)
+			}
+		}
+		if !ok {
+			r.hold, r.held = true, &d
+			r.counters.held.Store(d.Deleting)
+			u.e.log.WarnContext(ctx, "rows the listing left out are kept: deleting them needs a confirmation", "source", r.src.Name,
+				"rows", d.Deleting, "reason", d.Reason())
+			return nil
+		}
+	}
+	if now == nil || notes.Options != nil && !changed {
+		return nil
+	}
+	enc, err := json.Marshal(now)
+	if err != nil {
+		return fmt.Errorf("source %s: encoding its options: %w", r.src.Name, err)
+	}
+	return u.e.write(ctx, "save source options", func(ctx context.Context) error {
+		return u.e.store.SourceNotesSave(ctx, statestore.SourceNotesSaveParams{SourceID: r.id, Options: enc})
+	})
 }
 
 // rowCount returns the number of the source's rows in the state store.
@@ -700,7 +787,7 @@ func (r *sourceRun) scanRows(ctx context.Context) (int, error) {
 			m := &page[i]
 			after = m.ID
 			seen := r.seen.has(m.ID)
-			if r.isFailed(m.Key) || seen && !(m.Staged && r.takeMarked(m.ID)) || !u.flights.acquire(r.flightKey(m.Key)) {
+			if r.isFailed(m.Key) || seen && !(m.Staged && r.takeMarked(m.ID)) || !seen && r.hold || !u.flights.acquire(r.flightKey(m.Key)) {
 				continue
 			}
 			// Unseen: gone; it counts as seen from now on. Seen: marked to

@@ -31,6 +31,7 @@ type sourceCounters struct {
 	listed, fetched, added, updated, reprocessed, deleted, unchanged, errors atomic.Int64
 	listingComplete                                                          atomic.Bool
 	listingError                                                             atomic.Value // error
+	held                                                                     atomic.Int64
 }
 
 type targetCounters struct {
@@ -63,7 +64,7 @@ func (c *counters) snapshot() Stats {
 		ss := SourceStats{
 			Listed: s.listed.Load(), Fetched: s.fetched.Load(), Added: s.added.Load(), Updated: s.updated.Load(),
 			Reprocessed: s.reprocessed.Load(), Deleted: s.deleted.Load(), Unchanged: s.unchanged.Load(), Errors: s.errors.Load(),
-			ListingComplete: s.listingComplete.Load(),
+			ListingComplete: s.listingComplete.Load(), Held: s.held.Load(),
 		}
 		if err, ok := s.listingError.Load().(error); ok {
 			ss.ListingError = err.Error()

@@ -72,6 +72,12 @@ type Store interface {
 	SourceFind(ctx context.Context, p SourceEnsureParams) (int64, error)
 	// SourceStatus summarises the rows kept for a source.
 	SourceStatus(ctx context.Context, p SourceStatusParams) (SourceStatus, error)
+	// SourceNotesGet returns what is kept about a source besides its rows;
+	// empty notes for a source that has none.
+	SourceNotesGet(ctx context.Context, p SourceStatusParams) (SourceNotes, error)
+	// SourceNotesSave replaces the notes given (a nil field keeps its
+	// value).
+	SourceNotesSave(ctx context.Context, p SourceNotesSaveParams) error
 
 	// TargetList returns the setup states of a flow's targets.
 	TargetList(ctx context.Context, p TargetListParams) ([]Target, error)
@@ -164,6 +170,23 @@ type SourceEnsureParams struct {
 // SourceStatusParams are the parameters of Store.SourceStatus.
 type SourceStatusParams struct {
 	SourceID int64
+}
+
+// SourceNotes are what the engine keeps about a source besides its rows,
+// as blobs it encodes itself.
+type SourceNotes struct {
+	// Options describes the options of the source's last complete listing
+	// whose deletions went ahead.
+	Options []byte
+	// LastUpdate is the source's part of its last update's statistics.
+	LastUpdate []byte
+}
+
+// SourceNotesSaveParams are the parameters of Store.SourceNotesSave.
+type SourceNotesSaveParams struct {
+	SourceID int64
+	// Options and LastUpdate replace the notes kept when not nil.
+	Options, LastUpdate []byte
 }
 
 // SourceStatus summarises the rows of a source.

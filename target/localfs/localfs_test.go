@@ -86,10 +86,12 @@ func (f *fixture) run(fl *tidemark.Flow, uo tidemark.UpdateOptions) (*tidemarkty
 }
 
 // update runs one update of the standard flow, which must succeed with no
-// failed row.
+// failed row. Deletions are confirmed: the tests delete every row on
+// purpose.
 func (f *fixture) update(opts ...localfs.Option) *tidemarktype.UpdateStats {
 	f.t.Helper()
-	st, err := f.run(f.flow(f.dir, opts...), tidemark.UpdateOptions{})
+	confirm := func(context.Context, tidemarktype.Deletions) (bool, error) { return true, nil }
+	st, err := f.run(f.flow(f.dir, opts...), tidemark.UpdateOptions{Confirm: confirm})
 	require.NoError(f.t, err)
 	require.Empty(f.t, st.Failures)
 	return st

@@ -470,6 +470,24 @@ func (s *Store) SourceStatus(ctx context.Context, p statestore.SourceStatusParam
 	return st, nil
 }
 
+// SourceNotesGet implements statestore.Store.
+func (s *Store) SourceNotesGet(ctx context.Context, p statestore.SourceStatusParams) (statestore.SourceNotes, error) {
+	var n statestore.SourceNotes
+	err := s.pool.QueryRow(ctx, s.q.sourceNotes, p.SourceID).Scan(&n.Options, &n.LastUpdate)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return n, classify(ctx, fmt.Errorf("reading the notes of source %d: %w", p.SourceID, err))
+	}
+	return n, nil
+}
+
+// SourceNotesSave implements statestore.Store.
+func (s *Store) SourceNotesSave(ctx context.Context, p statestore.SourceNotesSaveParams) error {
+	if _, err := s.pool.Exec(ctx, s.q.sourceNotesSave, p.SourceID, p.Options, p.LastUpdate); err != nil {
+		return classify(ctx, fmt.Errorf("saving the notes of source %d: %w", p.SourceID, err))
+	}
+	return nil
+}
+
 // utc returns *t in UTC, or the zero time for nil.
 func utc(t *time.Time) time.Time {
 	if t == nil {

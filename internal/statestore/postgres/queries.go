@@ -19,7 +19,7 @@ type queries struct {
 	flowDrop                         []string
 	lockAdvance, lockEpoch           string
 
-	sourceCreate, sourceID, sourceStatus string
+	sourceCreate, sourceID, sourceStatus, sourceNotes, sourceNotesSave string
 
 	targetList, targetLock, targetCreate, targetRestage string
 	targetCommit, targetDisown, targetDelete            string
@@ -73,6 +73,8 @@ func newQueries(schema string) queries {
 	q.sourceCreate = r(`INSERT INTO {{sources}} (flow, name) VALUES ($1, $2) ON CONFLICT (flow, name) DO NOTHING`)
 	q.sourceID = r(`SELECT id FROM {{sources}} WHERE flow = $1 AND name = $2`)
 	q.sourceStatus = r(`SELECT count(processed_at), count(error), max(processed_at) FROM {{rows}} WHERE source_id = $1`)
+	q.sourceNotes = r(`SELECT options, last_update FROM {{sources}} WHERE id = $1`)
+	q.sourceNotesSave = r(`UPDATE {{sources}} SET options = coalesce($2, options), last_update = coalesce($3, last_update) WHERE id = $1`)
 
 	q.targetList = r(`SELECT ` + targetColumns + ` FROM {{targets}} WHERE flow = $1 ORDER BY id`)
 	q.targetLock = r(`SELECT id, staged FROM {{targets}} WHERE flow = $1 AND key = $2 FOR UPDATE`)

@@ -250,6 +250,37 @@ func (s *Store) SourceStatus(ctx context.Context, p statestore.SourceStatusParam
 	return st, nil
 }
 
+// SourceNotesGet implements statestore.Store.
+func (s *Store) SourceNotesGet(ctx context.Context, p statestore.SourceStatusParams) (statestore.SourceNotes, error) {
+	var n statestore.SourceNotes
+	err := s.db.QueryRowContext(ctx, `SELECT options, last_update FROM tidemark_sources WHERE id = ?`, p.SourceID).Scan(&n.Options, &n.LastUpdate)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return n, classify(fmt.Errorf("reading the notes of source %d: %w", p.SourceID, err))
+	}
+	return n, nil
+}
+
+// SourceNotesSave implements statestore.Store.
+func (s *Store) SourceNotesSave(ctx context.Context, p statestore.SourceNotesSaveParams) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE tidemark_sources SET options = coalesce(?, options), last_update = coalesce(?, last_update) WHERE id = ?`,
+			nullBlob(p.Options), nullBlob(p.LastUpdate), p.SourceID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("saving the notes of source %d: %w", p.SourceID, err)
+	}
+	return nil
+}
+
+// nullBlob is b as a parameter, NULL when nil.
+func nullBlob(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
 const targetColumns = `id, flow, kind, key, parent_id, committed, record, record IS NULL, staged, destroyed_gen, lost_gen, updated_at`
 
 func scanTarget(row interface{ Scan(...any) error }) (statestore.Target, error) {

@@ -161,6 +161,27 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		require.NotEqual(t, a1, other)
 	})
 
+	t.Run("SourceNotes", func(t *testing.T) {
+		t.Parallel()
+		s := setup(t)
+		ctx := t.Context()
+		a, err := s.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "a"})
+		require.NoError(t, err)
+		b, err := s.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "b"})
+		require.NoError(t, err)
+		n, err := s.SourceNotesGet(ctx, statestore.SourceStatusParams{SourceID: a})
+		require.NoError(t, err)
+		require.Equal(t, statestore.SourceNotes{}, n, "none kept yet")
+		require.NoError(t, s.SourceNotesSave(ctx, statestore.SourceNotesSaveParams{SourceID: a, Options: []byte("o1"), LastUpdate: []byte("u1")}))
+		require.NoError(t, s.SourceNotesSave(ctx, statestore.SourceNotesSaveParams{SourceID: a, LastUpdate: []byte("u2")}))
+		n, err = s.SourceNotesGet(ctx, statestore.SourceStatusParams{SourceID: a})
+		require.NoError(t, err)
+		require.Equal(t, statestore.SourceNotes{Options: []byte("o1"), LastUpdate: []byte("u2")}, n, "a nil field keeps its value")
+		n, err = s.SourceNotesGet(ctx, statestore.SourceStatusParams{SourceID: b})
+		require.NoError(t, err)
+		require.Equal(t, statestore.SourceNotes{}, n, "another source's notes are its own")
+	})
+
 	t.Run("TargetStageAndCommit", func(t *testing.T) {
 		t.Parallel()
 		s := setup(t)

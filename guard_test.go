@@ -1,0 +1,177 @@
+package tidemark_test
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/tidemarktest"
+	"github.com/tidemark/tidemark/tidemarktype"
+)
+
+// describedSource is a test source that describes its options.
+type describedSource struct {
+	*tidemarktest.Source[int, doc]
+	options map[string]string
+}
+
+func (s describedSource) DescribeOptions() map[string]string { return maps.Clone(s.options) }
+
+// confirmer records the deletions it is asked about and answers yes.
+type confirmer struct {
+	asked  []tidemarktype.Deletions
+	answer bool
+	err    error
+}
+
+func (c *confirmer) confirm(_ context.Context, d tidemarktype.Deletions) (bool, error) {
+	c.asked = append(c.asked, d)
+	return c.answer, c.err
+}
+
+func TestEmptyListingDeletesNothingUnconfirmed(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		h.fill(10)
+		h.mustUpdate()
+		before := h.db.Rows("docs")
+		for id := range 10 {
+			h.src.Delete(id)
+		}
+
+		// No Confirm: held.
+		h.db.ResetCounts()
+		st, err := h.update(tidemark.UpdateOptions{})
+		require.ErrorIs(t, err, tidemark.ErrDeletionsHeld)
+		var held *tidemarktype.DeletionsHeldError
+		require.ErrorAs(t, err, &held)
+		require.Equal(t, tidemarktype.Deletions{Source: "docs", Listed: 0, Tracked: 10, Deleting: 10}, held.Deletions)
+		require.EqualError(t, err, "source docs: 10 rows not deleted: its listing named no rows, while 10 rows are kept for it; deleting them needs a confirmation")
+		require.Equal(t, int64(10), st.Sources["docs"].Held)
+		require.True(t, st.Sources["docs"].ListingComplete)
+		require.Zero(t, st.Sources["docs"].Deleted)
+		require.Zero(t, h.db.Counts().Deletes)
+		require.Equal(t, before, h.db.Rows("docs"), "nothing deleted")
+
+		// Asked, and refused: held, and the question said what was at stake.
+		no := &confirmer{}
+		_, err = h.update(tidemark.UpdateOptions{Confirm: no.confirm})
+		require.ErrorIs(t, err, tidemark.ErrDeletionsHeld)
+		require.Equal(t, []tidemarktype.Deletions{{Source: "docs", Tracked: 10, Deleting: 10}}, no.asked)
+		require.Equal(t, before, h.db.Rows("docs"))
+
+		// A failing confirmation fails the update, deleting nothing.
+		broken := &confirmer{err: errors.New("stdin closed")}
+		_, err = h.update(tidemark.UpdateOptions{Confirm: broken.confirm})
+		require.ErrorContains(t, err, "stdin closed")
+		require.Equal(t, before, h.db.Rows("docs"))
+
+		// A preview asks nothing and shows the deletions.
+		asked := &confirmer{answer: true}
+		st, err = h.update(tidemark.UpdateOptions{Preview: true, Confirm: asked.confirm})
+		require.NoError(t, err)
+		require.Empty(t, asked.asked)
+		require.Equal(t, int64(10), st.Sources["docs"].Deleted)
+
+		// Confirmed: deleted.
+		yes := &confirmer{answer: true}
+		st, err = h.update(tidemark.UpdateOptions{Confirm: yes.confirm})
+		require.NoError(t, err)
+		require.Len(t, yes.asked, 1)
+		require.Equal(t, int64(10), st.Sources["docs"].Deleted)
+		require.Zero(t, st.Sources["docs"].Held)
+		h.expectDocs()
+
+		// Nothing tracked any more: an empty listing asks nothing.
+		again := &confirmer{}
+		_, err = h.update(tidemark.UpdateOptions{Confirm: again.confirm})
+		require.NoError(t, err)
+		require.Empty(t, again.asked)
+	})
+}
+
+func TestPartialDeletionsNeedNoConfirmation(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		h.fill(10)
+		h.mustUpdate()
+		for id := range 9 {
+			h.src.Delete(id)
+		}
+		c := &confirmer{}
+		st, err := h.update(tidemark.UpdateOptions{Confirm: c.confirm})
+		require.NoError(t, err)
+		require.Empty(t, c.asked, "the listing named a row and the options did not change")
+		require.Equal(t, int64(9), st.Sources["docs"].Deleted)
+		h.expectDocs()
+	})
+}
+
+func TestChangedOptionsConfirmDeletions(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		src := describedSource{Source: h.src, options: map[string]string{"tag": "story", "max_results": "10"}}
+		h.fill(10)
+		update := func(opts tidemark.UpdateOptions) (*tidemarktype.UpdateStats, error) {
+			t.Helper()
+			e := h.openWith(src)
+			defer e.Close()
+			return e.Update(t.Context(), opts)
+		}
+		c := &confirmer{}
+		_, err := update(tidemark.UpdateOptions{Confirm: c.confirm})
+		require.NoError(t, err)
+		require.Empty(t, c.asked, "the first update records the options")
+
+		// The options change and the listing shrinks: asked, refused, held.
+		src.options["tag"] = "show_hn"
+		for id := 4; id < 10; id++ {
+			h.src.Delete(id)
+		}
+		st, err := update(tidemark.UpdateOptions{Confirm: c.confirm})
+		require.ErrorIs(t, err, tidemark.ErrDeletionsHeld)
+		require.Equal(t, []tidemarktype.Deletions{{Source: "docs", Listed: 4, Tracked: 10, Deleting: 6,
+			OptionsBefore: map[string]string{"tag": "story", "max_results": "10"},
+			OptionsNow:    map[string]string{"tag": "show_hn", "max_results": "10"}}}, c.asked)
+		require.EqualError(t, err, `source docs: 6 rows not deleted: its options changed since its last update: tag "story" → "show_hn"; deleting them needs a confirmation`)
+		require.Equal(t, int64(6), st.Sources["docs"].Held)
+		require.Len(t, h.db.Rows("docs"), 10)
+
+		// Asked again next time (the options were not recorded); confirmed.
+		c = &confirmer{answer: true}
+		st, err = update(tidemark.UpdateOptions{Confirm: c.confirm})
+		require.NoError(t, err)
+		require.Len(t, c.asked, 1)
+		require.Equal(t, int64(6), st.Sources["docs"].Deleted)
+		h.expectDocs()
+
+		// The new options are recorded: later deletions are not asked about.
+		h.src.Delete(3)
+		c = &confirmer{}
+		st, err = update(tidemark.UpdateOptions{Confirm: c.confirm})
+		require.NoError(t, err)
+		require.Empty(t, c.asked)
+		require.Equal(t, int64(1), st.Sources["docs"].Deleted)
+
+		// Changed options that delete nothing are recorded without asking.
+		src.options["max_results"] = "20"
+		_, err = update(tidemark.UpdateOptions{Confirm: c.confirm})
+		require.NoError(t, err)
+		require.Empty(t, c.asked)
+		h.src.Delete(2)
+		_, err = update(tidemark.UpdateOptions{Confirm: c.confirm})
+		require.NoError(t, err)
+		require.Empty(t, c.asked, "max_results 20 was recorded")
+		h.expectDocs()
+	})
+}
+
+// confirmAll confirms every deletion, as a user who means them does.
+func confirmAll(context.Context, tidemarktype.Deletions) (bool, error) { return true, nil }

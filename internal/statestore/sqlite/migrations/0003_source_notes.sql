@@ -1,0 +1,4 @@
+-- What the engine keeps about a source besides its rows: the options of
+-- its last accepted complete listing, and its last update's statistics.
+ALTER TABLE tidemark_sources ADD COLUMN options BLOB;
+ALTER TABLE tidemark_sources ADD COLUMN last_update BLOB;
