@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -139,7 +140,7 @@ func TestSchemaRespectedAndVersioned(t *testing.T) {
 	require.Equal(t, []string{"tidemark_flows", "tidemark_locks", "tidemark_migrations", "tidemark_owners", "tidemark_rows", "tidemark_sources", "tidemark_targets"}, tables)
 	var version int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT max(version) FROM `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()).Scan(&version))
-	require.Equal(t, 3, version)
+	require.Equal(t, 4, version)
 
 	// Reopening keeps the version and the data.
 	s, err = Open(ctx, u, schema)
@@ -150,7 +151,7 @@ func TestSchemaRespectedAndVersioned(t *testing.T) {
 	require.NoError(t, s.Close())
 	var applied int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()).Scan(&applied))
-	require.Equal(t, 3, applied, "each migration applied once")
+	require.Equal(t, 4, applied, "each migration applied once")
 
 	// A newer schema is refused.
 	_, err = conn.Exec(ctx, `INSERT INTO `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()+` (version, name, applied_at) VALUES (99, 'future', now())`)
@@ -207,7 +208,7 @@ func TestConcurrentOpen(t *testing.T) {
 	}
 	var applied int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()).Scan(&applied))
-	require.Equal(t, 3, applied, "each migration applied once")
+	require.Equal(t, 4, applied, "each migration applied once")
 }
 
 // terminate ends the server processes of the connections named app and
@@ -588,6 +589,9 @@ func TestFlowLockTakenAgainAfterItsSessionEnded(t *testing.T) {
 	require.NoError(t, held.Check(t.Context()), "nobody took it: taken again")
 	_, err = b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
 	require.ErrorIs(t, err, statestore.ErrLocked, "held again, by its first holder")
+	var locked *statestore.LockedError
+	require.ErrorAs(t, err, &locked)
+	require.Equal(t, os.Getpid(), locked.Holder.PID, "the holder's new session is recorded")
 
 	// Another takes it while the session is gone, and gives it back: the
 	// first holder must not carry on as if it had held it throughout.
@@ -650,4 +654,26 @@ func TestRowPageIsBytewiseWhateverTheCollation(t *testing.T) {
 	want := slices.Clone(keys)
 	slices.Sort(want)
 	require.Equal(t, want, got)
+}
+
+// TestFlowLockHolderUnknown: a holder record is believed only from the
+// session holding the advisory lock. A session holding it without having
+// recorded itself (yet) is an unknown holder, not the last one recorded.
+func TestFlowLockHolderUnknown(t *testing.T) {
+	t.Parallel()
+	s, base, schema := openStore(t, nil)
+	held, err := s.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.NoError(t, err)
+	held.Release()
+
+	admin := connect(t, base)
+	var ok bool
+	require.NoError(t, admin.QueryRow(t.Context(), `SELECT pg_try_advisory_lock($1)`, flowLockKey(schema, "f")).Scan(&ok))
+	require.True(t, ok)
+	_, err = s.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.ErrorIs(t, err, statestore.ErrLocked)
+	var locked *statestore.LockedError
+	require.ErrorAs(t, err, &locked)
+	require.Equal(t, statestore.LockedError{Flow: "f"}, *locked)
+	require.EqualError(t, err, "flow f is locked by another update")
 }
