@@ -22,7 +22,8 @@ import (
 // not.
 var ErrNotFound = errors.New("statestore: not found")
 
-// ErrLocked is returned by FlowLock when another update holds the flow.
+// ErrLocked is matched by the error of FlowLock when another update holds
+// the flow; the error is a *LockedError, which says who.
 var ErrLocked = errors.New("statestore: the flow is locked by another update")
 
 // ErrLockLost is returned by Lock.Check when the lock may no longer be held.
@@ -58,9 +59,10 @@ type Store interface {
 	// it, so that they write nothing.
 	FlowFind(ctx context.Context, p FlowGetParams) (Flow, error)
 	// FlowLock takes the flow's update lock, so that two processes never
-	// update one flow at once. It returns ErrLocked at once if another
-	// holder has it. The lock is held until it is released, and is
-	// released by the system if the process dies.
+	// update one flow at once. It records this process as the holder
+	// (statestore.ThisProcess) and returns a *LockedError, matching
+	// ErrLocked, at once if another holder has it. The lock is held until
+	// it is released, and is released by the system if the process dies.
 	FlowLock(ctx context.Context, p FlowLockParams) (Lock, error)
 	// FlowDrop forgets everything kept for a flow.
 	FlowDrop(ctx context.Context, p FlowDropParams) error

@@ -285,14 +285,16 @@ func flowLockKey(schema, flow string) int64 {
 // a connection of its own until release; the server releases it if the
 // connection or the process dies. Each taking advances the flow's lock
 // epoch, by which a holder whose session ended learns, taking the lock
-// again, whether another held it meanwhile.
+// again, whether another held it meanwhile, and records the holder in the
+// flow's row of the locks table, which a refused FlowLock reads.
 func (s *Store) FlowLock(ctx context.Context, p statestore.FlowLockParams) (statestore.Lock, error) {
 	l := &sessionLock{s: s, key: flowLockKey(s.schema, p.Flow), flow: p.Flow}
 	conn, err := l.take(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := conn.QueryRow(ctx, s.q.lockAdvance, p.Flow).Scan(&l.epoch); err != nil {
+	h := statestore.ThisProcess(time.Now())
+	if err := conn.QueryRow(ctx, s.q.lockAdvance, p.Flow, h.PID, h.Host, h.Since).Scan(&l.epoch); err != nil {
 		l.drop(conn)
 		return nil, classify(ctx, fmt.Errorf("locking flow %s: %w", p.Flow, err))
 	}
@@ -332,10 +334,32 @@ func (l *sessionLock) take(ctx context.Context) (*pgxpool.Conn, error) {
 		return nil, classify(ctx, fmt.Errorf("locking flow %s: %w", l.flow, err))
 	}
 	if !ok {
-		conn.Release()
-		return nil, fmt.Errorf("locking flow %s: %w", l.flow, statestore.ErrLocked)
+		defer conn.Release()
+		return nil, &statestore.LockedError{Flow: l.flow, Holder: l.holder(ctx, conn)}
 	}
 	return conn, nil
+}
+
+// holder returns who holds the lock, as recorded by its session; zero
+// when unknown: the holder has not recorded itself yet, or the record
+// cannot be read (the refusal matters more than its details).
+func (l *sessionLock) holder(ctx context.Context, conn *pgxpool.Conn) statestore.LockHolder {
+	var (
+		pid   *int32
+		host  *string
+		since *time.Time
+	)
+	if err := conn.QueryRow(ctx, l.s.q.lockHolder, l.flow, l.key).Scan(&pid, &host, &since); err != nil || pid == nil {
+		return statestore.LockHolder{}
+	}
+	h := statestore.LockHolder{PID: int(*pid)}
+	if host != nil {
+		h.Host = *host
+	}
+	if since != nil {
+		h.Since = *since
+	}
+	return h
 }
 
 // drop unlocks and gives back a connection holding the lock; one that
@@ -382,12 +406,12 @@ func (l *sessionLock) Check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var epoch int64
-	if err := conn.QueryRow(ctx, l.s.q.lockEpoch, l.flow).Scan(&epoch); err != nil {
+	tag, err := conn.Exec(ctx, l.s.q.lockRetake, l.flow, l.epoch)
+	if err != nil {
 		l.drop(conn)
 		return classify(ctx, fmt.Errorf("locking flow %s again: %w", l.flow, err))
 	}
-	if epoch != l.epoch {
+	if tag.RowsAffected() == 0 {
 		l.drop(conn)
 		l.lost = fmt.Errorf("flow %s: %w: its session ended, and another held it meanwhile", l.flow, statestore.ErrLockLost)
 		return l.lost

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -588,6 +589,9 @@ func TestFlowLockTakenAgainAfterItsSessionEnded(t *testing.T) {
 	require.NoError(t, held.Check(t.Context()), "nobody took it: taken again")
 	_, err = b.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
 	require.ErrorIs(t, err, statestore.ErrLocked, "held again, by its first holder")
+	var locked *statestore.LockedError
+	require.ErrorAs(t, err, &locked)
+	require.Equal(t, os.Getpid(), locked.Holder.PID, "the holder's new session is recorded")
 
 	// Another takes it while the session is gone, and gives it back: the
 	// first holder must not carry on as if it had held it throughout.
@@ -658,4 +662,26 @@ func migrationCount(t *testing.T) int {
 	ms, err := statestore.LoadMigrations(migrationFS, "migrations")
 	require.NoError(t, err)
 	return len(ms)
+}
+
+// TestFlowLockHolderUnknown: a holder record is believed only from the
+// session holding the advisory lock. A session holding it without having
+// recorded itself (yet) is an unknown holder, not the last one recorded.
+func TestFlowLockHolderUnknown(t *testing.T) {
+	t.Parallel()
+	s, base, schema := openStore(t, nil)
+	held, err := s.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.NoError(t, err)
+	held.Release()
+
+	admin := connect(t, base)
+	var ok bool
+	require.NoError(t, admin.QueryRow(t.Context(), `SELECT pg_try_advisory_lock($1)`, flowLockKey(schema, "f")).Scan(&ok))
+	require.True(t, ok)
+	_, err = s.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.ErrorIs(t, err, statestore.ErrLocked)
+	var locked *statestore.LockedError
+	require.ErrorAs(t, err, &locked)
+	require.Equal(t, statestore.LockedError{Flow: "f"}, *locked)
+	require.EqualError(t, err, "flow f is locked by another update")
 }

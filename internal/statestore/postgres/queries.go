@@ -15,9 +15,9 @@ type queries struct {
 
 	migrations string // the migrations table
 
-	flowCreate, flowGen, flowAdvance string
-	flowDrop                         []string
-	lockAdvance, lockEpoch           string
+	flowCreate, flowGen, flowAdvance    string
+	flowDrop                            []string
+	lockAdvance, lockRetake, lockHolder string
 
 	sourceCreate, sourceID, sourceStatus, sourceNotes, sourceNotesSave string
 
@@ -67,8 +67,27 @@ func newQueries(schema string) queries {
 		r(`DELETE FROM {{flows}} WHERE name = $1`),
 	}
 
-	q.lockAdvance = r(`INSERT INTO {{locks}} (flow, epoch) VALUES ($1, 1) ON CONFLICT (flow) DO UPDATE SET epoch = {{locks}}.epoch + 1 RETURNING epoch`)
-	q.lockEpoch = r(`SELECT coalesce((SELECT epoch FROM {{locks}} WHERE flow = $1), 0)`)
+	// Taking a flow's lock advances its epoch and records the holder,
+	// with the session's server process, by which lockHolder tells a
+	// record of the session holding the lock from one left by a session
+	// that ended.
+	q.lockAdvance = r(`INSERT INTO {{locks}} AS l (flow, epoch, holder_backend, holder_pid, holder_host, holder_since)
+		VALUES ($1, 1, pg_backend_pid(), $2, $3, $4)
+		ON CONFLICT (flow) DO UPDATE SET epoch = l.epoch + 1, holder_backend = excluded.holder_backend,
+			holder_pid = excluded.holder_pid, holder_host = excluded.holder_host, holder_since = excluded.holder_since
+		RETURNING epoch`)
+	// Taking it again in a new session keeps the lock only if nobody took
+	// it meanwhile, the epoch unchanged: no row is updated otherwise.
+	q.lockRetake = r(`UPDATE {{locks}} SET holder_backend = pg_backend_pid() WHERE flow = $1 AND epoch = $2`)
+	// The holder of a flow's lock, if its record is from the session
+	// holding the advisory lock $2 (its key's high and low halves are the
+	// lock's classid and objid) in this database.
+	q.lockHolder = r(`SELECT l.holder_pid, l.holder_host, l.holder_since FROM {{locks}} AS l
+		WHERE l.flow = $1 AND l.holder_backend IN (
+			SELECT pid FROM pg_catalog.pg_locks
+			WHERE locktype = 'advisory' AND granted AND objsubid = 1
+				AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+				AND classid = (($2::bigint >> 32) & 4294967295)::oid AND objid = ($2::bigint & 4294967295)::oid)`)
 
 	q.sourceCreate = r(`INSERT INTO {{sources}} (flow, name) VALUES ($1, $2) ON CONFLICT (flow, name) DO NOTHING`)
 	q.sourceID = r(`SELECT id FROM {{sources}} WHERE flow = $1 AND name = $2`)

@@ -8,20 +8,21 @@ import (
 	"github.com/tidemark/tidemark/internal/statestore"
 )
 
-// heldLocks keeps the lock files held by this process, where there is no
-// flock: updates are kept apart within one process only.
+// heldLocks keeps the holders of the lock files held by this process,
+// where there is no flock: updates are kept apart within one process only,
+// and no file is created.
 var (
 	heldMu    sync.Mutex
-	heldLocks = map[string]bool{}
+	heldLocks = map[string]statestore.LockHolder{}
 )
 
-func lockFile(path string) (func(), error) {
+func lockFile(path, flow string, holder statestore.LockHolder) (func(), error) {
 	heldMu.Lock()
 	defer heldMu.Unlock()
-	if heldLocks[path] {
-		return nil, statestore.ErrLocked
+	if h, ok := heldLocks[path]; ok {
+		return nil, &statestore.LockedError{Flow: flow, Holder: h}
 	}
-	heldLocks[path] = true
+	heldLocks[path] = holder
 	return func() {
 		heldMu.Lock()
 		defer heldMu.Unlock()

@@ -149,9 +149,16 @@ func (s *Store) FlowFind(ctx context.Context, p statestore.FlowGetParams) (state
 }
 
 // FlowLock implements statestore.Store with an exclusive flock on a file
-// beside the database, one per flow.
+// beside the database, one per flow (see lockPath), which records the
+// holder. Release removes the file. A process killed while holding the
+// lock leaves the file behind, harmless: the next FlowLock takes it over,
+// and its Release removes it.
 func (s *Store) FlowLock(ctx context.Context, p statestore.FlowLockParams) (statestore.Lock, error) {
-	release, err := lockFile(s.lockPath(p.Flow))
+	release, err := lockFile(s.lockPath(p.Flow), p.Flow, statestore.ThisProcess(time.Now()))
+	var locked *statestore.LockedError
+	if errors.As(err, &locked) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("locking flow %s: %w", p.Flow, err)
 	}
@@ -168,8 +175,9 @@ func (fileLock) Check(context.Context) error { return nil }
 // Release implements statestore.Lock.
 func (l fileLock) Release() { l.release() }
 
-// lockPath is the lock file of a flow: the database path, the flow's name
-// kept to safe characters, and a hash of the full name.
+// lockPath is the lock file of a flow: the database path as given, taken
+// literally, then a dot, the flow's name kept to safe characters, a hash
+// of the full name, and ".lock".
 func (s *Store) lockPath(flow string) string {
 	safe := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {

@@ -4,6 +4,7 @@ package statestoretest
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -129,11 +130,25 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		t.Parallel()
 		s := setup(t)
 		ctx := t.Context()
+		before := time.Now()
 		held, err := s.FlowLock(ctx, statestore.FlowLockParams{Flow: "a"})
 		require.NoError(t, err)
+		after := time.Now()
 		require.NoError(t, held.Check(ctx), "a lock just taken is held")
 		_, err = s.FlowLock(ctx, statestore.FlowLockParams{Flow: "a"})
 		require.ErrorIs(t, err, statestore.ErrLocked)
+		var locked *statestore.LockedError
+		require.ErrorAs(t, err, &locked)
+		host, herr := os.Hostname()
+		require.NoError(t, herr)
+		require.Equal(t, "a", locked.Flow)
+		require.Equal(t, os.Getpid(), locked.Holder.PID, "the holder is this process")
+		require.Equal(t, host, locked.Holder.Host)
+		// Stores may keep the time to the microsecond.
+		require.False(t, locked.Holder.Since.Before(before.Truncate(time.Microsecond)), "since %v, taken after %v", locked.Holder.Since, before)
+		require.False(t, locked.Holder.Since.After(after), "since %v, taken before %v", locked.Holder.Since, after)
+		require.EqualError(t, err, fmt.Sprintf("flow a is locked by pid %d on host %s since %s",
+			os.Getpid(), host, locked.Holder.Since.UTC().Format(time.RFC3339)))
 		other, err := s.FlowLock(ctx, statestore.FlowLockParams{Flow: "b"})
 		require.NoError(t, err, "flows are locked apart")
 		other.Release()
@@ -141,6 +156,9 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		held.Release()
 		again, err := s.FlowLock(ctx, statestore.FlowLockParams{Flow: "a"})
 		require.NoError(t, err, "released")
+		_, err = s.FlowLock(ctx, statestore.FlowLockParams{Flow: "a"})
+		require.ErrorAs(t, err, &locked)
+		require.False(t, locked.Holder.Since.Before(after.Truncate(time.Microsecond)), "the new holder is recorded: since %v", locked.Holder.Since)
 		again.Release()
 	})
 
