@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
+	"github.com/tidemark/tidemark/internal/dburl"
 	"github.com/tidemark/tidemark/internal/engine"
 	"github.com/tidemark/tidemark/internal/retry"
 	"github.com/tidemark/tidemark/internal/statestore"
@@ -180,10 +180,13 @@ func Open(ctx context.Context, f *Flow, opts Options) (*Engine, error) {
 
 func openStore(ctx context.Context, opts Options) (statestore.Store, error) {
 	dsn := opts.StateStore
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		s, err := pgstore.Open(ctx, dsn, opts.StateSchema)
+	if err := dburl.Check(dsn); err != nil {
+		return nil, fmt.Errorf("tidemark: Options.StateStore: %w", err)
+	}
+	if dburl.IsPostgres(dsn) {
+		s, err := pgstore.Open(ctx, dburl.Normalize(dsn), opts.StateSchema)
 		if err != nil {
-			return nil, fmt.Errorf("tidemark: opening the state store: %w", err)
+			return nil, fmt.Errorf("tidemark: opening the state store: %w", dburl.RedactError(dsn, err))
 		}
 		return s, nil
 	}

@@ -8,9 +8,13 @@
 // the same database). The commands write to the writers of an Env and log
 // with log/slog, so that they run the same in tests as from a terminal.
 //
+// The flow's query handlers (tidemark.Flow.QueryHandler) are commands too:
+// `app NAME QUERY…` runs the handler NAME.
+//
 // Exit codes: 0 done; 1 fatal error (nothing inconsistent is left: the
-// next run resumes); 2 done, but some rows failed (they are retried on the
-// next run).
+// next run resumes); 3 done, but some rows failed (they are retried on the
+// next run). 2 is left to the Go runtime, which exits with it when the
+// process dies of a panic or runs out of memory.
 package cli
 
 import (
@@ -19,10 +23,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	neturl "net/url"
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync/atomic"
@@ -33,14 +37,15 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/internal/dburl"
 	"github.com/tidemark/tidemark/target/sqltable"
 )
 
-// Exit codes.
+// Exit codes. 2 is the Go runtime's, for a process that died.
 const (
 	ExitOK         = 0
 	ExitFatal      = 1
-	ExitRowsFailed = 2
+	ExitRowsFailed = 3
 )
 
 // App describes a Tidemark application to the command line.
@@ -59,40 +64,28 @@ type App struct {
 	// Flow builds the application's flow on the database. It is called
 	// once per command, after the flags are parsed.
 	Flow func(ctx context.Context, db *sqltable.DB) (*tidemark.Flow, error)
-	// Queries names the flow's query handlers, each with a one-line
-	// description: each gets a subcommand that runs it.
-	Queries map[string]string
 	// Options, when set, adjusts the engine's options (batch sizes,
 	// retries) before the engine is opened.
 	Options func(o *tidemark.Options)
 }
 
-// openDatabase opens the database at url (--db).
-func openDatabase(ctx context.Context, url string, writers int) (*sqltable.DB, error) {
-	if url == "" {
-		return nil, errors.New("--db is empty: give a SQLite file path or a postgres:// URL")
+// openDatabase opens the database at url (--db). A read-only command
+// opens only a database that exists: it must not create a SQLite file.
+func (r *runner) openDatabase(ctx context.Context, readOnly bool) (*sqltable.DB, error) {
+	url := r.db
+	if err := dburl.Check(url); err != nil {
+		return nil, fmt.Errorf("--db: %w", err)
 	}
-	d, err := sqltable.Open(ctx, "main", url, sqltable.Options{Writers: writers})
+	if readOnly && !dburl.IsPostgres(url) {
+		if _, err := os.Stat(url); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no database at %s (run `%s update` first)", url, r.app.Name)
+		}
+	}
+	d, err := sqltable.Open(ctx, "main", url, sqltable.Options{Writers: r.writers})
 	if err != nil {
-		return nil, fmt.Errorf("opening --db %s: %w", redact(url), err)
+		return nil, fmt.Errorf("opening --db %s: %w", dburl.Redact(url), dburl.RedactError(url, err))
 	}
 	return d, nil
-}
-
-// redact hides a password in a URL, in its user info or its query.
-func redact(raw string) string {
-	u, err := neturl.Parse(raw)
-	if err != nil {
-		return "(an unparsable URL)"
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = neturl.UserPassword(u.User.Username(), "redacted")
-	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "redacted")
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
 }
 
 // Env is what a run of the command line talks to.
@@ -114,12 +107,12 @@ type Env struct {
 // streams and environment, and exits with its code. The first SIGINT or
 // SIGTERM stops an update gracefully; a second one (or 30 seconds without
 // the stop completing) abandons the rows in hand, which is safe: the next
-// run redoes them.
+// run redoes them. SIGHUP stops it as SIGTERM does.
 func Main(app App) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	stop := make(chan struct{})
 	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		sig := <-signals
 		fmt.Fprintf(os.Stderr, "%s: %s: stopping after the rows in hand (again to abandon them)\n", app.Name, sig)
@@ -228,6 +221,7 @@ func Run(ctx context.Context, app App, args []string, env Env) int {
 		}()
 	}
 	cmd := r.command()
+	r.addQueryCommand(cmd, args)
 	cmd.SetArgs(args)
 	cmd.SetOut(env.Stdout)
 	cmd.SetErr(env.Stderr)
@@ -262,8 +256,11 @@ type runner struct {
 
 func (r *runner) command() *cobra.Command {
 	root := &cobra.Command{
-		Use:           r.app.Name,
-		Short:         r.app.Short,
+		Use:   r.app.Name,
+		Short: r.app.Short,
+		Long: r.app.Short + "\n\nThe flow's query handlers run as commands too: `" + r.app.Name +
+			" NAME QUERY…` (`" + r.app.Name + " ls` lists them).",
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -278,8 +275,8 @@ func (r *runner) command() *cobra.Command {
 	if r.app.Flags != nil {
 		r.app.Flags(fs)
 	}
+	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	root.AddCommand(r.updateCommand(), r.setupCommand(), r.dropCommand(), r.lsCommand(), r.showCommand(), r.evaluateCommand(), r.serverCommand())
-	r.addQueryCommands(root)
 	return root
 }
 
@@ -345,14 +342,27 @@ func Logger(ctx context.Context) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// open opens the database and builds the flow; withEngine opens an engine
-// on it too.
-func (r *runner) open(ctx context.Context, withEngine bool) (*session, error) {
+// access is what a command does with the database.
+type access int
+
+const (
+	// readOnly commands open an existing database and build the flow.
+	readOnly access = iota
+	// readEngine commands open an existing database, the flow and an
+	// engine.
+	readEngine
+	// writeEngine commands may create the database.
+	writeEngine
+)
+
+// open opens the database and builds the flow, and for readEngine and
+// writeEngine an engine on it too.
+func (r *runner) open(ctx context.Context, a access) (*session, error) {
 	ctx = context.WithValue(ctx, loggerKey{}, r.log)
 	if r.writers < 1 {
 		return nil, fmt.Errorf("--pg-writers must be at least 1, got %d", r.writers)
 	}
-	db, err := openDatabase(ctx, r.db, r.writers)
+	db, err := r.openDatabase(ctx, a != writeEngine)
 	if err != nil {
 		return nil, err
 	}
@@ -362,7 +372,7 @@ func (r *runner) open(ctx context.Context, withEngine bool) (*session, error) {
 		db.Close()
 		return nil, err
 	}
-	if !withEngine {
+	if a == readOnly {
 		return s, nil
 	}
 	opts := tidemark.Options{StateStore: r.db, Logger: r.log}
@@ -372,7 +382,35 @@ func (r *runner) open(ctx context.Context, withEngine bool) (*session, error) {
 	s.engine, err = tidemark.Open(ctx, s.flow, opts)
 	if err != nil {
 		db.Close()
-		return nil, err
+		return nil, dburl.RedactError(r.db, err)
 	}
 	return s, nil
+}
+
+// version is the module's version and VCS revision, as the build recorded
+// them.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown version)"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = ", modified"
+			}
+		}
+	}
+	if rev != "" {
+		v += " (revision " + rev + modified + ")"
+	}
+	return v + " " + bi.GoVersion
 }

@@ -40,7 +40,6 @@ func notesApp(src *tidemarktest.Source[string, string]) (cli.App, *string) {
 		DefaultDB: "notes.db",
 		Env:       map[string]string{"db": "NOTES_DB", "suffix": "NOTES_SUFFIX"},
 		Flags:     func(fs *pflag.FlagSet) { fs.StringVar(suffix, "suffix", "", "appended to every note") },
-		Queries:   map[string]string{"search": "search the notes"},
 		Options: func(o *tidemark.Options) {
 			o.Retry = tidemark.RetryPolicy{Initial: time.Millisecond, Max: 2 * time.Millisecond, Multiplier: 2, MaxAttempts: 2}
 		},
@@ -130,14 +129,18 @@ func TestCommands(t *testing.T) {
 			r = run(t, app, env, "update")
 			require.Equal(t, cli.ExitRowsFailed, r.code, r.stderr)
 			require.Contains(t, r.stdout, "source notes: 3 listed, 3 fetched, 2 added, 0 updated, 0 reprocessed, 0 deleted, 0 unchanged, 1 failed")
-			require.Contains(t, r.stderr, `failed: notes "c": processing: note c cannot be processed`)
+			require.Contains(t, r.stderr, `failed: notes c: processing: note c cannot be processed`)
 			require.Contains(t, r.stderr, "1 rows failed; they are retried on the next run")
 
 			r = run(t, app, env, "show")
 			require.Equal(t, 0, r.code, r.stderr)
 			require.Contains(t, r.stdout, "notes: 2 rows, 1 failing")
-			require.Contains(t, r.stdout, `failing "c" (1 times`)
-			require.Contains(t, r.stdout, `"name": "text"`, "the schema is shown")
+			require.Contains(t, r.stdout, "failing c (1 times")
+			require.Regexp(t, `column id +\S+, primary key, not null\n`, r.stdout, "the schema is shown, for people")
+			require.NotContains(t, r.stdout, `"kind"`)
+			require.Contains(t, r.stdout, "notes (")
+			require.Contains(t, r.stdout, "2 rows\n", "the table's rows are counted")
+			require.Regexp(t, `last update .*: 3 listed, 3 fetched, 2 added, 0 updated, 0 deleted, 0 unchanged, 1 failed`, r.stdout)
 
 			src.Set("c", "a fox again")
 			r = run(t, app, env, "update", "--log-format", "json")
@@ -162,7 +165,7 @@ func TestCommands(t *testing.T) {
 				}
 			}
 			require.NoError(t, json.Unmarshal([]byte(r.stdout), &ev))
-			require.Equal(t, `"a"`, ev.Key)
+			require.Equal(t, "a", ev.Key, "the key as the source gives it")
 			require.Equal(t, note{ID: "a", Text: "the quick brown fox"}, ev.Declared[0].Value)
 
 			// A flag of the app changes every row; --preview writes nothing.
@@ -239,7 +242,7 @@ func TestBadFlags(t *testing.T) {
 	for args, want := range map[string]string{
 		"update --log-format xml": "--log-format must be text or json",
 		"update --refresh 1m":     "--refresh needs --live",
-		"search --limit 0 x":      "--limit must be at least 1",
+		"search --limit 0 x":      "--limit must be between 1 and 1000, got 0",
 		"update --nope":           "unknown flag: --nope",
 		"evaluate --limit -1":     "--limit must not be negative",
 		"ls --pg-writers 0":       "--pg-writers must be at least 1",

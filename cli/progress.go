@@ -18,6 +18,8 @@ type progress struct {
 	env     Env
 	log     *slog.Logger
 	sources []string
+	// preview says nothing is written: the counts are what would be.
+	preview bool
 
 	mu      sync.Mutex
 	started time.Time
@@ -26,8 +28,8 @@ type progress struct {
 	bars    map[string]*mpb.Bar
 }
 
-func newProgress(env Env, log *slog.Logger, sources []string) *progress {
-	p := &progress{env: env, log: log, sources: sources}
+func newProgress(env Env, log *slog.Logger, sources []string, preview bool) *progress {
+	p := &progress{env: env, log: log, sources: sources, preview: preview}
 	p.restart()
 	return p
 }
@@ -43,8 +45,13 @@ func (p *progress) interval() time.Duration {
 // counts are the figures shown for a source.
 type counts struct {
 	listed, processed, written int64
-	rate                       float64
-	eta                        time.Duration
+	// total is what processed counts up to: the rows listed and those
+	// found gone, one more while the listing runs, so that the bar is
+	// full only once everything listed was processed.
+	total   int64
+	rate    float64
+	eta     time.Duration
+	preview bool
 }
 
 func (p *progress) countsOf(name string) counts {
@@ -52,7 +59,11 @@ func (p *progress) countsOf(name string) counts {
 		return counts{}
 	}
 	s := p.last.Sources[name]
-	c := counts{listed: s.Listed, processed: s.Added + s.Updated + s.Reprocessed + s.Unchanged + s.Deleted + s.Errors}
+	c := counts{listed: s.Listed, processed: s.Added + s.Updated + s.Reprocessed + s.Unchanged + s.Deleted + s.Errors, preview: p.preview}
+	c.total = max(s.Listed+s.Deleted, c.processed)
+	if !s.ListingComplete {
+		c.total++
+	}
 	for _, t := range p.last.Targets {
 		c.written += t.Upserts + t.Deletes
 	}
@@ -66,7 +77,11 @@ func (p *progress) countsOf(name string) counts {
 }
 
 func (c counts) String() string {
-	s := fmt.Sprintf("%d listed · %d processed · %d written · %.0f rows/s", c.listed, c.processed, c.written, c.rate)
+	written := "written"
+	if c.preview {
+		written = "would write"
+	}
+	s := fmt.Sprintf("%d listed · %d processed · %d %s · %.0f rows/s", c.listed, c.processed, c.written, written, c.rate)
 	if c.eta > 0 {
 		s += " · ETA " + c.eta.Round(time.Second).String()
 	}
@@ -91,12 +106,16 @@ func (p *progress) update(st *tidemarktype.UpdateStats) {
 	for i, name := range p.sources {
 		c := all[i]
 		if !p.env.Terminal {
+			written := "written"
+			if p.preview {
+				written = "would_write"
+			}
 			p.log.Info("update progress", "source", name, "listed", c.listed, "processed", c.processed,
-				"written", c.written, "rows_per_s", int64(c.rate), "eta", c.eta.Round(time.Second))
+				written, c.written, "rows_per_s", int64(c.rate), "eta", c.eta.Round(time.Second))
 			continue
 		}
 		if b := bars[i]; b != nil {
-			b.SetTotal(max(c.listed, 1), false)
+			b.SetTotal(max(c.total, 1), false)
 			b.SetCurrent(c.processed)
 		}
 	}
@@ -116,7 +135,8 @@ func (p *progress) restart() {
 	p.p = mpb.New(mpb.WithOutput(p.env.Stderr), mpb.WithWidth(30), mpb.WithRefreshRate(200*time.Millisecond))
 	p.bars = make(map[string]*mpb.Bar)
 	for _, name := range p.sources {
-		p.bars[name] = p.p.AddBar(1,
+		// A total of 0 is unknown: the bar completes only when done says.
+		p.bars[name] = p.p.AddBar(0,
 			mpb.PrependDecorators(decor.Name(name+" ", decor.WCSyncSpaceR)),
 			mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
 				p.mu.Lock()

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"github.com/stretchr/testify/require"
 	"io"
 	"log/slog"
 	"os"
@@ -45,7 +46,7 @@ func openPTY(t *testing.T) *os.File {
 func TestProgressUpdateDeadlocksWithRender(t *testing.T) {
 	tty := openPTY(t)
 	env := Env{Stdout: tty, Stderr: tty, Terminal: true}
-	p := newProgress(env, slog.New(slog.DiscardHandler), []string{"a", "b"})
+	p := newProgress(env, slog.New(slog.DiscardHandler), []string{"a", "b"}, false)
 	st := &tidemarktype.UpdateStats{Sources: map[string]tidemarktype.SourceStats{"a": {Listed: 10, Added: 3}, "b": {Listed: 5}}}
 
 	finished := make(chan struct{})
@@ -61,5 +62,28 @@ func TestProgressUpdateDeadlocksWithRender(t *testing.T) {
 		p.done()
 	case <-time.After(10 * time.Second):
 		t.Fatal("progress.update deadlocked with the bar's render (p.mu held across Bar.SetTotal; the decorator takes p.mu)")
+	}
+}
+
+// The bar counts processed rows up to the rows listed and found gone, one
+// more while the listing runs: it is full only once all are processed, not
+// whenever the processing catches up with a listing still going.
+func TestProgressTotal(t *testing.T) {
+	t.Parallel()
+	p := newProgress(Env{}, slog.New(slog.DiscardHandler), []string{"a"}, true)
+	for _, c := range []struct {
+		s            tidemarktype.SourceStats
+		total, count int64
+	}{
+		{tidemarktype.SourceStats{Listed: 33, Added: 33}, 34, 33},
+		{tidemarktype.SourceStats{Listed: 200, Added: 33}, 201, 33},
+		{tidemarktype.SourceStats{Listed: 200, Added: 190, Unchanged: 10, ListingComplete: true}, 200, 200},
+		{tidemarktype.SourceStats{Listed: 200, Added: 200, Deleted: 5, ListingComplete: true}, 205, 205},
+	} {
+		p.last = &tidemarktype.UpdateStats{Sources: map[string]tidemarktype.SourceStats{"a": c.s}}
+		got := p.countsOf("a")
+		require.Equal(t, c.total, got.total, "%+v", c.s)
+		require.Equal(t, c.count, got.processed, "%+v", c.s)
+		require.Contains(t, got.String(), "would write", "a preview writes nothing")
 	}
 }

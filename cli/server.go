@@ -49,12 +49,16 @@ func (r *runner) serverCommand() *cobra.Command {
 //	GET /api/{query}?q=…&limit=  the query's results as JSON, as the query command's --json prints them
 //	GET /healthz                 "ok"
 func (r *runner) serve(ctx context.Context, addr string, live bool, refresh time.Duration) error {
-	s, err := r.open(ctx, live)
+	a := readOnly
+	if live {
+		a = writeEngine
+	}
+	s, err := r.open(ctx, a)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	names := slices.Sorted(maps.Keys(r.app.Queries))
+	names := s.flow.QueryHandlers()
 	if len(names) == 0 {
 		return fmt.Errorf("flow %s has no query handlers to serve", s.flow.Name())
 	}
@@ -67,7 +71,7 @@ func (r *runner) serve(ctx context.Context, addr string, live bool, refresh time
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /api/{query}", func(w http.ResponseWriter, req *http.Request) {
 		name := req.PathValue("query")
-		if _, ok := r.app.Queries[name]; !ok {
+		if !slices.Contains(names, name) {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no query %q; there are: %v", name, names)})
 			return
 		}
@@ -147,8 +151,8 @@ func queryOf(req *http.Request) (tidemark.Query, error) {
 	q := tidemark.Query{Text: req.URL.Query().Get("q"), Limit: 20}
 	if l := req.URL.Query().Get("limit"); l != "" {
 		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 1000 {
-			return q, fmt.Errorf("limit must be a number between 1 and 1000, got %q", l)
+		if err != nil || n < 1 || n > MaxQueryLimit {
+			return q, fmt.Errorf("limit must be a number between 1 and %d, got %q", MaxQueryLimit, l)
 		}
 		q.Limit = n
 	}

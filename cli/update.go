@@ -13,19 +13,22 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/tidemarktype"
 )
 
-type updateFlags struct {
+// updateOptions are the options of update.
+type updateOptions struct {
 	live          bool
 	refresh       time.Duration
 	fullReprocess bool
 	reexport      bool
 	preview       bool
 	quiet         bool
+	yes           bool
 }
 
-func (f *updateFlags) validate() error {
+func (f *updateOptions) validate() error {
 	switch {
 	case f.fullReprocess && f.reexport:
 		return errors.New("--full-reprocess and --reexport cannot be used together")
@@ -39,7 +42,7 @@ func (f *updateFlags) validate() error {
 	return nil
 }
 
-func (f *updateFlags) mode() tidemark.Mode {
+func (f *updateOptions) mode() tidemark.Mode {
 	switch {
 	case f.fullReprocess:
 		return tidemark.ModeFullReprocess
@@ -50,7 +53,7 @@ func (f *updateFlags) mode() tidemark.Mode {
 }
 
 func (r *runner) updateCommand() *cobra.Command {
-	var f updateFlags
+	var f updateOptions
 	cmd := &cobra.Command{
 		Use:   "update",
 		Short: "Bring the targets up to date with the sources (once, or continuously with --live)",
@@ -64,17 +67,18 @@ func (r *runner) updateCommand() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	fs.BoolVar(&f.live, "live", false, "keep updating: list every source each refresh interval until stopped")
+	fs.BoolVarP(&f.live, "live", "L", false, "keep updating: list every source each refresh interval until stopped")
 	fs.DurationVar(&f.refresh, "refresh", 0, "with --live, how often to list the sources (default: each source's own interval, or 1m)")
 	fs.BoolVar(&f.fullReprocess, "full-reprocess", false, "fetch and process every row again, writing only what changed")
 	fs.BoolVar(&f.reexport, "reexport", false, "process every row and write every target row again")
 	fs.BoolVar(&f.preview, "preview", false, "show what the update would do, writing nothing")
 	fs.BoolVar(&f.quiet, "quiet", false, "print nothing but errors")
+	fs.BoolVarP(&f.yes, "yes", "y", false, "delete without asking the rows a listing left out when it named no row, or when the source's options changed")
 	return cmd
 }
 
-func (r *runner) update(ctx context.Context, f *updateFlags) error {
-	s, err := r.open(ctx, true)
+func (r *runner) update(ctx context.Context, f *updateOptions) error {
+	s, err := r.open(ctx, writeEngine)
 	if err != nil {
 		return err
 	}
@@ -85,13 +89,16 @@ func (r *runner) update(ctx context.Context, f *updateFlags) error {
 	}
 	var prog *progress
 	if !f.quiet {
-		prog = newProgress(r.env, r.log, s.flow.SourceNames())
+		prog = newProgress(r.env, r.log, s.flow.SourceNames(), f.preview)
+	}
+	confirm := func(ctx context.Context, d tidemarktype.Deletions) (bool, error) {
+		return r.confirmDeletions(ctx, f.yes, prog, d)
 	}
 
 	if f.live {
 		var last *tidemarktype.UpdateStats
 		err := s.engine.Live(ctx, tidemark.LiveOptions{
-			Mode: f.mode(), Refresh: f.refresh, Stop: r.env.Stop,
+			Mode: f.mode(), Refresh: f.refresh, Stop: r.env.Stop, Confirm: confirm,
 			Progress: prog.update, ProgressInterval: prog.interval(),
 			OnPass: func(p tidemark.Pass) {
 				prog.done()
@@ -106,6 +113,8 @@ func (r *runner) update(ctx context.Context, f *updateFlags) error {
 			fmt.Fprintln(out, "stopped")
 		case interrupted(ctx):
 			fmt.Fprintln(out, "stopped: the rows in hand were abandoned; what was committed stays, the next run redoes the rest")
+		case errors.Is(err, tidemark.ErrFlowLocked):
+			return r.locked(s, err)
 		default:
 			return err
 		}
@@ -113,9 +122,21 @@ func (r *runner) update(ctx context.Context, f *updateFlags) error {
 	}
 
 	st, err := s.engine.Update(ctx, tidemark.UpdateOptions{Mode: f.mode(), Preview: f.preview, Stop: r.env.Stop,
-		Progress: prog.update, ProgressInterval: prog.interval()})
+		Progress: prog.update, ProgressInterval: prog.interval(), Confirm: confirm})
 	prog.done()
 	switch {
+	case errors.Is(err, tidemark.ErrFlowLocked):
+		return r.locked(s, err)
+	case errors.Is(err, tidemark.ErrDeletionsHeld) && !errors.Is(err, tidemark.ErrListingIncomplete):
+		printStats(out, st, f.preview)
+		if ferr := r.failedRows(st); ferr != nil {
+			fmt.Fprintf(r.env.Stderr, "%s: %v\n", r.app.Name, ferr)
+		}
+		hint := "pass --yes to delete them"
+		if r.env.Terminal {
+			hint = "answer yes, or pass --yes, to delete them"
+		}
+		return fmt.Errorf("%w; %s", err, hint)
 	case err != nil && interrupted(ctx):
 		printStats(out, st, f.preview)
 		fmt.Fprintln(out, "stopped: the rows in hand were abandoned; what was committed stays, the next run redoes the rest")
@@ -133,6 +154,30 @@ func (r *runner) update(ctx context.Context, f *updateFlags) error {
 	return r.failedRows(st)
 }
 
+// confirmDeletions says whether the rows a listing left out may be
+// deleted: with --yes they may; on a terminal the user is asked, the
+// progress bars paused meanwhile; otherwise they may not.
+func (r *runner) confirmDeletions(ctx context.Context, yes bool, prog *progress, d tidemarktype.Deletions) (bool, error) {
+	if yes {
+		r.log.InfoContext(ctx, "deleting rows the listing left out, as --yes says", "source", d.Source, "rows", d.Deleting, "reason", d.Reason())
+		return true, nil
+	}
+	if !r.env.Terminal {
+		return false, nil
+	}
+	prog.done()
+	defer prog.restart()
+	fmt.Fprintf(r.env.Stdout, "source %s: %s.\nThe listing named %d rows; %d of the %d rows kept would be deleted, with what they wrote.\n",
+		d.Source, d.Reason(), d.Listed, d.Deleting, d.Tracked)
+	return r.ask(ctx, "Delete them")
+}
+
+// locked is the error of an update refused because another holds the
+// flow's lock: it names the holder where the state store knows it.
+func (r *runner) locked(s *session, err error) error {
+	return fmt.Errorf("another update of %s is running%s", s.flow.Name(), lockHolder(err))
+}
+
 // interrupted says ctx ended because the process was told to stop (Main's
 // second signal, or the grace period after the first): abandoning the rows
 // in hand is then the expected, safe outcome.
@@ -147,7 +192,7 @@ func (r *runner) failedRows(st *tidemarktype.UpdateStats) error {
 		return nil
 	}
 	for _, e := range st.Failures {
-		fmt.Fprintf(r.env.Stderr, "failed: %s %s: %s\n", e.Source, e.Key, firstLine(e.Message))
+		fmt.Fprintf(r.env.Stderr, "failed: %s %s: %s\n", e.Source, keyText(e.Key), firstLine(e.Message))
 	}
 	return &exitError{code: ExitRowsFailed, err: fmt.Errorf("%d rows failed; they are retried on the next run (see `%s show`)", st.Failed(), r.app.Name)}
 }
@@ -157,10 +202,11 @@ func firstLine(s string) string {
 	return line
 }
 
-// printStats prints what an update did, a line per source and per target.
+// printStats prints what an update did, a line per source and per target;
+// for a preview, what it would do.
 func printStats(w io.Writer, st *tidemarktype.UpdateStats, preview bool) {
 	if preview {
-		fmt.Fprintln(w, "preview: nothing was written")
+		fmt.Fprintln(w, "preview: nothing was written; an update would do this:")
 	}
 	for _, c := range st.Setup {
 		fmt.Fprintf(w, "setup: %s\n", c)
@@ -175,9 +221,16 @@ func printStats(w io.Writer, st *tidemarktype.UpdateStats, preview bool) {
 		if !s.ListingComplete && s.ListingError != "" {
 			fmt.Fprintf(w, "source %s: listing incomplete, nothing deleted: %s\n", name, s.ListingError)
 		}
+		if s.Held > 0 {
+			fmt.Fprintf(w, "source %s: %d rows the listing left out were not deleted: that needs a confirmation\n", name, s.Held)
+		}
 	}
 	for _, key := range slices.Sorted(maps.Keys(st.Targets)) {
 		t := st.Targets[key]
+		if preview {
+			fmt.Fprintf(w, "target %s: would upsert %d, would delete %d\n", key, t.Upserts, t.Deletes)
+			continue
+		}
 		fmt.Fprintf(w, "target %s: %d upserted, %d deleted\n", key, t.Upserts, t.Deletes)
 	}
 	fmt.Fprintf(w, "done in %s\n", st.Finished.Sub(st.Started).Round(time.Millisecond))
@@ -208,4 +261,14 @@ func printPass(w io.Writer, p tidemark.Pass) {
 		fmt.Fprintf(&b, "; error: %v", p.Err)
 	}
 	fmt.Fprintln(w, b.String())
+}
+
+// lockHolder says who holds a flow's lock, as " (pid N on host H)", when
+// the state store knows.
+func lockHolder(err error) string {
+	var le *statestore.LockedError
+	if errors.As(err, &le) && le.Holder.PID != 0 {
+		return fmt.Sprintf(" (pid %d on host %s)", le.Holder.PID, le.Holder.Host)
+	}
+	return ""
 }

@@ -193,7 +193,6 @@ func App(configure func(*hackernews.Options)) cli.App {
 			fs.Float64Var(&o.RequestsPerSecond, "rate", 2, "requests per second to the API, at most")
 			fs.IntVar(&o.Concurrency, "concurrency", 8, "requests in flight at once, at most")
 		},
-		Queries: map[string]string{"search": "Full-text search over the threads and comments, best first"},
 		Flow: func(ctx context.Context, db *sqltable.DB) (*tidemark.Flow, error) {
 			if err := validateFlags(o); err != nil {
 				return nil, err

@@ -215,6 +215,18 @@ type SourceStatus struct {
 	LastProcessedAt time.Time
 	// Failures are the most recently failed rows, up to the limit asked.
 	Failures []RowFailure
+	// LastUpdate is the source's part of its last update that was not a
+	// preview; nil before the first.
+	LastUpdate *SourceUpdate
+}
+
+// SourceUpdate is a source's part of an update: when it ran, its counts,
+// and the update's error, if it failed.
+type SourceUpdate struct {
+	Started  time.Time   `json:"started"`
+	Finished time.Time   `json:"finished"`
+	Stats    SourceStats `json:"stats"`
+	Error    string      `json:"error,omitempty"`
 }
 
 // TargetStatus describes one root target or attachment as kept.

@@ -164,6 +164,7 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 	u := &update{e: e, opts: opts, counters: newCounters(e.flow), flights: newFlights(),
 		results: make(chan *rowResult, 64), nudge: make(chan struct{}, 1)}
 	obs := e.opts.Observers
+	var runs []*sourceRun
 	if obs.PassStarted != nil {
 		obs.PassStarted(ctx, tidemarktype.PassStart{Flow: e.flow.Name, Started: started, Preview: opts.Preview})
 	}
@@ -172,6 +173,9 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 		st.Started, st.Finished = started, time.Now()
 		if u.setup != nil {
 			st.Setup = u.setup.changes
+		}
+		if !opts.Preview {
+			e.noteUpdates(ctx, runs, st, err)
 		}
 		if obs.PassFinished != nil {
 			obs.PassFinished(ctx, tidemarktype.PassEnd{Flow: e.flow.Name, Stats: st, Err: err})
@@ -227,7 +231,7 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 		}()
 	}
 
-	runs := make([]*sourceRun, 0, len(e.flow.Sources))
+	runs = make([]*sourceRun, 0, len(e.flow.Sources))
 	for _, src := range e.flow.Sources {
 		if len(opts.Sources) > 0 && !slices.Contains(opts.Sources, src.Name) {
 			continue
@@ -285,6 +289,27 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 	return finish(errors.Join(listingErrs...))
 }
 
+// noteUpdates records each source's part of an update that ran, for
+// Status. A failure to record it is logged: the update's own outcome
+// stands.
+func (e *Engine) noteUpdates(ctx context.Context, runs []*sourceRun, st Stats, err error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for _, r := range runs {
+		u := tidemarktype.SourceUpdate{Started: st.Started, Finished: st.Finished, Stats: st.Sources[r.src.Name]}
+		if err != nil {
+			u.Error = err.Error()
+		}
+		enc, jerr := json.Marshal(u)
+		if jerr == nil {
+			jerr = e.store.SourceNotesSave(ctx, statestore.SourceNotesSaveParams{SourceID: r.id, LastUpdate: enc})
+		}
+		if jerr != nil {
+			e.log.WarnContext(ctx, "could not record the source's last update", "source", r.src.Name, "err", jerr)
+		}
+	}
+}
+
 // lock takes the flow's update lock, which the engine's writes check
 // (see write) until release.
 func (e *Engine) lock(ctx context.Context) (release func(), err error) {
@@ -294,7 +319,7 @@ func (e *Engine) lock(ctx context.Context) (release func(), err error) {
 		return err
 	})
 	if errors.Is(err, statestore.ErrLocked) {
-		return nil, fmt.Errorf("flow %s: %w", e.flow.Name, ErrFlowLocked)
+		return nil, fmt.Errorf("flow %s: %w (%w)", e.flow.Name, ErrFlowLocked, err)
 	}
 	if err != nil {
 		return nil, err

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/tidemarktype"
 )
@@ -22,8 +25,9 @@ func (e *Engine) Status(ctx context.Context, failures int) (Status, error) {
 	st := Status{Flow: e.flow.Name}
 	for _, src := range e.flow.Sources {
 		var (
-			ss   statestore.SourceStatus
-			errs []statestore.RowFailure
+			ss    statestore.SourceStatus
+			errs  []statestore.RowFailure
+			notes statestore.SourceNotes
 		)
 		id, err := e.sourceID(ctx, src.Name, true)
 		if err != nil {
@@ -37,14 +41,24 @@ func (e *Engine) Status(ctx context.Context, failures int) (Status, error) {
 				return err
 			}
 			if failures > 0 {
-				errs, err = e.store.RowFailures(ctx, statestore.RowFailuresParams{SourceID: id, Limit: failures})
+				if errs, err = e.store.RowFailures(ctx, statestore.RowFailuresParams{SourceID: id, Limit: failures}); err != nil {
+					return err
+				}
 			}
+			notes, err = e.store.SourceNotesGet(ctx, statestore.SourceStatusParams{SourceID: id})
 			return err
 		})
 		if err != nil {
 			return st, err
 		}
 		status := SourceStatus{Name: src.Name, Rows: ss.Rows, Failing: ss.Failing, LastProcessedAt: ss.LastProcessedAt}
+		if notes.LastUpdate != nil {
+			var u tidemarktype.SourceUpdate
+			if err := json.Unmarshal(notes.LastUpdate, &u); err != nil {
+				return st, fmt.Errorf("source %s: decoding its last update: %w", src.Name, err)
+			}
+			status.LastUpdate = &u
+		}
 		for _, f := range errs {
 			status.Failures = append(status.Failures, RowFailure{Source: src.Name, Key: f.Key, Message: f.Message, Count: f.Count, At: f.At})
 		}

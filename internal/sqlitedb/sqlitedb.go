@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 
 	msqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -29,7 +30,7 @@ func Open(ctx context.Context, path string, maxConns int) (*sql.DB, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	db, err := sql.Open("sqlite", "file:"+uriPath(path)+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
@@ -40,6 +41,12 @@ func Open(ctx context.Context, path string, maxConns int) (*sql.DB, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, Classify(err))
 	}
 	return db, nil
+}
+
+// uriPath escapes the characters a SQLite URI gives a meaning to, so that
+// the file's name is path itself: "we?ird.db" is not the file "we".
+func uriPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }
 
 // Classify marks errors a retry may fix: a busy or locked database.

@@ -17,11 +17,18 @@ package sqltable
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"iter"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/internal/dburl"
+	"github.com/tidemark/tidemark/target"
 	"github.com/tidemark/tidemark/target/postgres"
 	"github.com/tidemark/tidemark/target/sqlite"
 	"github.com/tidemark/tidemark/target/table"
@@ -44,9 +51,7 @@ type DB struct {
 
 // IsPostgres reports whether url names a PostgreSQL database
 // (postgres:// or postgresql://) rather than a SQLite file.
-func IsPostgres(url string) bool {
-	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
-}
+func IsPostgres(url string) bool { return dburl.IsPostgres(url) }
 
 // Open opens the database at url: a postgres:// URL connects to
 // PostgreSQL, anything else is the path of a SQLite file, created if
@@ -59,7 +64,7 @@ func Open(ctx context.Context, name, url string, opts Options) (*DB, error) {
 	d := &DB{url: url}
 	var err error
 	if IsPostgres(url) {
-		d.postgres, err = postgres.Connect(ctx, name, url, postgres.Options{Writers: opts.Writers})
+		d.postgres, err = postgres.Connect(ctx, name, dburl.Normalize(url), postgres.Options{Writers: opts.Writers})
 	} else {
 		d.sqlite, err = sqlite.Open(ctx, name, url)
 	}
@@ -175,4 +180,90 @@ func FullText[T any](t *Table[T], column string, opts FullTextOptions) {
 		return
 	}
 	sqlite.FullText(t.sqlite, column, sqlite.Tokenizer("unicode61 remove_diacritics 2"))
+}
+
+// quoted returns the name of the table spec describes, quoted for the
+// database's dialect, with its schema if any.
+func (d *DB) quoted(spec table.Spec) string {
+	if d.postgres != nil {
+		if spec.Schema != "" {
+			return pgx.Identifier{spec.Schema, spec.Table}.Sanitize()
+		}
+		return pgx.Identifier{spec.Table}.Sanitize()
+	}
+	return `"` + strings.ReplaceAll(spec.Table, `"`, `""`) + `"`
+}
+
+// RowCount returns the number of rows in the table spec describes.
+func (d *DB) RowCount(ctx context.Context, spec table.Spec) (int64, error) {
+	q := "SELECT count(*) FROM " + d.quoted(spec)
+	var n int64
+	var err error
+	if d.postgres != nil {
+		err = d.postgres.Pool().QueryRow(ctx, q).Scan(&n)
+	} else {
+		err = d.sqlite.SQL().QueryRowContext(ctx, q).Scan(&n)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("counting the rows of %s: %w", spec.Table, err)
+	}
+	return n, nil
+}
+
+// Lookup returns the row of the table spec describes whose primary key is
+// key (encoded as table target keys are: a JSON array of the primary key's
+// values), by column name; false when there is none.
+func (d *DB) Lookup(ctx context.Context, spec table.Spec, key target.Key) (map[string]any, bool, error) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal([]byte(key), &raw); err != nil || len(raw) != len(spec.PrimaryKey) {
+		return nil, false, fmt.Errorf("table %s: %s is not a key of its primary key (%s)", spec.Table, key, strings.Join(spec.PrimaryKey, ", "))
+	}
+	cols := make([]string, len(spec.Columns))
+	for i, c := range spec.Columns {
+		cols[i] = d.quoted(table.Spec{Table: c.Name})
+	}
+	var where []string
+	args := make([]any, len(raw))
+	for i, name := range spec.PrimaryKey {
+		c, _ := spec.Column(name)
+		var v any
+		if err := json.Unmarshal(raw[i], &v); err != nil {
+			return nil, false, fmt.Errorf("table %s: key %s: %w", spec.Table, key, err)
+		}
+		if f, ok := v.(float64); ok && c.Kind == table.KindInt {
+			v = int64(f)
+		}
+		args[i] = v
+		p := "?"
+		if d.postgres != nil {
+			p = fmt.Sprintf("$%d", i+1)
+		}
+		where = append(where, d.quoted(table.Spec{Table: name})+" = "+p)
+	}
+	q := "SELECT " + strings.Join(cols, ", ") + " FROM " + d.quoted(spec) + " WHERE " + strings.Join(where, " AND ")
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	var err error
+	if d.postgres != nil {
+		err = d.postgres.Pool().QueryRow(ctx, q, args...).Scan(ptrs...)
+	} else {
+		err = d.sqlite.SQL().QueryRowContext(ctx, q, args...).Scan(ptrs...)
+	}
+	if errors.Is(err, sql.ErrNoRows) || errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading row %s of %s: %w", key, spec.Table, err)
+	}
+	out := make(map[string]any, len(cols))
+	for i, c := range spec.Columns {
+		if b, ok := vals[i].([]byte); ok && c.Kind != table.KindBytes {
+			vals[i] = string(b)
+		}
+		out[c.Name] = vals[i]
+	}
+	return out, true, nil
 }

@@ -1,0 +1,527 @@
+package cli
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/target/table"
+	"github.com/tidemark/tidemark/tidemarktype"
+)
+
+func (r *runner) lsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls",
+		Short: "List the flow's sources and targets, with their row counts and whether they are set up, and its queries",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			s, err := r.open(ctx, readEngine)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			v, err := r.flowView(ctx, s, 0)
+			if err != nil {
+				return err
+			}
+			out := r.env.Stdout
+			fmt.Fprintf(out, "flow %s\n", v.Flow)
+			for _, src := range v.Sources {
+				fmt.Fprintf(out, "  source %s: %d rows, %d failing\n", src.Name, src.Rows, src.Failing)
+			}
+			for _, t := range v.Targets {
+				fmt.Fprintf(out, "  target %s (%s): %s%s\n", t.Name, t.Kind, t.State, rowsText(t.Rows))
+			}
+			for _, q := range v.Queries {
+				fmt.Fprintf(out, "  query %s: %s %s QUERY\n", q, r.app.Name, q)
+			}
+			return nil
+		},
+	}
+}
+
+func rowsText(rows *int64) string {
+	if rows == nil {
+		return ""
+	}
+	return fmt.Sprintf(", %d rows", *rows)
+}
+
+// flowView is what show and ls say about a flow, as `show --json` prints
+// it.
+type flowView struct {
+	Flow    string       `json:"flow"`
+	Sources []sourceView `json:"sources"`
+	Targets []targetView `json:"targets"`
+	Queries []string     `json:"queries"`
+}
+
+type sourceView struct {
+	Name            string                     `json:"name"`
+	Rows            int64                      `json:"rows"`
+	Failing         int64                      `json:"failing"`
+	LastProcessedAt *time.Time                 `json:"last_processed_at"`
+	LastUpdate      *tidemarktype.SourceUpdate `json:"last_update"`
+	Failures        []tidemarktype.RowFailure  `json:"failures"`
+}
+
+type targetView struct {
+	Name string `json:"name"`
+	Key  string `json:"key"`
+	Kind string `json:"kind"`
+	// State says whether the target is set up.
+	State       string       `json:"state"`
+	Rows        *int64       `json:"rows,omitempty"`
+	Spec        any          `json:"spec"`
+	Attachments []targetView `json:"attachments,omitempty"`
+}
+
+// flowView reads the flow's status, and the row counts of its tables.
+func (r *runner) flowView(ctx context.Context, s *session, failures int) (*flowView, error) {
+	st, err := s.engine.Status(ctx, failures)
+	if err != nil {
+		return nil, err
+	}
+	v := &flowView{Flow: s.flow.Name(), Sources: []sourceView{}, Targets: []targetView{}, Queries: s.flow.QueryHandlers()}
+	for _, src := range st.Sources {
+		sv := sourceView{Name: src.Name, Rows: src.Rows, Failing: src.Failing, LastUpdate: src.LastUpdate, Failures: src.Failures}
+		if !src.LastProcessedAt.IsZero() {
+			at := src.LastProcessedAt
+			sv.LastProcessedAt = &at
+		}
+		if sv.Failures == nil {
+			sv.Failures = []tidemarktype.RowFailure{}
+		}
+		v.Sources = append(v.Sources, sv)
+	}
+	for _, t := range s.flow.Targets() {
+		tv := targetView{Name: targetName(s.flow, t.Key), Key: t.Key, Kind: t.Kind, Spec: t.Spec}
+		exists := false
+		tv.State, exists = targetState(st, t.Key)
+		if spec, ok := tableSpec(t.Spec); ok && exists {
+			n, err := s.db.RowCount(ctx, spec)
+			if err != nil {
+				return nil, err
+			}
+			tv.Rows = &n
+		}
+		for _, a := range t.Attachments {
+			tv.Attachments = append(tv.Attachments, targetView{Name: a.Key, Key: a.Key, Kind: a.Kind, Spec: a.Spec})
+		}
+		v.Targets = append(v.Targets, tv)
+	}
+	return v, nil
+}
+
+// targetState says whether a declared target is set up.
+func targetState(st *tidemarktype.Status, key string) (string, bool) {
+	for _, t := range st.Targets {
+		if t.Key != key || t.Attachment {
+			continue
+		}
+		switch {
+		case t.Staged:
+			return "a setup change was interrupted; the next update completes it", t.Exists
+		case t.Exists:
+			return "set up " + t.UpdatedAt.Local().Format(time.DateTime), true
+		}
+	}
+	return "not set up", false
+}
+
+// showOptions are the options of show and its subcommands.
+type showOptions struct {
+	failures int
+	json     bool
+	source   string
+}
+
+func (o *showOptions) validate() error {
+	return nonNegative("--failures", o.failures)
+}
+
+func (r *runner) showCommand() *cobra.Command {
+	var o showOptions
+	cmd := &cobra.Command{
+		Use:   "show",
+		Short: "Show the flow: sources with their last update, targets with their schema and rows, and failing rows with their errors",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			s, err := r.open(ctx, readEngine)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			v, err := r.flowView(ctx, s, o.failures)
+			if err != nil {
+				return err
+			}
+			if o.json {
+				return r.printJSON(v)
+			}
+			r.printFlow(v)
+			return nil
+		},
+	}
+	cmd.PersistentFlags().BoolVar(&o.json, "json", false, "print JSON, for machines")
+	cmd.Flags().IntVar(&o.failures, "failures", 20, "how many failing rows to show per source")
+	row := &cobra.Command{
+		Use:   "row KEY",
+		Short: "Show a source row: its ordinal, fingerprints, when it was processed, its last error, and the target rows it declared, with their content",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.showRow(cmd.Context(), &o, args[0])
+		},
+	}
+	row.Flags().StringVar(&o.source, "source", "", "the row's source (default: the flow's only source)")
+	cmd.AddCommand(row, &cobra.Command{
+		Use:   "target TARGET KEY",
+		Short: "Show a target row (TARGET is a table's name) with its content and the source rows that declared it",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.showTarget(cmd.Context(), &o, args[0], args[1])
+		},
+	})
+	return cmd
+}
+
+func (r *runner) printJSON(v any) error {
+	enc := json.NewEncoder(r.env.Stdout)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (r *runner) printFlow(v *flowView) {
+	out := r.env.Stdout
+	fmt.Fprintf(out, "flow %s\n\nsources\n", v.Flow)
+	for _, src := range v.Sources {
+		last := "never"
+		if src.LastProcessedAt != nil {
+			last = src.LastProcessedAt.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(out, "  %s: %d rows, %d failing, last processed %s\n", src.Name, src.Rows, src.Failing, last)
+		if u := src.LastUpdate; u != nil {
+			s := u.Stats
+			fmt.Fprintf(out, "    last update %s, in %s: %d listed, %d fetched, %d added, %d updated, %d deleted, %d unchanged, %d failed\n",
+				u.Started.Local().Format(time.DateTime), u.Finished.Sub(u.Started).Round(time.Millisecond),
+				s.Listed, s.Fetched, s.Added, s.Updated, s.Deleted, s.Unchanged, s.Errors)
+			if u.Error != "" {
+				fmt.Fprintf(out, "    its error: %s\n", firstLine(u.Error))
+			}
+		}
+		for _, f := range src.Failures {
+			fmt.Fprintf(out, "    failing %s (%d times, last %s): %s\n", keyText(f.Key), f.Count, f.At.Local().Format(time.DateTime), firstLine(f.Message))
+		}
+	}
+	fmt.Fprintln(out, "\ntargets")
+	for _, t := range v.Targets {
+		fmt.Fprintf(out, "  %s (%s): %s%s\n", t.Name, t.Kind, t.State, rowsText(t.Rows))
+		writeSpec(out, "    ", t.Spec)
+		for _, a := range t.Attachments {
+			fmt.Fprintf(out, "    attachment %s %s\n", a.Kind, a.Key)
+			writeSpec(out, "      ", a.Spec)
+		}
+	}
+	if len(v.Queries) > 0 {
+		fmt.Fprintln(out, "\nqueries")
+		for _, q := range v.Queries {
+			fmt.Fprintf(out, "  %s QUERY…\n", q)
+		}
+	}
+}
+
+// writeSpec prints a target's desired setup for people: a table's columns
+// a line each, anything else as JSON.
+func writeSpec(w io.Writer, indent string, spec any) {
+	if spec == nil {
+		return
+	}
+	if t, ok := tableSpec(spec); ok {
+		for _, c := range t.Columns {
+			var notes []string
+			for i, pk := range t.PrimaryKey {
+				if pk == c.Name {
+					notes = append(notes, "primary key")
+					if len(t.PrimaryKey) > 1 {
+						notes[len(notes)-1] += fmt.Sprintf(" (%d of %d)", i+1, len(t.PrimaryKey))
+					}
+				}
+			}
+			if c.Nullable {
+				notes = append(notes, "null")
+			} else {
+				notes = append(notes, "not null")
+			}
+			fmt.Fprintf(w, "%scolumn %-14s %s, %s\n", indent, c.Name, c.Type, strings.Join(notes, ", "))
+		}
+		return
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		fmt.Fprintf(w, "%s%v\n", indent, spec)
+		return
+	}
+	fmt.Fprintf(w, "%s%s\n", indent, b)
+}
+
+// rowView is what `show row` says of a source row.
+type rowView struct {
+	Source             string      `json:"source"`
+	Key                any         `json:"key"`
+	Ordinal            *int64      `json:"ordinal"`
+	ContentFingerprint string      `json:"content_fingerprint"`
+	LogicFingerprint   string      `json:"logic_fingerprint"`
+	LogicCurrent       bool        `json:"logic_current"`
+	ProcessedAt        *time.Time  `json:"processed_at"`
+	Error              *string     `json:"error"`
+	Staged             bool        `json:"staged"`
+	States             []stateView `json:"states"`
+}
+
+type stateView struct {
+	Target string `json:"target"`
+	Key    any    `json:"key"`
+	// Containers and Attachment place a state in containers rows declare.
+	Containers []string `json:"containers,omitempty"`
+	Attachment string   `json:"attachment,omitempty"`
+	// Content is a table row's current content, by column; nil when the
+	// target is not a table or the row is not there.
+	Content map[string]any `json:"content"`
+}
+
+func (r *runner) showRow(ctx context.Context, o *showOptions, key string) error {
+	s, err := r.open(ctx, readEngine)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	source := o.source
+	if source == "" {
+		names := s.flow.SourceNames()
+		if len(names) != 1 {
+			return fmt.Errorf("the flow has %d sources: say which with --source", len(names))
+		}
+		source = names[0]
+	}
+	st, err := s.engine.Row(ctx, source, key)
+	if err != nil {
+		return err
+	}
+	v := rowView{Source: st.Source, Key: decodedKey(st.Key), Ordinal: st.Ordinal, ContentFingerprint: hex.EncodeToString(st.ContentFingerprint),
+		LogicFingerprint: hex.EncodeToString(st.LogicFingerprint), LogicCurrent: st.LogicCurrent, Staged: st.Staged, States: []stateView{}}
+	if !st.ProcessedAt.IsZero() {
+		at := st.ProcessedAt
+		v.ProcessedAt = &at
+	}
+	if st.Failure != nil {
+		v.Error = &st.Failure.Message
+	}
+	specs := tableSpecs(s.flow)
+	for _, d := range st.States {
+		sv := stateView{Target: targetName(s.flow, d.Target), Key: decodedKey(d.Key), Attachment: d.Attachment}
+		for _, c := range d.Containers {
+			sv.Containers = append(sv.Containers, string(c))
+		}
+		if spec, ok := specs[d.Target]; ok && len(d.Containers) == 0 && d.Attachment == "" {
+			if sv.Content, _, err = s.db.Lookup(ctx, spec, target.Key(d.Key)); err != nil {
+				return err
+			}
+		}
+		v.States = append(v.States, sv)
+	}
+	if o.json {
+		return r.printJSON(v)
+	}
+	out := r.env.Stdout
+	fmt.Fprintf(out, "source %s, row %v\n", v.Source, v.Key)
+	if v.Ordinal != nil {
+		fmt.Fprintf(out, "  ordinal        %d\n", *v.Ordinal)
+	}
+	fmt.Fprintf(out, "  content        %s\n", v.ContentFingerprint)
+	logic := "the flow's current logic"
+	if !v.LogicCurrent {
+		logic = "an older logic: the next update processes it again"
+	}
+	fmt.Fprintf(out, "  logic          %s (%s)\n", v.LogicFingerprint, logic)
+	if v.ProcessedAt != nil {
+		fmt.Fprintf(out, "  processed at   %s\n", v.ProcessedAt.Local().Format(time.DateTime))
+	}
+	if v.Error != nil {
+		fmt.Fprintf(out, "  last error     %s\n", *v.Error)
+	}
+	if v.Staged {
+		fmt.Fprintln(out, "  staged: an update did not finish with it; the next one redoes it")
+	}
+	fmt.Fprintf(out, "  %d target states\n", len(v.States))
+	for _, sv := range v.States {
+		fmt.Fprintf(out, "    %s %v\n", sv.Target, sv.Key)
+		writeContent(out, "      ", sv.Content)
+	}
+	return nil
+}
+
+// writeContent prints a table row's columns, a line each.
+func writeContent(w io.Writer, indent string, content map[string]any) {
+	for _, name := range sortedNames(content) {
+		fmt.Fprintf(w, "%s%s: %s\n", indent, name, oneLine(content[name], 200))
+	}
+}
+
+// targetRowView is what `show target` says of a target row.
+type targetRowView struct {
+	Target    string                `json:"target"`
+	Key       any                   `json:"key"`
+	Content   map[string]any        `json:"content"`
+	Declarers []tidemarktype.RowRef `json:"declarers"`
+}
+
+func (r *runner) showTarget(ctx context.Context, o *showOptions, name, key string) error {
+	s, err := r.open(ctx, readEngine)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var info *tidemark.TargetInfo
+	for _, t := range s.flow.Targets() {
+		if t.Key == name || targetName(s.flow, t.Key) == name {
+			info = &t
+			break
+		}
+	}
+	if info == nil {
+		var names []string
+		for _, t := range s.flow.Targets() {
+			names = append(names, targetName(s.flow, t.Key))
+		}
+		return fmt.Errorf("%w %q: the flow's targets are %s", errNoSuchTarget, name, strings.Join(names, ", "))
+	}
+	k := target.Key(key)
+	spec, isTable := tableSpec(info.Spec)
+	if isTable {
+		if k, err = tableKey(spec, key); err != nil {
+			return err
+		}
+	}
+	refs, err := s.engine.Declarers(ctx, info.Key, k)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", name, key, err)
+	}
+	v := targetRowView{Target: targetName(s.flow, info.Key), Key: decodedKey(string(k)), Declarers: refs}
+	if isTable {
+		if v.Content, _, err = s.db.Lookup(ctx, spec, k); err != nil {
+			return err
+		}
+	}
+	if o.json {
+		return r.printJSON(v)
+	}
+	out := r.env.Stdout
+	fmt.Fprintf(out, "target %s, row %v\n", v.Target, v.Key)
+	writeContent(out, "  ", v.Content)
+	fmt.Fprintf(out, "declared by %d source rows\n", len(refs))
+	for _, ref := range refs {
+		fmt.Fprintf(out, "  source %s, row %s   (%s show row %s)\n", ref.Source, keyText(ref.Key), r.app.Name, keyText(ref.Key))
+	}
+	return nil
+}
+
+// tableKey encodes a key given on the command line as the table's target
+// keys are: a JSON array of the primary key's values. A single-column key
+// is given as its bare value; any key as that JSON array.
+func tableKey(spec table.Spec, arg string) (target.Key, error) {
+	if strings.HasPrefix(arg, "[") {
+		return target.Key(arg), nil
+	}
+	if len(spec.PrimaryKey) != 1 {
+		return "", fmt.Errorf("table %s has a primary key of %d columns (%s): give the key as a JSON array", spec.Table, len(spec.PrimaryKey), strings.Join(spec.PrimaryKey, ", "))
+	}
+	c, _ := spec.Column(spec.PrimaryKey[0])
+	var v any = arg
+	if c.Kind == table.KindInt || c.Kind == table.KindFloat {
+		var n json.Number
+		if err := json.Unmarshal([]byte(arg), &n); err != nil {
+			return "", fmt.Errorf("table %s: its key %s is a number, got %q", spec.Table, c.Name, arg)
+		}
+		v = n
+	}
+	b, err := json.Marshal([]any{v})
+	if err != nil {
+		return "", err
+	}
+	return target.Key(b), nil
+}
+
+// tableSpec returns a target's spec as a table's, if it is one.
+func tableSpec(spec any) (table.Spec, bool) {
+	switch s := spec.(type) {
+	case table.Spec:
+		return s, true
+	case *table.Spec:
+		if s != nil {
+			return *s, true
+		}
+	}
+	return table.Spec{}, false
+}
+
+// tableSpecs returns the specs of the flow's table targets, by target key.
+func tableSpecs(f *tidemark.Flow) map[string]table.Spec {
+	out := make(map[string]table.Spec)
+	for _, t := range f.Targets() {
+		if s, ok := tableSpec(t.Spec); ok {
+			out[t.Key] = s
+		}
+	}
+	return out
+}
+
+// tableColumns returns the column names of the flow's table targets, by
+// target key.
+func tableColumns(f *tidemark.Flow) map[string][]string {
+	out := make(map[string][]string)
+	for key, s := range tableSpecs(f) {
+		out[key] = s.ColumnNames()
+	}
+	return out
+}
+
+// targetName is how people name a target: a table by its name, anything
+// else by its key.
+func targetName(f *tidemark.Flow, key string) string {
+	for _, t := range f.Targets() {
+		if t.Key == key {
+			if s, ok := tableSpec(t.Spec); ok {
+				return s.Table
+			}
+		}
+	}
+	return key
+}
+
+// byColumn shows a table row's values as an object keyed by column name.
+func byColumn(columns []string, v any) any {
+	rv := reflect.ValueOf(v)
+	if len(columns) == 0 || rv.Kind() != reflect.Slice || rv.Len() != len(columns) {
+		return v
+	}
+	m := make(map[string]any, len(columns))
+	for i, c := range columns {
+		m[c] = rv.Index(i).Interface()
+	}
+	return m
+}

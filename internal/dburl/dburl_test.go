@@ -1,0 +1,52 @@
+package dburl
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestKinds(t *testing.T) {
+	t.Parallel()
+	for raw, pg := range map[string]bool{
+		"postgres://u@h/db":                   true,
+		"POSTGRES://u:pw@h/db":                true,
+		"PostgreSQL://h/db":                   true,
+		"host=127.0.0.1 dbname=x password=pw": true,
+		"  dbname = x":                        true,
+		"hnindex.db":                          false,
+		"we?ird#na%me.db":                     false,
+		"a=b.db":                              false,
+		"/tmp/x.db":                           false,
+	} {
+		require.Equal(t, pg, IsPostgres(raw), raw)
+		require.NoError(t, Check(raw), raw)
+	}
+	require.EqualError(t, Check("mysql://u:pw@h/db"), "a mysql:// URL is not supported: give a SQLite file path or a postgres:// URL")
+	require.EqualError(t, Check(""), "empty: give a SQLite file path or a postgres:// URL")
+	require.Equal(t, "postgres://u:pw@h/db", Normalize("POSTGRES://u:pw@h/db"))
+}
+
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]string{
+		"POSTGRES://user:s3cret@h:5432/db":          "postgres://user:redacted@h:5432/db",
+		"postgres://h/db?password=s3cret&sslmode=x": "postgres://h/db?password=redacted&sslmode=x",
+		"host=h password=s3cret dbname=d":           "host=h password=redacted dbname=d",
+		"host=h password='s3 cret' dbname=d":        "host=h password=redacted dbname=d",
+		"notes.db":                                  "notes.db",
+		"postgres://u:pa:ss@h/db?sslmode=disable":   "postgres://u:redacted@h/db?sslmode=disable",
+		"postgres://h/db":                           "postgres://h/db",
+	} {
+		require.Equal(t, want, Redact(raw), raw)
+	}
+	base := errors.New("cannot parse `POSTGRES://user:s3cret@h/db`: failed")
+	err := RedactError("POSTGRES://user:s3cret@h/db", fmt.Errorf("opening: %w", base))
+	require.NotContains(t, err.Error(), "s3cret")
+	require.ErrorIs(t, err, base)
+	require.Contains(t, RedactError("host=h password='s3 cret'", errors.New("x s3 cret y")).Error(), "x redacted y")
+	plain := errors.New("no password here")
+	require.Same(t, plain, RedactError("postgres://u:pw1@h/db", plain))
+}
