@@ -219,17 +219,48 @@ type Action struct {
 // group actions by sink.
 type applier interface {
 	apply(ctx context.Context, values []any) ([]Erased, error)
+	check(ctx context.Context, values []any) error
 	sinkValue() any
+}
+
+// Checker is implemented by a sink (a Sink or ContainerSink) of setup
+// actions that can check them against the external system before any of
+// them is staged or applied: a table about to be created where one it did
+// not create exists already. The engine calls Check with the setup actions
+// of each setup phase it is about to stage and apply — and, in a plan, with
+// those it would — grouped by sink like Apply. An error refuses them:
+// nothing of that phase is staged or applied, and the plan or setup
+// returns the error. Check only reads; errors marked retryable are
+// retried.
+type Checker[A any] interface {
+	Check(ctx context.Context, actions []A) error
+}
+
+// checkTyped calls the Check of sink, if it is a Checker.
+func checkTyped[A any](ctx context.Context, sink any, values []any) error {
+	c, ok := sink.(Checker[A])
+	if !ok {
+		return nil
+	}
+	return c.Check(ctx, typedValues[A](values))
+}
+
+func typedValues[A any](values []any) []A {
+	typed := make([]A, len(values))
+	for i, v := range values {
+		typed[i] = v.(A)
+	}
+	return typed
 }
 
 type leafApplier[A any] struct{ s Sink[A] }
 
 func (a leafApplier[A]) apply(ctx context.Context, values []any) ([]Erased, error) {
-	typed := make([]A, len(values))
-	for i, v := range values {
-		typed[i] = v.(A)
-	}
-	return nil, a.s.Apply(ctx, typed)
+	return nil, a.s.Apply(ctx, typedValues[A](values))
+}
+
+func (a leafApplier[A]) check(ctx context.Context, values []any) error {
+	return checkTyped[A](ctx, a.s, values)
 }
 
 func (a leafApplier[A]) sinkValue() any { return a.s }
@@ -237,11 +268,7 @@ func (a leafApplier[A]) sinkValue() any { return a.s }
 type containerApplier[A any] struct{ s ContainerSink[A] }
 
 func (a containerApplier[A]) apply(ctx context.Context, values []any) ([]Erased, error) {
-	typed := make([]A, len(values))
-	for i, v := range values {
-		typed[i] = v.(A)
-	}
-	children, err := a.s.Apply(ctx, typed)
+	children, err := a.s.Apply(ctx, typedValues[A](values))
 	if err != nil {
 		return nil, err
 	}
@@ -249,6 +276,10 @@ func (a containerApplier[A]) apply(ctx context.Context, values []any) ([]Erased,
 		return nil, fmt.Errorf("target: container sink %T returned %d child handlers for %d actions", a.s, len(children), len(values))
 	}
 	return children, nil
+}
+
+func (a containerApplier[A]) check(ctx context.Context, values []any) error {
+	return checkTyped[A](ctx, a.s, values)
 }
 
 func (a containerApplier[A]) sinkValue() any { return a.s }
@@ -299,21 +330,9 @@ func SameSink(a, b Action) bool { return a.sink == b.sink }
 // sink). Zero actions are skipped. It is what the engine calls; tests of a
 // handler and its sink can call it too.
 func ApplyBatch(ctx context.Context, actions []Action) ([]Erased, error) {
-	var s applier
-	values := make([]any, 0, len(actions))
-	for _, a := range actions {
-		if a.sink == nil {
-			continue
-		}
-		if s == nil {
-			s = a.sink
-		} else if s != a.sink {
-			return nil, fmt.Errorf("target: ApplyBatch got actions of two sinks, %T and %T", s.sinkValue(), a.sink.sinkValue())
-		}
-		values = append(values, a.value)
-	}
-	if s == nil {
-		return nil, nil
+	s, values, err := batchOf("ApplyBatch", actions)
+	if err != nil || s == nil {
+		return nil, err
 	}
 	children, err := s.apply(ctx, values)
 	if err != nil || children == nil {
@@ -329,6 +348,36 @@ func ApplyBatch(ctx context.Context, actions []Action) ([]Erased, error) {
 		}
 	}
 	return out, nil
+}
+
+// CheckBatch checks setup actions that share one sink in one call, if the
+// sink is a Checker (see Checker); otherwise it returns nil. Zero actions
+// are skipped.
+func CheckBatch(ctx context.Context, actions []Action) error {
+	s, values, err := batchOf("CheckBatch", actions)
+	if err != nil || s == nil {
+		return err
+	}
+	return s.check(ctx, values)
+}
+
+// batchOf returns the one sink of actions, nil if every action is zero,
+// and their values, zero actions skipped.
+func batchOf(caller string, actions []Action) (applier, []any, error) {
+	var s applier
+	values := make([]any, 0, len(actions))
+	for _, a := range actions {
+		if a.sink == nil {
+			continue
+		}
+		if s == nil {
+			s = a.sink
+		} else if s != a.sink {
+			return nil, nil, fmt.Errorf("target: %s got actions of two sinks, %T and %T", caller, s.sinkValue(), a.sink.sinkValue())
+		}
+		values = append(values, a.value)
+	}
+	return s, values, nil
 }
 
 // Erased is a Handler with its value type erased: what a container sink

@@ -125,11 +125,15 @@ func (s *setupStep) record() []byte {
 	return s.rec.Record
 }
 
-// runSteps runs one phase of setup: it stages the steps that change,
-// applies every step's action with one Apply per sink, in order of first
-// appearance, and commits the changes. In preview it applies only the
-// actions of steps that do not change, for their child handlers.
+// runSteps runs one phase of setup: it checks the steps that change with
+// their sinks (target.Checker), stages them, applies every step's action
+// with one Apply per sink, in order of first appearance, and commits the
+// changes. In preview it checks the steps that change and applies only the
+// actions of those that do not, for their child handlers.
 func (e *Engine) runSteps(ctx context.Context, st *setupState, steps []*setupStep, preview bool) error {
+	if err := e.checkSteps(ctx, steps); err != nil {
+		return err
+	}
 	var run []*setupStep
 	for _, s := range steps {
 		if !s.change || !preview {
@@ -150,23 +154,7 @@ func (e *Engine) runSteps(ctx context.Context, st *setupState, steps []*setupSte
 			s.rs.id = staged.ID
 		}
 	}
-	var (
-		groups [][]*setupStep
-		bySink = make(map[any]int)
-	)
-	for _, s := range run {
-		if s.rec.Action.IsZero() {
-			continue
-		}
-		i, ok := bySink[s.rec.Action.Sink()]
-		if !ok {
-			i = len(groups)
-			bySink[s.rec.Action.Sink()] = i
-			groups = append(groups, nil)
-		}
-		groups[i] = append(groups[i], s)
-	}
-	for _, g := range groups {
+	for _, g := range groupBySink(run) {
 		if err := e.applySetup(ctx, g); err != nil {
 			return err
 		}
@@ -192,6 +180,60 @@ func (e *Engine) runSteps(ctx context.Context, st *setupState, steps []*setupSte
 			case target.InvalidateDestructive:
 				s.rs.destroyedGen = gen
 			}
+		}
+	}
+	return nil
+}
+
+// groupBySink groups the steps that have an action by its sink, in order
+// of first appearance.
+func groupBySink(steps []*setupStep) [][]*setupStep {
+	var (
+		groups [][]*setupStep
+		bySink = make(map[any]int)
+	)
+	for _, s := range steps {
+		if s.rec.Action.IsZero() {
+			continue
+		}
+		i, ok := bySink[s.rec.Action.Sink()]
+		if !ok {
+			i = len(groups)
+			bySink[s.rec.Action.Sink()] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], s)
+	}
+	return groups
+}
+
+// checkSteps has the sinks of the steps that change check them against
+// their targets before anything is staged, one call per sink: a sink
+// refuses a change its target cannot take (a table to create where one it
+// did not create exists).
+func (e *Engine) checkSteps(ctx context.Context, steps []*setupStep) error {
+	var changes []*setupStep
+	for _, s := range steps {
+		if s.change {
+			changes = append(changes, s)
+		}
+	}
+	for _, g := range groupBySink(changes) {
+		actions := make([]target.Action, len(g))
+		keys := make([]string, len(g))
+		for i, s := range g {
+			actions[i], keys[i] = s.rec.Action, s.key
+		}
+		err := e.do(ctx, "check the setup of "+strings.Join(keys, ", "), func(ctx context.Context) (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("the setup sink's check panicked: %v", p)
+				}
+			}()
+			return target.CheckBatch(ctx, actions)
+		})
+		if err != nil {
+			return fmt.Errorf("setting up %s: %w", strings.Join(keys, ", "), err)
 		}
 	}
 	return nil
@@ -599,7 +641,9 @@ func (e *Engine) dropAttachments(ctx context.Context, st *setupState, stored []s
 	return steps, nil
 }
 
-// Plan returns the setup changes an update would apply, applying none.
+// Plan returns the setup changes an update would apply, applying none. A
+// change a sink refuses (target.Checker) is the plan's error, as it would
+// be the update's.
 func (e *Engine) Plan(ctx context.Context) ([]SetupChange, error) {
 	st, err := e.setup(ctx, true)
 	if err != nil {

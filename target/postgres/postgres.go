@@ -4,7 +4,9 @@
 //
 // Connect to a database with Connect (or wrap a pool with New), declare a
 // table with DeclareTable, and its rows with the table's Declare in the
-// flow's processing function. The table is created on the first update. A
+// flow's processing function. The table is created on the first update,
+// in the DB's schema — refused, with an error matching table.ErrNotOurs,
+// where a relation of its name exists there that Tidemark did not create. A
 // field added to the row type adds a column; a field removed drops its
 // column; a field whose type changed alters its column (falling back to
 // dropping and adding it when the data does not convert); a new primary key
@@ -53,6 +55,9 @@ type DB struct {
 	opts    Options
 	sinks   *table.Sinks
 	ftsSink *target.SinkFunc[fullTextAction]
+	// ftsNew applies the full-text indexes created anew, checking first
+	// that their columns are not someone else's.
+	ftsNew  *table.Guard[fullTextAction]
 	sqlSink *target.SinkFunc[sqlCommandAction]
 
 	// fresh holds the tables found empty at their first write since the
@@ -116,6 +121,7 @@ func New(name string, pool *pgxpool.Pool, opts Options) (*DB, error) {
 	d := &DB{name: name, pool: pool, opts: opts, fresh: make(map[string]bool)}
 	d.sinks = table.NewSinks(driver{d})
 	d.ftsSink = target.NewSink(d.applyFullText)
+	d.ftsNew = table.NewGuard[fullTextAction](d.ftsSink, d.checkFullText)
 	d.sqlSink = target.NewSink(d.applySQLCommands)
 	return d, nil
 }
@@ -219,6 +225,40 @@ func (dr driver) ApplySetup(ctx context.Context, changes []table.SetupChange) er
 		}
 		if c.Cur != nil {
 			d.forget(c.Cur.Table)
+		}
+	}
+	return nil
+}
+
+// CheckCreate implements table.CreateChecker: a table to create must not
+// exist in the DB's schema, as a table or any other relation.
+func (dr driver) CheckCreate(ctx context.Context, tables []*table.Spec) error {
+	d := dr.d
+	for _, s := range tables {
+		var found bool
+		if err := d.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, d.qualified(s.Table)).Scan(&found); err != nil {
+			return classify(ctx, fmt.Errorf("checking table %s: %w", s.Table, err))
+		}
+		if found {
+			return &table.NotOursError{Kind: "table", Name: d.opts.Schema + "." + s.Table, Table: d.opts.Schema + "." + s.Table}
+		}
+	}
+	return nil
+}
+
+// checkFullText checks full-text indexes about to be created: the
+// tsvector column of each must not exist in its table.
+func (d *DB) checkFullText(ctx context.Context, actions []fullTextAction) error {
+	for _, a := range actions {
+		col := fullTextColumn(a.cur.Column)
+		var found bool
+		if err := d.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute
+			WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped)`, d.qualified(a.table), col).Scan(&found); err != nil {
+			return classify(ctx, fmt.Errorf("checking column %s of table %s: %w", col, a.table, err))
+		}
+		if found {
+			t := d.opts.Schema + "." + a.table
+			return &table.NotOursError{Kind: "column", Name: t + "." + col, Table: t, Role: "the full-text index"}
 		}
 	}
 	return nil
@@ -558,7 +598,7 @@ func (d *DB) delete(ctx context.Context, tx pgx.Tx, s *table.Spec, keys [][]any)
 func (dr driver) Attachment(t *table.Spec, kind string) (target.Erased, bool) {
 	switch kind {
 	case fullTextKind:
-		return target.Erase[FullTextSpec](&fullTextHandler{d: dr.d, table: t.Table}), true
+		return target.Erase(table.GuardCreate[FullTextSpec](dr.d.ftsNew, &fullTextHandler{d: dr.d, table: t.Table})), true
 	case sqlCommandKind:
 		return target.Erase[SQLCommandSpec](&sqlCommandHandler{d: dr.d, table: t.Table}), true
 	}

@@ -3,8 +3,10 @@
 // evolution, and full-text search through FTS5.
 //
 // Declare a table with DeclareTable; its rows with the table's Declare, in
-// the flow's processing function. The table is created on the first update;
-// a field added to the row type adds a column, a field removed drops it, a
+// the flow's processing function. The table is created on the first update
+// — refused, with an error matching table.ErrNotOurs, where a table of its
+// name (or of its full-text table's, name_fts) exists that Tidemark did not
+// create; a field added to the row type adds a column, a field removed drops it, a
 // field whose type changed replaces its column (SQLite cannot change a
 // column's type), and a new primary key recreates the table; every such
 // change writes every row again. The database is opened in WAL mode; one
@@ -38,6 +40,9 @@ type DB struct {
 	db      *sql.DB
 	sinks   *table.Sinks
 	ftsSink *target.SinkFunc[fullTextAction]
+	// ftsNew applies the full-text indexes created anew, checking first
+	// that their tables are not someone else's.
+	ftsNew *table.Guard[fullTextAction]
 }
 
 // Open opens (creating if needed) the database file at path. name is the
@@ -54,6 +59,7 @@ func Open(ctx context.Context, name, path string) (*DB, error) {
 	d := &DB{name: name, path: path, db: sdb}
 	d.sinks = table.NewSinks(driver{d})
 	d.ftsSink = target.NewSink(d.applyFullText)
+	d.ftsNew = table.NewGuard[fullTextAction](d.ftsSink, d.checkFullText)
 	return d, nil
 }
 
@@ -124,6 +130,55 @@ func tableInfo(ctx context.Context, tx *sql.Tx, name string) ([]liveColumn, erro
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// exists reports whether the database holds a table, view or index called
+// name, which SQLite compares without case.
+func (d *DB) exists(ctx context.Context, name string) (bool, error) {
+	var n int
+	err := d.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view', 'index') AND name = ? COLLATE NOCASE`, name).Scan(&n)
+	return n > 0, classify(err)
+}
+
+// CheckCreate implements table.CreateChecker: a table to create must not
+// exist, nor its full-text table, which setting the table up would drop.
+func (dr driver) CheckCreate(ctx context.Context, tables []*table.Spec) error {
+	for _, s := range tables {
+		for _, name := range []string{s.Table, ftsName(s.Table)} {
+			found, err := dr.d.exists(ctx, name)
+			if err != nil {
+				return fmt.Errorf("checking table %s: %w", name, err)
+			}
+			if found {
+				return notOurs(s.Table, name)
+			}
+		}
+	}
+	return nil
+}
+
+// checkFullText checks full-text indexes about to be created: their
+// tables must not exist.
+func (d *DB) checkFullText(ctx context.Context, actions []fullTextAction) error {
+	for _, a := range actions {
+		found, err := d.exists(ctx, ftsName(a.table))
+		if err != nil {
+			return fmt.Errorf("checking table %s: %w", ftsName(a.table), err)
+		}
+		if found {
+			return notOurs(a.table, ftsName(a.table))
+		}
+	}
+	return nil
+}
+
+// notOurs refuses the table declared, for the relation found.
+func notOurs(declared, found string) error {
+	err := &table.NotOursError{Kind: "table", Name: found, Table: declared}
+	if found != declared {
+		err.Role = "the full-text index"
+	}
+	return err
 }
 
 // ApplySetup implements table.Driver.
@@ -377,5 +432,5 @@ func (dr driver) Attachment(t *table.Spec, kind string) (target.Erased, bool) {
 	if kind != fullTextKind {
 		return target.Erased{}, false
 	}
-	return target.Erase[FullTextSpec](&fullTextHandler{d: dr.d, table: t.Table}), true
+	return target.Erase(table.GuardCreate[FullTextSpec](dr.d.ftsNew, &fullTextHandler{d: dr.d, table: t.Table})), true
 }

@@ -3,6 +3,7 @@ package table
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/tidemark/tidemark/fingerprint"
@@ -28,6 +29,54 @@ type Driver interface {
 	Write(ctx context.Context, writes []Write) error
 	// Attachment returns the handler of attachments of kind on a table.
 	Attachment(t *Spec, kind string) (target.Erased, bool)
+}
+
+// ErrNotOurs is matched (errors.Is) by a setup refused because it would
+// create a table, or an attachment of one, where the database holds
+// something of that name Tidemark did not create; the error is a
+// *NotOursError, naming it.
+var ErrNotOurs = errors.New("table: exists already and was not created by Tidemark")
+
+// NotOursError refuses to create a table, or an attachment of one, where
+// the database already holds something of that name that Tidemark did not
+// create: setting it up would drop or alter what someone else made. It
+// matches ErrNotOurs.
+type NotOursError struct {
+	// Kind is what exists: "table" (any relation) or "column".
+	Kind string
+	// Name is its name, qualified by the schema where the dialect has them.
+	Name string
+	// Table is the table declared, as the setup plan names it.
+	Table string
+	// Role, when what exists is not the table itself, is what Tidemark
+	// would keep there: "the full-text index".
+	Role string
+}
+
+// Error names what exists and what to do about it.
+func (e *NotOursError) Error() string {
+	msg := e.Kind + " " + e.Name + " already exists and was not created by Tidemark"
+	if e.Role != "" {
+		msg += ", and " + e.Role + " of table " + e.Table + " would be kept there"
+	}
+	return msg + ": drop or rename it, or declare another table name"
+}
+
+// Is makes the error match ErrNotOurs.
+func (e *NotOursError) Is(target error) bool { return target == ErrNotOurs }
+
+// CreateChecker is implemented by a Driver that can look at the live
+// database before setup: Sinks has it check each table about to be
+// created — one with no setup Tidemark tracks, so neither committed nor
+// staged by an interrupted setup — in plans and before the creation is
+// staged, so that a table someone else made is refused, never dropped or
+// altered.
+type CreateChecker interface {
+	// CheckCreate returns a *NotOursError for the first of tables that
+	// exists already in the database, or whose creation would take over a
+	// relation that exists (a full-text table kept beside it); nil if none
+	// does. It only reads.
+	CheckCreate(ctx context.Context, tables []*Spec) error
 }
 
 // ConcurrentDriver is a Driver whose Write may run in several calls at
@@ -61,7 +110,7 @@ func (c SetupChange) String() string {
 	switch {
 	case c.Cur == nil:
 		return "drop table " + qualified(c.Prev)
-	case len(c.Prev) == 0:
+	case c.creates():
 		return "create table " + c.Cur.name()
 	case c.Keep:
 		return "keep table " + c.Cur.name()
@@ -99,9 +148,41 @@ type Write struct {
 // the changes of every table of the database. Make one per driver value.
 type Sinks struct {
 	driver Driver
-	setup  *target.ContainerSinkFunc[SetupChange]
+	setup  *setupSink
 	rows   *rowSink
 }
+
+// setupSink applies the setup changes of every table of a driver, and
+// checks those that create a table with the driver, if it can.
+type setupSink struct{ s *Sinks }
+
+// Apply implements target.ContainerSink.
+func (u *setupSink) Apply(ctx context.Context, changes []SetupChange) ([]target.Erased, error) {
+	return u.s.applySetup(ctx, changes)
+}
+
+// Check implements target.Checker: the tables created (no setup tracked)
+// must not exist already.
+func (u *setupSink) Check(ctx context.Context, changes []SetupChange) error {
+	c, ok := u.s.driver.(CreateChecker)
+	if !ok {
+		return nil
+	}
+	var created []*Spec
+	for _, ch := range changes {
+		if ch.creates() {
+			created = append(created, ch.Cur)
+		}
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	return c.CheckCreate(ctx, created)
+}
+
+// creates reports whether the change creates a table Tidemark has no
+// setup of, committed or staged.
+func (c SetupChange) creates() bool { return c.Cur != nil && len(c.Prev) == 0 }
 
 // rowSink applies the row actions of every table of a driver.
 type rowSink struct{ s *Sinks }
@@ -122,7 +203,7 @@ func (r *rowSink) Concurrency() int {
 // NewSinks returns the sinks of driver.
 func NewSinks(driver Driver) *Sinks {
 	s := &Sinks{driver: driver}
-	s.setup = target.NewContainerSink(s.applySetup)
+	s.setup = &setupSink{s: s}
 	s.rows = &rowSink{s: s}
 	return s
 }
@@ -268,4 +349,55 @@ func (h *rowHandler) Reconcile(key target.Key, desired *Values, prev []target.Re
 // Attachment implements target.Attacher with the driver's attachments.
 func (h *rowHandler) Attachment(kind string) (target.Erased, bool) {
 	return h.sinks.driver.Attachment(h.spec, kind)
+}
+
+// Guard is the sink of the attachment actions that create an attachment
+// Tidemark tracks no setup of, committed or staged: it applies them with
+// the attachment's own sink, and has check look at the database first
+// (see target.Checker), so that creating a full-text index never takes
+// over a relation or column someone else made. Make one per driver value
+// and wrap the attachment's handler with GuardCreate.
+type Guard[A any] struct {
+	sink  target.Sink[A]
+	check func(ctx context.Context, actions []A) error
+}
+
+// NewGuard returns the guard of sink's creations; check returns a
+// *NotOursError for the first action whose creation would take over
+// something that exists, and only reads.
+func NewGuard[A any](sink target.Sink[A], check func(ctx context.Context, actions []A) error) *Guard[A] {
+	return &Guard[A]{sink: sink, check: check}
+}
+
+// Apply implements target.Sink with the attachment's sink.
+func (g *Guard[A]) Apply(ctx context.Context, actions []A) error { return g.sink.Apply(ctx, actions) }
+
+// Check implements target.Checker.
+func (g *Guard[A]) Check(ctx context.Context, actions []A) error { return g.check(ctx, actions) }
+
+// GuardCreate wraps h, an attachment handler whose actions are As applied
+// by the guard's sink, so that the action creating a state with no setup
+// tracked goes through the guard.
+func GuardCreate[V, A any](g *Guard[A], h target.Handler[V]) target.Handler[V] {
+	return &guarded[V, A]{g: g, h: h}
+}
+
+type guarded[V, A any] struct {
+	g *Guard[A]
+	h target.Handler[V]
+}
+
+// Reconcile implements target.Handler.
+func (w *guarded[V, A]) Reconcile(key target.Key, desired *V, prev []target.Record, prevMayBeMissing bool) (*target.Reconciled, error) {
+	rec, err := w.h.Reconcile(key, desired, prev, prevMayBeMissing)
+	if err != nil || rec == nil || desired == nil || len(prev) > 0 || rec.Action.IsZero() {
+		return rec, err
+	}
+	a, ok := rec.Action.Value().(A)
+	if !ok {
+		return nil, fmt.Errorf("table: attachment %s: the guard takes %T actions, the handler made a %T", key, *new(A), rec.Action.Value())
+	}
+	out := *rec
+	out.Action = target.Do[A](w.g, a)
+	return &out, nil
 }
