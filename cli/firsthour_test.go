@@ -1,0 +1,299 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/cli"
+	"github.com/tidemark/tidemark/internal/pgtest"
+	"github.com/tidemark/tidemark/tidemarktest"
+)
+
+// An update whose listing comes back empty deletes nothing without --yes,
+// says so and exits 1; with --yes it deletes.
+func TestEmptyListingNeedsYes(t *testing.T) {
+	t.Parallel()
+	for name, newDB := range dbs(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db := newDB(t)
+			src := tidemarktest.NewSource[string, string]()
+			src.Set("a", "the quick brown fox")
+			src.Set("b", "a lazy dog")
+			app, _ := notesApp(src)
+			r := run(t, app, cli.Env{}, "update", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			src.Delete("a")
+			src.Delete("b")
+
+			r = run(t, app, cli.Env{}, "update", "--db", db)
+			require.Equal(t, cli.ExitFatal, r.code)
+			require.Contains(t, r.stdout, "source notes: 0 listed, 0 fetched, 0 added, 0 updated, 0 reprocessed, 0 deleted")
+			require.Contains(t, r.stdout, "source notes: 2 rows the listing left out were not deleted: that needs a confirmation")
+			require.Contains(t, r.stderr, "notes: source notes: 2 rows not deleted: its listing named no rows, while 2 rows are kept for it; deleting them needs a confirmation; pass --yes to delete them")
+			r = run(t, app, cli.Env{}, "search", "--db", db, "--json", "fox")
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			require.Contains(t, r.stdout, `"id":"a"`, "nothing was deleted")
+
+			// On a terminal the user is asked; no is the default.
+			r = run(t, app, cli.Env{Terminal: true, Stdin: strings.NewReader("\n")}, "update", "--db", db)
+			require.Equal(t, cli.ExitFatal, r.code)
+			require.Contains(t, r.stdout, "source notes: its listing named no rows, while 2 rows are kept for it.\nThe listing named 0 rows; 2 of the 2 rows kept would be deleted, with what they wrote.\nDelete them? [y/N] ")
+			require.Contains(t, r.stderr, "answer yes, or pass --yes")
+
+			r = run(t, app, cli.Env{Terminal: true, Stdin: strings.NewReader("yes\n")}, "update", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			require.Contains(t, r.stdout, "2 deleted")
+
+			src.Set("c", "a cat")
+			r = run(t, app, cli.Env{}, "update", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			src.Delete("c")
+			r = run(t, app, cli.Env{}, "update", "--db", db, "--yes")
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			require.Contains(t, r.stdout, "1 deleted")
+		})
+	}
+}
+
+// Read-only commands on a path with no database exit 1, naming it, and
+// create nothing.
+func TestReadOnlyCommandsCreateNothing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	app, _ := notesApp(tidemarktest.NewSource[string, string]())
+	typo := filepath.Join(dir, "typo.db")
+	for _, args := range [][]string{
+		{"search", "fox"}, {"show"}, {"show", "row", "a"}, {"show", "target", "notes", "a"}, {"ls"}, {"evaluate"}, {"server", "--addr", "127.0.0.1:0"}, {"drop", "--yes"},
+	} {
+		r := run(t, app, cli.Env{}, append(args, "--db", typo)...)
+		require.Equal(t, cli.ExitFatal, r.code, "%v: %s", args, r.stdout)
+		require.Equal(t, "notes: no database at "+typo+" (run `notes update` first)\n", r.stderr, "%v", args)
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, entries, "nothing created")
+}
+
+// --db values that are not a SQLite path or a PostgreSQL database are
+// refused; passwords never show; SQLite paths are taken literally.
+func TestDatabaseAddresses(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	src := tidemarktest.NewSource[string, string]()
+	src.Set("a", "the quick brown fox")
+	app, _ := notesApp(src)
+
+	r := run(t, app, cli.Env{}, "update", "--db", "mysql://root:s3cret@h/db")
+	require.Equal(t, cli.ExitFatal, r.code)
+	require.Equal(t, "notes: --db: a mysql:// URL is not supported: give a SQLite file path or a postgres:// URL\n", r.stderr)
+
+	// An unreachable PostgreSQL, named with an upper-case scheme or libpq
+	// keywords: taken as PostgreSQL, its password hidden.
+	for _, db := range []string{"POSTGRES://user:s3cret@127.0.0.1:1/db?connect_timeout=2", "host=127.0.0.1 port=1 user=u password=s3cret dbname=d connect_timeout=2"} {
+		r = run(t, app, cli.Env{}, "update", "--db", db)
+		require.Equal(t, cli.ExitFatal, r.code, db)
+		require.NotContains(t, r.stdout+r.stderr, "s3cret", db)
+		require.Contains(t, r.stderr, "127.0.0.1", db)
+	}
+
+	r = run(t, app, cli.Env{}, "update", "--db", "we?ird#na%me.db")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	require.Contains(t, names, "we?ird#na%me.db")
+	for _, n := range names {
+		require.True(t, strings.HasPrefix(n, "we?ird#na%me.db"), "no file %q beside the database", n)
+	}
+	r = run(t, app, cli.Env{}, "search", "--db", "we?ird#na%me.db", "fox")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+}
+
+// The libpq keyword form reaches a real PostgreSQL.
+func TestDatabaseKeywords(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Database(t)
+	m := regexp.MustCompile(`^postgres://([^@/]+)@([^:/]+):(\d+)/([^?]+)`).FindStringSubmatch(url)
+	require.NotNil(t, m, url)
+	kw := "host=" + m[2] + " port=" + m[3] + " user=" + m[1] + " dbname=" + m[4] + " sslmode=disable"
+	src := tidemarktest.NewSource[string, string]()
+	src.Set("a", "the quick brown fox")
+	app, _ := notesApp(src)
+	r := run(t, app, cli.Env{}, "update", "--db", kw)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	r = run(t, app, cli.Env{}, "search", "--db", url, "fox")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "fox")
+}
+
+func TestVersionAndLiveShorthand(t *testing.T) {
+	t.Parallel()
+	app, _ := notesApp(tidemarktest.NewSource[string, string]())
+	r := run(t, app, cli.Env{}, "--version")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Regexp(t, `^notes \S+.* go1\.\d+`, r.stdout)
+
+	stop := make(chan struct{})
+	time.AfterFunc(time.Second, func() { close(stop) })
+	r = run(t, app, cli.Env{Stop: stop}, "update", "-L", "--db", filepath.Join(t.TempDir(), "n.db"))
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "stopped", "-L is --live")
+}
+
+// A second update of a locked flow exits 1 naming the holder, with no
+// summary; a second live update is refused at start.
+func TestLockedFlow(t *testing.T) {
+	t.Parallel()
+	for name, newDB := range dbs(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db := newDB(t)
+			src := tidemarktest.NewSource[string, string]()
+			src.Set("a", "the quick brown fox")
+			inGet := make(chan struct{})
+			release := make(chan struct{})
+			src.OnGet(func(string) {
+				close(inGet)
+				<-release
+			})
+			app, _ := notesApp(src)
+			first := make(chan result, 1)
+			go func() { first <- run(t, app, cli.Env{}, "update", "--db", db) }()
+			<-inGet
+			host, _ := os.Hostname()
+			want := "notes: another update of Notes is running (pid " + itoa(os.Getpid()) + " on host " + host + ")\n"
+			r := run(t, app, cli.Env{}, "update", "--db", db)
+			require.Equal(t, cli.ExitFatal, r.code)
+			require.Equal(t, want, r.stderr)
+			require.NotContains(t, r.stdout, "done")
+
+			stop := make(chan struct{})
+			timer := time.AfterFunc(10*time.Second, func() { close(stop) })
+			defer timer.Stop()
+			r = run(t, app, cli.Env{Stop: stop}, "update", "--live", "--db", db)
+			require.Equal(t, cli.ExitFatal, r.code, r.stdout)
+			require.Equal(t, want, r.stderr)
+			close(release)
+			require.Equal(t, cli.ExitOK, (<-first).code)
+		})
+	}
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// show row and show target give a row's lineage both ways.
+func TestShowLineage(t *testing.T) {
+	t.Parallel()
+	for name, newDB := range dbs(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db := newDB(t)
+			src := tidemarktest.NewSource[string, string]()
+			src.Set("a", "the quick brown fox")
+			src.Set("c", "fail")
+			app, _ := notesApp(src)
+			r := run(t, app, cli.Env{}, "update", "--db", db)
+			require.Equal(t, cli.ExitRowsFailed, r.code, r.stderr)
+
+			r = run(t, app, cli.Env{}, "show", "row", "a", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			require.Contains(t, r.stdout, "source notes, row a\n")
+			require.Regexp(t, `processed at +\d{4}-`, r.stdout)
+			require.Contains(t, r.stdout, "1 target states\n    notes a\n      id: a\n      text: the quick brown fox\n")
+
+			r = run(t, app, cli.Env{}, "show", "row", "a", "--json", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			var row struct {
+				Key    string
+				States []struct {
+					Target  string
+					Key     string
+					Content map[string]any
+				}
+			}
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &row))
+			require.Equal(t, "a", row.Key)
+			require.Len(t, row.States, 1)
+			require.Equal(t, "notes", row.States[0].Target)
+			require.Equal(t, map[string]any{"id": "a", "text": "the quick brown fox"}, row.States[0].Content)
+
+			r = run(t, app, cli.Env{}, "show", "row", "c", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			require.Contains(t, r.stdout, "last error     processing: note c cannot be processed")
+
+			r = run(t, app, cli.Env{}, "show", "target", "notes", "a", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			require.Equal(t, "target notes, row a\n  id: a\n  text: the quick brown fox\ndeclared by 1 source rows\n  source notes, row a   (notes show row a)\n", r.stdout)
+
+			r = run(t, app, cli.Env{}, "show", "target", "notes", "a", "--json", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			var tr struct {
+				Content   map[string]any
+				Declarers []struct{ Source, Key string }
+			}
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &tr))
+			require.Equal(t, "the quick brown fox", tr.Content["text"])
+			require.Equal(t, []struct{ Source, Key string }{{"notes", `"a"`}}, tr.Declarers)
+
+			r = run(t, app, cli.Env{}, "show", "target", "notes", "zzz", "--db", db)
+			require.Equal(t, cli.ExitFatal, r.code)
+			require.Contains(t, r.stderr, "not found")
+			r = run(t, app, cli.Env{}, "show", "target", "nosuch", "a", "--db", db)
+			require.Equal(t, cli.ExitFatal, r.code)
+			require.Contains(t, r.stderr, `no such target "nosuch": the flow's targets are notes`)
+		})
+	}
+}
+
+// evaluate prints keys as the source gives them, and exits with the
+// rows-failed code when a row failed.
+func TestEvaluateKeysAndFailures(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "n.db")
+	src := tidemarktest.NewSource[string, string]()
+	src.Set("40000001", "a fox")
+	src.Set("c", "fail")
+	app, _ := notesApp(src)
+	r := run(t, app, cli.Env{}, "update", "--db", db)
+	require.Equal(t, cli.ExitRowsFailed, r.code)
+	r = run(t, app, cli.Env{}, "evaluate", "--db", db, "40000001")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, `{"source":"notes","key":"40000001","exists":true,"declared":[{"target":"notes","key":"40000001","value":{"id":"40000001","text":"a fox"}}]}`)
+	r = run(t, app, cli.Env{}, "evaluate", "--db", db, "c")
+	require.Equal(t, cli.ExitRowsFailed, r.code)
+	require.Contains(t, r.stderr, "failed: notes c: processing: note c cannot be processed")
+}
+
+// Queries: terms after -- reach the handler; an unknown query says what
+// there is.
+func TestQueryCommands(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "n.db")
+	src := tidemarktest.NewSource[string, string]()
+	src.Set("a", "rust and go")
+	src.Set("b", "rust alone")
+	app, _ := notesApp(src)
+	require.Equal(t, cli.ExitOK, run(t, app, cli.Env{}, "update", "--db", db).code)
+	r := run(t, app, cli.Env{}, "--db", db, "search", "--json", "--", "-go", "rust")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"id":"b"`)
+	require.NotContains(t, r.stdout, `"id":"a"`, "-go excludes a")
+	r = run(t, app, cli.Env{}, "--db", db, "serch", "rust")
+	require.Equal(t, cli.ExitFatal, r.code)
+	require.Contains(t, r.stderr, `unknown command or query "serch"`)
+	require.Contains(t, r.stderr, "the queries search")
+	r = run(t, app, cli.Env{}, "search", "--db", db, "--limit", "1001", "rust")
+	require.Equal(t, cli.ExitFatal, r.code)
+	require.Contains(t, r.stderr, "--limit must be between 1 and 1000, got 1001")
+}
