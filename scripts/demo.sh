@@ -3,15 +3,19 @@
 #
 #   scripts/demo.sh            # (make demo)
 #
-# It builds hnfake and hnindex, starts hnfake on a free loopback port with
-# 200 generated threads of 20 comments, syncs them into hnindex.db (SQLite)
-# in the current directory, syncs again (nothing is fetched: nothing
-# changed), edits two threads on the fake server and syncs once more (only
-# those two are fetched), searches, and stops the fake server.
+# It builds hnfake and hnindex, starts hnfake on 127.0.0.1:8081 (a free
+# loopback port if that one is taken; PORT=n picks another) with 200
+# generated threads of 20 comments, syncs them into a fresh hnindex.db
+# (SQLite) in the current directory, syncs again (nothing is fetched:
+# nothing changed), edits two threads on the fake server and syncs once
+# more (only those two are fetched), searches, and stops the fake server.
+# The generated dataset and the fake's clock are fixed, so two runs print
+# the same but for durations (and the port, if 8081 was taken).
 set -euo pipefail
 
 GO=${GO:-go}
 DB=${DB:-hnindex.db}
+PORT=${PORT:-8081}
 bin=$(mktemp -d)
 fake_pid=
 cleanup() {
@@ -24,12 +28,18 @@ echo "+ go build ./cmd/hnfake ./cmd/hnindex"
 $GO build -o "$bin/hnfake" ./cmd/hnfake
 $GO build -o "$bin/hnindex" ./cmd/hnindex
 
-"$bin/hnfake" -addr 127.0.0.1:0 -threads 200 -comments 20 >"$bin/hnfake.out" 2>&1 &
-fake_pid=$!
-for _ in $(seq 100); do
-	grep -q "serving" "$bin/hnfake.out" 2>/dev/null && break
-	sleep 0.05
-done
+# start_fake starts hnfake on address $1 and waits for its banner; it
+# fails if hnfake exits first (the address is taken).
+start_fake() {
+	"$bin/hnfake" -addr "$1" -threads 200 -comments 20 >"$bin/hnfake.out" 2>&1 &
+	fake_pid=$!
+	for _ in $(seq 100); do
+		grep -q "serving" "$bin/hnfake.out" 2>/dev/null && return 0
+		kill -0 "$fake_pid" 2>/dev/null || { wait "$fake_pid" || true; fake_pid=; return 1; }
+		sleep 0.05
+	done
+}
+start_fake "127.0.0.1:$PORT" || start_fake 127.0.0.1:0 || true
 url=$(grep -o 'http://[^ ]*/api/v1' "$bin/hnfake.out" || true)
 if [ -z "$url" ]; then
 	echo "demo: hnfake did not start:" >&2
@@ -44,6 +54,12 @@ run() {
 	echo "+ hnindex $*"
 	"$bin/hnindex" "$@"
 }
+
+# A fresh index each time: an index left by an earlier run would make the
+# first sync fetch only what that run changed.
+echo
+echo "+ rm -f $DB $DB-wal $DB-shm"
+rm -f "$DB" "$DB-wal" "$DB-shm"
 
 run update --db "$DB" --hn-url "$url" --rate 1000
 run update --db "$DB" --hn-url "$url" --rate 1000

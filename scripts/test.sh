@@ -27,6 +27,10 @@
 #                                  skip steps 1 and 2 and always start a
 #                                  throwaway cluster (used to test this script).
 #
+# Before each long step it says what it is doing: downloading the Go modules
+# (only when some are missing from the module cache, with a count every 10 s),
+# starting a throwaway PostgreSQL, building and running the tests.
+#
 # The exit status is go test's exit status (or non-zero if no server could be
 # started).
 set -euo pipefail
@@ -120,6 +124,7 @@ start_throwaway() {
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
 
+	log "starting a throwaway PostgreSQL in $tmp (initdb, then pg_ctl start)…"
 	mkdir -p "$tmp/data" "$tmp/sock"
 	if [[ "$(id -u)" -eq 0 ]]; then
 		chown -R postgres:postgres "$tmp"
@@ -160,6 +165,61 @@ start_throwaway() {
 	return 1
 }
 
+# module_zips prints the module cache's zip file, under GOMODCACHE $1, of
+# every module go.sum has a content hash of: the most go mod download
+# fetches. Upper-case letters are escaped as the cache does ("!" and the
+# lower-case letter).
+module_zips() {
+	awk -v cache="$1" '$2 !~ /\/go\.mod$/ {
+		p = $1 "/@v/" $2 ".zip"; e = ""
+		for (i = 1; i <= length(p); i++) { c = substr(p, i, 1); e = e (c ~ /[A-Z]/ ? "!" tolower(c) : c) }
+		print cache "/cache/download/" e
+	}' go.sum | sort -u
+}
+
+# count_present counts the files named on stdin that exist.
+count_present() {
+	local f n=0
+	while IFS= read -r f; do
+		if [[ -f "$f" ]]; then n=$((n + 1)); fi
+	done
+	printf '%d\n' "$n"
+}
+
+# download_modules fetches the Go modules missing from the module cache
+# before go test needs them, saying so and counting them as they arrive,
+# instead of leaving go test silent for minutes. A failed download is left
+# for go test to report, as it would without this step.
+download_modules() {
+	if [[ ! -f go.sum || -d vendor ]]; then
+		return 0
+	fi
+	# Everything already in the cache: nothing to say.
+	if GOPROXY=off go mod download >/dev/null 2>&1; then
+		return 0
+	fi
+	local cache total pid ticks=0
+	cache="$(go env GOMODCACHE)"
+	total="$(module_zips "$cache" | wc -l | tr -d ' ')"
+	log "downloading Go modules (first run: a few minutes)… $(module_zips "$cache" | count_present) of at most $total in the module cache"
+	go mod download &
+	pid=$!
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 1
+		ticks=$((ticks + 1))
+		if ((ticks % 10 == 0)) && kill -0 "$pid" 2>/dev/null; then
+			log "  $(module_zips "$cache" | count_present) of at most $total modules downloaded"
+		fi
+	done
+	if wait "$pid"; then
+		log "Go modules downloaded: $(module_zips "$cache" | count_present) of at most $total in the module cache"
+	else
+		log "downloading the Go modules failed; go test will say why"
+	fi
+}
+
+download_modules
+
 force="${TIDEMARK_TEST_FORCE_THROWAWAY:-}"
 if [[ -n "$force" && "$force" != "0" ]]; then
 	log "TIDEMARK_TEST_FORCE_THROWAWAY is set; not looking for a running server"
@@ -186,6 +246,7 @@ else
 	set -- go test -race -count=1 -timeout 15m "$@" ./...
 fi
 
+log "building and running the tests: $* (the first build with -race takes a few minutes)"
 status=0
 "$@" || status=$?
 exit "$status"

@@ -8,11 +8,16 @@
 //	hnfake -rate-429 0.1 -retry-after 2s       # with faults
 //	hnindex update --hn-url http://127.0.0.1:8081/api/v1
 //
-// Besides the API it serves a small control API (see package hnfake's
-// Server.Handler): POST /_fake/edit?id=N, /_fake/delete?id=N,
-// /_fake/hide?id=N, /_fake/add?comments=M, /_fake/faults (a JSON Faults),
-// and GET /_fake/stats. Run hnfake -h for the flags. It stops on SIGINT or
-// SIGTERM. Exit codes: 0 stopped cleanly, 1 failed, 2 bad flags.
+// A generated dataset is the same on every run: its times are anchored at
+// -start (default hnfake.DefaultStart), and its clock, which edits and
+// added threads read, stands there; -now anchors it at the current time
+// and lets the clock run.
+//
+// Besides the API it serves a small control API under /_fake/ (edit,
+// delete, hide and add threads, set faults, read request counts; see
+// hnfake.ControlEndpoints). Run hnfake -h for the flags and the control
+// endpoints. It stops on SIGINT or SIGTERM. Exit codes: 0 stopped cleanly,
+// 1 failed, 2 bad flags.
 package main
 
 import (

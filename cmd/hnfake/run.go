@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"text/tabwriter"
 	"time"
 
 	"github.com/tidemark/tidemark/source/hackernews/hnfake"
@@ -21,15 +22,19 @@ func (e usageError) Unwrap() error { return e.err }
 
 // config is what the flags say.
 type config struct {
-	addr      string
-	data      string
-	generate  hnfake.GenerateOptions
+	addr     string
+	data     string
+	generate hnfake.GenerateOptions
+	// clock is the generated dataset's clock, nil for the current time: by
+	// default it stands at generate.Start, so that the same requests get
+	// the same answers on every run.
+	clock     func() time.Time
 	faults    hnfake.Faults
 	endpoints string
 }
 
 // generationFlags are the flags that -data excludes.
-var generationFlags = map[string]bool{"threads": true, "comments": true, "depth": true, "seed": true, "text-bytes": true, "start": true}
+var generationFlags = map[string]bool{"threads": true, "comments": true, "depth": true, "seed": true, "text-bytes": true, "start": true, "now": true}
 
 // parseFlags reads args into a config; help reports -h.
 func parseFlags(args []string, stdout io.Writer, now time.Time) (c config, help bool, err error) {
@@ -42,7 +47,8 @@ func parseFlags(args []string, stdout io.Writer, now time.Time) (c config, help 
 	fs.IntVar(&c.generate.Depth, "depth", 6, "deepest comment nesting of generated threads")
 	fs.Int64Var(&c.generate.Seed, "seed", 1, "seed of the generated dataset")
 	fs.IntVar(&c.generate.TextBytes, "text-bytes", 300, "mean length of generated comment texts, in bytes")
-	start := fs.String("start", "", "created_at of the newest generated thread, RFC 3339 (default now)")
+	start := fs.String("start", "", "created_at of the newest generated thread, RFC 3339 (default "+hnfake.DefaultStart().Format(time.RFC3339)+")")
+	relative := fs.Bool("now", false, "anchor the generated dataset at the current time instead of -start, and let its clock run: the dataset then differs from run to run")
 	fs.DurationVar(&c.faults.Latency, "latency", 0, "delay before every API response")
 	fs.Float64Var(&c.faults.Rate429, "rate-429", 0, "share of API requests answered 429")
 	fs.DurationVar(&c.faults.RetryAfter, "retry-after", time.Second, "Retry-After of the 429 answers (whole seconds)")
@@ -53,9 +59,11 @@ func parseFlags(args []string, stdout io.Writer, now time.Time) (c config, help 
 	fs.StringVar(&c.endpoints, "fault-endpoints", "both", "endpoints the faults apply to: both, items or listing")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stdout, "Usage: hnfake [flags]\n\nServes a fake HackerNews Search API. Flags:")
+			fmt.Fprintln(stdout, "Usage: hnfake [flags]\n\nServes a fake HackerNews Search API. The generated dataset is the same on every\nrun: its times are fixed by -start, and edits and added threads take -start\nas the current time (-now: the real clock). Flags:")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
+			fmt.Fprintln(stdout, "\nControl endpoints, beside the API at /api/v1:")
+			printControlEndpoints(stdout)
 			return c, true, nil
 		}
 		return c, false, usageError{err}
@@ -84,11 +92,21 @@ func parseFlags(args []string, stdout io.Writer, now time.Time) (c config, help 
 	case c.generate.TextBytes < 1:
 		return c, false, usageError{fmt.Errorf("-text-bytes must be at least 1, got %d", c.generate.TextBytes)}
 	}
-	c.generate.Start = now.UTC().Truncate(time.Second)
-	if *start != "" {
+	switch {
+	case *relative && *start != "":
+		return c, false, usageError{errors.New("-now and -start both anchor the generated dataset; give one")}
+	case *relative:
+		c.generate.Start = now.UTC().Truncate(time.Second)
+	case *start != "":
 		if c.generate.Start, err = time.Parse(time.RFC3339, *start); err != nil {
 			return c, false, usageError{fmt.Errorf("-start: %w", err)}
 		}
+	default:
+		c.generate.Start = hnfake.DefaultStart()
+	}
+	if !*relative {
+		anchor := c.generate.Start
+		c.clock = func() time.Time { return anchor }
 	}
 	switch c.endpoints {
 	case "both":
@@ -115,6 +133,9 @@ func newServer(c config) (*hnfake.Server, error) {
 		}
 	} else {
 		d = hnfake.Generate(c.generate)
+		if c.clock != nil {
+			d.SetClock(c.clock)
+		}
 	}
 	s := hnfake.NewServer(d)
 	s.SetFaults(c.faults)
@@ -157,4 +178,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	return nil
+}
+
+// printControlEndpoints lists the fake's control endpoints, one a line.
+func printControlEndpoints(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, e := range hnfake.ControlEndpoints() {
+		fmt.Fprintf(tw, "  %s %s%s\t%s\n", e.Method, e.Path, e.Query, e.Doc)
+	}
+	_ = tw.Flush() // w is the caller's; its errors are not this listing's
 }

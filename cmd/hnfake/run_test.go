@@ -119,18 +119,20 @@ func TestRunErrors(t *testing.T) {
 		usage bool
 		err   string
 	}{
-		"unknown flag": {args: []string{"-nope"}, usage: true, err: "-nope"},
-		"argument":     {args: []string{"extra"}, usage: true, err: "unexpected arguments"},
-		"data and gen": {args: []string{"-data", ".", "-threads", "3"}, usage: true, err: "-threads"},
-		"negative":     {args: []string{"-threads", "-1"}, usage: true, err: "-threads must not be negative"},
-		"depth":        {args: []string{"-depth", "0"}, usage: true, err: "-depth must be at least 1"},
-		"rate":         {args: []string{"-rate-500", "2"}, usage: true, err: "Rate500"},
-		"rates sum":    {args: []string{"-rate-500", "0.6", "-rate-429", "0.6"}, usage: true, err: "at most 1"},
-		"endpoints":    {args: []string{"-fault-endpoints", "all"}, usage: true, err: "both, items or listing"},
-		"start":        {args: []string{"-start", "yesterday"}, usage: true, err: "-start"},
-		"bad data":     {args: []string{"-addr", "127.0.0.1:0", "-data", badDir}, err: "is a comment"},
-		"missing data": {args: []string{"-addr", "127.0.0.1:0", "-data", badDir + "/missing"}, err: "no such file"},
-		"bad address":  {args: []string{"-addr", "nonsense"}, err: "listen tcp"},
+		"unknown flag":  {args: []string{"-nope"}, usage: true, err: "-nope"},
+		"argument":      {args: []string{"extra"}, usage: true, err: "unexpected arguments"},
+		"data and gen":  {args: []string{"-data", ".", "-threads", "3"}, usage: true, err: "-threads"},
+		"negative":      {args: []string{"-threads", "-1"}, usage: true, err: "-threads must not be negative"},
+		"depth":         {args: []string{"-depth", "0"}, usage: true, err: "-depth must be at least 1"},
+		"rate":          {args: []string{"-rate-500", "2"}, usage: true, err: "Rate500"},
+		"rates sum":     {args: []string{"-rate-500", "0.6", "-rate-429", "0.6"}, usage: true, err: "at most 1"},
+		"endpoints":     {args: []string{"-fault-endpoints", "all"}, usage: true, err: "both, items or listing"},
+		"start":         {args: []string{"-start", "yesterday"}, usage: true, err: "-start"},
+		"now and start": {args: []string{"-now", "-start", "2026-01-02T03:04:05Z"}, usage: true, err: "-now and -start both anchor the generated dataset; give one"},
+		"data and now":  {args: []string{"-data", ".", "-now"}, usage: true, err: "-now"},
+		"bad data":      {args: []string{"-addr", "127.0.0.1:0", "-data", badDir}, err: "is a comment"},
+		"missing data":  {args: []string{"-addr", "127.0.0.1:0", "-data", badDir + "/missing"}, err: "no such file"},
+		"bad address":   {args: []string{"-addr", "nonsense"}, err: "listen tcp"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -150,6 +152,68 @@ func TestHelp(t *testing.T) {
 	for _, flag := range []string{"-addr", "-data", "-threads", "-comments", "-depth", "-seed", "-text-bytes", "-latency", "-rate-429", "-retry-after", "-rate-500", "-rate-truncated", "-rate-malformed"} {
 		require.Contains(t, out.String(), flag+" ")
 	}
+	require.Contains(t, out.String(), "  -now\n")
+	require.Contains(t, out.String(), "(default 2026-07-09T03:48:29Z)")
+}
+
+// TestHelpListsControlEndpoints: -h lists every control endpoint the
+// server registers, one a line with its doc.
+func TestHelpListsControlEndpoints(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	require.NoError(t, run(t.Context(), []string{"-h"}, &out))
+	_, listing, ok := strings.Cut(out.String(), "\nControl endpoints, beside the API at /api/v1:\n")
+	require.True(t, ok, out.String())
+	lines := strings.Split(strings.TrimSuffix(listing, "\n"), "\n")
+	endpoints := hnfake.ControlEndpoints()
+	require.Len(t, lines, len(endpoints), listing)
+	for i, e := range endpoints {
+		require.NotEmpty(t, e.Doc, "%s %s", e.Method, e.Path)
+		require.Regexp(t, `^  `+regexp.QuoteMeta(e.Method+" "+e.Path+e.Query)+` {2,}`+regexp.QuoteMeta(e.Doc)+`$`, lines[i])
+	}
+}
+
+// TestGeneratedDatasetIsFixed: without -now, the dataset, and what edits
+// and added threads answer, do not depend on when hnfake runs.
+func TestGeneratedDatasetIsFixed(t *testing.T) {
+	t.Parallel()
+	type answers struct {
+		Listing, Edit, Add string
+	}
+	serve := func(args []string, now time.Time) answers {
+		c, _, err := parseFlags(append([]string{"-threads", "5", "-comments", "2"}, args...), io.Discard, now)
+		require.NoError(t, err)
+		s, err := newServer(c)
+		require.NoError(t, err)
+		h := s.Handler()
+		call := func(method, path string) string {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+			require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+			return rec.Body.String()
+		}
+		id := strconv.FormatInt(s.Dataset().Threads()[0].ID, 10)
+		return answers{
+			Edit:    call("POST", "/_fake/edit?id="+id),
+			Add:     call("POST", "/_fake/add?comments=1"),
+			Listing: call("GET", "/api/v1/search_by_date?tags=story&hitsPerPage=100"),
+		}
+	}
+	first := serve(nil, time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
+	second := serve(nil, time.Date(2027, 3, 4, 5, 6, 7, 0, time.UTC))
+	require.Equal(t, first, second)
+	require.Contains(t, first.Edit, `"updated_at":"2026-07-09T04:37:17Z"`, "edited: a second after its last update (the fixed dataset's), not at the real time")
+	require.Contains(t, first.Add, `"created_at":"2026-07-09T03:48:29Z"`, "added at the anchor")
+
+	// -now anchors at the current time.
+	now := time.Date(2027, 3, 4, 5, 6, 7, 0, time.UTC)
+	c, _, err := parseFlags([]string{"-now"}, io.Discard, now)
+	require.NoError(t, err)
+	require.Equal(t, now, c.generate.Start)
+	require.Nil(t, c.clock, "the real clock")
+	c, _, err = parseFlags([]string{"-start", "2026-01-02T03:04:05Z"}, io.Discard, now)
+	require.NoError(t, err)
+	require.Equal(t, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), c.clock())
 }
 
 func TestParseFlagsFaults(t *testing.T) {

@@ -25,15 +25,17 @@ type GenerateOptions struct {
 	Seed int64
 	// Start is the created_at of the newest thread; older threads go back
 	// from it about a minute and a half apart, some in the same second.
-	// Default 2026-07-09T03:48:29Z (the newest hit of the recorded listing).
+	// Default DefaultStart().
 	Start time.Time
 	// TextBytes is the mean length of a comment's text, in bytes of HTML.
 	// Lengths are spread log-normally around it. Default 300.
 	TextBytes int
 }
 
-// defaultStart is GenerateOptions.Start's default.
-var defaultStart = time.Date(2026, 7, 9, 3, 48, 29, 0, time.UTC)
+// DefaultStart is GenerateOptions.Start's default, 2026-07-09T03:48:29Z
+// (the newest hit of the recorded listing): a fixed epoch, so that equal
+// options give equal datasets whenever they are generated.
+func DefaultStart() time.Time { return time.Date(2026, 7, 9, 3, 48, 29, 0, time.UTC) }
 
 // FirstGeneratedID is the smallest id Generate gives.
 const FirstGeneratedID = 40_000_001
@@ -43,7 +45,7 @@ func (o GenerateOptions) withDefaults() GenerateOptions {
 		o.Depth = 6
 	}
 	if o.Start.IsZero() {
-		o.Start = defaultStart
+		o.Start = DefaultStart()
 	}
 	if o.TextBytes == 0 {
 		o.TextBytes = 300

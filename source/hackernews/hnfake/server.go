@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -171,22 +172,15 @@ func NewServer(d *Dataset) *Server {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	m.HandleFunc("GET /_fake/stats", s.serveStats)
-	m.HandleFunc("DELETE /_fake/stats", func(w http.ResponseWriter, _ *http.Request) {
-		s.ResetCounts()
-		w.WriteHeader(http.StatusNoContent)
-	})
-	m.HandleFunc("GET /_fake/faults", func(w http.ResponseWriter, _ *http.Request) {
-		writeValue(w, http.StatusOK, s.currentFaults())
-	})
-	m.HandleFunc("POST /_fake/faults", s.serveSetFaults)
-	m.HandleFunc("POST /_fake/edit", s.serveEdit)
-	m.HandleFunc("POST /_fake/delete", s.serveDelete)
-	m.HandleFunc("POST /_fake/hide", s.serveHide)
-	m.HandleFunc("POST /_fake/add", s.serveAdd)
-	m.HandleFunc("/_fake/{name}", func(w http.ResponseWriter, r *http.Request) {
-		if allow := controlMethods[r.PathValue("name")]; allow != "" {
-			w.Header().Set("Allow", allow)
+	routes := controlRoutes()
+	allow := map[string][]string{} // methods by path, for 405 answers
+	for _, r := range routes {
+		m.HandleFunc(r.Method+" "+r.Path, func(w http.ResponseWriter, req *http.Request) { r.serve(s, w, req) })
+		allow[r.Path] = append(allow[r.Path], r.Method)
+	}
+	m.HandleFunc(controlPrefix+"{name}", func(w http.ResponseWriter, r *http.Request) {
+		if methods := allow[controlPrefix+r.PathValue("name")]; len(methods) > 0 {
+			w.Header().Set("Allow", strings.Join(methods, ", "))
 			writeBody(w, http.StatusMethodNotAllowed, errorBody(http.StatusMethodNotAllowed, ""))
 			return
 		}
@@ -199,10 +193,54 @@ func NewServer(d *Dataset) *Server {
 	return s
 }
 
-// controlMethods are the methods of the control endpoints, for 405 answers.
-var controlMethods = map[string]string{
-	"stats": "GET, DELETE", "faults": "GET, POST",
-	"edit": "POST", "delete": "POST", "hide": "POST", "add": "POST",
+// controlPrefix is the path prefix of the control API.
+const controlPrefix = "/_fake/"
+
+// ControlEndpoint is one endpoint of the fake's control API, which changes
+// the fake while it runs.
+type ControlEndpoint struct {
+	// Method and Path are what the endpoint answers: "POST", "/_fake/edit".
+	Method, Path string
+	// Query is the query it takes, "" for none: "?id=N".
+	Query string
+	// Doc says in one line what it does.
+	Doc string
+}
+
+// controlRoute is a control endpoint and its handler.
+type controlRoute struct {
+	ControlEndpoint
+	serve func(s *Server, w http.ResponseWriter, r *http.Request)
+}
+
+// controlRoutes are the control API's endpoints, every one the Server
+// answers under controlPrefix: the one place they are registered and
+// documented.
+func controlRoutes() []controlRoute {
+	route := func(method, path, query, doc string, serve func(*Server, http.ResponseWriter, *http.Request)) controlRoute {
+		return controlRoute{ControlEndpoint{Method: method, Path: controlPrefix + path, Query: query, Doc: doc}, serve}
+	}
+	return []controlRoute{
+		route("GET", "stats", "", `the request counts (Counts) as JSON, with "threads" and "items_total"`, (*Server).serveStats),
+		route("DELETE", "stats", "", "resets the request counts to zero", (*Server).serveResetStats),
+		route("GET", "faults", "", "the injected faults (Faults) as JSON", (*Server).serveFaults),
+		route("POST", "faults", "", "sets the injected faults from a JSON Faults body", (*Server).serveSetFaults),
+		route("POST", "edit", "?id=N", `edits thread N: appends " (edited)" to its title, bumps its updated_at`, (*Server).serveEdit),
+		route("POST", "delete", "?id=N", "deletes thread N", (*Server).serveDelete),
+		route("POST", "hide", "?id=N", "hides thread N from the listing; its item stays", (*Server).serveHide),
+		route("POST", "add", "?comments=M[&depth=D]", `adds a generated thread of M comments, created at the dataset's clock; answers {"id":N,...}`, (*Server).serveAdd),
+	}
+}
+
+// ControlEndpoints returns the endpoints of the control API that Handler
+// serves besides the API, in a stable order.
+func ControlEndpoints() []ControlEndpoint {
+	routes := controlRoutes()
+	out := make([]ControlEndpoint, len(routes))
+	for i, r := range routes {
+		out[i] = r.ControlEndpoint
+	}
+	return out
 }
 
 // Start serves d on a loopback httptest server that t's cleanup closes, and
@@ -220,13 +258,10 @@ func Start(t testing.TB, d *Dataset) (*Server, string) {
 //	GET  /api/v1/search_by_date   the listing (tags, numericFilters, hitsPerPage, page)
 //	GET  /api/v1/items/{id}       a thread, or a comment with its replies; 404 if unknown
 //	GET  /healthz                 "ok"
-//	GET  /_fake/stats             the Counts as JSON, with "threads" and "items_total"
-//	DELETE /_fake/stats           ResetCounts
-//	GET, POST /_fake/faults       the Faults as JSON; POST sets them
-//	POST /_fake/edit?id=N         Edit: appends " (edited)" to the title, bumps updated_at
-//	POST /_fake/delete?id=N       Delete
-//	POST /_fake/hide?id=N         Hide
-//	POST /_fake/add?comments=M[&depth=D]  a new generated thread, created now; answers {"id":N,...}
+//
+// and the control API under /_fake/, listed by ControlEndpoints: stats
+// (Requests, ResetCounts), faults (SetFaults), edit, delete, hide (Edit,
+// Delete, Hide) and add.
 //
 // Faults and counts apply to the two API endpoints only. Every other path
 // answers 404 with the API's error body.
@@ -405,6 +440,15 @@ func (s *Server) serveStats(w http.ResponseWriter, _ *http.Request) {
 		Threads    int `json:"threads"`
 		ItemsTotal int `json:"items_total"`
 	}{c, s.d.Len(), s.d.NumItems()})
+}
+
+func (s *Server) serveResetStats(w http.ResponseWriter, _ *http.Request) {
+	s.ResetCounts()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) serveFaults(w http.ResponseWriter, _ *http.Request) {
+	writeValue(w, http.StatusOK, s.currentFaults())
 }
 
 func (s *Server) serveSetFaults(w http.ResponseWriter, r *http.Request) {
