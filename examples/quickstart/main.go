@@ -47,6 +47,11 @@ type Note struct {
 }
 
 func run(ctx context.Context, notesDir, out, db string) error {
+	// Checked before anything is opened, so that a run from another folder
+	// creates nothing there.
+	if fi, err := os.Stat(notesDir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("no directory of notes at %s: run from the repository's root, or pass -notes DIR", notesDir)
+	}
 	flow := tidemark.NewFlow("NotesIndex", tidemark.LogicVersion("1"))
 	index := tidemark.Custom(flow, &jsonIndex{}, indexSpec{Path: out})
 	notes := tidemark.AddSource(flow, "notes", dirSource{dir: notesDir})
