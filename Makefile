@@ -16,7 +16,7 @@ test: ## Run every test with -race, against PostgreSQL (started from the install
 	./scripts/test.sh
 
 .PHONY: demo
-demo: ## The offline demo: hnindex syncs a fake HackerNews API into hnindex.db (SQLite), then searches it.
+demo: ## The offline demo: hnindex syncs a fake HackerNews API into hnindex-demo.db (SQLite), then searches it.
 	./scripts/demo.sh
 
 .PHONY: bench

@@ -5,7 +5,7 @@
 #
 # It builds hnfake and hnindex, starts hnfake on 127.0.0.1:8081 (a free
 # loopback port if that one is taken; PORT=n picks another) with 200
-# generated threads of 20 comments, syncs them into a fresh hnindex.db
+# generated threads of 20 comments, syncs them into a fresh hnindex-demo.db (its own file, so that an hnindex.db of yours is left alone)
 # (SQLite) in the current directory, syncs again (nothing is fetched:
 # nothing changed), edits two threads on the fake server and syncs once
 # more (only those two are fetched), searches, and stops the fake server.
@@ -14,7 +14,7 @@
 set -euo pipefail
 
 GO=${GO:-go}
-DB=${DB:-hnindex.db}
+DB=${DB:-hnindex-demo.db}
 PORT=${PORT:-8081}
 bin=$(mktemp -d)
 fake_pid=
