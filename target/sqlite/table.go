@@ -55,11 +55,15 @@ func (t *Table[T]) orderBy() string {
 	return strings.Join(pk, ", ")
 }
 
-// Rows returns every row of the table, in primary key order.
+// Rows returns every row of the table, in primary key order. A table the
+// database does not have is a *table.NotSetUpError.
 func (t *Table[T]) Rows(ctx context.Context) iter.Seq2[T, error] {
 	return t.Iterate(func() (table.RowScanner, func(), error) {
 		rows, err := t.db.db.QueryContext(ctx, `SELECT `+t.columns()+` FROM `+quote(t.Name())+` ORDER BY `+t.orderBy())
 		if err != nil {
+			if missing := t.missing(ctx, ""); missing != nil {
+				return nil, nil, missing
+			}
 			return nil, nil, err
 		}
 		return rows, func() { rows.Close() }, nil
@@ -101,7 +105,11 @@ func FullText[T any](t *Table[T], column string, opts ...FullTextOption) {
 
 // Search returns the rows whose indexed text matches query, best first, at
 // most limit (20 if limit is 0). The query is in web-search syntax (see
-// table.ParseQuery); an empty one is table.ErrEmptyQuery.
+// table.ParseQuery); an empty one is table.ErrEmptyQuery, one past the
+// bounds of package table a *table.SearchTooLargeError. The search takes at
+// most table.SearchTimeout, or until ctx ends if sooner: SQLite interrupts
+// the query then. A table or index the database does not have is a
+// *table.NotSetUpError.
 func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table.Hit[T], error) {
 	if t.fullText == nil {
 		return nil, fmt.Errorf("sqlite: table %s has no full-text index; declare one with sqlite.FullText", t.Name())
@@ -110,6 +118,8 @@ func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := table.WithSearchTimeout(ctx)
+	defer cancel()
 	fts := quote(ftsName(t.Name()))
 	rows, err := t.db.db.QueryContext(ctx, fmt.Sprintf(`SELECT %s, -bm25(%s), snippet(%s, 0, ?, ?, '…', 24)
 		FROM %s JOIN %s ON %s.rowid = %s.rowid
@@ -117,7 +127,7 @@ func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table
 		t.columns(), fts, fts, fts, quote(t.Name()), quote(t.Name()), fts, fts, fts),
 		table.HighlightStart, table.HighlightEnd, q.FTS5(), limit)
 	if err != nil {
-		return nil, fmt.Errorf("searching table %s: %w", t.Name(), err)
+		return nil, t.searchError(ctx, err)
 	}
 	defer rows.Close()
 	var hits []table.Hit[T]
@@ -125,14 +135,45 @@ func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table
 		var h table.Hit[T]
 		var err error
 		if h.Row, err = t.Scan(rows, &h.Score, &h.Snippet); err != nil {
-			return nil, fmt.Errorf("searching table %s: %w", t.Name(), err)
+			return nil, t.searchError(ctx, err)
 		}
 		hits = append(hits, h)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("searching table %s: %w", t.Name(), err)
+		return nil, t.searchError(ctx, err)
 	}
 	return hits, nil
+}
+
+// searchError returns the error of a search that failed with err: a
+// *table.NotSetUpError if the table or its index is missing, why ctx ended
+// if it did, or else err.
+func (t *Table[T]) searchError(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		if missing := t.missing(ctx, ftsName(t.Name())); missing != nil {
+			return fmt.Errorf("searching table %s: %w", t.Name(), missing)
+		}
+	}
+	return table.SearchCanceled(ctx, t.Name(), err)
+}
+
+// missing returns a *table.NotSetUpError if the database lacks the table
+// or, if fts is not empty, its full-text index; nil if it has them or the
+// check fails.
+func (t *Table[T]) missing(ctx context.Context, fts string) error {
+	var hasTable, hasIndex bool
+	err := t.db.db.QueryRowContext(ctx, `SELECT
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?),
+		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?)`, t.Name(), fts).Scan(&hasTable, &hasIndex)
+	switch {
+	case err != nil:
+		return nil
+	case !hasTable:
+		return &table.NotSetUpError{Table: t.Name()}
+	case fts != "" && !hasIndex:
+		return &table.NotSetUpError{Table: t.Name(), Missing: "its full-text index " + fts}
+	}
+	return nil
 }
 
 func ftsName(tableName string) string { return tableName + "_fts" }
