@@ -297,3 +297,37 @@ func TestQueryCommands(t *testing.T) {
 	require.Equal(t, cli.ExitFatal, r.code)
 	require.Contains(t, r.stderr, "--limit must be between 1 and 1000, got 1001")
 }
+
+// A query's cost is bounded in the CLI too; after drop, search says the
+// table is not set up.
+func TestQueryBoundsAndDrop(t *testing.T) {
+	t.Parallel()
+	for name, newDB := range dbs(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db := newDB(t)
+			src := tidemarktest.NewSource[string, string]()
+			src.Set("a", "rust and go")
+			app, _ := notesApp(src)
+			require.Equal(t, cli.ExitOK, run(t, app, cli.Env{}, "update", "--db", db).code)
+
+			r := run(t, app, cli.Env{}, append([]string{"search", "--db", db, "--json"}, strings.Fields(strings.Repeat("rust ", 2000))...)...)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			require.Contains(t, r.stdout, `"id":"a"`)
+			var words []string
+			for i := range 65 {
+				words = append(words, "w"+strings.Repeat("x", i))
+			}
+			r = run(t, app, cli.Env{}, append([]string{"search", "--db", db}, words...)...)
+			require.Equal(t, cli.ExitFatal, r.code)
+			require.Contains(t, r.stderr, "the search query has 65 terms; at most 64 are allowed")
+
+			require.Equal(t, cli.ExitOK, run(t, app, cli.Env{}, "drop", "--yes", "--db", db).code)
+			r = run(t, app, cli.Env{}, "search", "--db", db, "rust")
+			require.Equal(t, cli.ExitFatal, r.code)
+			require.Contains(t, r.stderr, "table notes is not set up")
+			require.Contains(t, r.stderr, "`notes update` sets it up and fills it")
+			require.NotContains(t, r.stderr, "SQL")
+		})
+	}
+}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -128,6 +129,9 @@ func (r *runner) query(ctx context.Context, root *cobra.Command, name string, q 
 
 // queryError adds a hint to a query's error where the user can act on it.
 func (r *runner) queryError(err error) error {
+	if errors.Is(err, table.ErrNotSetUp) {
+		return fmt.Errorf("%w (`%s update` sets it up and fills it)", err, r.app.Name)
+	}
 	return err
 }
 

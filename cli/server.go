@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/target/table"
 )
 
 func (r *runner) serverCommand() *cobra.Command {
@@ -82,7 +83,7 @@ func (r *runner) serve(ctx context.Context, addr string, live bool, refresh time
 		}
 		res, err := s.flow.Query(req.Context(), name, q)
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			writeJSON(w, queryStatus(err), map[string]string{"error": r.queryError(err).Error()})
 			return
 		}
 		writeJSON(w, http.StatusOK, res)
@@ -96,7 +97,7 @@ func (r *runner) serve(ctx context.Context, addr string, live bool, refresh time
 				res, err = s.flow.Query(req.Context(), page, q)
 			}
 			if err != nil {
-				data.Error = err.Error()
+				data.Error = r.queryError(err).Error()
 			} else {
 				data.Results, data.Error = asRecords(res)
 			}
@@ -144,6 +145,21 @@ func (r *runner) serve(ctx context.Context, addr string, live bool, refresh time
 	}
 	fmt.Fprintln(r.env.Stdout, "stopped")
 	return nil
+}
+
+// queryStatus is the HTTP status of a query's error: the asker's fault
+// (too large, nothing to look for) is 400, a table not set up 503, any
+// other fault 500.
+func queryStatus(err error) int {
+	switch {
+	case errors.Is(err, table.ErrSearchTooLarge), errors.Is(err, table.ErrEmptyQuery):
+		return http.StatusBadRequest
+	case errors.Is(err, table.ErrNotSetUp):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
 }
 
 // queryOf reads a query from q and limit.

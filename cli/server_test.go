@@ -61,6 +61,19 @@ func TestServer(t *testing.T) {
 	code, _ = get(t, base+"/api/nope?q=fox")
 	require.Equal(t, http.StatusNotFound, code)
 
+	// A query's cost is bounded: repeated terms count once, too many
+	// distinct ones are the asker's fault.
+	code, body = get(t, base+"/api/search?q="+strings.Repeat("fox+", 2000))
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"id":"a"`)
+	var words []string
+	for i := range 65 {
+		words = append(words, "w"+strings.Repeat("x", i))
+	}
+	code, body = get(t, base+"/api/search?q="+strings.Join(words, "+OR+"))
+	require.Equal(t, http.StatusBadRequest, code, body)
+	require.Contains(t, body, "at most 64 are allowed")
+
 	code, body = get(t, base+"/?q=dog")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "a lazy &lt;dog&gt;", "results are shown, escaped")
