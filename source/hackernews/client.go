@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -57,6 +59,9 @@ type client struct {
 	hosts map[string]*rate.Limiter
 
 	searches, items, retries, bytes atomic.Int64
+	// answered is set once the API has answered a request (with any
+	// status): from then on an unreachable host is a transient fault.
+	answered atomic.Bool
 }
 
 func newClient(o Options) *client {
@@ -121,15 +126,18 @@ func (c *client) get(ctx context.Context, endpoint, path string, query url.Value
 	}
 	start := time.Now()
 	attempts := 0
-	err := retry.Do(ctx, c.policy, func(ctx context.Context) error {
+	err := retry.DoNotify(ctx, c.policy, func(ctx context.Context) error {
 		attempts++
 		return c.attempt(ctx, endpoint, rawURL, notFoundOK, read)
-	}, func(attempt int, err error) {
+	}, func(r retry.Retrying) {
 		c.retries.Add(1)
-		c.log.DebugContext(ctx, "hackernews: retrying", "request", name, "attempt", attempt, "err", err)
+		c.log.InfoContext(ctx, "hackernews: retrying", "request", name, "attempt", r.Attempt, "err", r.Err, "wait", r.Wait)
 	})
+	var unreachable *UnreachableError
 	switch {
 	case err == nil || err == errNotFound:
+		return err
+	case errors.As(err, &unreachable):
 		return err
 	case ctx.Err() != nil:
 		return fmt.Errorf("hackernews: GET %s: %w", name, context.Cause(ctx))
@@ -175,8 +183,9 @@ func (c *client) attempt(ctx context.Context, endpoint, rawURL string, notFoundO
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return c.transportError(ctx, actx, err)
+		return c.transportError(ctx, actx, req.URL, err)
 	}
+	c.answered.Store(true)
 	body := &countingReader{r: resp.Body, n: &c.bytes}
 	defer func() {
 		io.Copy(io.Discard, io.LimitReader(body, 64<<10)) // let the connection be reused
@@ -203,17 +212,46 @@ func (c *client) attempt(ctx context.Context, endpoint, rawURL string, notFoundO
 	}
 }
 
-// transportError classifies an error of http.Client.Do: transient unless
-// the context ended or the server's certificate was refused.
-func (c *client) transportError(ctx, actx context.Context, err error) error {
+// transportError classifies an error of http.Client.Do for a request of
+// u: transient unless the context ended, the server's certificate was
+// refused, or the host was unreachable before the API ever answered.
+func (c *client) transportError(ctx, actx context.Context, u *url.URL, err error) error {
 	var certErr *tls.CertificateVerificationError
 	switch {
 	case ctx.Err() != nil:
 		return err
 	case errors.As(err, &certErr):
 		return err
+	case !c.answered.Load() && unreachable(err):
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			// uerr names the method and the whole URL; the request's
+			// URL is named without its query below.
+			if last, perr := url.Parse(uerr.URL); perr == nil {
+				u = last // where a redirect led
+			}
+			err = uerr.Err
+		}
+		return &UnreachableError{URL: withoutSecrets(u), Err: err}
 	}
 	return retry.Mark(c.timedOut(actx, err))
+}
+
+// unreachable reports whether err says the host cannot be reached: its
+// name does not resolve, or it refuses connections.
+func unreachable(err error) bool {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return dnsErr.IsNotFound || !(dnsErr.IsTemporary || dnsErr.IsTimeout)
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// withoutSecrets returns u without its user info, query and fragment.
+func withoutSecrets(u *url.URL) string {
+	v := *u
+	v.User, v.RawQuery, v.ForceQuery, v.Fragment, v.RawFragment = nil, "", false, "", ""
+	return v.String()
 }
 
 // timedOut names the attempt's timeout in err when it caused it.

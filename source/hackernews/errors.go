@@ -33,3 +33,25 @@ func (e *HTTPError) Error() string {
 	}
 	return msg
 }
+
+// UnreachableError is the error of a request whose host cannot be reached
+// — its name does not resolve, or it refuses connections — before the API
+// has answered any request of the Source: a wrong URL or no network, which
+// retrying does not fix, so it is returned at once. Once the API has
+// answered, the same failures are retried like other connection errors (a
+// server restarting).
+type UnreachableError struct {
+	// URL is the request's, without its user info and query.
+	URL string
+	// Err is the failure, such as "dial tcp: lookup hn.algolia.com: no
+	// such host".
+	Err error
+}
+
+// Error returns "hackernews: cannot reach {URL}: {Err}".
+func (e *UnreachableError) Error() string {
+	return "hackernews: cannot reach " + e.URL + ": " + e.Err.Error()
+}
+
+// Unwrap returns Err.
+func (e *UnreachableError) Unwrap() error { return e.Err }

@@ -58,8 +58,9 @@ type Options struct {
 	// HTTPClient makes the requests; by default a client of its own with a
 	// transport of its own.
 	HTTPClient *http.Client
-	// Logger receives debug records of retries and listing windows; by
-	// default nothing is logged.
+	// Logger receives an info record of each retry (the request, the
+	// attempt's number, its error and the wait before the next one) and
+	// debug records of listing windows; by default nothing is logged.
 	Logger *slog.Logger
 }
 
