@@ -52,6 +52,10 @@ type client struct {
 	sem     chan struct{}
 	timeout time.Duration
 	policy  retry.Policy
+	maxBody int64
+	// redirectHosts are the hosts, lower case, a redirect may lead to
+	// besides the first request's.
+	redirectHosts map[string]bool
 
 	rps   rate.Limit
 	burst int
@@ -68,9 +72,8 @@ func newClient(o Options) *client {
 	// Backoff from MaxElapsed/20 (250ms at most) doubling to MaxElapsed/4
 	// (30s at most): about ten attempts whatever the budget.
 	initial := min(max(o.MaxElapsed/20, time.Millisecond), 250*time.Millisecond)
-	return &client{
+	c := &client{
 		base:    o.BaseURL,
-		hc:      o.HTTPClient,
 		log:     o.Logger,
 		sem:     make(chan struct{}, o.Concurrency),
 		timeout: o.Timeout,
@@ -80,10 +83,52 @@ func newClient(o Options) *client {
 			Multiplier: 2,
 			MaxElapsed: o.MaxElapsed,
 		},
-		rps:   rate.Limit(o.RequestsPerSecond),
-		burst: o.Burst,
-		hosts: make(map[string]*rate.Limiter),
+		maxBody:       o.MaxBodyBytes,
+		redirectHosts: make(map[string]bool),
+		rps:           rate.Limit(o.RequestsPerSecond),
+		burst:         o.Burst,
+		hosts:         make(map[string]*rate.Limiter),
 	}
+	for _, h := range o.AllowRedirectHosts {
+		c.redirectHosts[strings.ToLower(h)] = true
+	}
+	hc := *o.HTTPClient
+	next := hc.CheckRedirect
+	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := c.checkRedirect(req, via, next == nil); err != nil {
+			return err
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+	c.hc = &hc
+	return c
+}
+
+// maxRedirects is how many redirects in a row are followed, as
+// http.Client does by default.
+const maxRedirects = 10
+
+// checkRedirect refuses a redirect to req from via (the requests so far,
+// the first one first) that leads to a host other than the first request's
+// and those allowed, to a scheme other than http and https, or from https
+// to http; and, when limit, the eleventh redirect in a row.
+func (c *client) checkRedirect(req *http.Request, via []*http.Request, limit bool) error {
+	to, from := req.URL, via[len(via)-1].URL
+	switch host := strings.ToLower(to.Host); {
+	case to.Scheme != "http" && to.Scheme != "https":
+		return fmt.Errorf("%w: to %s: not an http or https URL", ErrRedirect, withoutSecrets(to))
+	case from.Scheme == "https" && to.Scheme == "http":
+		return fmt.Errorf("%w: to %s: from https to http", ErrRedirect, withoutSecrets(to))
+	case host != strings.ToLower(via[0].URL.Host) && !c.redirectHosts[host]:
+		return fmt.Errorf("%w: to %s: host %s is neither the API's (%s) nor in AllowRedirectHosts",
+			ErrRedirect, withoutSecrets(to), to.Host, via[0].URL.Host)
+	case limit && len(via) >= maxRedirects:
+		return fmt.Errorf("%w: to %s: stopped after %d redirects", ErrRedirect, withoutSecrets(to), len(via))
+	}
+	return nil
 }
 
 func (c *client) stats() ClientStats {
@@ -174,6 +219,9 @@ func (c *client) attempt(ctx context.Context, endpoint, rawURL string, notFoundO
 	req = req.WithContext(actx)
 	req.Header.Set("User-Agent", UserAgent)
 	req.Header.Set("Accept", "application/json")
+	// Asked for here rather than by the transport, which would then gunzip
+	// out of reach of the limit on the bytes as sent.
+	req.Header.Set("Accept-Encoding", "gzip")
 
 	switch endpoint {
 	case EndpointSearchByDate:
@@ -186,17 +234,28 @@ func (c *client) attempt(ctx context.Context, endpoint, rawURL string, notFoundO
 		return c.transportError(ctx, actx, req.URL, err)
 	}
 	c.answered.Store(true)
-	body := &countingReader{r: resp.Body, n: &c.bytes}
 	defer func() {
-		io.Copy(io.Discard, io.LimitReader(body, 64<<10)) // let the connection be reused
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
 		resp.Body.Close()
 	}()
+	decoded, err := responseBody(resp, c.maxBody)
+	if err != nil {
+		if resp.StatusCode/100 == 2 {
+			return err
+		}
+		decoded = strings.NewReader("") // an error's status says enough
+	}
+	body := &countingReader{r: decoded, n: &c.bytes}
 
 	switch code := resp.StatusCode; {
 	case code >= 200 && code < 300:
 		if err := read(body); err != nil {
-			if ctx.Err() != nil {
+			var tooLarge *bodyTooLargeError
+			switch {
+			case ctx.Err() != nil:
 				return err
+			case errors.As(err, &tooLarge):
+				return tooLarge // whatever read made of it
 			}
 			return retry.Mark(c.timedOut(actx, err))
 		}
@@ -216,14 +275,18 @@ func (c *client) attempt(ctx context.Context, endpoint, rawURL string, notFoundO
 // u: transient unless the context ended, the server's certificate was
 // refused, or the host was unreachable before the API ever answered.
 func (c *client) transportError(ctx, actx context.Context, u *url.URL, err error) error {
-	var certErr *tls.CertificateVerificationError
+	var (
+		certErr *tls.CertificateVerificationError
+		uerr    *url.Error
+	)
 	switch {
 	case ctx.Err() != nil:
 		return err
 	case errors.As(err, &certErr):
 		return err
+	case errors.Is(err, ErrRedirect) && errors.As(err, &uerr):
+		return uerr.Err // without the Location header that uerr names
 	case !c.answered.Load() && unreachable(err):
-		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			// uerr names the method and the whole URL; the request's
 			// URL is named without its query below.

@@ -69,6 +69,15 @@
 //     number, its error and the wait before the next attempt;
 //   - fails at once on any other 4xx, with the status and the start of the
 //     body (see HTTPError);
+//   - asks for gzip and bounds each body by Options.MaxBodyBytes (64 MiB
+//     by default), both as sent and once gunzipped, so that a small gzip
+//     body that would inflate to gigabytes fails after reading the limit:
+//     the request fails at once, without retries, with an error matching
+//     ErrBodyTooLarge;
+//   - follows redirects only to BaseURL's host (its name and port) and to
+//     Options.AllowRedirectHosts, only to http and https URLs and never
+//     from https to http; another redirect fails the request at once,
+//     without retries, with an error matching ErrRedirect;
 //   - fails at once, without retrying, when the host's name does not
 //     resolve or it refuses connections before the API has answered any
 //     request (a wrong URL, no network), with an UnreachableError naming

@@ -11,6 +11,17 @@ import (
 // id, a listing hit whose objectID is not an item id.
 var ErrMalformed = errors.New("hackernews: malformed response")
 
+// ErrBodyTooLarge is matched by the error of a response whose body, as
+// sent or once gunzipped, is larger than Options.MaxBodyBytes. Such a
+// request is not retried.
+var ErrBodyTooLarge = errors.New("hackernews: response body too large")
+
+// ErrRedirect is matched by the error of a redirect that is not followed:
+// to a host other than BaseURL's and those of Options.AllowRedirectHosts,
+// to a scheme other than http and https, from https to http, or the
+// eleventh in a row. Such a request is not retried.
+var ErrRedirect = errors.New("hackernews: redirect refused")
+
 // HTTPError is a response whose status is neither a success nor, for an
 // item, 404 Not Found.
 type HTTPError struct {
