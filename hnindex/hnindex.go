@@ -192,6 +192,7 @@ func App(configure func(*hackernews.Options)) cli.App {
 			fs.IntVar(&o.MaxResults, "max-results", 500, "how many of the most recent threads to keep")
 			fs.Float64Var(&o.RequestsPerSecond, "rate", 2, "requests per second to the API, at most")
 			fs.IntVar(&o.Concurrency, "concurrency", 8, "requests in flight at once, at most")
+			fs.DurationVar(&o.MaxElapsed, "retry-deadline", hackernews.DefaultMaxElapsed, "how long to retry a failing request before giving up")
 		},
 		Flow: func(ctx context.Context, db *sqltable.DB) (*tidemark.Flow, error) {
 			if err := validateFlags(o); err != nil {
@@ -200,6 +201,9 @@ func App(configure func(*hackernews.Options)) cli.App {
 			opts := o
 			if configure != nil {
 				configure(&opts)
+			}
+			if opts.Logger == nil {
+				opts.Logger = cli.Logger(ctx)
 			}
 			src, err := hackernews.New(opts)
 			if err != nil {
@@ -223,6 +227,8 @@ func validateFlags(o hackernews.Options) error {
 		return fmt.Errorf("--rate must be more than 0 requests per second, got %v", o.RequestsPerSecond)
 	case o.Concurrency < 1:
 		return fmt.Errorf("--concurrency must be at least 1, got %d", o.Concurrency)
+	case o.MaxElapsed <= 0:
+		return fmt.Errorf("--retry-deadline must be positive, got %s", o.MaxElapsed)
 	case strings.TrimSpace(o.Tag) == "":
 		return errors.New("--tag must not be empty")
 	}

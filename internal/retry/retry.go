@@ -115,12 +115,33 @@ func (p Policy) Validate() error {
 	return nil
 }
 
+// Retrying describes a failed attempt that is about to be retried.
+type Retrying struct {
+	// Attempt is the failed attempt's number, from 1.
+	Attempt int
+	// Err is the failed attempt's error.
+	Err error
+	// Wait is how long Do waits before the next attempt: the backoff's
+	// jittered wait, or longer when the failure asked for it.
+	Wait time.Duration
+}
+
 // Do calls op until it succeeds, fails with an error that is not transient,
 // the policy gives up or ctx ends. onRetry, if not nil, is called before each
 // wait with the failed attempt's number (from 1) and error. The error
 // returned is op's last error, wrapped with the attempt count when retries
 // were given up.
 func Do(ctx context.Context, p Policy, op func(ctx context.Context) error, onRetry func(attempt int, err error)) error {
+	var notify func(Retrying)
+	if onRetry != nil {
+		notify = func(r Retrying) { onRetry(r.Attempt, r.Err) }
+	}
+	return DoNotify(ctx, p, op, notify)
+}
+
+// DoNotify is Do with a callback that is told the wait too: notify, if not
+// nil, is called before each wait.
+func DoNotify(ctx context.Context, p Policy, op func(ctx context.Context) error, notify func(Retrying)) error {
 	start := time.Now()
 	backoff := p.Initial
 	for attempt := 1; ; attempt++ {
@@ -141,8 +162,8 @@ func Do(ctx context.Context, p Policy, op func(ctx context.Context) error, onRet
 		if p.MaxElapsed > 0 && time.Since(start)+wait > p.MaxElapsed {
 			return fmt.Errorf("giving up after %d attempts in %s: %w", attempt, time.Since(start).Round(time.Millisecond), err)
 		}
-		if onRetry != nil {
-			onRetry(attempt, err)
+		if notify != nil {
+			notify(Retrying{Attempt: attempt, Err: err, Wait: wait})
 		}
 		t := time.NewTimer(wait)
 		select {

@@ -134,3 +134,37 @@ func TestPolicyValidate(t *testing.T) {
 	require.ErrorContains(t, Policy{Initial: 2, Max: 1, Multiplier: 1}.Validate(), "at least Initial")
 	require.ErrorContains(t, Policy{Initial: 1, Max: 1, Multiplier: 0.5}.Validate(), "Multiplier")
 }
+
+// DoNotify tells each retry's attempt, error and wait, and then waits
+// exactly that long.
+func TestDoNotifyTellsTheWait(t *testing.T) {
+	t.Parallel()
+
+	synctest.Test(t, func(t *testing.T) {
+		p := Policy{Initial: time.Second, Max: 4 * time.Second, Multiplier: 2, MaxElapsed: time.Hour}
+		var (
+			told  []Retrying
+			times []time.Time
+		)
+		calls := 0
+		err := DoNotify(t.Context(), p, func(context.Context) error {
+			times = append(times, time.Now())
+			calls++
+			switch calls {
+			case 1, 2:
+				return Mark(errFlaky)
+			case 3:
+				return MarkAfter(errFlaky, time.Minute)
+			}
+			return nil
+		}, func(r Retrying) { told = append(told, r) })
+		require.NoError(t, err)
+		require.Len(t, told, 3)
+		for i, r := range told {
+			require.Equal(t, i+1, r.Attempt)
+			require.ErrorIs(t, r.Err, errFlaky)
+			require.Equal(t, times[i+1].Sub(times[i]), r.Wait, "retry %d waited as told", i+1)
+		}
+		require.Equal(t, time.Minute, told[2].Wait, "the wait asked for")
+	})
+}

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -50,6 +52,10 @@ type client struct {
 	sem     chan struct{}
 	timeout time.Duration
 	policy  retry.Policy
+	maxBody int64
+	// redirectHosts are the hosts, lower case, a redirect may lead to
+	// besides the first request's.
+	redirectHosts map[string]bool
 
 	rps   rate.Limit
 	burst int
@@ -57,15 +63,17 @@ type client struct {
 	hosts map[string]*rate.Limiter
 
 	searches, items, retries, bytes atomic.Int64
+	// answered is set once the API has answered a request (with any
+	// status): from then on an unreachable host is a transient fault.
+	answered atomic.Bool
 }
 
 func newClient(o Options) *client {
 	// Backoff from MaxElapsed/20 (250ms at most) doubling to MaxElapsed/4
 	// (30s at most): about ten attempts whatever the budget.
 	initial := min(max(o.MaxElapsed/20, time.Millisecond), 250*time.Millisecond)
-	return &client{
+	c := &client{
 		base:    o.BaseURL,
-		hc:      o.HTTPClient,
 		log:     o.Logger,
 		sem:     make(chan struct{}, o.Concurrency),
 		timeout: o.Timeout,
@@ -75,10 +83,52 @@ func newClient(o Options) *client {
 			Multiplier: 2,
 			MaxElapsed: o.MaxElapsed,
 		},
-		rps:   rate.Limit(o.RequestsPerSecond),
-		burst: o.Burst,
-		hosts: make(map[string]*rate.Limiter),
+		maxBody:       o.MaxBodyBytes,
+		redirectHosts: make(map[string]bool),
+		rps:           rate.Limit(o.RequestsPerSecond),
+		burst:         o.Burst,
+		hosts:         make(map[string]*rate.Limiter),
 	}
+	for _, h := range o.AllowRedirectHosts {
+		c.redirectHosts[strings.ToLower(h)] = true
+	}
+	hc := *o.HTTPClient
+	next := hc.CheckRedirect
+	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := c.checkRedirect(req, via, next == nil); err != nil {
+			return err
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+	c.hc = &hc
+	return c
+}
+
+// maxRedirects is how many redirects in a row are followed, as
+// http.Client does by default.
+const maxRedirects = 10
+
+// checkRedirect refuses a redirect to req from via (the requests so far,
+// the first one first) that leads to a host other than the first request's
+// and those allowed, to a scheme other than http and https, or from https
+// to http; and, when limit, the eleventh redirect in a row.
+func (c *client) checkRedirect(req *http.Request, via []*http.Request, limit bool) error {
+	to, from := req.URL, via[len(via)-1].URL
+	switch host := strings.ToLower(to.Host); {
+	case to.Scheme != "http" && to.Scheme != "https":
+		return fmt.Errorf("%w: to %s: not an http or https URL", ErrRedirect, withoutSecrets(to))
+	case from.Scheme == "https" && to.Scheme == "http":
+		return fmt.Errorf("%w: to %s: from https to http", ErrRedirect, withoutSecrets(to))
+	case host != strings.ToLower(via[0].URL.Host) && !c.redirectHosts[host]:
+		return fmt.Errorf("%w: to %s: host %s is neither the API's (%s) nor in AllowRedirectHosts",
+			ErrRedirect, withoutSecrets(to), to.Host, via[0].URL.Host)
+	case limit && len(via) >= maxRedirects:
+		return fmt.Errorf("%w: to %s: stopped after %d redirects", ErrRedirect, withoutSecrets(to), len(via))
+	}
+	return nil
 }
 
 func (c *client) stats() ClientStats {
@@ -121,15 +171,18 @@ func (c *client) get(ctx context.Context, endpoint, path string, query url.Value
 	}
 	start := time.Now()
 	attempts := 0
-	err := retry.Do(ctx, c.policy, func(ctx context.Context) error {
+	err := retry.DoNotify(ctx, c.policy, func(ctx context.Context) error {
 		attempts++
 		return c.attempt(ctx, endpoint, rawURL, notFoundOK, read)
-	}, func(attempt int, err error) {
+	}, func(r retry.Retrying) {
 		c.retries.Add(1)
-		c.log.DebugContext(ctx, "hackernews: retrying", "request", name, "attempt", attempt, "err", err)
+		c.log.InfoContext(ctx, "hackernews: retrying", "request", name, "attempt", r.Attempt, "err", r.Err, "wait", r.Wait)
 	})
+	var unreachable *UnreachableError
 	switch {
 	case err == nil || err == errNotFound:
+		return err
+	case errors.As(err, &unreachable):
 		return err
 	case ctx.Err() != nil:
 		return fmt.Errorf("hackernews: GET %s: %w", name, context.Cause(ctx))
@@ -166,6 +219,9 @@ func (c *client) attempt(ctx context.Context, endpoint, rawURL string, notFoundO
 	req = req.WithContext(actx)
 	req.Header.Set("User-Agent", UserAgent)
 	req.Header.Set("Accept", "application/json")
+	// Asked for here rather than by the transport, which would then gunzip
+	// out of reach of the limit on the bytes as sent.
+	req.Header.Set("Accept-Encoding", "gzip")
 
 	switch endpoint {
 	case EndpointSearchByDate:
@@ -175,19 +231,31 @@ func (c *client) attempt(ctx context.Context, endpoint, rawURL string, notFoundO
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return c.transportError(ctx, actx, err)
+		return c.transportError(ctx, actx, req.URL, err)
 	}
-	body := &countingReader{r: resp.Body, n: &c.bytes}
+	c.answered.Store(true)
 	defer func() {
-		io.Copy(io.Discard, io.LimitReader(body, 64<<10)) // let the connection be reused
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
 		resp.Body.Close()
 	}()
+	decoded, err := responseBody(resp, c.maxBody)
+	if err != nil {
+		if resp.StatusCode/100 == 2 {
+			return err
+		}
+		decoded = strings.NewReader("") // an error's status says enough
+	}
+	body := &countingReader{r: decoded, n: &c.bytes}
 
 	switch code := resp.StatusCode; {
 	case code >= 200 && code < 300:
 		if err := read(body); err != nil {
-			if ctx.Err() != nil {
+			var tooLarge *bodyTooLargeError
+			switch {
+			case ctx.Err() != nil:
 				return err
+			case errors.As(err, &tooLarge):
+				return tooLarge // whatever read made of it
 			}
 			return retry.Mark(c.timedOut(actx, err))
 		}
@@ -203,17 +271,50 @@ func (c *client) attempt(ctx context.Context, endpoint, rawURL string, notFoundO
 	}
 }
 
-// transportError classifies an error of http.Client.Do: transient unless
-// the context ended or the server's certificate was refused.
-func (c *client) transportError(ctx, actx context.Context, err error) error {
-	var certErr *tls.CertificateVerificationError
+// transportError classifies an error of http.Client.Do for a request of
+// u: transient unless the context ended, the server's certificate was
+// refused, or the host was unreachable before the API ever answered.
+func (c *client) transportError(ctx, actx context.Context, u *url.URL, err error) error {
+	var (
+		certErr *tls.CertificateVerificationError
+		uerr    *url.Error
+	)
 	switch {
 	case ctx.Err() != nil:
 		return err
 	case errors.As(err, &certErr):
 		return err
+	case errors.Is(err, ErrRedirect) && errors.As(err, &uerr):
+		return uerr.Err // without the Location header that uerr names
+	case !c.answered.Load() && unreachable(err):
+		if errors.As(err, &uerr) {
+			// uerr names the method and the whole URL; the request's
+			// URL is named without its query below.
+			if last, perr := url.Parse(uerr.URL); perr == nil {
+				u = last // where a redirect led
+			}
+			err = uerr.Err
+		}
+		return &UnreachableError{URL: withoutSecrets(u), Err: err}
 	}
 	return retry.Mark(c.timedOut(actx, err))
+}
+
+// unreachable reports whether err says the host cannot be reached: its
+// name does not resolve, or it refuses connections.
+func unreachable(err error) bool {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return dnsErr.IsNotFound || !(dnsErr.IsTemporary || dnsErr.IsTimeout)
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// withoutSecrets returns u without its user info, query and fragment.
+func withoutSecrets(u *url.URL) string {
+	v := *u
+	v.User, v.RawQuery, v.ForceQuery, v.Fragment, v.RawFragment = nil, "", false, "", ""
+	return v.String()
 }
 
 // timedOut names the attempt's timeout in err when it caused it.

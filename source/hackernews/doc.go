@@ -65,8 +65,26 @@
 //     with an error naming the request, the attempts and the last failure,
 //     such as "hackernews: GET items/123: giving up after 7 attempts in
 //     1m52s (MaxElapsed 2m0s): HTTP 503";
+//   - logs each retry at level INFO to Options.Logger, with the attempt's
+//     number, its error and the wait before the next attempt;
 //   - fails at once on any other 4xx, with the status and the start of the
-//     body (see HTTPError).
+//     body (see HTTPError);
+//   - asks for gzip and bounds each body by Options.MaxBodyBytes (64 MiB
+//     by default), both as sent and once gunzipped, so that a small gzip
+//     body that would inflate to gigabytes fails after reading the limit:
+//     the request fails at once, without retries, with an error matching
+//     ErrBodyTooLarge;
+//   - follows redirects only to BaseURL's host (its name and port) and to
+//     Options.AllowRedirectHosts, only to http and https URLs and never
+//     from https to http; another redirect fails the request at once,
+//     without retries, with an error matching ErrRedirect;
+//   - fails at once, without retrying, when the host's name does not
+//     resolve or it refuses connections before the API has answered any
+//     request (a wrong URL, no network), with an UnreachableError naming
+//     the URL without its query, such as "hackernews: cannot reach
+//     https://hn.algolia.com/api/v1/search_by_date: dial tcp: lookup
+//     hn.algolia.com: no such host". Once the API has answered, these
+//     failures are retried like other connection errors.
 //
 // Errors returned after retries are not marked retryable: Tidemark records
 // the row as failed and tries it again on the next update, while the other

@@ -20,6 +20,9 @@ const (
 	DefaultConcurrency       = 8
 	DefaultTimeout           = 30 * time.Second
 	DefaultMaxElapsed        = 2 * time.Minute
+	// DefaultMaxBodyBytes is 64 MiB: the largest threads are a few MB, a
+	// listing page of 1,000 hits about 1.3 MB.
+	DefaultMaxBodyBytes = 64 << 20
 
 	// MaxHitsPerPage is the largest page Algolia serves.
 	MaxHitsPerPage = 1000
@@ -55,11 +58,27 @@ type Options struct {
 	// default: no attempt starts after it, and the request fails with its
 	// last attempt's error.
 	MaxElapsed time.Duration
+	// MaxBodyBytes bounds a response body, both as sent and once gunzipped:
+	// DefaultMaxBodyBytes (64 MiB) by default. A larger body fails its
+	// request at once, without retries, with an error matching
+	// ErrBodyTooLarge.
+	MaxBodyBytes int64
+	// AllowRedirectHosts lists the hosts, besides BaseURL's, that a
+	// redirect may lead to. A host is compared, case-insensitively, as a
+	// URL writes it: a name or address with its port when the URL has one,
+	// so 127.0.0.1:8080 and 127.0.0.1:8081 are two hosts, and
+	// "example.com" matches http://example.com/… and https://example.com/…
+	// but not https://example.com:8443/…. A redirect elsewhere, to a
+	// scheme other than http and https, or from https to http fails its
+	// request at once, without retries, with an error matching ErrRedirect.
+	AllowRedirectHosts []string
 	// HTTPClient makes the requests; by default a client of its own with a
-	// transport of its own.
+	// transport of its own. The Source uses a copy of it whose
+	// CheckRedirect applies AllowRedirectHosts before the client's own.
 	HTTPClient *http.Client
-	// Logger receives debug records of retries and listing windows; by
-	// default nothing is logged.
+	// Logger receives an info record of each retry (the request, the
+	// attempt's number, its error and the wait before the next one) and
+	// debug records of listing windows; by default nothing is logged.
 	Logger *slog.Logger
 }
 
@@ -92,6 +111,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxElapsed == 0 {
 		o.MaxElapsed = DefaultMaxElapsed
+	}
+	if o.MaxBodyBytes == 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if o.HTTPClient == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -130,6 +152,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("hackernews: Timeout must not be negative, got %s", o.Timeout)
 	case o.MaxElapsed < 0:
 		return fmt.Errorf("hackernews: MaxElapsed must not be negative, got %s", o.MaxElapsed)
+	case o.MaxBodyBytes < 0:
+		return fmt.Errorf("hackernews: MaxBodyBytes must not be negative, got %d", o.MaxBodyBytes)
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ type Source struct {
 var (
 	_ tidemark.Source[string, Thread] = (*Source)(nil)
 	_ tidemark.OrdinalProvider        = (*Source)(nil)
+	_ tidemark.OptionsDescriber       = (*Source)(nil)
 )
 
 // New returns a Source with opts, their zero fields set to the defaults; it
@@ -81,6 +82,18 @@ func (s *Source) Get(ctx context.Context, id string) (tidemark.Fetched[Thread], 
 // ProvidesOrdinal reports true: listed ordinals are updated_at, which
 // grows whenever a thread changes.
 func (s *Source) ProvidesOrdinal() bool { return true }
+
+// DescribeOptions implements tidemark.OptionsDescriber: it returns the
+// options that decide which rows the source lists, so that a change of
+// them can be told from a change of the data: "tag", the listing's tag,
+// and "max_results", how many threads are listed, in decimal. Both are
+// as New set them, defaults applied.
+func (s *Source) DescribeOptions() map[string]string {
+	return map[string]string{
+		"tag":         s.opts.Tag,
+		"max_results": strconv.Itoa(s.opts.MaxResults),
+	}
+}
 
 // Stats returns what the source asked of the API so far.
 func (s *Source) Stats() ClientStats { return s.c.stats() }
