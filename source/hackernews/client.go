@@ -178,11 +178,11 @@ func (c *client) get(ctx context.Context, endpoint, path string, query url.Value
 		c.retries.Add(1)
 		c.log.InfoContext(ctx, "hackernews: retrying", "request", name, "attempt", r.Attempt, "err", r.Err, "wait", r.Wait)
 	})
-	var unreachable *UnreachableError
+	var unreachableErr *UnreachableError
 	switch {
 	case err == nil || err == errNotFound:
 		return err
-	case errors.As(err, &unreachable):
+	case errors.As(err, &unreachableErr):
 		return err
 	case ctx.Err() != nil:
 		return fmt.Errorf("hackernews: GET %s: %w", name, context.Cause(ctx))
