@@ -93,7 +93,7 @@ func TestBodyTooLarge(t *testing.T) {
 		"gzip bomb, default limit": {
 			gzipped: true,
 			body:    gzipMembers(t, []byte(`{"id":1,"text":`), mib(' '), 255),
-			want:    "hackernews: GET items/1: response body larger than 67108864 bytes (MaxBodyBytes) once gunzipped",
+			want:    "hackernews: GET items/1: response body larger than 16777216 bytes (MaxBodyBytes) once gunzipped",
 		},
 		// Empty members gunzip to nothing, however many are sent.
 		"gzip of nothing, too long as sent": {

@@ -69,7 +69,7 @@
 //     number, its error and the wait before the next attempt;
 //   - fails at once on any other 4xx, with the status and the start of the
 //     body (see HTTPError);
-//   - asks for gzip and bounds each body by Options.MaxBodyBytes (64 MiB
+//   - asks for gzip and bounds each body by Options.MaxBodyBytes (16 MiB
 //     by default), both as sent and once gunzipped, so that a small gzip
 //     body that would inflate to gigabytes fails after reading the limit:
 //     the request fails at once, without retries, with an error matching

@@ -20,9 +20,10 @@ const (
 	DefaultConcurrency       = 8
 	DefaultTimeout           = 30 * time.Second
 	DefaultMaxElapsed        = 2 * time.Minute
-	// DefaultMaxBodyBytes is 64 MiB: the largest threads are a few MB, a
-	// listing page of 1,000 hits about 1.3 MB.
-	DefaultMaxBodyBytes = 64 << 20
+	// DefaultMaxBodyBytes is 16 MiB: the largest threads known are under
+	// 1 MB, a listing page of 1,000 hits about 1.3 MB; parsing a hostile
+	// body at the bound (one long string) takes a few times its size.
+	DefaultMaxBodyBytes = 16 << 20
 
 	// MaxHitsPerPage is the largest page Algolia serves.
 	MaxHitsPerPage = 1000
@@ -59,7 +60,7 @@ type Options struct {
 	// last attempt's error.
 	MaxElapsed time.Duration
 	// MaxBodyBytes bounds a response body, both as sent and once gunzipped:
-	// DefaultMaxBodyBytes (64 MiB) by default. A larger body fails its
+	// DefaultMaxBodyBytes (16 MiB) by default. A larger body fails its
 	// request at once, without retries, with an error matching
 	// ErrBodyTooLarge.
 	MaxBodyBytes int64
