@@ -15,6 +15,7 @@ import (
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/target"
 	"github.com/tidemark/tidemark/tidemarktest"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // catalog is a custom source: a product catalog whose listing gives each
@@ -355,7 +356,10 @@ func ExampleNest() {
 		}
 		defer engine.Close()
 		tree.ResetLog()
-		if _, err := engine.Update(ctx, tidemark.UpdateOptions{}); err != nil {
+		// The last user going empties the listing: that deletes only once
+		// confirmed, since a listing that names nothing is often a mistake.
+		confirm := func(context.Context, tidemarktype.Deletions) (bool, error) { return true, nil }
+		if _, err := engine.Update(ctx, tidemark.UpdateOptions{Confirm: confirm}); err != nil {
 			log.Fatal(err)
 		}
 		fmt.Println(strings.Join(tree.Log(), "; "))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"reflect"
 	"slices"
 	"sync"
@@ -531,7 +532,11 @@ func (f *Flow) engineFlow() (*engine.Flow, error) {
 		}
 		es := &engine.Source{Name: s.name, Impl: s.impl, MaxInFlight: s.maxInFlight, RefreshInterval: s.refreshInterval}
 		if d, ok := s.impl.source().(OptionsDescriber); ok {
-			es.Options = d.DescribeOptions()
+			opts, err := describeOptions(d)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("tidemark: source %s: %w", s.name, err))
+			}
+			es.Options = opts
 		}
 		ef.Sources = append(ef.Sources, es)
 	}
@@ -539,6 +544,17 @@ func (f *Flow) engineFlow() (*engine.Flow, error) {
 		return nil, fmt.Errorf("flow %s: %w", f.name, errors.Join(errs...))
 	}
 	return ef, nil
+}
+
+// describeOptions asks a source to describe its options, turning a panic
+// into an error.
+func describeOptions(d OptionsDescriber) (opts map[string]string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("DescribeOptions panicked: %v", p)
+		}
+	}()
+	return maps.Clone(d.DescribeOptions()), nil
 }
 
 // TargetInfo describes a target the flow declares: its kind, its key, its

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"maps"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/target"
 	"github.com/tidemark/tidemark/tidemarktest"
 	"github.com/tidemark/tidemark/tidemarktype"
 )
@@ -175,3 +177,191 @@ func TestChangedOptionsConfirmDeletions(t *testing.T) {
 
 // confirmAll confirms every deletion, as a user who means them does.
 func confirmAll(context.Context, tidemarktype.Deletions) (bool, error) { return true, nil }
+
+// Options change; the new listing names 5 of the 10 kept rows, all changed,
+// and their Gets fail. 5 rows the listing left out go: the question must be asked.
+func TestRegressionGuardFailedRowsStillCountedAsListed(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		src := describedSource{Source: h.src, options: map[string]string{"tag": "story"}}
+		h.fill(10)
+		e := h.openWith(src)
+		_, err := e.Update(t.Context(), tidemark.UpdateOptions{})
+		require.NoError(t, err)
+		e.Close()
+
+		src.options["tag"] = "show_hn"
+		for id := 5; id < 10; id++ {
+			h.src.Delete(id)
+		}
+		for id := range 5 {
+			h.src.Touch(id)
+		}
+		h.src.FailGet(func(int) error { return errors.New("api down") })
+		c := &confirmer{}
+		e = h.openWith(src)
+		st, err := e.Update(t.Context(), tidemark.UpdateOptions{Confirm: c.confirm})
+		e.Close()
+		require.ErrorIs(t, err, tidemark.ErrDeletionsHeld)
+		require.Len(t, c.asked, 1, "options changed and 5 rows go: must ask")
+		require.Equal(t, int64(5), c.asked[0].Deleting)
+		require.Equal(t, int64(5), st.Sources["docs"].Held)
+		require.Len(t, h.db.Rows("docs"), 10, "nothing deleted unconfirmed")
+	})
+}
+
+// Options change; the new listing names 5 kept rows that Get says are gone.
+func TestRegressionGuardRowsGoneByGetDoNotHideOthers(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		src := describedSource{Source: h.src, options: map[string]string{"tag": "story"}}
+		h.fill(10)
+		e := h.openWith(src)
+		_, err := e.Update(t.Context(), tidemark.UpdateOptions{})
+		require.NoError(t, err)
+		e.Close()
+
+		src.options["tag"] = "show_hn"
+		// the listing names 0..4 (touched) but Get of them says gone: emulate via
+		// a wrapper source that lists keys that no longer exist.
+		for id := 5; id < 10; id++ {
+			h.src.Delete(id)
+		}
+		for id := range 5 {
+			h.src.Touch(id)
+		}
+		c := &confirmer{}
+		e = h.openWith(goneSource{src})
+		st, err := e.Update(t.Context(), tidemark.UpdateOptions{Confirm: c.confirm})
+		e.Close()
+		require.ErrorIs(t, err, tidemark.ErrDeletionsHeld)
+		require.Len(t, c.asked, 1, "options changed and 5 unlisted rows go: must ask")
+		require.Equal(t, int64(5), c.asked[0].Deleting, "the 5 the source said are gone went; the 5 unlisted wait")
+		require.Equal(t, int64(5), st.Sources["docs"].Deleted)
+		require.Len(t, h.db.Rows("docs"), 5)
+	})
+}
+
+// goneSource lists its rows, but Get says every row is gone.
+type goneSource struct{ describedSource }
+
+func (goneSource) Get(context.Context, int) (tidemark.Fetched[doc], error) {
+	return tidemark.Fetched[doc]{}, nil
+}
+
+// Live mode, --full-reprocess, a held pass: every later pass reprocesses
+// everything again, since "the first mode holds until a listing pass succeeds".
+func TestRegressionLiveHeldPassEndsTheFirstMode(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "sqlite")
+	src := describedSource{Source: h.src, options: map[string]string{"tag": "story"}}
+	h.fill(10)
+	e := h.openWith(src)
+	_, err := e.Update(t.Context(), tidemark.UpdateOptions{})
+	require.NoError(t, err)
+	e.Close()
+	src.options["tag"] = "show_hn"
+	for id := 5; id < 10; id++ {
+		h.src.Delete(id)
+	}
+	e = h.openWith(src)
+	stop := make(chan struct{})
+	var gets []int
+	asked := 0
+	h.src.ResetCounts()
+	err = e.Live(t.Context(), tidemark.LiveOptions{Mode: tidemark.ModeFullReprocess, Refresh: 10 * time.Millisecond, Stop: stop,
+		Confirm: func(context.Context, tidemarktype.Deletions) (bool, error) { asked++; return false, nil },
+		OnPass: func(p tidemark.Pass) {
+			gets = append(gets, h.src.Gets())
+			h.src.ResetCounts()
+			if p.N == 4 {
+				close(stop)
+			}
+		}})
+	require.NoError(t, err)
+	require.Equal(t, []int{5, 0, 0, 0}, gets, "only the first pass is a full reprocess")
+	require.Equal(t, 4, asked, "every pass asks the library's Confirm")
+}
+
+// A source that described options and now describes none (nil): the change
+// is asked about, confirmed, and never recorded: every later deletion asks again.
+func TestRegressionGuardOptionsThatGoAreRecorded(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "sqlite")
+	src := describedSource{Source: h.src, options: map[string]string{"tag": "story"}}
+	h.fill(10)
+	e := h.openWith(src)
+	_, err := e.Update(t.Context(), tidemark.UpdateOptions{})
+	require.NoError(t, err)
+	e.Close()
+	src.options = nil
+	for i := 9; i >= 7; i-- {
+		h.src.Delete(i)
+		c := &confirmer{answer: true}
+		e = h.openWith(src)
+		_, err = e.Update(t.Context(), tidemark.UpdateOptions{Confirm: c.confirm})
+		e.Close()
+		require.NoError(t, err)
+		if i == 9 {
+			require.Len(t, c.asked, 1, "the options went: asked once")
+		} else {
+			require.Empty(t, c.asked, "the change to no options was confirmed already")
+		}
+	}
+}
+
+// A listing of keys none of which can be used names no row: the deletion
+// of the kept rows is asked about.
+func TestRegressionGuardUnusableKeysNameNoRow(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		f := tidemark.NewFlow("Bad")
+		db := tidemarktest.NewDB()
+		notes := tidemarktest.Table[string](f, db, "notes")
+		src := tidemarktest.NewSource[string, string]()
+		src.Set("a", "x")
+		src.Set("b", "y")
+		tidemark.ForEach(tidemark.AddSource(f, "notes", src), func(_ context.Context, r *tidemark.Row, k, v string) error {
+			notes.Declare(r, target.Key(k), v)
+			return nil
+		})
+		opts := stateStore(t, backend)
+		e, err := tidemark.Open(t.Context(), f, opts)
+		require.NoError(t, err)
+		defer e.Close()
+		_, err = e.Update(t.Context(), tidemark.UpdateOptions{})
+		require.NoError(t, err)
+		src.Delete("a")
+		src.Delete("b")
+		src.Set("\xff", "not UTF-8: a key that cannot be used")
+		c := &confirmer{}
+		st, err := e.Update(t.Context(), tidemark.UpdateOptions{Confirm: c.confirm})
+		require.ErrorIs(t, err, tidemark.ErrDeletionsHeld)
+		require.Equal(t, []tidemarktype.Deletions{{Source: "notes", Listed: 0, Tracked: 2, Deleting: 2}}, c.asked)
+		require.Equal(t, int64(1), st.Sources["notes"].Errors)
+		require.Len(t, db.Rows("notes"), 2)
+	})
+}
+
+// A DescribeOptions that panics fails Open with an error, not the process.
+func TestDescribeOptionsPanicFailsOpen(t *testing.T) {
+	t.Parallel()
+	f := tidemark.NewFlow("Panicky")
+	db := tidemarktest.NewDB()
+	notes := tidemarktest.Table[string](f, db, "notes")
+	tidemark.ForEach(tidemark.AddSource(f, "notes", panickySource{tidemarktest.NewSource[string, string]()}),
+		func(_ context.Context, r *tidemark.Row, k, v string) error {
+			notes.Declare(r, target.Key(k), v)
+			return nil
+		})
+	_, err := tidemark.Open(t.Context(), f, stateStore(t, "sqlite"))
+	require.ErrorContains(t, err, "source notes: DescribeOptions panicked: boom")
+}
+
+type panickySource struct {
+	*tidemarktest.Source[string, string]
+}
+
+func (panickySource) DescribeOptions() map[string]string { panic("boom") }

@@ -59,7 +59,7 @@ type Source[K comparable, V any] interface {
 // keeps the description of each update's options; when it changed, the
 // rows the listing leaves out are deleted only once confirmed (see
 // UpdateOptions.Confirm), since a mistyped option would otherwise empty
-// the targets.
+// the targets. The options are described once, when the engine is opened.
 type OptionsDescriber interface {
 	// DescribeOptions returns the options by name, as they are shown to
 	// people: `{"tag": "story", "max_results": "500"}`.

@@ -238,7 +238,9 @@ func (r *runner) evaluate(ctx context.Context, o *evaluateOptions, keys []string
 // key as its text, a table key's single value as that value.
 func decodedKey(k string) any {
 	var v any
-	if json.Unmarshal([]byte(k), &v) != nil {
+	dec := json.NewDecoder(strings.NewReader(k))
+	dec.UseNumber() // an int64 key stays exact
+	if dec.Decode(&v) != nil || dec.More() {
 		return k
 	}
 	if a, ok := v.([]any); ok && len(a) == 1 {

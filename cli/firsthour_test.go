@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -11,8 +12,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/cli"
 	"github.com/tidemark/tidemark/internal/pgtest"
+	"github.com/tidemark/tidemark/target/sqltable"
 	"github.com/tidemark/tidemark/tidemarktest"
 )
 
@@ -330,4 +333,67 @@ func TestQueryBoundsAndDrop(t *testing.T) {
 			require.NotContains(t, r.stderr, "SQL")
 		})
 	}
+}
+
+type bigNote struct {
+	ID   int64     `tidemark:"id,pk"`
+	At   time.Time `tidemark:"at,pk"`
+	Text string    `tidemark:"text"`
+}
+
+// Lineage finds the row of a key exactly: an int64 past 2^53, a time in a
+// composite key.
+func TestShowOddKeys(t *testing.T) {
+	t.Parallel()
+	for name, newDB := range dbs(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db := newDB(t)
+			src := tidemarktest.NewSource[int64, string]()
+			src.Set(9007199254740993, "big")
+			src.Set(9007199254740992, "neighbour")
+			at := time.Date(2024, 1, 2, 3, 4, 5, 6000, time.FixedZone("x", 3600))
+			app := cli.App{Name: "big", DefaultDB: "big.db",
+				Flow: func(ctx context.Context, db *sqltable.DB) (*tidemark.Flow, error) {
+					f := tidemark.NewFlow("Big")
+					notes := sqltable.Declare[bigNote](f, db, "big")
+					tidemark.ForEach(tidemark.AddSource(f, "big", src), func(_ context.Context, r *tidemark.Row, k int64, v string) error {
+						notes.Declare(r, bigNote{ID: k, At: at, Text: v})
+						return nil
+					})
+					return f, nil
+				}}
+			r := run(t, app, cli.Env{}, "update", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			r = run(t, app, cli.Env{}, "show", "row", "9007199254740993", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			require.Contains(t, r.stdout, "source big, row 9007199254740993\n")
+			require.Contains(t, r.stdout, "      id: 9007199254740993\n")
+			require.Contains(t, r.stdout, "      text: big\n")
+			key := `[9007199254740993,"` + at.UTC().Format(time.RFC3339Nano) + `"]`
+			r = run(t, app, cli.Env{}, "show", "target", "big", key, "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			require.Contains(t, r.stdout, "text: big\n")
+			require.Contains(t, r.stdout, "source big, row 9007199254740993 ")
+		})
+	}
+}
+
+// Live mode asks once: a question answered no is not asked at every pass.
+func TestLiveAsksOnce(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "n.db")
+	src := tidemarktest.NewSource[string, string]()
+	src.Set("a", "a fox")
+	app, _ := notesApp(src)
+	require.Equal(t, cli.ExitOK, run(t, app, cli.Env{}, "update", "--db", db).code)
+	src.Delete("a")
+	stop := make(chan struct{})
+	time.AfterFunc(time.Second, func() { close(stop) })
+	r := run(t, app, cli.Env{Terminal: true, Stdin: strings.NewReader("n\n"), Stop: stop}, "update", "-L", "--refresh", "50ms", "--db", db)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Equal(t, 1, strings.Count(r.stdout, "Delete them? [y/N]"), r.stdout)
+	require.Greater(t, strings.Count(r.stdout, "pass "), 3, "passes went on")
+	r = run(t, app, cli.Env{}, "search", "--db", db, "fox")
+	require.Contains(t, r.stdout, "fox", "kept")
 }

@@ -442,9 +442,9 @@ func (r *runner) showTarget(ctx context.Context, o *showOptions, name, key strin
 
 // tableKey encodes a key given on the command line as the table's target
 // keys are: a JSON array of the primary key's values. A single-column key
-// is given as its bare value; any key as that JSON array.
+// is given as its bare value, a key of several columns as that JSON array.
 func tableKey(spec table.Spec, arg string) (target.Key, error) {
-	if strings.HasPrefix(arg, "[") {
+	if len(spec.PrimaryKey) > 1 && strings.HasPrefix(arg, "[") {
 		return target.Key(arg), nil
 	}
 	if len(spec.PrimaryKey) != 1 {

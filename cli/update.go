@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -91,8 +92,24 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 	if !f.quiet {
 		prog = newProgress(r.env, r.log, s.flow.SourceNames(), f.preview)
 	}
+	// A question answered no is not asked again in this run: live mode
+	// would ask it at every pass.
+	var (
+		mu       sync.Mutex
+		declined = make(map[string]bool)
+	)
 	confirm := func(ctx context.Context, d tidemarktype.Deletions) (bool, error) {
-		return r.confirmDeletions(ctx, f.yes, prog, d)
+		mu.Lock()
+		defer mu.Unlock()
+		asked := fmt.Sprint(d.Source, d.Empty(), d.OptionsBefore, d.OptionsNow)
+		if declined[asked] {
+			return false, nil
+		}
+		ok, err := r.confirmDeletions(ctx, f.yes, prog, d)
+		if err == nil && !ok {
+			declined[asked] = true
+		}
+		return ok, err
 	}
 
 	if f.live {

@@ -145,8 +145,11 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 			// rather than failing every pass for ever.
 			return pass.Err
 		}
-		if pass.Err == nil && len(uo.Only) == 0 {
-			mode = ModeIncremental // the first mode holds until a listing pass succeeds
+		held := errors.Is(pass.Err, tidemarktype.ErrDeletionsHeld) && !errors.Is(pass.Err, ErrListingIncomplete)
+		if (pass.Err == nil || held) && len(uo.Only) == 0 {
+			// The first mode holds until a listing pass succeeds; one that
+			// only kept rows for a confirmation did all the rest.
+			mode = ModeIncremental
 		}
 		for name, keys := range announced {
 			if !pass.Stats.Sources[name].ListingComplete {
@@ -167,6 +170,8 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 		case errors.Is(pass.Err, ErrStopped) && Stopped(opts.Stop):
 			pass.Err = nil
 		case ctx.Err() != nil:
+		case held:
+			// checkDeletions logged it.
 		default:
 			e.log.ErrorContext(ctx, "a live pass failed; trying again at the next interval", "pass", n, "err", pass.Err)
 		}

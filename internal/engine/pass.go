@@ -135,6 +135,8 @@ type sourceRun struct {
 	// was not confirmed. held says which deletions.
 	hold bool
 	held *tidemarktype.Deletions
+	// invalid counts the listed keys that cannot be used.
+	invalid atomic.Int64
 }
 
 // flightKey is a row's key in the in-flight set: keys of two sources may be
@@ -536,6 +538,7 @@ func (r *sourceRun) list(ctx context.Context) error {
 		}
 		r.counters.listed.Add(1)
 		if item.l.Invalid != nil {
+			r.invalid.Add(1)
 			r.u.counters.rowError(r.src.Name, item.l.Key, item.l.Invalid)
 			r.u.e.log.WarnContext(ctx, "a listed key cannot be used; the row fails", "source", r.src.Name, "key", item.l.Key, "err", item.l.Invalid)
 			continue
@@ -739,34 +742,35 @@ func (r *sourceRun) checkDeletions(ctx context.Context) error {
 		}
 	}
 	changed := notes.Options != nil && !maps.Equal(before, now)
-	all, err := r.rowCount(ctx)
-	if err != nil {
-		return err
-	}
-	r.failedMu.Lock()
-	failed := int64(len(r.failed))
-	r.failedMu.Unlock()
-	d := tidemarktype.Deletions{Source: r.src.Name, Listed: r.counters.listed.Load(), Tracked: all,
-		Deleting: max(0, all-int64(r.seen.len())-failed)}
-	if d.Deleting > 0 && (d.Empty() || changed) {
-		if changed {
-			d.OptionsBefore, d.OptionsNow = before, now
+	usable := r.counters.listed.Load() - r.invalid.Load()
+	if usable == 0 || changed {
+		all, gone, err := r.countGone(ctx)
+		if err != nil {
+			return err
 		}
-		ok := false
-		if u.opts.Confirm != nil {
-			if ok, err = u.opts.Confirm(ctx, d); err != nil {
-				return fmt.Errorf("source %s: confirming deletions: %w", r.src.Name, err)
+		d := tidemarktype.Deletions{Source: r.src.Name, Listed: usable, Tracked: all, Deleting: gone}
+		if gone > 0 {
+			if changed {
+				d.OptionsBefore, d.OptionsNow = before, now
+			}
+			ok := false
+			if u.opts.Confirm != nil {
+				if ok, err = u.opts.Confirm(ctx, d); err != nil {
+					return fmt.Errorf("source %s: confirming deletions: %w", r.src.Name, err)
+				}
+			}
+			if !ok {
+				r.hold, r.held = true, &d
+				r.counters.held.Store(d.Deleting)
+				u.e.log.WarnContext(ctx, "rows the listing left out are kept: deleting them needs a confirmation", "source", r.src.Name,
+					"rows", d.Deleting, "reason", d.Reason())
+				return nil
 			}
 		}
-		if !ok {
-			r.hold, r.held = true, &d
-			r.counters.held.Store(d.Deleting)
-			u.e.log.WarnContext(ctx, "rows the listing left out are kept: deleting them needs a confirmation", "source", r.src.Name,
-				"rows", d.Deleting, "reason", d.Reason())
-			return nil
-		}
 	}
-	if now == nil || notes.Options != nil && !changed {
+	// Recorded the first time, and once a change may go ahead (a source
+	// that stops describing its options records that too).
+	if !changed && (notes.Options != nil || now == nil) {
 		return nil
 	}
 	enc, err := json.Marshal(now)
@@ -776,6 +780,33 @@ func (r *sourceRun) checkDeletions(ctx context.Context) error {
 	return u.e.write(ctx, "save source options", func(ctx context.Context) error {
 		return u.e.store.SourceNotesSave(ctx, statestore.SourceNotesSaveParams{SourceID: r.id, Options: enc})
 	})
+}
+
+// countGone pages through the source's rows and counts them, and those
+// the deletion pass would hand on as gone: not seen in this update, nor
+// failed in it.
+func (r *sourceRun) countGone(ctx context.Context) (all, gone int64, err error) {
+	var after int64
+	for {
+		var page []statestore.RowMeta
+		if err := r.u.e.do(ctx, "scan rows", func(ctx context.Context) (err error) {
+			page, err = r.u.e.store.RowScan(ctx, statestore.RowScanParams{SourceID: r.id, AfterID: after, Limit: 1000})
+			return err
+		}); err != nil {
+			return 0, 0, err
+		}
+		if len(page) == 0 {
+			return all, gone, nil
+		}
+		for i := range page {
+			m := &page[i]
+			after = m.ID
+			all++
+			if !r.seen.has(m.ID) && !r.isFailed(m.Key) {
+				gone++
+			}
+		}
+	}
 }
 
 // rowCount returns the number of the source's rows in the state store.

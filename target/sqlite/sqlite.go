@@ -341,6 +341,10 @@ func samePrimaryKey(live []liveColumn, s *table.Spec) bool {
 const timeLayout = "2006-01-02T15:04:05.000000000Z"
 
 // sqlValue converts a column value to what SQLite stores.
+// Value returns v, a value of a column as table.Schema gives it, as this
+// package stores it: a bool as 0 or 1, a time as text in UTC.
+func Value(v any) any { return sqlValue(v) }
+
 func sqlValue(v any) any {
 	switch x := v.(type) {
 	case bool:

@@ -18,10 +18,10 @@ package sqltable
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -214,29 +214,35 @@ func (d *DB) RowCount(ctx context.Context, spec table.Spec) (int64, error) {
 // key (encoded as table target keys are: a JSON array of the primary key's
 // values), by column name; false when there is none.
 func (d *DB) Lookup(ctx context.Context, spec table.Spec, key target.Key) (map[string]any, bool, error) {
-	var raw []json.RawMessage
-	if err := json.Unmarshal([]byte(key), &raw); err != nil || len(raw) != len(spec.PrimaryKey) {
-		return nil, false, fmt.Errorf("table %s: %s is not a key of its primary key (%s)", spec.Table, key, strings.Join(spec.PrimaryKey, ", "))
+	schema := &table.Schema{}
+	for i, c := range spec.Columns {
+		schema.Columns = append(schema.Columns, table.Column{Name: c.Name, Kind: c.Kind, Nullable: c.Nullable})
+		if slices.Contains(spec.PrimaryKey, c.Name) {
+			schema.Columns[i].PrimaryKey = true
+		}
+	}
+	for _, name := range spec.PrimaryKey {
+		i := slices.IndexFunc(spec.Columns, func(c table.ColumnSpec) bool { return c.Name == name })
+		if i < 0 {
+			return nil, false, fmt.Errorf("table %s: its primary key column %s is not a column", spec.Table, name)
+		}
+		schema.PrimaryKey = append(schema.PrimaryKey, i)
+	}
+	args, err := schema.DecodeKey(key)
+	if err != nil {
+		return nil, false, fmt.Errorf("table %s: %s is not a key of its primary key (%s): %w", spec.Table, key, strings.Join(spec.PrimaryKey, ", "), err)
 	}
 	cols := make([]string, len(spec.Columns))
 	for i, c := range spec.Columns {
 		cols[i] = d.quoted(table.Spec{Table: c.Name})
 	}
 	var where []string
-	args := make([]any, len(raw))
 	for i, name := range spec.PrimaryKey {
-		c, _ := spec.Column(name)
-		var v any
-		if err := json.Unmarshal(raw[i], &v); err != nil {
-			return nil, false, fmt.Errorf("table %s: key %s: %w", spec.Table, key, err)
-		}
-		if f, ok := v.(float64); ok && c.Kind == table.KindInt {
-			v = int64(f)
-		}
-		args[i] = v
 		p := "?"
 		if d.postgres != nil {
 			p = fmt.Sprintf("$%d", i+1)
+		} else {
+			args[i] = sqlite.Value(args[i])
 		}
 		where = append(where, d.quoted(table.Spec{Table: name})+" = "+p)
 	}
@@ -246,7 +252,6 @@ func (d *DB) Lookup(ctx context.Context, spec table.Spec, key target.Key) (map[s
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
-	var err error
 	if d.postgres != nil {
 		err = d.postgres.Pool().QueryRow(ctx, q, args...).Scan(ptrs...)
 	} else {

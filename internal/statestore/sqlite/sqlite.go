@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -190,7 +191,20 @@ func (s *Store) lockPath(flow string) string {
 	}
 	h := fnv.New32a()
 	h.Write([]byte(flow))
-	return fmt.Sprintf("%s.%s-%08x.lock", s.path, safe, h.Sum32())
+	return fmt.Sprintf("%s.%s-%08x.lock", canonical(s.path), safe, h.Sum32())
+}
+
+// canonical is the database's path with symbolic links resolved, so that
+// two names of one database (a link, a relative and an absolute path) lock
+// one file. A path that cannot be resolved is used as it is.
+func canonical(path string) string {
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		path = p
+	}
+	if p, err := filepath.Abs(path); err == nil {
+		path = p
+	}
+	return path
 }
 
 // FlowDrop implements statestore.Store.

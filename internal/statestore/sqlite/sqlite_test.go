@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -77,4 +78,24 @@ func migrationCount(t *testing.T) int {
 	ms, err := statestore.LoadMigrations(migrationFS, "migrations")
 	require.NoError(t, err)
 	return len(ms)
+}
+
+// Two names of one database, a symbolic link and the file, lock one lock:
+// the second update is refused.
+func TestLockThroughALink(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.db")
+	s1, err := Open(t.Context(), path)
+	require.NoError(t, err)
+	defer s1.Close()
+	require.NoError(t, os.Symlink("state.db", filepath.Join(dir, "alias.db")))
+	s2, err := Open(t.Context(), filepath.Join(dir, "alias.db"))
+	require.NoError(t, err)
+	defer s2.Close()
+	held, err := s1.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.NoError(t, err)
+	defer held.Release()
+	_, err = s2.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
+	require.ErrorIs(t, err, statestore.ErrLocked)
 }
