@@ -178,29 +178,36 @@ func TestChangedOptionsConfirmDeletions(t *testing.T) {
 // confirmAll confirms every deletion, as a user who means them does.
 func confirmAll(context.Context, tidemarktype.Deletions) (bool, error) { return true, nil }
 
+// retagged updates 10 rows under tag "story", then changes the tag and the
+// source so that the next listing names rows 0 to 4, each changed.
+func retagged(t *testing.T, backend string) (*harness, describedSource) {
+	t.Helper()
+	h := newHarness(t, backend)
+	src := describedSource{Source: h.src, options: map[string]string{"tag": "story"}}
+	h.fill(10)
+	e := h.openWith(src)
+	_, err := e.Update(t.Context(), tidemark.UpdateOptions{})
+	require.NoError(t, err)
+	e.Close()
+	src.options["tag"] = "show_hn"
+	for id := 5; id < 10; id++ {
+		h.src.Delete(id)
+	}
+	for id := range 5 {
+		h.src.Touch(id)
+	}
+	return h, src
+}
+
 // Options change; the new listing names 5 of the 10 kept rows, all changed,
 // and their Gets fail. 5 rows the listing left out go: the question must be asked.
 func TestRegressionGuardFailedRowsStillCountedAsListed(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, backend string) {
-		h := newHarness(t, backend)
-		src := describedSource{Source: h.src, options: map[string]string{"tag": "story"}}
-		h.fill(10)
-		e := h.openWith(src)
-		_, err := e.Update(t.Context(), tidemark.UpdateOptions{})
-		require.NoError(t, err)
-		e.Close()
-
-		src.options["tag"] = "show_hn"
-		for id := 5; id < 10; id++ {
-			h.src.Delete(id)
-		}
-		for id := range 5 {
-			h.src.Touch(id)
-		}
+		h, src := retagged(t, backend)
 		h.src.FailGet(func(int) error { return errors.New("api down") })
 		c := &confirmer{}
-		e = h.openWith(src)
+		e := h.openWith(src)
 		st, err := e.Update(t.Context(), tidemark.UpdateOptions{Confirm: c.confirm})
 		e.Close()
 		require.ErrorIs(t, err, tidemark.ErrDeletionsHeld)
@@ -211,29 +218,14 @@ func TestRegressionGuardFailedRowsStillCountedAsListed(t *testing.T) {
 	})
 }
 
-// Options change; the new listing names 5 kept rows that Get says are gone.
+// Options change; the new listing names 5 kept rows that Get says are gone
+// (goneSource).
 func TestRegressionGuardRowsGoneByGetDoNotHideOthers(t *testing.T) {
 	t.Parallel()
 	forEachBackend(t, func(t *testing.T, backend string) {
-		h := newHarness(t, backend)
-		src := describedSource{Source: h.src, options: map[string]string{"tag": "story"}}
-		h.fill(10)
-		e := h.openWith(src)
-		_, err := e.Update(t.Context(), tidemark.UpdateOptions{})
-		require.NoError(t, err)
-		e.Close()
-
-		src.options["tag"] = "show_hn"
-		// the listing names 0..4 (touched) but Get of them says gone: emulate via
-		// a wrapper source that lists keys that no longer exist.
-		for id := 5; id < 10; id++ {
-			h.src.Delete(id)
-		}
-		for id := range 5 {
-			h.src.Touch(id)
-		}
+		h, src := retagged(t, backend)
 		c := &confirmer{}
-		e = h.openWith(goneSource{src})
+		e := h.openWith(goneSource{src})
 		st, err := e.Update(t.Context(), tidemark.UpdateOptions{Confirm: c.confirm})
 		e.Close()
 		require.ErrorIs(t, err, tidemark.ErrDeletionsHeld)
