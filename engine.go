@@ -22,6 +22,11 @@ type Options struct {
 	// an embedded SQLite database (created if missing), or a
 	// postgres:// URL. Required.
 	StateStore string
+	// MustExist opens only a state store that exists: Open fails, with an
+	// error matching ErrNoState, where no update ever ran, rather than
+	// creating one. Read-only tools (a status command) set it, so that
+	// they create nothing.
+	MustExist bool
 	// StateSchema is the PostgreSQL schema of the state store's tables;
 	// default "tidemark". Ignored for SQLite.
 	StateSchema string
@@ -178,10 +183,42 @@ func Open(ctx context.Context, f *Flow, opts Options) (*Engine, error) {
 	return e, nil
 }
 
+// StateExists reports whether opts.StateStore (in opts.StateSchema) holds
+// Tidemark's state, writing nothing: false for a SQLite file that does not
+// exist or has none, or a PostgreSQL database without the schema.
+func StateExists(ctx context.Context, opts Options) (bool, error) {
+	dsn := opts.StateStore
+	if err := dburl.Check(dsn); err != nil {
+		return false, fmt.Errorf("tidemark: Options.StateStore: %w", err)
+	}
+	var (
+		exists bool
+		err    error
+	)
+	if dburl.IsPostgres(dsn) {
+		exists, err = pgstore.Exists(ctx, dburl.Normalize(dsn), opts.StateSchema)
+	} else {
+		exists, err = sqlitestore.Exists(ctx, dsn)
+	}
+	if err != nil {
+		return false, fmt.Errorf("tidemark: looking for the state store: %w", dburl.RedactError(dsn, err))
+	}
+	return exists, nil
+}
+
 func openStore(ctx context.Context, opts Options) (statestore.Store, error) {
 	dsn := opts.StateStore
 	if err := dburl.Check(dsn); err != nil {
 		return nil, fmt.Errorf("tidemark: Options.StateStore: %w", err)
+	}
+	if opts.MustExist {
+		exists, err := StateExists(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			return nil, fmt.Errorf("tidemark: %s: %w", dburl.Redact(dsn), ErrNoState)
+		}
 	}
 	if dburl.IsPostgres(dsn) {
 		s, err := pgstore.Open(ctx, dburl.Normalize(dsn), opts.StateSchema)

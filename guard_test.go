@@ -73,12 +73,14 @@ func TestEmptyListingDeletesNothingUnconfirmed(t *testing.T) {
 		require.ErrorContains(t, err, "stdin closed")
 		require.Equal(t, before, h.db.Rows("docs"))
 
-		// A preview asks nothing and shows the deletions.
+		// A preview asks nothing, and shows the rows as the update would
+		// keep them: held.
 		asked := &confirmer{answer: true}
 		st, err = h.update(tidemark.UpdateOptions{Preview: true, Confirm: asked.confirm})
 		require.NoError(t, err)
 		require.Empty(t, asked.asked)
-		require.Equal(t, int64(10), st.Sources["docs"].Deleted)
+		require.Zero(t, st.Sources["docs"].Deleted)
+		require.Equal(t, int64(10), st.Sources["docs"].Held)
 
 		// Confirmed: deleted.
 		yes := &confirmer{answer: true}
@@ -243,38 +245,49 @@ func (goneSource) Get(context.Context, int) (tidemark.Fetched[doc], error) {
 	return tidemark.Fetched[doc]{}, nil
 }
 
-// Live mode, --full-reprocess, a held pass: every later pass reprocesses
-// everything again, since "the first mode holds until a listing pass succeeds".
-func TestRegressionLiveHeldPassEndsTheFirstMode(t *testing.T) {
+// Live mode: a first pass whose deletions are held ends it, since every
+// pass would hold them again; a later held pass (the listing emptied while
+// it runs) does not, and each asks again.
+func TestLiveHeldPasses(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, "sqlite")
-	src := describedSource{Source: h.src, options: map[string]string{"tag": "story"}}
-	h.fill(10)
+	h, src := retagged(t, "sqlite")
 	e := h.openWith(src)
-	_, err := e.Update(t.Context(), tidemark.UpdateOptions{})
-	require.NoError(t, err)
+	passes := 0
+	asked := 0
+	err := e.Live(t.Context(), tidemark.LiveOptions{Mode: tidemark.ModeFullReprocess, Refresh: 10 * time.Millisecond,
+		Confirm: func(context.Context, tidemarktype.Deletions) (bool, error) { asked++; return false, nil },
+		OnPass:  func(tidemark.Pass) { passes++ }})
+	require.ErrorIs(t, err, tidemark.ErrDeletionsHeld)
+	require.Equal(t, 1, passes)
+	require.Equal(t, 1, asked)
 	e.Close()
-	src.options["tag"] = "show_hn"
-	for id := 5; id < 10; id++ {
-		h.src.Delete(id)
-	}
+	require.Len(t, h.db.Rows("docs"), 10)
+
+	src.options["tag"] = "story" // as recorded: rows 5 to 9 go unasked
 	e = h.openWith(src)
+	defer e.Close()
 	stop := make(chan struct{})
 	var gets []int
-	asked := 0
+	asked = 0
 	h.src.ResetCounts()
 	err = e.Live(t.Context(), tidemark.LiveOptions{Mode: tidemark.ModeFullReprocess, Refresh: 10 * time.Millisecond, Stop: stop,
 		Confirm: func(context.Context, tidemarktype.Deletions) (bool, error) { asked++; return false, nil },
 		OnPass: func(p tidemark.Pass) {
 			gets = append(gets, h.src.Gets())
 			h.src.ResetCounts()
+			if p.N == 1 {
+				for _, id := range h.src.Keys() {
+					h.src.Delete(id)
+				}
+			}
 			if p.N == 4 {
 				close(stop)
 			}
 		}})
 	require.NoError(t, err)
 	require.Equal(t, []int{5, 0, 0, 0}, gets, "only the first pass is a full reprocess")
-	require.Equal(t, 4, asked, "every pass asks the library's Confirm")
+	require.Equal(t, 3, asked, "every held pass asks the library's Confirm")
+	require.Len(t, h.db.Rows("docs"), 5, "kept")
 }
 
 // A source that described options and now describes none (nil): the change

@@ -62,9 +62,15 @@ func (p Pass) Duration() time.Duration { return p.Stats.Finished.Sub(p.Stats.Sta
 // for the next listing. A pass that fails (a listing error, a fault that
 // outlasted its retries) is reported to OnPass and logged, and the next is
 // tried at the next interval; a pass that overruns an interval is logged as
-// a warning. Live returns at once, with an error matching ErrFlowLocked,
-// when another update of the flow holds its lock at the first pass. Live returns nil when stopped with opts.Stop, and the context's
-// cause when ctx ends.
+// a warning.
+//
+// Live holds the flow's lock for its whole run, so that no other update of
+// the flow runs between its passes: it returns at once, with an error
+// matching ErrFlowLocked, when another update holds it, and it returns
+// when the lock is lost. It also returns after a first pass whose
+// deletions were held for a confirmation (ErrDeletionsHeld): a mistyped
+// option would be held again at every pass. Live returns nil when stopped
+// with opts.Stop, and the context's cause when ctx ends.
 func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 	if opts.Refresh < 0 {
 		return fmt.Errorf("tidemark: LiveOptions.Refresh must not be negative, got %s", opts.Refresh)

@@ -33,6 +33,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -64,28 +65,47 @@ type App struct {
 	// Flow builds the application's flow on the database. It is called
 	// once per command, after the flags are parsed.
 	Flow func(ctx context.Context, db *sqltable.DB) (*tidemark.Flow, error)
+	// Validate, when set, checks the application's own flags before
+	// anything is opened, naming the flag in its error.
+	Validate func() error
 	// Options, when set, adjusts the engine's options (batch sizes,
 	// retries) before the engine is opened.
 	Options func(o *tidemark.Options)
 }
 
-// openDatabase opens the database at url (--db). A read-only command
-// opens only a database that exists: it must not create a SQLite file.
-func (r *runner) openDatabase(ctx context.Context, readOnly bool) (*sqltable.DB, error) {
-	url := r.db
-	if err := dburl.Check(url); err != nil {
-		return nil, fmt.Errorf("--db: %w", err)
-	}
-	if readOnly && !dburl.IsPostgres(url) {
-		if _, err := os.Stat(url); errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no database at %s (run `%s update` first)", url, r.app.Name)
-		}
-	}
-	d, err := sqltable.Open(ctx, "main", url, sqltable.Options{Writers: r.writers})
+// openDatabase opens the database at --db.
+func (r *runner) openDatabase(ctx context.Context) (*sqltable.DB, error) {
+	d, err := sqltable.Open(ctx, "main", r.db, sqltable.Options{Writers: r.writers})
 	if err != nil {
-		return nil, fmt.Errorf("opening --db %s: %w", dburl.Redact(url), dburl.RedactError(url, err))
+		return nil, fmt.Errorf("opening --db %s: %w", dburl.Redact(r.db), dburl.RedactError(r.db, err))
 	}
 	return d, nil
+}
+
+// mustExist checks, before anything opens it, that a read-only command's
+// database exists and, for one that reads Tidemark's state, that the state
+// does: such a command must not create them.
+func (r *runner) mustExist(ctx context.Context, a access, opts tidemark.Options) error {
+	noDatabase := fmt.Errorf("no database at %s (run `%s update` first)", dburl.Redact(r.db), r.app.Name)
+	if !dburl.IsPostgres(r.db) {
+		if _, err := os.Stat(r.db); errors.Is(err, os.ErrNotExist) {
+			return noDatabase
+		}
+	}
+	if a != readEngine && !dburl.IsPostgres(r.db) {
+		return nil
+	}
+	exists, err := tidemark.StateExists(ctx, opts)
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &pgErr) && pgErr.Code == "3D000": // invalid_catalog_name
+		return noDatabase
+	case err != nil:
+		return err
+	case !exists && a == readEngine:
+		return fmt.Errorf("no %s index at %s (run `%s update` first)", r.app.Name, dburl.Redact(r.db), r.app.Name)
+	}
+	return nil
 }
 
 // Env is what a run of the command line talks to.
@@ -276,7 +296,16 @@ func (r *runner) command() *cobra.Command {
 		r.app.Flags(fs)
 	}
 	root.SetVersionTemplate("{{.Name}} {{.Version}}\n")
-	root.AddCommand(r.updateCommand(), r.setupCommand(), r.dropCommand(), r.lsCommand(), r.showCommand(), r.evaluateCommand(), r.serverCommand())
+	root.AddCommand(r.updateCommand(), r.setupCommand(), r.dropCommand(), r.lsCommand(), r.showCommand(), r.evaluateCommand(), r.serverCommand(),
+		&cobra.Command{
+			Use:   "version",
+			Short: "Print the version and VCS revision (as --version does)",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				_, err := fmt.Fprintf(r.env.Stdout, "%s %s\n", r.app.Name, version())
+				return err
+			},
+		})
 	return root
 }
 
@@ -362,7 +391,24 @@ func (r *runner) open(ctx context.Context, a access) (*session, error) {
 	if r.writers < 1 {
 		return nil, fmt.Errorf("--pg-writers must be at least 1, got %d", r.writers)
 	}
-	db, err := r.openDatabase(ctx, a != writeEngine)
+	if err := dburl.Check(r.db); err != nil {
+		return nil, fmt.Errorf("--db: %w", err)
+	}
+	if r.app.Validate != nil {
+		if err := r.app.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	opts := tidemark.Options{StateStore: r.db, Logger: r.log, MustExist: a == readEngine}
+	if r.app.Options != nil {
+		r.app.Options(&opts)
+	}
+	if a != writeEngine {
+		if err := r.mustExist(ctx, a, opts); err != nil {
+			return nil, err
+		}
+	}
+	db, err := r.openDatabase(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -375,11 +421,11 @@ func (r *runner) open(ctx context.Context, a access) (*session, error) {
 	if a == readOnly {
 		return s, nil
 	}
-	opts := tidemark.Options{StateStore: r.db, Logger: r.log}
-	if r.app.Options != nil {
-		r.app.Options(&opts)
-	}
 	s.engine, err = tidemark.Open(ctx, s.flow, opts)
+	if errors.Is(err, tidemark.ErrNoState) {
+		db.Close()
+		return nil, fmt.Errorf("no %s index at %s (run `%s update` first)", r.app.Name, dburl.Redact(r.db), r.app.Name)
+	}
 	if err != nil {
 		db.Close()
 		return nil, dburl.RedactError(r.db, err)

@@ -147,6 +147,9 @@ func (r *runner) ask(ctx context.Context, question string) (bool, error) {
 			return false, a.err
 		}
 		line = a.line
+	case <-r.env.Stop: // the first Ctrl-C answers no
+		fmt.Fprintln(r.env.Stdout)
+		return false, nil
 	case <-ctx.Done():
 		fmt.Fprintln(r.env.Stdout)
 		return false, fmt.Errorf("nothing changed: %w", context.Cause(ctx))

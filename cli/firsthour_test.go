@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
@@ -35,6 +37,12 @@ func TestEmptyListingNeedsYes(t *testing.T) {
 			require.Equal(t, cli.ExitOK, r.code, r.stderr)
 			src.Delete("a")
 			src.Delete("b")
+
+			// A preview shows the rows kept, asks nothing, exits 0.
+			r = run(t, app, cli.Env{}, "update", "--preview", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			require.Contains(t, r.stdout, "source notes: 0 listed, 0 fetched; would add 0, update 0, reprocess 0, delete 0; 0 unchanged, 0 failed")
+			require.Contains(t, r.stdout, "source notes: 2 rows the listing leaves out would be kept: deleting them needs a confirmation (--yes)")
 
 			r = run(t, app, cli.Env{}, "update", "--db", db)
 			require.Equal(t, cli.ExitFatal, r.code)
@@ -74,7 +82,7 @@ func TestReadOnlyCommandsCreateNothing(t *testing.T) {
 	app, _ := notesApp(tidemarktest.NewSource[string, string]())
 	typo := filepath.Join(dir, "typo.db")
 	for _, args := range [][]string{
-		{"search", "fox"}, {"show"}, {"show", "row", "a"}, {"show", "target", "notes", "a"}, {"ls"}, {"evaluate"}, {"server", "--addr", "127.0.0.1:0"}, {"drop", "--yes"},
+		{"update", "--preview"}, {"search", "fox"}, {"show"}, {"show", "row", "a"}, {"show", "target", "notes", "a"}, {"ls"}, {"evaluate"}, {"server", "--addr", "127.0.0.1:0"}, {"drop", "--yes"},
 	} {
 		r := run(t, app, cli.Env{}, append(args, "--db", typo)...)
 		require.Equal(t, cli.ExitFatal, r.code, "%v: %s", args, r.stdout)
@@ -379,8 +387,9 @@ func TestShowOddKeys(t *testing.T) {
 	}
 }
 
-// Live mode asks once: a question answered no is not asked at every pass.
-func TestLiveAsksOnce(t *testing.T) {
+// Live mode: a first pass whose deletions are held ends it (exit 1); a
+// question answered no in a later pass is not asked again at every pass.
+func TestLiveHeldDeletions(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "n.db")
 	src := tidemarktest.NewSource[string, string]()
@@ -388,12 +397,56 @@ func TestLiveAsksOnce(t *testing.T) {
 	app, _ := notesApp(src)
 	require.Equal(t, cli.ExitOK, run(t, app, cli.Env{}, "update", "--db", db).code)
 	src.Delete("a")
+	r := run(t, app, cli.Env{}, "update", "-L", "--refresh", "50ms", "--db", db)
+	require.Equal(t, cli.ExitFatal, r.code, r.stdout)
+	require.Contains(t, r.stderr, "notes: source notes: 1 rows not deleted: its listing named no rows")
+	require.Equal(t, 1, strings.Count(r.stdout, "pass "), r.stdout)
+
+	src.Set("a", "a fox")
 	stop := make(chan struct{})
-	time.AfterFunc(time.Second, func() { close(stop) })
-	r := run(t, app, cli.Env{Terminal: true, Stdin: strings.NewReader("n\n"), Stop: stop}, "update", "-L", "--refresh", "50ms", "--db", db)
-	require.Equal(t, cli.ExitOK, r.code, r.stderr)
-	require.Equal(t, 1, strings.Count(r.stdout, "Delete them? [y/N]"), r.stdout)
-	require.Greater(t, strings.Count(r.stdout, "pass "), 3, "passes went on")
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Run(t.Context(), app, []string{"update", "-L", "--refresh", "50ms", "--db", db},
+			cli.Env{Stdout: &out, Stderr: io.Discard, Terminal: true, Stdin: strings.NewReader("n\n"), Stop: stop})
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "pass 1 ") }, 10*time.Second, 5*time.Millisecond)
+	src.Delete("a")
+	require.Eventually(t, func() bool { return strings.Count(out.String(), "pass ") > 5 }, 10*time.Second, 5*time.Millisecond)
+	close(stop)
+	require.Equal(t, cli.ExitOK, <-done, out.String())
+	require.Equal(t, 1, strings.Count(out.String(), "Delete them? [y/N]"), out.String())
 	r = run(t, app, cli.Env{}, "search", "--db", db, "fox")
 	require.Contains(t, r.stdout, "fox", "kept")
+}
+
+// Read-only commands on a database with no index in it say so, and write
+// nothing to it: no state tables, no schema.
+func TestReadOnlyCommandsOnAnEmptyDatabase(t *testing.T) {
+	t.Parallel()
+	app, _ := notesApp(tidemarktest.NewSource[string, string]())
+	empty := filepath.Join(t.TempDir(), "empty.db")
+	require.NoError(t, os.WriteFile(empty, nil, 0o644))
+	pg := pgtest.Database(t)
+	for _, db := range []string{empty, pg} {
+		for _, args := range [][]string{{"show"}, {"ls"}, {"evaluate"}, {"show", "row", "a"}} {
+			r := run(t, app, cli.Env{}, append(args, "--db", db)...)
+			require.Equal(t, cli.ExitFatal, r.code, "%v", args)
+			require.Equal(t, "notes: no notes index at "+db+" (run `notes update` first)\n", r.stderr, "%v", args)
+		}
+	}
+	fi, err := os.Stat(empty)
+	require.NoError(t, err)
+	require.Zero(t, fi.Size(), "nothing written")
+	var schemas int
+	conn, err := pgx.Connect(t.Context(), pg)
+	require.NoError(t, err)
+	defer conn.Close(t.Context())
+	require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_namespace WHERE nspname = 'tidemark'`).Scan(&schemas))
+	require.Zero(t, schemas, "no schema created")
+
+	missing := regexp.MustCompile(`/[^/?]+(\?|$)`).ReplaceAllString(pg, "/tidemark_no_such_db$1")
+	r := run(t, app, cli.Env{}, "search", "--db", missing, "fox")
+	require.Equal(t, cli.ExitFatal, r.code)
+	require.Equal(t, "notes: no database at "+missing+" (run `notes update` first)\n", r.stderr)
 }

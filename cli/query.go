@@ -129,8 +129,9 @@ func (r *runner) query(ctx context.Context, root *cobra.Command, name string, q 
 
 // queryError adds a hint to a query's error where the user can act on it.
 func (r *runner) queryError(err error) error {
-	if errors.Is(err, table.ErrNotSetUp) {
-		return fmt.Errorf("%w (`%s update` sets it up and fills it)", err, r.app.Name)
+	var nsu *table.NotSetUpError
+	if errors.As(err, &nsu) {
+		return fmt.Errorf("table %s is not set up: `%s update` sets it up and fills it: %w", nsu.Table, r.app.Name, table.ErrNotSetUp)
 	}
 	return err
 }

@@ -90,19 +90,24 @@ func (r *runner) serve(ctx context.Context, addr string, live bool, refresh time
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, req *http.Request) {
 		data := pageData{Title: r.app.Name, Query: page, Text: req.URL.Query().Get("q")}
+		status := http.StatusOK
 		if data.Text != "" {
 			q, err := queryOf(req)
+			status = http.StatusBadRequest
 			var res any
 			if err == nil {
 				res, err = s.flow.Query(req.Context(), page, q)
+				status = queryStatus(err)
 			}
 			if err != nil {
 				data.Error = r.queryError(err).Error()
 			} else {
+				status = http.StatusOK
 				data.Results, data.Error = asRecords(res)
 			}
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(status)
 		if err := searchPage.Execute(w, data); err != nil {
 			r.log.Error("rendering the search page", "err", err)
 		}
@@ -152,6 +157,8 @@ func (r *runner) serve(ctx context.Context, addr string, live bool, refresh time
 // other fault 500.
 func queryStatus(err error) int {
 	switch {
+	case err == nil:
+		return http.StatusOK
 	case errors.Is(err, table.ErrSearchTooLarge), errors.Is(err, table.ErrEmptyQuery):
 		return http.StatusBadRequest
 	case errors.Is(err, table.ErrNotSetUp):

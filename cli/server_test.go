@@ -74,6 +74,10 @@ func TestServer(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, code, body)
 	require.Contains(t, body, "at most 64 are allowed")
 
+	code, body = get(t, base+"/?q="+strings.Join(words, "+OR+"))
+	require.Equal(t, http.StatusBadRequest, code, "the page says the asker's fault too")
+	require.Contains(t, body, "at most 64 are allowed")
+
 	code, body = get(t, base+"/?q=dog")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "a lazy &lt;dog&gt;", "results are shown, escaped")

@@ -353,13 +353,15 @@ func (r *runner) showRow(ctx context.Context, o *showOptions, key string) error 
 		fmt.Fprintf(out, "  ordinal        %d\n", *v.Ordinal)
 	}
 	fmt.Fprintf(out, "  content        %s\n", v.ContentFingerprint)
-	logic := "the flow's current logic"
-	if !v.LogicCurrent {
-		logic = "an older logic: the next update processes it again"
-	}
-	fmt.Fprintf(out, "  logic          %s (%s)\n", v.LogicFingerprint, logic)
 	if v.ProcessedAt != nil {
+		logic := "the flow's current logic"
+		if !v.LogicCurrent {
+			logic = "an older logic: the next update processes it again"
+		}
+		fmt.Fprintf(out, "  logic          %s (%s)\n", v.LogicFingerprint, logic)
 		fmt.Fprintf(out, "  processed at   %s\n", v.ProcessedAt.Local().Format(time.DateTime))
+	} else {
+		fmt.Fprintln(out, "  never processed: the next update tries it again")
 	}
 	if v.Error != nil {
 		fmt.Fprintf(out, "  last error     %s\n", *v.Error)
@@ -452,6 +454,10 @@ func tableKey(spec table.Spec, arg string) (target.Key, error) {
 	}
 	c, _ := spec.Column(spec.PrimaryKey[0])
 	var v any = arg
+	var quoted string
+	if c.Kind == table.KindText && json.Unmarshal([]byte(arg), &quoted) == nil {
+		v = quoted // the key as show row prints a JSON key: "40000001"
+	}
 	if c.Kind == table.KindInt || c.Kind == table.KindFloat {
 		var n json.Number
 		if err := json.Unmarshal([]byte(arg), &n); err != nil {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -79,7 +80,11 @@ func (r *runner) updateCommand() *cobra.Command {
 }
 
 func (r *runner) update(ctx context.Context, f *updateOptions) error {
-	s, err := r.open(ctx, writeEngine)
+	a := writeEngine
+	if f.preview {
+		a = readEngine // a preview creates nothing
+	}
+	s, err := r.open(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -94,9 +99,13 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 	}
 	// A question answered no is not asked again in this run: live mode
 	// would ask it at every pass.
+	// --yes confirms what the first pass asks: a later pass of live mode
+	// that would delete by mistake (an API answering an empty listing) is
+	// asked about again.
 	var (
 		mu       sync.Mutex
 		declined = make(map[string]bool)
+		passes   atomic.Int64
 	)
 	confirm := func(ctx context.Context, d tidemarktype.Deletions) (bool, error) {
 		mu.Lock()
@@ -105,7 +114,7 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 		if declined[asked] {
 			return false, nil
 		}
-		ok, err := r.confirmDeletions(ctx, f.yes, prog, d)
+		ok, err := r.confirmDeletions(ctx, f.yes && passes.Load() == 0, prog, d)
 		if err == nil && !ok {
 			declined[asked] = true
 		}
@@ -118,6 +127,7 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 			Mode: f.mode(), Refresh: f.refresh, Stop: r.env.Stop, Confirm: confirm,
 			Progress: prog.update, ProgressInterval: prog.interval(),
 			OnPass: func(p tidemark.Pass) {
+				passes.Add(1)
 				prog.done()
 				printPass(out, p)
 				last = p.Stats
@@ -228,17 +238,28 @@ func printStats(w io.Writer, st *tidemarktype.UpdateStats, preview bool) {
 	for _, c := range st.Setup {
 		fmt.Fprintf(w, "setup: %s\n", c)
 	}
+	if preview && len(st.Setup) > 0 {
+		fmt.Fprintln(w, "(the rows of a target whose setup would change are not counted: they are reconciled after the change)")
+	}
 	for _, name := range slices.Sorted(maps.Keys(st.Sources)) {
 		s := st.Sources[name]
 		if s == (tidemarktype.SourceStats{}) {
 			continue // not part of this update
 		}
-		fmt.Fprintf(w, "source %s: %d listed, %d fetched, %d added, %d updated, %d reprocessed, %d deleted, %d unchanged, %d failed\n",
-			name, s.Listed, s.Fetched, s.Added, s.Updated, s.Reprocessed, s.Deleted, s.Unchanged, s.Errors)
+		if preview {
+			fmt.Fprintf(w, "source %s: %d listed, %d fetched; would add %d, update %d, reprocess %d, delete %d; %d unchanged, %d failed\n",
+				name, s.Listed, s.Fetched, s.Added, s.Updated, s.Reprocessed, s.Deleted, s.Unchanged, s.Errors)
+		} else {
+			fmt.Fprintf(w, "source %s: %d listed, %d fetched, %d added, %d updated, %d reprocessed, %d deleted, %d unchanged, %d failed\n",
+				name, s.Listed, s.Fetched, s.Added, s.Updated, s.Reprocessed, s.Deleted, s.Unchanged, s.Errors)
+		}
 		if !s.ListingComplete && s.ListingError != "" {
 			fmt.Fprintf(w, "source %s: listing incomplete, nothing deleted: %s\n", name, s.ListingError)
 		}
-		if s.Held > 0 {
+		switch {
+		case s.Held > 0 && preview:
+			fmt.Fprintf(w, "source %s: %d rows the listing leaves out would be kept: deleting them needs a confirmation (--yes)\n", name, s.Held)
+		case s.Held > 0:
 			fmt.Fprintf(w, "source %s: %d rows the listing left out were not deleted: that needs a confirmation\n", name, s.Held)
 		}
 	}

@@ -66,3 +66,19 @@ func TestReadOnlyCommandsOnAMissingDatabase(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, entries)
 }
+
+// Bad flags are refused before anything is opened: no database is left.
+func TestBadFlagsCreateNothing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	w := newWorld(t, "sqlite", dataset(t))
+	db := filepath.Join(dir, "n1.db")
+	for _, args := range [][]string{{"--rate", "0"}, {"--max-results", "0"}, {"--hn-url", "ftp://x"}, {"--retry-deadline", "0s"}} {
+		r := w.run(append([]string{"update", "--db", db}, args...)...)
+		require.Equal(t, 1, r.code, "%v", args)
+		require.Contains(t, r.stderr, args[0], "the flag is named")
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, entries)
+}

@@ -194,10 +194,8 @@ func App(configure func(*hackernews.Options)) cli.App {
 			fs.IntVar(&o.Concurrency, "concurrency", 8, "requests in flight at once, at most")
 			fs.DurationVar(&o.MaxElapsed, "retry-deadline", hackernews.DefaultMaxElapsed, "how long to retry a failing request before giving up")
 		},
+		Validate: func() error { return validateFlags(o) },
 		Flow: func(ctx context.Context, db *sqltable.DB) (*tidemark.Flow, error) {
-			if err := validateFlags(o); err != nil {
-				return nil, err
-			}
 			opts := o
 			if configure != nil {
 				configure(&opts)

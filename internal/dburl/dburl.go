@@ -51,6 +51,8 @@ func Check(raw string) error {
 	switch {
 	case strings.TrimSpace(raw) == "":
 		return errors.New("empty: give a SQLite file path or a postgres:// URL")
+	case raw == ":memory:" || strings.HasPrefix(raw, "file::memory:"):
+		return errors.New("an in-memory SQLite database keeps nothing: give a file path or a postgres:// URL")
 	case IsPostgres(raw):
 		return nil
 	case schemeStart.MatchString(raw):
@@ -70,52 +72,83 @@ func Normalize(raw string) string {
 	return raw
 }
 
-var keywordPassword = regexp.MustCompile(`(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+var keywordPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|(?:[^\s\\]|\\.)+)`)
 
 // Redact returns raw with its password, if any, replaced by "redacted".
 func Redact(raw string) string {
 	switch {
 	case isPostgresURL(raw):
-		u, err := url.Parse(Normalize(raw))
-		if err != nil {
-			return "(an unparsable postgres:// URL)"
+		out := raw
+		if pw := userPassword(raw); pw != "" {
+			scheme, rest, _ := strings.Cut(raw, "://")
+			user, _, _ := strings.Cut(userInfo(rest), ":")
+			out = strings.ToLower(scheme) + "://" + user + ":redacted@" + rest[len(userInfo(rest))+1:]
 		}
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "redacted")
+		if q := queryPassword(out); q != "" {
+			out = strings.Replace(out, "password="+q, "password=redacted", 1)
 		}
-		if q := u.Query(); q.Has("password") {
-			q.Set("password", "redacted")
-			u.RawQuery = q.Encode()
-		}
-		return u.String()
+		return out
 	case isKeywords(raw):
 		return keywordPassword.ReplaceAllString(raw, "${1}redacted")
 	}
 	return raw
 }
 
+// userInfo returns the user info of a URL's text after "://": what stands
+// before the last "@" of its authority, which is allowed to hold a "/" that
+// should have been escaped ("user:pa/ss@host"); "" without one.
+func userInfo(rest string) string {
+	authority := rest
+	if i := strings.IndexAny(authority, "?#"); i >= 0 {
+		authority = authority[:i]
+	}
+	i := strings.LastIndex(authority, "@")
+	if i < 0 {
+		return ""
+	}
+	return authority[:i]
+}
+
+// userPassword returns the password in a URL's user info, as written.
+func userPassword(raw string) string {
+	_, rest, _ := strings.Cut(raw, "://")
+	_, pw, _ := strings.Cut(userInfo(rest), ":")
+	return pw
+}
+
+// queryPassword returns the password parameter of a URL's query, as
+// written.
+func queryPassword(raw string) string {
+	_, query, ok := strings.Cut(raw, "?")
+	if !ok {
+		return ""
+	}
+	for _, kv := range strings.Split(query, "&") {
+		if k, v, _ := strings.Cut(kv, "="); strings.EqualFold(k, "password") {
+			return v
+		}
+	}
+	return ""
+}
+
 // password returns the password raw carries, if any.
 func password(raw string) string {
 	switch {
 	case isPostgresURL(raw):
-		u, err := url.Parse(Normalize(raw))
-		if err != nil {
-			// Unparsable: hide whatever stands between the user and the host.
-			_, rest, _ := strings.Cut(raw, "://")
-			if userinfo, _, ok := strings.Cut(rest, "@"); ok {
-				if _, pw, ok := strings.Cut(userinfo, ":"); ok {
-					return pw
-				}
-			}
-			return ""
-		}
-		if pw, ok := u.User.Password(); ok {
+		if pw := userPassword(raw); pw != "" {
 			return pw
 		}
-		return u.Query().Get("password")
+		if q := queryPassword(raw); q != "" {
+			if v, err := url.QueryUnescape(q); err == nil {
+				return v
+			}
+			return q
+		}
+		return ""
 	case isKeywords(raw):
 		if m := keywordPassword.FindStringSubmatch(raw); m != nil {
-			return strings.Trim(m[2], "'")
+			pw := strings.Trim(m[2], "'")
+			return strings.ReplaceAll(pw, `\`, "")
 		}
 	}
 	return ""

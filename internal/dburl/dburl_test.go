@@ -26,19 +26,23 @@ func TestKinds(t *testing.T) {
 	}
 	require.EqualError(t, Check("mysql://u:pw@h/db"), "a mysql:// URL is not supported: give a SQLite file path or a postgres:// URL")
 	require.EqualError(t, Check(""), "empty: give a SQLite file path or a postgres:// URL")
+	require.EqualError(t, Check(":memory:"), "an in-memory SQLite database keeps nothing: give a file path or a postgres:// URL")
 	require.Equal(t, "postgres://u:pw@h/db", Normalize("POSTGRES://u:pw@h/db"))
 }
 
 func TestRedact(t *testing.T) {
 	t.Parallel()
 	for raw, want := range map[string]string{
-		"POSTGRES://user:s3cret@h:5432/db":          "postgres://user:redacted@h:5432/db",
-		"postgres://h/db?password=s3cret&sslmode=x": "postgres://h/db?password=redacted&sslmode=x",
-		"host=h password=s3cret dbname=d":           "host=h password=redacted dbname=d",
-		"host=h password='s3 cret' dbname=d":        "host=h password=redacted dbname=d",
-		"notes.db":                                  "notes.db",
-		"postgres://u:pa:ss@h/db?sslmode=disable":   "postgres://u:redacted@h/db?sslmode=disable",
-		"postgres://h/db":                           "postgres://h/db",
+		"POSTGRES://user:s3cret@h:5432/db":                     "postgres://user:redacted@h:5432/db",
+		"postgres://h/db?password=s3cret&sslmode=x":            "postgres://h/db?password=redacted&sslmode=x",
+		"host=h password=s3cret dbname=d":                      "host=h password=redacted dbname=d",
+		"host=h password='s3 cret' dbname=d":                   "host=h password=redacted dbname=d",
+		"notes.db":                                             "notes.db",
+		"host=h dbname=x PASSWORD=s3cret sslmode=x":            "host=h dbname=x PASSWORD=redacted sslmode=x",
+		`host=h password=pa\ ss dbname=x`:                      "host=h password=redacted dbname=x",
+		"postgres://postgres:123/x@127.0.0.1/db?sslmode=bogus": "postgres://postgres:redacted@127.0.0.1/db?sslmode=bogus",
+		"postgres://u:pa:ss@h/db?sslmode=disable":              "postgres://u:redacted@h/db?sslmode=disable",
+		"postgres://h/db":                                      "postgres://h/db",
 	} {
 		require.Equal(t, want, Redact(raw), raw)
 	}
@@ -47,6 +51,8 @@ func TestRedact(t *testing.T) {
 	require.NotContains(t, err.Error(), "s3cret")
 	require.ErrorIs(t, err, base)
 	require.Contains(t, RedactError("host=h password='s3 cret'", errors.New("x s3 cret y")).Error(), "x redacted y")
+	require.NotContains(t, RedactError("postgres://postgres:123/x@h/db", errors.New("bad 123/x here")).Error(), "123/x")
+	require.NotContains(t, RedactError(`host=h password=pa\ ss`, errors.New("pa ss leaked")).Error(), "pa ss")
 	plain := errors.New("no password here")
 	require.Same(t, plain, RedactError("postgres://u:pw1@h/db", plain))
 }

@@ -53,9 +53,16 @@ type LivePass struct {
 // Live updates every source at once, then lists each source again every
 // refresh interval, and updates the keys change streams announce as they
 // come. A failed pass is reported and logged, and the next is tried at the
-// next interval. It returns nil when stopped with opts.Stop, and the
-// context's cause when ctx ends.
+// next interval. It holds the flow's lock for its whole run, so that no
+// other update of the flow runs between its passes: it is refused at once
+// when another holds it, and it returns when the lock is lost. It returns
+// nil when stopped with opts.Stop, and the context's cause when ctx ends.
 func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
+	release, err := e.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	intervals := make(map[string]time.Duration)
 	for _, s := range e.flow.Sources {
 		switch {
@@ -103,7 +110,8 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 			}
 		}
 		slices.Sort(due)
-		uo := UpdateOptions{Mode: mode, Stop: opts.Stop, Progress: opts.Progress, ProgressInterval: opts.ProgressInterval, Confirm: opts.Confirm}
+		uo := UpdateOptions{Mode: mode, Stop: opts.Stop, Progress: opts.Progress, ProgressInterval: opts.ProgressInterval,
+			Confirm: opts.Confirm, locked: true}
 		pass := LivePass{N: n}
 		var announced map[string][]Listed
 		switch {
@@ -140,11 +148,6 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 		}
 		started := time.Now()
 		pass.Stats, pass.Err = e.Update(ctx, uo)
-		if n == 1 && errors.Is(pass.Err, ErrFlowLocked) {
-			// Another process is updating the flow: refused at start
-			// rather than failing every pass for ever.
-			return pass.Err
-		}
 		held := errors.Is(pass.Err, tidemarktype.ErrDeletionsHeld) && !errors.Is(pass.Err, ErrListingIncomplete)
 		if (pass.Err == nil || held) && len(uo.Only) == 0 {
 			// The first mode holds until a listing pass succeeds; one that
@@ -181,7 +184,22 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 		if pass.Err != nil && pass.Changes > 0 {
 			w.giveBack(uo.Only) // not lost: tried again with the next pass
 		}
+		if err := fatalPass(n, pass); err != nil {
+			return err
+		}
 	}
+}
+
+// fatalPass returns the error of a pass that ends live mode: the flow's
+// lock lost (another process may be updating it), or a first pass whose
+// deletions were held for a confirmation (a mistyped option, which the
+// passes after it would repeat). A failed listing does not end it: an API
+// down when live mode starts may be back at the next interval.
+func fatalPass(n int, pass LivePass) error {
+	if errors.Is(pass.Err, ErrLockLost) || n == 1 && errors.Is(pass.Err, tidemarktype.ErrDeletionsHeld) {
+		return pass.Err
+	}
+	return nil
 }
 
 // watchers runs the change streams of a flow's sources, collecting the

@@ -49,6 +49,10 @@ type UpdateOptions struct {
 	// It is not asked in a preview. It is called from the source's
 	// goroutine, while the other sources' rows go on.
 	Confirm func(ctx context.Context, d tidemarktype.Deletions) (bool, error)
+
+	// locked says the caller holds the flow's lock for the update: live
+	// mode holds it for its whole run.
+	locked bool
 }
 
 // Stopped reports whether stop is closed; a nil stop never is.
@@ -190,7 +194,7 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 			return finish(fmt.Errorf("flow %s has no source %q", e.flow.Name, name))
 		}
 	}
-	if !opts.Preview {
+	if !opts.Preview && !opts.locked {
 		release, err := e.lock(ctx)
 		if err != nil {
 			return finish(err)
@@ -724,9 +728,6 @@ func (r *sourceRun) afterListing(ctx context.Context) error {
 // source's options once their deletions may go ahead.
 func (r *sourceRun) checkDeletions(ctx context.Context) error {
 	u := r.u
-	if u.opts.Preview {
-		return nil
-	}
 	var notes statestore.SourceNotes
 	if err := u.e.do(ctx, "read source notes", func(ctx context.Context) (err error) {
 		notes, err = u.e.store.SourceNotesGet(ctx, statestore.SourceStatusParams{SourceID: r.id})
@@ -753,6 +754,13 @@ func (r *sourceRun) checkDeletions(ctx context.Context) error {
 			if changed {
 				d.OptionsBefore, d.OptionsNow = before, now
 			}
+			if u.opts.Preview {
+				// Shown as held, as the update would keep them unless
+				// confirmed; nobody is asked.
+				r.hold = true
+				r.counters.held.Store(d.Deleting)
+				return nil
+			}
 			ok := false
 			if u.opts.Confirm != nil {
 				if ok, err = u.opts.Confirm(ctx, d); err != nil {
@@ -770,7 +778,7 @@ func (r *sourceRun) checkDeletions(ctx context.Context) error {
 	}
 	// Recorded the first time, and once a change may go ahead (a source
 	// that stops describing its options records that too).
-	if !changed && (notes.Options != nil || now == nil) {
+	if u.opts.Preview || !changed && (notes.Options != nil || now == nil) {
 		return nil
 	}
 	enc, err := json.Marshal(now)

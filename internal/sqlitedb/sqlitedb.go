@@ -43,6 +43,22 @@ func Open(ctx context.Context, path string, maxConns int) (*sql.DB, error) {
 	return db, nil
 }
 
+// HasTable reports whether the database file at path has a table called
+// name. It opens the file read-only, so that it writes nothing, not even
+// the journal mode.
+func HasTable(ctx context.Context, path, name string) (bool, error) {
+	db, err := sql.Open("sqlite", "file:"+uriPath(path)+"?mode=ro")
+	if err != nil {
+		return false, fmt.Errorf("opening %s: %w", path, err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, name).Scan(&n); err != nil {
+		return false, fmt.Errorf("reading %s: %w", path, Classify(err))
+	}
+	return n > 0, nil
+}
+
 // uriPath escapes the characters a SQLite URI gives a meaning to, so that
 // the file's name is path itself: "we?ird.db" is not the file "we".
 func uriPath(path string) string {

@@ -301,13 +301,18 @@ func (c *client) transportError(ctx, actx context.Context, u *url.URL, err error
 }
 
 // unreachable reports whether err says the host cannot be reached: its
-// name does not resolve, or it refuses connections.
+// name does not resolve, it refuses connections, or it does not speak TLS
+// to an https:// URL.
 func unreachable(err error) bool {
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		return dnsErr.IsNotFound || !(dnsErr.IsTemporary || dnsErr.IsTimeout)
 	}
-	return errors.Is(err, syscall.ECONNREFUSED)
+	var recErr tls.RecordHeaderError
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &recErr) ||
+		// net/http's words for a TLS handshake answered in plain HTTP: an
+		// https:// URL for an http:// server, which no retry fixes.
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 // withoutSecrets returns u without its user info, query and fragment.

@@ -17,11 +17,11 @@ func TestDescribeOptions(t *testing.T) {
 		want map[string]string
 	}{
 		"defaults": {
-			want: map[string]string{"tag": "story", "max_results": "500"},
+			want: map[string]string{"api": "https://hn.algolia.com/api/v1", "tag": "story", "max_results": "500"},
 		},
 		"set": {
-			opts: hackernews.Options{Tag: "(story,poll)", MaxResults: 1_000_000, HitsPerPage: 10, Concurrency: 2},
-			want: map[string]string{"tag": "(story,poll)", "max_results": "1000000"},
+			opts: hackernews.Options{BaseURL: "http://u:secret@127.0.0.1:8081/api/v1/", Tag: "(story,poll)", MaxResults: 1_000_000, HitsPerPage: 10, Concurrency: 2},
+			want: map[string]string{"api": "http://127.0.0.1:8081/api/v1", "tag": "(story,poll)", "max_results": "1000000"},
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -57,7 +57,7 @@ type Options struct {
 	Timeout time.Duration
 	// MaxElapsed bounds the time spent retrying one request, 2m by
 	// default: no attempt starts after it, and the request fails with its
-	// last attempt's error.
+	// last attempt's error. Timeout is at most MaxElapsed.
 	MaxElapsed time.Duration
 	// MaxBodyBytes bounds a response body, both as sent and once gunzipped:
 	// DefaultMaxBodyBytes (16 MiB) by default. A larger body fails its
@@ -112,6 +112,10 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxElapsed == 0 {
 		o.MaxElapsed = DefaultMaxElapsed
+	}
+	if o.MaxElapsed > 0 && o.Timeout > o.MaxElapsed {
+		// One attempt must not outlast the time allowed for them all.
+		o.Timeout = o.MaxElapsed
 	}
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes

@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"net/url"
 	"strconv"
 
 	"github.com/tidemark/tidemark"
@@ -85,11 +86,18 @@ func (s *Source) ProvidesOrdinal() bool { return true }
 
 // DescribeOptions implements tidemark.OptionsDescriber: it returns the
 // options that decide which rows the source lists, so that a change of
-// them can be told from a change of the data: "tag", the listing's tag,
-// and "max_results", how many threads are listed, in decimal. Both are
-// as New set them, defaults applied.
+// them can be told from a change of the data: "api", the API's URL
+// (without user info or query, which may hold secrets), "tag", the
+// listing's tag, and "max_results", how many threads are listed, in
+// decimal. All are as New set them, defaults applied.
 func (s *Source) DescribeOptions() map[string]string {
+	api := s.opts.BaseURL
+	if u, err := url.Parse(api); err == nil {
+		u.User, u.RawQuery, u.Fragment = nil, "", ""
+		api = u.String()
+	}
 	return map[string]string{
+		"api":         api,
 		"tag":         s.opts.Tag,
 		"max_results": strconv.Itoa(s.opts.MaxResults),
 	}

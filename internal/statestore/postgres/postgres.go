@@ -75,6 +75,25 @@ func Open(ctx context.Context, url string, schema string) (*Store, error) {
 	return s, nil
 }
 
+// Exists reports whether the database at url holds a state store in
+// schema ("" meaning DefaultSchema), writing nothing.
+func Exists(ctx context.Context, url string, schema string) (bool, error) {
+	schema, err := checkSchema(schema)
+	if err != nil {
+		return false, err
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return false, fmt.Errorf("postgres state store: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()).Scan(&exists); err != nil {
+		return false, fmt.Errorf("postgres state store: looking for schema %s: %w", schema, err)
+	}
+	return exists, nil
+}
+
 // New opens the state store in schema, "" meaning DefaultSchema, using pool,
 // which Close leaves open. It creates the schema if it does not exist and
 // applies the migrations the schema lacks. The schema name must be 1 to 63

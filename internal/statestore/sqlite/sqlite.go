@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,6 +34,19 @@ type Store struct {
 }
 
 var _ statestore.Store = (*Store)(nil)
+
+// Exists reports whether the SQLite file at path holds a state store,
+// writing nothing: false when there is no such file.
+func Exists(ctx context.Context, path string) (bool, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	ok, err := sqlitedb.HasTable(ctx, path, "tidemark_migrations")
+	if err != nil {
+		return false, fmt.Errorf("sqlite state store: %w", err)
+	}
+	return ok, nil
+}
 
 // Open opens (creating if needed) the state store in the SQLite file at
 // path and applies its migrations.
