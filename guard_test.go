@@ -370,3 +370,35 @@ type panickySource struct {
 }
 
 func (panickySource) DescribeOptions() map[string]string { panic("boom") }
+
+// Live mode holds the flow's lock between its passes: an update started
+// meanwhile is refused, and a second live run too.
+func TestLiveHoldsTheLockBetweenPasses(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		h.fill(3)
+		e := h.open()
+		defer e.Close()
+		stop := make(chan struct{})
+		first := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			done <- e.Live(t.Context(), tidemark.LiveOptions{Refresh: time.Hour, Stop: stop,
+				OnPass: func(p tidemark.Pass) {
+					if p.N == 1 {
+						close(first)
+					}
+				}})
+		}()
+		<-first // between passes: the next is an hour away
+		_, err := h.update(tidemark.UpdateOptions{})
+		require.ErrorIs(t, err, tidemark.ErrFlowLocked)
+		other := h.open()
+		defer other.Close()
+		require.ErrorIs(t, other.Live(t.Context(), tidemark.LiveOptions{}), tidemark.ErrFlowLocked)
+		close(stop)
+		require.NoError(t, <-done)
+		h.mustUpdate() // released
+	})
+}

@@ -217,6 +217,40 @@ func TestShowLineage(t *testing.T) {
 			r := run(t, app, cli.Env{}, "update", "--db", db)
 			require.Equal(t, cli.ExitRowsFailed, r.code, r.stderr)
 
+			r = run(t, app, cli.Env{}, "ls", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			require.Regexp(t, `target notes \(\w+\.table\): set up .*, 1 rows\n`, r.stdout, "ls counts the rows")
+			require.Contains(t, r.stdout, "query search: notes search QUERY")
+
+			r = run(t, app, cli.Env{}, "show", "--json", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			var view struct {
+				Flow    string
+				Sources []struct {
+					Name       string
+					Rows       int64
+					Failing    int64
+					LastUpdate struct {
+						Stats struct{ Listed, Added, Errors int64 }
+					} `json:"last_update"`
+					Failures []struct{ Key string }
+				}
+				Targets []struct {
+					Name string
+					Rows int64
+				}
+				Queries []string
+			}
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &view))
+			require.Equal(t, "Notes", view.Flow)
+			require.Len(t, view.Sources, 1)
+			require.Equal(t, int64(1), view.Sources[0].Rows)
+			require.Equal(t, int64(1), view.Sources[0].Failing)
+			require.Equal(t, struct{ Listed, Added, Errors int64 }{2, 1, 1}, view.Sources[0].LastUpdate.Stats)
+			require.Equal(t, "notes", view.Targets[0].Name)
+			require.Equal(t, int64(1), view.Targets[0].Rows)
+			require.Equal(t, []string{"search"}, view.Queries)
+
 			r = run(t, app, cli.Env{}, "show", "row", "a", "--db", db)
 			require.Equal(t, cli.ExitOK, r.code, r.stderr)
 			require.Contains(t, r.stdout, "source notes, row a\n")

@@ -3,6 +3,7 @@ package hnindex_test
 import (
 	"fmt"
 	"io"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/tidemark/tidemark/source/hackernews/hnfake"
 )
 
 // openPTY returns the slave side of a new pseudo-terminal, its output
@@ -63,5 +66,40 @@ func TestCtrlCAtSetupPromptExits(t *testing.T) {
 	case <-exited:
 	case <-time.After(5 * time.Second):
 		t.Fatalf("hnindex setup still waits on its prompt after two SIGINTs:\n%s", out.String())
+	}
+}
+
+// SIGTERM and SIGHUP stop a live update gracefully: it finishes, says
+// "stopped" and exits 0.
+func TestSignalsStopLiveUpdates(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			fake := httptest.NewServer(hnfake.NewServer(hnfake.Generate(hnfake.GenerateOptions{Threads: 5, CommentsPerThread: 3, Seed: 1})).Handler())
+			t.Cleanup(fake.Close)
+			var out syncBuffer
+			cmd := exec.Command(binary, "update", "-L", "--refresh", "100ms", "--rate", "1000",
+				"--db", filepath.Join(t.TempDir(), "hn.db"), "--hn-url", fake.URL+"/api/v1")
+			cmd.Stdout, cmd.Stderr = &out, &out
+			require.NoError(t, cmd.Start())
+			defer func() {
+				if cmd.ProcessState == nil {
+					cmd.Process.Kill()
+					cmd.Wait()
+				}
+			}()
+			require.Eventually(t, func() bool { return strings.Contains(out.String(), "pass 2 ") }, 20*time.Second, 10*time.Millisecond, out.String())
+			require.NoError(t, cmd.Process.Signal(sig))
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			select {
+			case err := <-exited:
+				require.NoError(t, err, out.String())
+			case <-time.After(10 * time.Second):
+				t.Fatalf("still running after %s:\n%s", sig, out.String())
+			}
+			require.Contains(t, out.String(), "stopped")
+		})
 	}
 }
