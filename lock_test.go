@@ -90,3 +90,44 @@ func TestUpdateStopsWhenItsLockIsLost(t *testing.T) {
 	require.ErrorIs(t, err, tidemark.ErrLockLost)
 	h.expectDocs()
 }
+
+// Live mode checks its lock before every pass, not only before writes: a
+// live run whose session ended while another update took the lock stops at
+// its next pass, even if that pass would write nothing.
+func TestLiveStopsWhenItsLockIsLostBetweenPasses(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "postgres")
+	base := h.opts.StateStore
+	app := fmt.Sprintf("tmlive%d", time.Now().UnixNano())
+	h.opts.StateStore = withApplicationName(t, base, app)
+	h.fill(5)
+	live := h.open()
+	defer live.Close()
+	first := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- live.Live(t.Context(), tidemark.LiveOptions{Refresh: 2 * time.Second,
+			OnPass: func(p tidemark.Pass) {
+				if p.N == 1 {
+					close(first)
+				}
+			}})
+	}()
+	<-first
+
+	admin, err := pgx.Connect(t.Context(), pgtest.URL(t))
+	require.NoError(t, err)
+	defer admin.Close(context.Background())
+	_, err = admin.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app)
+	require.NoError(t, err)
+
+	h.opts.StateStore = withApplicationName(t, base, app+"b")
+	_, err = h.update(tidemark.UpdateOptions{})
+	require.NoError(t, err, "the lock went with its session")
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, tidemark.ErrLockLost)
+	case <-time.After(15 * time.Second):
+		t.Fatal("live mode ran on without its lock")
+	}
+}

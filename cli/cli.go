@@ -88,7 +88,8 @@ func (r *runner) openDatabase(ctx context.Context) (*sqltable.DB, error) {
 func (r *runner) mustExist(ctx context.Context, a access, opts tidemark.Options) error {
 	noDatabase := fmt.Errorf("no database at %s (run `%s update` first)", dburl.Redact(r.db), r.app.Name)
 	if !dburl.IsPostgres(r.db) {
-		if _, err := os.Stat(r.db); errors.Is(err, os.ErrNotExist) {
+		// An empty file is no database yet; opening it would write one.
+		if fi, err := os.Stat(r.db); errors.Is(err, os.ErrNotExist) || err == nil && fi.Size() == 0 {
 			return noDatabase
 		}
 	}

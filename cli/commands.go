@@ -49,6 +49,9 @@ func (r *runner) setupCommand() *cobra.Command {
 				return err
 			}
 			applied, err := s.engine.Setup(ctx)
+			if errors.Is(err, tidemark.ErrFlowLocked) {
+				return r.locked(s, err)
+			}
 			if err != nil {
 				return err
 			}
@@ -98,6 +101,9 @@ func (r *runner) dropCommand() *cobra.Command {
 				return err
 			}
 			changes, err := s.engine.Drop(ctx)
+			if errors.Is(err, tidemark.ErrFlowLocked) {
+				return r.locked(s, err)
+			}
 			if err != nil {
 				return err
 			}

@@ -195,6 +195,9 @@ func TestLockedFlow(t *testing.T) {
 			r = run(t, app, cli.Env{Stop: stop}, "update", "--live", "--db", db)
 			require.Equal(t, cli.ExitFatal, r.code, r.stdout)
 			require.Equal(t, want, r.stderr)
+			r = run(t, app, cli.Env{Stop: stop}, "server", "--live", "--addr", "127.0.0.1:0", "--db", db)
+			require.Equal(t, cli.ExitFatal, r.code, r.stdout)
+			require.Equal(t, want, r.stderr, "the server does not serve on without its live updates")
 			close(release)
 			require.Equal(t, cli.ExitOK, (<-first).code)
 		})
@@ -434,7 +437,11 @@ func TestLiveHeldDeletions(t *testing.T) {
 	r := run(t, app, cli.Env{}, "update", "-L", "--refresh", "50ms", "--db", db)
 	require.Equal(t, cli.ExitFatal, r.code, r.stdout)
 	require.Contains(t, r.stderr, "notes: source notes: 1 rows not deleted: its listing named no rows")
+	require.Contains(t, r.stderr, "; pass --yes to delete them\n")
 	require.Equal(t, 1, strings.Count(r.stdout, "pass "), r.stdout)
+	r = run(t, app, cli.Env{}, "server", "--live", "--addr", "127.0.0.1:0", "--db", db)
+	require.Equal(t, cli.ExitFatal, r.code, "the server ends with its live updates")
+	require.Contains(t, r.stderr, "1 rows not deleted")
 
 	src.Set("a", "a fox")
 	stop := make(chan struct{})
@@ -463,10 +470,17 @@ func TestReadOnlyCommandsOnAnEmptyDatabase(t *testing.T) {
 	require.NoError(t, os.WriteFile(empty, nil, 0o644))
 	pg := pgtest.Database(t)
 	for _, db := range []string{empty, pg} {
-		for _, args := range [][]string{{"show"}, {"ls"}, {"evaluate"}, {"show", "row", "a"}} {
+		for _, args := range [][]string{{"show"}, {"ls"}, {"evaluate"}, {"show", "row", "a"}, {"search", "fox"}} {
 			r := run(t, app, cli.Env{}, append(args, "--db", db)...)
 			require.Equal(t, cli.ExitFatal, r.code, "%v", args)
-			require.Equal(t, "notes: no notes index at "+db+" (run `notes update` first)\n", r.stderr, "%v", args)
+			want := "notes: no notes index at " + db + " (run `notes update` first)\n"
+			switch {
+			case db == empty:
+				want = "notes: no database at " + db + " (run `notes update` first)\n"
+			case args[0] == "search":
+				want = "notes: table notes is not set up: `notes update` sets it up and fills it\n"
+			}
+			require.Equal(t, want, r.stderr, "%v", args)
 		}
 	}
 	fi, err := os.Stat(empty)

@@ -131,10 +131,20 @@ func (r *runner) query(ctx context.Context, root *cobra.Command, name string, q 
 func (r *runner) queryError(err error) error {
 	var nsu *table.NotSetUpError
 	if errors.As(err, &nsu) {
-		return fmt.Errorf("table %s is not set up: `%s update` sets it up and fills it: %w", nsu.Table, r.app.Name, table.ErrNotSetUp)
+		return &hinted{msg: fmt.Sprintf("table %s is not set up: `%s update` sets it up and fills it", nsu.Table, r.app.Name), err: err}
 	}
 	return err
 }
+
+// hinted is an error told in other words, for people; errors.Is and
+// errors.As see the original.
+type hinted struct {
+	msg string
+	err error
+}
+
+func (h *hinted) Error() string { return h.msg }
+func (h *hinted) Unwrap() error { return h.err }
 
 // writeRecords prints query results for people: a numbered entry per
 // record, its short fields on one line, then its long text fields (a

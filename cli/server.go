@@ -129,21 +129,33 @@ func (r *runner) serve(ctx context.Context, addr string, live bool, refresh time
 				OnPass: func(p tidemark.Pass) { printPass(r.env.Stdout, p) }})
 		}()
 	}
-	var serveErr error
+	var (
+		serveErr, liveErr error
+		liveEnded         bool
+	)
 	select {
 	case <-r.env.Stop:
 	case <-ctx.Done():
 	case serveErr = <-served:
+	case liveErr = <-liveDone:
+		// Live mode ended on its own (refused, its lock lost, its first
+		// pass held): the server must not go on serving stale results.
+		liveEnded = true
 	}
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdown); err != nil && serveErr == nil {
 		serveErr = err
 	}
-	if live {
-		if err := <-liveDone; err != nil && !interrupted(ctx) && ctx.Err() == nil {
-			serveErr = errors.Join(serveErr, err)
-		}
+	if live && !liveEnded {
+		liveErr = <-liveDone
+	}
+	switch {
+	case liveErr == nil || interrupted(ctx) || ctx.Err() != nil:
+	case errors.Is(liveErr, tidemark.ErrFlowLocked):
+		return r.locked(s, liveErr)
+	default:
+		serveErr = errors.Join(serveErr, liveErr)
 	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return serveErr

@@ -142,6 +142,8 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 			fmt.Fprintln(out, "stopped: the rows in hand were abandoned; what was committed stays, the next run redoes the rest")
 		case errors.Is(err, tidemark.ErrFlowLocked):
 			return r.locked(s, err)
+		case errors.Is(err, tidemark.ErrDeletionsHeld):
+			return fmt.Errorf("%w; %s", err, r.heldHint())
 		default:
 			return err
 		}
@@ -159,11 +161,7 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 		if ferr := r.failedRows(st); ferr != nil {
 			fmt.Fprintf(r.env.Stderr, "%s: %v\n", r.app.Name, ferr)
 		}
-		hint := "pass --yes to delete them"
-		if r.env.Terminal {
-			hint = "answer yes, or pass --yes, to delete them"
-		}
-		return fmt.Errorf("%w; %s", err, hint)
+		return fmt.Errorf("%w; %s", err, r.heldHint())
 	case err != nil && interrupted(ctx):
 		printStats(out, st, f.preview)
 		fmt.Fprintln(out, "stopped: the rows in hand were abandoned; what was committed stays, the next run redoes the rest")
@@ -197,6 +195,14 @@ func (r *runner) confirmDeletions(ctx context.Context, yes bool, prog *progress,
 	fmt.Fprintf(r.env.Stdout, "source %s: %s.\nThe listing named %d rows; %d of the %d rows kept would be deleted, with what they wrote.\n",
 		d.Source, d.Reason(), d.Listed, d.Deleting, d.Tracked)
 	return r.ask(ctx, "Delete them")
+}
+
+// heldHint says how to let held deletions go ahead.
+func (r *runner) heldHint() string {
+	if r.env.Terminal {
+		return "answer yes, or pass --yes, to delete them"
+	}
+	return "pass --yes to delete them"
 }
 
 // locked is the error of an update refused because another holds the

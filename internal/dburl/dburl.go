@@ -53,6 +53,10 @@ func Check(raw string) error {
 		return errors.New("empty: give a SQLite file path or a postgres:// URL")
 	case raw == ":memory:" || strings.HasPrefix(raw, "file::memory:"):
 		return errors.New("an in-memory SQLite database keeps nothing: give a file path or a postgres:// URL")
+	case isPostgresURL(raw) && strings.ContainsAny(userPassword(raw), "@/?#"):
+		// Taken apart differently by each parser, and by pgx in a way
+		// that quotes pieces of the password in its errors.
+		return errors.New("the URL's password holds an @, /, ? or # that is not %-escaped: write them as %40, %2F, %3F, %23")
 	case IsPostgres(raw):
 		return nil
 	case schemeStart.MatchString(raw):
@@ -72,7 +76,7 @@ func Normalize(raw string) string {
 	return raw
 }
 
-var keywordPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|(?:[^\s\\]|\\.)+)`)
+var keywordPassword = regexp.MustCompile(`(?i)((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|(?:[^\s\\]|\\.)+)`)
 
 // Redact returns raw with its password, if any, replaced by "redacted".
 func Redact(raw string) string {
@@ -85,7 +89,7 @@ func Redact(raw string) string {
 			out = strings.ToLower(scheme) + "://" + user + ":redacted@" + rest[len(userInfo(rest))+1:]
 		}
 		if q := queryPassword(out); q != "" {
-			out = strings.Replace(out, "password="+q, "password=redacted", 1)
+			out = strings.Replace(out, "="+q, "=redacted", 1)
 		}
 		return out
 	case isKeywords(raw):
@@ -95,18 +99,15 @@ func Redact(raw string) string {
 }
 
 // userInfo returns the user info of a URL's text after "://": what stands
-// before the last "@" of its authority, which is allowed to hold a "/" that
-// should have been escaped ("user:pa/ss@host"); "" without one.
+// before its last "@", so that a password holding an unescaped "/", "?",
+// "#" or "@" is found whole (a query holding an "@" makes it too long,
+// which only hides more); "" without an "@".
 func userInfo(rest string) string {
-	authority := rest
-	if i := strings.IndexAny(authority, "?#"); i >= 0 {
-		authority = authority[:i]
-	}
-	i := strings.LastIndex(authority, "@")
+	i := strings.LastIndex(rest, "@")
 	if i < 0 {
 		return ""
 	}
-	return authority[:i]
+	return rest[:i]
 }
 
 // userPassword returns the password in a URL's user info, as written.
@@ -124,7 +125,11 @@ func queryPassword(raw string) string {
 		return ""
 	}
 	for _, kv := range strings.Split(query, "&") {
-		if k, v, _ := strings.Cut(kv, "="); strings.EqualFold(k, "password") {
+		k, v, _ := strings.Cut(kv, "=")
+		if uk, err := url.QueryUnescape(k); err == nil {
+			k = uk
+		}
+		if strings.HasSuffix(strings.ToLower(k), "password") { // sslpassword too
 			return v
 		}
 	}

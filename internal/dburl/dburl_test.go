@@ -26,6 +26,10 @@ func TestKinds(t *testing.T) {
 	}
 	require.EqualError(t, Check("mysql://u:pw@h/db"), "a mysql:// URL is not supported: give a SQLite file path or a postgres:// URL")
 	require.EqualError(t, Check(""), "empty: give a SQLite file path or a postgres:// URL")
+	for _, raw := range []string{"postgres://u:SEC?RET@h/db", "postgres://u:SEC#RET@h/db", "postgres://u:SEC@RET@h/db", "postgres://u:SEC/RET@h/db"} {
+		require.EqualError(t, Check(raw), "the URL's password holds an @, /, ? or # that is not %-escaped: write them as %40, %2F, %3F, %23", raw)
+	}
+	require.NoError(t, Check("postgres://u:SEC%40RET@h/db?x=1"))
 	require.EqualError(t, Check(":memory:"), "an in-memory SQLite database keeps nothing: give a file path or a postgres:// URL")
 	require.Equal(t, "postgres://u:pw@h/db", Normalize("POSTGRES://u:pw@h/db"))
 }
@@ -41,6 +45,11 @@ func TestRedact(t *testing.T) {
 		"host=h dbname=x PASSWORD=s3cret sslmode=x":            "host=h dbname=x PASSWORD=redacted sslmode=x",
 		`host=h password=pa\ ss dbname=x`:                      "host=h password=redacted dbname=x",
 		"postgres://postgres:123/x@127.0.0.1/db?sslmode=bogus": "postgres://postgres:redacted@127.0.0.1/db?sslmode=bogus",
+		"postgres://postgres:SEC?RETPW@127.0.0.1:5432/db":      "postgres://postgres:redacted@127.0.0.1:5432/db",
+		"postgres://postgres:SEC#RETPW@127.0.0.1:5432/db":      "postgres://postgres:redacted@127.0.0.1:5432/db",
+		"postgres://postgres:SECRET@PW@127.0.0.1:5432/db":      "postgres://postgres:redacted@127.0.0.1:5432/db",
+		"postgres://h/db?pass%77ord=OTHERPW":                   "postgres://h/db?pass%77ord=redacted",
+		"postgres://h/db?sslpassword=OTHERPW":                  "postgres://h/db?sslpassword=redacted",
 		"postgres://u:pa:ss@h/db?sslmode=disable":              "postgres://u:redacted@h/db?sslmode=disable",
 		"postgres://h/db":                                      "postgres://h/db",
 	} {

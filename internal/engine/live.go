@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -101,6 +102,14 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 		}
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
+		}
+		// The lock is checked before each pass, not only before writes: a
+		// pass that writes nothing must not run on while another process,
+		// which took the lock meanwhile, updates the flow.
+		if h := e.held.Load(); h != nil {
+			if err := e.do(ctx, "check the flow's lock", h.l.Check); err != nil {
+				return fmt.Errorf("flow %s: %w: %w", e.flow.Name, ErrLockLost, err)
+			}
 		}
 		var due []string
 		now := time.Now()

@@ -308,7 +308,9 @@ func (e *Engine) noteUpdates(ctx context.Context, runs []*sourceRun, st Stats, e
 		}
 		enc, jerr := json.Marshal(u)
 		if jerr == nil {
-			jerr = e.store.SourceNotesSave(ctx, statestore.SourceNotesSaveParams{SourceID: r.id, LastUpdate: enc})
+			jerr = e.write(ctx, "record the last update", func(ctx context.Context) error {
+				return e.store.SourceNotesSave(ctx, statestore.SourceNotesSaveParams{SourceID: r.id, LastUpdate: enc})
+			})
 		}
 		if jerr != nil {
 			e.log.WarnContext(ctx, "could not record the source's last update", "source", r.src.Name, "err", jerr)
