@@ -234,7 +234,11 @@ func TestShowLineage(t *testing.T) {
 					Rows       int64
 					Failing    int64
 					LastUpdate struct {
-						Stats struct{ Listed, Added, Errors int64 }
+						Stats struct {
+							Listed int64 `json:"listed"`
+							Added  int64 `json:"added"`
+							Failed int64 `json:"failed"`
+						} `json:"stats"`
 					} `json:"last_update"`
 					Failures []struct{ Key string }
 				}
@@ -249,7 +253,10 @@ func TestShowLineage(t *testing.T) {
 			require.Len(t, view.Sources, 1)
 			require.Equal(t, int64(1), view.Sources[0].Rows)
 			require.Equal(t, int64(1), view.Sources[0].Failing)
-			require.Equal(t, struct{ Listed, Added, Errors int64 }{2, 1, 1}, view.Sources[0].LastUpdate.Stats)
+			require.Equal(t, int64(2), view.Sources[0].LastUpdate.Stats.Listed)
+			require.Equal(t, int64(1), view.Sources[0].LastUpdate.Stats.Added)
+			require.Equal(t, int64(1), view.Sources[0].LastUpdate.Stats.Failed)
+			require.NotContains(t, r.stdout, `"Listed"`, "snake_case keys, for machines")
 			require.Equal(t, "notes", view.Targets[0].Name)
 			require.Equal(t, int64(1), view.Targets[0].Rows)
 			require.Equal(t, []string{"search"}, view.Queries)

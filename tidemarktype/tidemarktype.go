@@ -47,31 +47,31 @@ func (s *UpdateStats) Failed() int64 {
 // SourceStats count what an update did with one source's rows.
 type SourceStats struct {
 	// Listed is the number of keys listed.
-	Listed int64
+	Listed int64 `json:"listed"`
 	// Fetched is the number of rows fetched with Get.
-	Fetched int64
+	Fetched int64 `json:"fetched"`
 	// Added, Updated and Reprocessed count rows processed: seen for the
 	// first time, changed, or processed again because the logic, a target's
 	// setup or the mode asked for it.
-	Added       int64
-	Updated     int64
-	Reprocessed int64
+	Added       int64 `json:"added"`
+	Updated     int64 `json:"updated"`
+	Reprocessed int64 `json:"reprocessed"`
 	// Deleted counts rows gone from the source whose targets were deleted.
-	Deleted int64
+	Deleted int64 `json:"deleted"`
 	// Unchanged counts rows skipped: by ordinal, or fetched and found with
 	// the same content.
-	Unchanged int64
+	Unchanged int64 `json:"unchanged"`
 	// Errors counts rows that failed; they are retried next update.
-	Errors int64
+	Errors int64 `json:"failed"`
 	// ListingComplete says the listing ran to its end, so rows missing from
 	// it were deleted.
-	ListingComplete bool
+	ListingComplete bool `json:"listing_complete"`
 	// ListingError is why the listing did not complete, if it did not.
-	ListingError string
+	ListingError string `json:"listing_error,omitempty"`
 	// Held counts the rows a complete listing left out that were not
 	// deleted, because their deletion needed a confirmation it did not get
 	// (see Deletions).
-	Held int64
+	Held int64 `json:"held"`
 }
 
 // Deletions describes the rows a complete listing of a source left out,
@@ -158,16 +158,16 @@ type TargetStats struct {
 // the failure of that update; in a flow's status, the row's last failure.
 type RowFailure struct {
 	// Source is the source's name.
-	Source string
+	Source string `json:"source"`
 	// Key is the row's key, as the source encodes it.
-	Key string
+	Key string `json:"key"`
 	// Message says what failed.
-	Message string
+	Message string `json:"message"`
 	// Count is the number of updates in a row that failed it (status
 	// only).
-	Count int64
+	Count int64 `json:"count,omitempty"`
 	// At is when it failed (status only).
-	At time.Time
+	At time.Time `json:"at,omitzero"`
 }
 
 // SetupChange is one change to the setup of a root target or attachment.
