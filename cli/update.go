@@ -97,11 +97,10 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 	if !f.quiet {
 		prog = newProgress(r.env, r.log, s.flow.SourceNames(), f.preview)
 	}
-	// A question answered no is not asked again in this run: live mode
-	// would ask it at every pass.
-	// --yes confirms what the first pass asks: a later pass of live mode
-	// that would delete by mistake (an API answering an empty listing) is
-	// asked about again.
+	// A question answered no is not asked again in this run, which live
+	// mode would do at every pass. --yes confirms what the first pass
+	// asks only: a later pass that would delete by mistake (an API
+	// answering an empty listing) is asked about again.
 	var (
 		mu       sync.Mutex
 		declined = make(map[string]bool)
