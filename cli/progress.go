@@ -121,6 +121,16 @@ func (p *progress) update(st *tidemarktype.UpdateStats) {
 	}
 }
 
+// final sets the bars to an update's final counts, so that they end full
+// when everything listed was processed. Off a terminal it does nothing:
+// the summary says it.
+func (p *progress) final(st *tidemarktype.UpdateStats) {
+	if p == nil || st == nil || !p.env.Terminal {
+		return
+	}
+	p.update(st)
+}
+
 // restart starts showing a new update.
 func (p *progress) restart() {
 	if p == nil {

@@ -87,3 +87,19 @@ func TestProgressTotal(t *testing.T) {
 		require.Contains(t, got.String(), "would write", "a preview writes nothing")
 	}
 }
+
+// The bars end on an update's final counts on a terminal; off one, final
+// does nothing (the summary says it).
+func TestProgressFinal(t *testing.T) {
+	st := &tidemarktype.UpdateStats{Sources: map[string]tidemarktype.SourceStats{"a": {Listed: 3, Added: 3, ListingComplete: true}}}
+	off := newProgress(Env{}, slog.New(slog.DiscardHandler), []string{"a"}, false)
+	off.final(st)
+	require.Nil(t, off.last)
+
+	tty := openPTY(t)
+	on := newProgress(Env{Stdout: tty, Stderr: tty, Terminal: true}, slog.New(slog.DiscardHandler), []string{"a"}, false)
+	on.final(st)
+	c := on.countsOf("a")
+	require.Equal(t, c.total, c.processed, "full")
+	on.done()
+}

@@ -127,6 +127,7 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 			Progress: prog.update, ProgressInterval: prog.interval(),
 			OnPass: func(p tidemark.Pass) {
 				passes.Add(1)
+				prog.final(p.Stats)
 				prog.done()
 				printPass(out, p)
 				last = p.Stats
@@ -151,6 +152,7 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 
 	st, err := s.engine.Update(ctx, tidemark.UpdateOptions{Mode: f.mode(), Preview: f.preview, Stop: r.env.Stop,
 		Progress: prog.update, ProgressInterval: prog.interval(), Confirm: confirm})
+	prog.final(st)
 	prog.done()
 	switch {
 	case errors.Is(err, tidemark.ErrFlowLocked):
