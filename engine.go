@@ -22,11 +22,6 @@ type Options struct {
 	// an embedded SQLite database (created if missing), or a
 	// postgres:// URL. Required.
 	StateStore string
-	// MustExist opens only a state store that exists: Open fails, with an
-	// error matching ErrNoState, where no update ever ran, rather than
-	// creating one. Read-only tools (a status command) set it, so that
-	// they create nothing.
-	MustExist bool
 	// StateSchema is the PostgreSQL schema of the state store's tables;
 	// default "tidemark". Ignored for SQLite.
 	StateSchema string
@@ -185,7 +180,8 @@ func Open(ctx context.Context, f *Flow, opts Options) (*Engine, error) {
 
 // StateExists reports whether opts.StateStore (in opts.StateSchema) holds
 // Tidemark's state, writing nothing: false for a SQLite file that does not
-// exist or has none, or a PostgreSQL database without the schema.
+// exist or has none, or a PostgreSQL database without the schema. Read-only
+// tools ask it before Open, which would create the state store.
 func StateExists(ctx context.Context, opts Options) (bool, error) {
 	dsn := opts.StateStore
 	if err := dburl.Check(dsn); err != nil {
@@ -210,15 +206,6 @@ func openStore(ctx context.Context, opts Options) (statestore.Store, error) {
 	dsn := opts.StateStore
 	if err := dburl.Check(dsn); err != nil {
 		return nil, fmt.Errorf("tidemark: Options.StateStore: %w", err)
-	}
-	if opts.MustExist {
-		exists, err := StateExists(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
-		if !exists {
-			return nil, fmt.Errorf("tidemark: %s: %w", dburl.Redact(dsn), ErrNoState)
-		}
 	}
 	if dburl.IsPostgres(dsn) {
 		s, err := pgstore.Open(ctx, dburl.Normalize(dsn), opts.StateSchema)

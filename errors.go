@@ -27,10 +27,6 @@ var ErrListingIncomplete = engine.ErrListingIncomplete
 // ends or its process dies; previews, plans and status need no lock.
 var ErrFlowLocked = engine.ErrFlowLocked
 
-// ErrNoState is matched by the error of Open with Options.MustExist where
-// the state store holds no Tidemark state yet.
-var ErrNoState = errors.New("no Tidemark state here")
-
 // ErrDeletionsHeld is matched (with errors.Is) by the error of an update
 // that kept rows its listing left out because deleting them needed a
 // confirmation (see UpdateOptions.Confirm).

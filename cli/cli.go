@@ -400,7 +400,7 @@ func (r *runner) open(ctx context.Context, a access) (*session, error) {
 			return nil, err
 		}
 	}
-	opts := tidemark.Options{StateStore: r.db, Logger: r.log, MustExist: a == readEngine}
+	opts := tidemark.Options{StateStore: r.db, Logger: r.log}
 	if r.app.Options != nil {
 		r.app.Options(&opts)
 	}
@@ -423,10 +423,6 @@ func (r *runner) open(ctx context.Context, a access) (*session, error) {
 		return s, nil
 	}
 	s.engine, err = tidemark.Open(ctx, s.flow, opts)
-	if errors.Is(err, tidemark.ErrNoState) {
-		db.Close()
-		return nil, fmt.Errorf("no %s index at %s (run `%s update` first)", r.app.Name, dburl.Redact(r.db), r.app.Name)
-	}
 	if err != nil {
 		db.Close()
 		return nil, dburl.RedactError(r.db, err)
