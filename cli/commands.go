@@ -198,12 +198,10 @@ func (r *runner) evaluate(ctx context.Context, o *evaluateOptions, keys []string
 	}
 	defer s.Close()
 	source := o.source
-	if len(keys) > 0 && source == "" {
-		names := s.flow.SourceNames()
-		if len(names) != 1 {
-			return fmt.Errorf("the flow has %d sources: say which with --source", len(names))
+	if len(keys) > 0 {
+		if source, err = onlySource(s.flow, source); err != nil {
+			return err
 		}
-		source = names[0]
 	}
 	columns := tableColumns(s.flow)
 	enc := json.NewEncoder(r.env.Stdout)
@@ -279,4 +277,17 @@ func nonNegative(flag string, n int) error {
 		return fmt.Errorf("%s must not be negative, got %d", flag, n)
 	}
 	return nil
+}
+
+// onlySource returns the source given with --source or, without one, the
+// flow's only source.
+func onlySource(f *tidemark.Flow, given string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	names := f.SourceNames()
+	if len(names) != 1 {
+		return "", fmt.Errorf("the flow has %d sources: say which with --source", len(names))
+	}
+	return names[0], nil
 }

@@ -310,13 +310,9 @@ func (r *runner) showRow(ctx context.Context, o *showOptions, key string) error 
 		return err
 	}
 	defer s.Close()
-	source := o.source
-	if source == "" {
-		names := s.flow.SourceNames()
-		if len(names) != 1 {
-			return fmt.Errorf("the flow has %d sources: say which with --source", len(names))
-		}
-		source = names[0]
+	source, err := onlySource(s.flow, o.source)
+	if err != nil {
+		return err
 	}
 	st, err := s.engine.Row(ctx, source, key)
 	if err != nil {

@@ -796,6 +796,21 @@ func (r *sourceRun) checkDeletions(ctx context.Context) error {
 // the deletion pass would hand on as gone: not seen in this update, nor
 // failed in it.
 func (r *sourceRun) countGone(ctx context.Context) (all, gone int64, err error) {
+	err = r.eachPage(ctx, func(page []statestore.RowMeta) error {
+		for i := range page {
+			all++
+			if !r.seen.has(page[i].ID) && !r.isFailed(page[i].Key) {
+				gone++
+			}
+		}
+		return nil
+	})
+	return all, gone, err
+}
+
+// eachPage pages through the source's rows by ascending id, handing each
+// page to fn.
+func (r *sourceRun) eachPage(ctx context.Context, fn func(page []statestore.RowMeta) error) error {
 	var after int64
 	for {
 		var page []statestore.RowMeta
@@ -803,18 +818,14 @@ func (r *sourceRun) countGone(ctx context.Context) (all, gone int64, err error) 
 			page, err = r.u.e.store.RowScan(ctx, statestore.RowScanParams{SourceID: r.id, AfterID: after, Limit: 1000})
 			return err
 		}); err != nil {
-			return 0, 0, err
+			return err
 		}
 		if len(page) == 0 {
-			return all, gone, nil
+			return nil
 		}
-		for i := range page {
-			m := &page[i]
-			after = m.ID
-			all++
-			if !r.seen.has(m.ID) && !r.isFailed(m.Key) {
-				gone++
-			}
+		after = page[len(page)-1].ID
+		if err := fn(page); err != nil {
+			return err
 		}
 	}
 }
@@ -833,25 +844,11 @@ func (r *sourceRun) rowCount(ctx context.Context) (int64, error) {
 // the marked ones, and returns how many it handed on.
 func (r *sourceRun) scanRows(ctx context.Context) (int, error) {
 	u := r.u
-	var (
-		after  int64
-		handed int
-	)
-	for {
-		var page []statestore.RowMeta
-		if err := u.e.do(ctx, "scan rows", func(ctx context.Context) (err error) {
-			page, err = u.e.store.RowScan(ctx, statestore.RowScanParams{SourceID: r.id, AfterID: after, Limit: 1000})
-			return err
-		}); err != nil {
-			return handed, err
-		}
-		if len(page) == 0 {
-			return handed, nil
-		}
+	handed := 0
+	err := r.eachPage(ctx, func(page []statestore.RowMeta) error {
 		var items []*item
 		for i := range page {
 			m := &page[i]
-			after = m.ID
 			seen := r.seen.has(m.ID)
 			if r.isFailed(m.Key) || seen && !(m.Staged && r.takeMarked(m.ID)) || !seen && r.hold || !u.flights.acquire(r.flightKey(m.Key)) {
 				continue
@@ -862,13 +859,15 @@ func (r *sourceRun) scanRows(ctx context.Context) (int, error) {
 			items = append(items, &item{run: r, key: m.Key, meta: m, gone: !seen})
 		}
 		if err := r.loadTracking(ctx, items); err != nil {
-			return handed, err
+			return err
 		}
 		if err := r.handOn(ctx, items); err != nil {
-			return handed, err
+			return err
 		}
 		handed += len(items)
-	}
+		return nil
+	})
+	return handed, err
 }
 
 // mark records that row id must write a state again.
