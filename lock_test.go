@@ -27,6 +27,17 @@ func withApplicationName(t *testing.T, raw, name string) string {
 	return u.String()
 }
 
+// endSessions ends the server sessions whose connections carry the
+// application name app, as a server restart ends them.
+func endSessions(t *testing.T, app string) {
+	t.Helper()
+	admin, err := pgx.Connect(t.Context(), pgtest.URL(t))
+	require.NoError(t, err)
+	defer admin.Close(context.Background())
+	_, err = admin.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app)
+	require.NoError(t, err)
+}
+
 // TestUpdateStopsWhenItsLockIsLost: the update lock of a PostgreSQL state
 // store is held by a session; when the server restarts under an update (here:
 // every connection of the update ends, as a restart ends them), another
@@ -68,16 +79,15 @@ func TestUpdateStopsWhenItsLockIsLost(t *testing.T) {
 
 	// The server "restarts" for the first update: its sessions end, and
 	// its lock with them.
-	admin, err := pgx.Connect(t.Context(), pgtest.URL(t))
-	require.NoError(t, err)
-	defer admin.Close(context.Background())
-	_, err = admin.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app)
-	require.NoError(t, err)
+	endSessions(t, app)
 
 	// A second update takes the lock and runs.
 	h.opts.StateStore = withApplicationName(t, base, app+"b")
 	h.opts.Batch = tidemark.BatchOptions{}
-	var st *tidemarktype.UpdateStats
+	var (
+		st  *tidemarktype.UpdateStats
+		err error
+	)
 	require.Eventually(t, func() bool {
 		st, err = h.update(tidemark.UpdateOptions{})
 		return err == nil
@@ -115,14 +125,10 @@ func TestLiveStopsWhenItsLockIsLostBetweenPasses(t *testing.T) {
 	}()
 	<-first
 
-	admin, err := pgx.Connect(t.Context(), pgtest.URL(t))
-	require.NoError(t, err)
-	defer admin.Close(context.Background())
-	_, err = admin.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app)
-	require.NoError(t, err)
+	endSessions(t, app)
 
 	h.opts.StateStore = withApplicationName(t, base, app+"b")
-	_, err = h.update(tidemark.UpdateOptions{})
+	_, err := h.update(tidemark.UpdateOptions{})
 	require.NoError(t, err, "the lock went with its session")
 	select {
 	case err := <-done:
