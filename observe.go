@@ -55,3 +55,66 @@ func observers(o any) engine.Observers {
 	}
 	return obs
 }
+
+// JoinObservers returns an observer that tells each of obs, in order, what
+// it implements of the observer interfaces; nil values are skipped. Use it
+// to set several observers as Options.Observer (metrics and a live
+// display, say).
+func JoinObservers(obs ...any) any {
+	var j joined
+	for _, o := range obs {
+		if o != nil {
+			j = append(j, o)
+		}
+	}
+	switch len(j) {
+	case 0:
+		return nil
+	case 1:
+		return j[0]
+	}
+	return j
+}
+
+// joined is the observer JoinObservers returns.
+type joined []any
+
+func (j joined) PassStarted(ctx context.Context, p tidemarktype.PassStart) {
+	for _, o := range j {
+		if po, ok := o.(PassObserver); ok {
+			po.PassStarted(ctx, p)
+		}
+	}
+}
+
+func (j joined) PassFinished(ctx context.Context, p tidemarktype.PassEnd) {
+	for _, o := range j {
+		if po, ok := o.(PassObserver); ok {
+			po.PassFinished(ctx, p)
+		}
+	}
+}
+
+func (j joined) RowDone(ctx context.Context, r tidemarktype.RowDone) {
+	for _, o := range j {
+		if ro, ok := o.(RowObserver); ok {
+			ro.RowDone(ctx, r)
+		}
+	}
+}
+
+func (j joined) Fetched(ctx context.Context, f tidemarktype.Fetch) {
+	for _, o := range j {
+		if fo, ok := o.(FetchObserver); ok {
+			fo.Fetched(ctx, f)
+		}
+	}
+}
+
+func (j joined) BatchWritten(ctx context.Context, b tidemarktype.Batch) {
+	for _, o := range j {
+		if bo, ok := o.(BatchObserver); ok {
+			bo.BatchWritten(ctx, b)
+		}
+	}
+}

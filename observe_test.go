@@ -184,3 +184,27 @@ func TestAPanickingObserverChangesNothing(t *testing.T) {
 		h.expectDocs()
 	})
 }
+
+// TestJoinedObserversAreEachTold: each observer JoinObservers joins is told
+// what it implements; nil ones are skipped.
+func TestJoinedObserversAreEachTold(t *testing.T) {
+	t.Parallel()
+	require.Nil(t, tidemark.JoinObservers(nil, nil))
+	one := &rowsOnly{}
+	require.Same(t, one, tidemark.JoinObservers(nil, one))
+
+	h := newHarness(t, "sqlite")
+	all, rows := &recorder{}, &rowsOnly{}
+	h.opts.Observer = tidemark.JoinObservers(rows, nil, all)
+	h.fill(5)
+	h.mustUpdate()
+	require.Equal(t, int64(5), rows.n.Load())
+	all.mu.Lock()
+	defer all.mu.Unlock()
+	require.Len(t, all.starts, 1)
+	require.Len(t, all.ends, 1)
+	require.Equal(t, 5, all.outcomes[tidemarktype.OutcomeAdded])
+	require.Len(t, all.fetches, 5)
+	n, _ := all.written()
+	require.Equal(t, 5, n)
+}

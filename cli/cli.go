@@ -273,6 +273,9 @@ type runner struct {
 	logFormat string
 	logLevel  string
 	log       *slog.Logger
+	// observers are told what the engine does, beside the App's own
+	// Options.Observer: the server's metrics and live events.
+	observers []any
 }
 
 func (r *runner) command() *cobra.Command {
@@ -404,6 +407,7 @@ func (r *runner) open(ctx context.Context, a access) (*session, error) {
 	if r.app.Options != nil {
 		r.app.Options(&opts)
 	}
+	opts.Observer = tidemark.JoinObservers(append([]any{opts.Observer}, r.observers...)...)
 	if a != writeEngine {
 		if err := r.mustExist(ctx, a, opts); err != nil {
 			return nil, err
