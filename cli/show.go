@@ -302,6 +302,63 @@ type stateView struct {
 	// Content is a table row's current content, by column; nil when the
 	// target is not a table or the row is not there.
 	Content map[string]any `json:"content"`
+	// Name is the target's name and KeyArg the state's key as show target
+	// and the server's target pages take them; Table says the target is a
+	// table (not in JSON: the server links with them).
+	Name   string `json:"-"`
+	KeyArg string `json:"-"`
+	Table  bool   `json:"-"`
+}
+
+// rowView reads what is kept for a source row, with the current content
+// of the table rows it declared. key is as Engine.Row takes it.
+func (s *session) rowView(ctx context.Context, source, key string) (*rowView, error) {
+	st, err := s.engine.Row(ctx, source, key)
+	if err != nil {
+		return nil, err
+	}
+	v := &rowView{Source: st.Source, Key: decodedKey(st.Key), Ordinal: st.Ordinal, ContentFingerprint: hex.EncodeToString(st.ContentFingerprint),
+		LogicFingerprint: hex.EncodeToString(st.LogicFingerprint), LogicCurrent: st.LogicCurrent, Staged: st.Staged, States: []stateView{}}
+	if !st.ProcessedAt.IsZero() {
+		at := st.ProcessedAt
+		v.ProcessedAt = &at
+	}
+	if st.Failure != nil {
+		v.Error = &st.Failure.Message
+	}
+	specs := tableSpecs(s.flow)
+	for _, d := range st.States {
+		sv := stateView{Target: targetName(s.flow, d.Target), Key: decodedKey(d.Key), Attachment: d.Attachment,
+			Name: targetName(s.flow, d.Target), KeyArg: targetKeyArg(d.Key)}
+		for _, c := range d.Containers {
+			sv.Containers = append(sv.Containers, string(c))
+		}
+		if spec, ok := specs[d.Target]; ok && len(d.Containers) == 0 && d.Attachment == "" {
+			sv.Table = true
+			if sv.Content, _, err = s.db.Lookup(ctx, spec, target.Key(d.Key)); err != nil {
+				return nil, err
+			}
+		}
+		if len(d.Containers) > 0 || d.Attachment != "" {
+			sv.KeyArg = d.Nested
+		}
+		v.States = append(v.States, sv)
+	}
+	return v, nil
+}
+
+// targetKeyArg is a target state's key as show target and the server's
+// target pages take it: a table row's single-column key as its bare
+// value, a key of several columns as its JSON array, any other key as it
+// is.
+func targetKeyArg(k string) string {
+	switch v := decodedKey(k).(type) {
+	case string:
+		return v
+	case json.Number:
+		return v.String()
+	}
+	return k
 }
 
 func (r *runner) showRow(ctx context.Context, o *showOptions, key string) error {
@@ -314,31 +371,9 @@ func (r *runner) showRow(ctx context.Context, o *showOptions, key string) error 
 	if err != nil {
 		return err
 	}
-	st, err := s.engine.Row(ctx, source, key)
+	v, err := s.rowView(ctx, source, key)
 	if err != nil {
 		return err
-	}
-	v := rowView{Source: st.Source, Key: decodedKey(st.Key), Ordinal: st.Ordinal, ContentFingerprint: hex.EncodeToString(st.ContentFingerprint),
-		LogicFingerprint: hex.EncodeToString(st.LogicFingerprint), LogicCurrent: st.LogicCurrent, Staged: st.Staged, States: []stateView{}}
-	if !st.ProcessedAt.IsZero() {
-		at := st.ProcessedAt
-		v.ProcessedAt = &at
-	}
-	if st.Failure != nil {
-		v.Error = &st.Failure.Message
-	}
-	specs := tableSpecs(s.flow)
-	for _, d := range st.States {
-		sv := stateView{Target: targetName(s.flow, d.Target), Key: decodedKey(d.Key), Attachment: d.Attachment}
-		for _, c := range d.Containers {
-			sv.Containers = append(sv.Containers, string(c))
-		}
-		if spec, ok := specs[d.Target]; ok && len(d.Containers) == 0 && d.Attachment == "" {
-			if sv.Content, _, err = s.db.Lookup(ctx, spec, target.Key(d.Key)); err != nil {
-				return err
-			}
-		}
-		v.States = append(v.States, sv)
 	}
 	if o.json {
 		return r.printJSON(v)
@@ -394,37 +429,11 @@ func (r *runner) showTarget(ctx context.Context, o *showOptions, name, key strin
 		return err
 	}
 	defer s.Close()
-	var info *tidemark.TargetInfo
-	for _, t := range s.flow.Targets() {
-		if t.Key == name || targetName(s.flow, t.Key) == name {
-			info = &t
-			break
-		}
-	}
-	if info == nil {
-		var names []string
-		for _, t := range s.flow.Targets() {
-			names = append(names, targetName(s.flow, t.Key))
-		}
-		return fmt.Errorf("%w %q: the flow's targets are %s", errNoSuchTarget, name, strings.Join(names, ", "))
-	}
-	k := target.Key(key)
-	spec, isTable := tableSpec(info.Spec)
-	if isTable {
-		if k, err = tableKey(spec, key); err != nil {
-			return err
-		}
-	}
-	refs, err := s.engine.Declarers(ctx, info.Key, k)
+	v, err := s.targetRowView(ctx, name, key)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", name, key, err)
+		return err
 	}
-	v := targetRowView{Target: targetName(s.flow, info.Key), Key: decodedKey(string(k)), Declarers: refs}
-	if isTable {
-		if v.Content, _, err = s.db.Lookup(ctx, spec, k); err != nil {
-			return err
-		}
-	}
+	refs := v.Declarers
 	if o.json {
 		return r.printJSON(v)
 	}
@@ -436,6 +445,47 @@ func (r *runner) showTarget(ctx context.Context, o *showOptions, name, key strin
 		fmt.Fprintf(out, "  source %s, row %s   (%s show row %s)\n", ref.Source, keyText(ref.Key), r.app.Name, keyText(ref.Key))
 	}
 	return nil
+}
+
+// findTarget returns the flow's target that name names: a table's name or
+// a target's key.
+func findTarget(f *tidemark.Flow, name string) (*tidemark.TargetInfo, error) {
+	var names []string
+	for _, t := range f.Targets() {
+		if t.Key == name || targetName(f, t.Key) == name {
+			return &t, nil
+		}
+		names = append(names, targetName(f, t.Key))
+	}
+	return nil, fmt.Errorf("%w %q: the flow's targets are %s", errNoSuchTarget, name, strings.Join(names, ", "))
+}
+
+// targetRowView reads a target state, by its target's name and its key as
+// show target takes them, with the source rows that declare it and, for a
+// table row, its current content.
+func (s *session) targetRowView(ctx context.Context, name, key string) (*targetRowView, error) {
+	info, err := findTarget(s.flow, name)
+	if err != nil {
+		return nil, err
+	}
+	k := target.Key(key)
+	spec, isTable := tableSpec(info.Spec)
+	if isTable {
+		if k, err = tableKey(spec, key); err != nil {
+			return nil, err
+		}
+	}
+	refs, err := s.engine.Declarers(ctx, info.Key, k)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", name, key, err)
+	}
+	v := &targetRowView{Target: targetName(s.flow, info.Key), Key: decodedKey(string(k)), Declarers: refs}
+	if isTable {
+		if v.Content, _, err = s.db.Lookup(ctx, spec, k); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
 }
 
 // tableKey encodes a key given on the command line as the table's target

@@ -207,6 +207,9 @@ type Status struct {
 // SourceStatus describes the rows kept for one source.
 type SourceStatus struct {
 	Name string
+	// Options describe the source's options as the flow gives them now
+	// (see tidemark.OptionsDescriber); nil for a source that does not.
+	Options map[string]string
 	// Rows counts the source's rows kept, Failing those whose last update
 	// failed.
 	Rows    int64

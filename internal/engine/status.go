@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/tidemarktype"
@@ -51,7 +52,7 @@ func (e *Engine) Status(ctx context.Context, failures int) (Status, error) {
 		if err != nil {
 			return st, err
 		}
-		status := SourceStatus{Name: src.Name, Rows: ss.Rows, Failing: ss.Failing, LastProcessedAt: ss.LastProcessedAt}
+		status := SourceStatus{Name: src.Name, Options: maps.Clone(src.Options), Rows: ss.Rows, Failing: ss.Failing, LastProcessedAt: ss.LastProcessedAt}
 		if notes.LastUpdate != nil {
 			var u tidemarktype.SourceUpdate
 			if err := json.Unmarshal(notes.LastUpdate, &u); err != nil {
