@@ -472,8 +472,40 @@ type Query struct {
 	Text string
 	// Limit bounds the results; 0 lets the handler choose.
 	Limit int
+	// Offset is the number of results skipped, for the pages after the
+	// first.
+	Offset int
 	// Args are further, handler-specific arguments.
 	Args map[string]string
+}
+
+// QueryPage is a query handler's result that is one page of a longer list
+// of results. The command line and the server show its Items as they
+// would the handler's whole result, with its Total and the links of About.
+type QueryPage struct {
+	// Items are the page's results: a slice, best first.
+	Items any
+	// Total is the number of results in all; TotalCapped says there are
+	// more than Total, which counting stopped at.
+	Total       int
+	TotalCapped bool
+	// About, when not empty, has an entry for each of Items, in order.
+	About []QueryItem
+}
+
+// QueryItem says more of one result of a QueryPage, for pages that show
+// it.
+type QueryItem struct {
+	// Snippet is the result's text around its matches, which are between
+	// table.HighlightStart and table.HighlightEnd.
+	Snippet string
+	// Target and Key name the target state the result shows: a table's
+	// name and the row's primary key (its bare value, or the JSON array of
+	// a key of several columns). Empty when the result is no target state.
+	Target, Key string
+	// Link is the result's address elsewhere, such as on the site it came
+	// from.
+	Link string
 }
 
 // QueryFunc is a named read function over a flow's targets, such as a

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,16 +25,23 @@ const MaxQueryLimit = 1000
 
 // queryOptions are the options of a query command.
 type queryOptions struct {
-	limit int
-	json  bool
+	limit, offset int
+	json          bool
 }
 
 func (o *queryOptions) validate() error {
 	if o.limit < 1 || o.limit > MaxQueryLimit {
 		return fmt.Errorf("--limit must be between 1 and %d, got %d", MaxQueryLimit, o.limit)
 	}
+	if o.offset < 0 || o.offset > MaxQueryOffset {
+		return fmt.Errorf("--offset must be between 0 and %d, got %d", MaxQueryOffset, o.offset)
+	}
 	return nil
 }
+
+// MaxQueryOffset bounds the results a query may skip, in the CLI and the
+// server.
+const MaxQueryOffset = table.MaxSearchOffset
 
 // TextWriter is implemented by a query result that prints itself for
 // people; other results are printed record by record (see writeRecords).
@@ -63,10 +72,11 @@ func (r *runner) addQueryCommand(root *cobra.Command, args []string) {
 			if err := o.validate(); err != nil {
 				return err
 			}
-			return r.query(cmd.Context(), root, name, tidemark.Query{Text: strings.Join(args, " "), Limit: o.limit}, o.json)
+			return r.query(cmd.Context(), root, name, tidemark.Query{Text: strings.Join(args, " "), Limit: o.limit, Offset: o.offset}, o.json)
 		},
 	}
 	cmd.Flags().IntVar(&o.limit, "limit", 20, fmt.Sprintf("the most results to show, at most %d", MaxQueryLimit))
+	cmd.Flags().IntVar(&o.offset, "offset", 0, "how many of the best results to skip, for the next page")
 	cmd.Flags().BoolVar(&o.json, "json", false, "print the results as JSON")
 	root.AddCommand(cmd)
 }
@@ -116,15 +126,57 @@ func (r *runner) query(ctx context.Context, root *cobra.Command, name string, q 
 	if err != nil {
 		return r.queryError(err)
 	}
+	res, page := pageOf(res)
 	if asJSON {
 		enc := json.NewEncoder(r.env.Stdout)
 		enc.SetEscapeHTML(false)
 		return enc.Encode(res)
 	}
 	if tw, ok := res.(TextWriter); ok {
-		return tw.WriteText(r.env.Stdout)
+		err = tw.WriteText(r.env.Stdout)
+	} else {
+		err = writeRecords(r.env.Stdout, res)
 	}
-	return writeRecords(r.env.Stdout, res)
+	if err == nil && page != nil {
+		err = writeTotal(r.env.Stdout, page, q)
+	}
+	return err
+}
+
+// pageOf returns the results of a query, and its page if the handler
+// returned one (see tidemark.QueryPage).
+func pageOf(res any) (any, *tidemark.QueryPage) {
+	switch p := res.(type) {
+	case tidemark.QueryPage:
+		return p.Items, &p
+	case *tidemark.QueryPage:
+		if p != nil {
+			return p.Items, p
+		}
+	}
+	return res, nil
+}
+
+// writeTotal says which results of how many were shown, when they were not
+// all.
+func writeTotal(w io.Writer, p *tidemark.QueryPage, q tidemark.Query) error {
+	n := 0
+	if v := reflect.ValueOf(p.Items); v.Kind() == reflect.Slice {
+		n = v.Len()
+	}
+	if n == 0 || q.Offset == 0 && n >= p.Total && !p.TotalCapped {
+		return nil
+	}
+	total := strconv.Itoa(p.Total)
+	if p.TotalCapped {
+		total = "more than " + total
+	}
+	next := ""
+	if q.Offset+n < p.Total || p.TotalCapped {
+		next = fmt.Sprintf(" (--offset %d for the next ones)", q.Offset+n)
+	}
+	_, err := fmt.Fprintf(w, "results %d to %d of %s%s\n", q.Offset+1, q.Offset+n, total, next)
+	return err
 }
 
 // queryError adds a hint to a query's error where the user can act on it.

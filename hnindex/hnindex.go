@@ -117,7 +117,7 @@ func (rs Results) WriteText(w io.Writer) error {
 		if r.Author != nil {
 			author = *r.Author
 		}
-		link := "https://news.ycombinator.com/item?id=" + r.ID
+		link := ItemURL(r.ID)
 		snippet := strings.NewReplacer(table.HighlightStart, "*", table.HighlightEnd, "*", "\n", " ").Replace(r.Snippet)
 		if _, err := fmt.Fprintf(w, "%2d. [%.3f] %s by %s  %s\n    %s\n", i+1, r.Score, r.ContentType, author, link, snippet); err != nil {
 			return err
@@ -135,19 +135,42 @@ type Flow struct {
 // Rows streams the rows of hn_messages, by id.
 func (f *Flow) Rows(ctx context.Context) iter.Seq2[Message, error] { return f.messages.Rows(ctx) }
 
+// SearchPage runs a full-text query over the messages for a page of its
+// results, best first, with the number of results in all; each result's
+// About links it to its row of hn_messages and to the item on HackerNews.
+func (f *Flow) SearchPage(ctx context.Context, query string, opts table.SearchOptions) (tidemark.QueryPage, error) {
+	page, err := f.messages.SearchPage(ctx, query, opts)
+	if err != nil {
+		return tidemark.QueryPage{}, err
+	}
+	out := tidemark.QueryPage{Items: results(page.Hits), Total: page.Total, TotalCapped: page.TotalCapped,
+		About: make([]tidemark.QueryItem, len(page.Hits))}
+	for i, h := range page.Hits {
+		out.About[i] = tidemark.QueryItem{Snippet: h.Snippet, Target: TableName, Key: h.Row.ID, Link: ItemURL(h.Row.ID)}
+	}
+	return out, nil
+}
+
+// ItemURL is the address of a HackerNews item.
+func ItemURL(id string) string { return "https://news.ycombinator.com/item?id=" + id }
+
 // Search runs a full-text query over the messages, best first.
 func (f *Flow) Search(ctx context.Context, query string, limit int) (Results, error) {
 	hits, err := f.messages.Search(ctx, query, limit)
 	if err != nil {
 		return nil, err
 	}
+	return results(hits), nil
+}
+
+func results(hits []table.Hit[Message]) Results {
 	out := make(Results, len(hits))
 	for i, h := range hits {
 		m := h.Row
 		out[i] = Result{ID: m.ID, ThreadID: m.ThreadID, ContentType: m.ContentType, Author: m.Author, Text: m.Text,
 			URL: m.URL, CreatedAt: m.CreatedAt, Score: h.Score, Snippet: h.Snippet}
 	}
-	return out, nil
+	return out
 }
 
 // NewFlow builds the HackerNewsIndex flow: threads from src into the
@@ -171,7 +194,7 @@ func NewFlow(src tidemark.Source[string, hackernews.Thread], db *sqltable.DB) (*
 		if q.Limit == 0 {
 			q.Limit = 20
 		}
-		return f.Search(ctx, q.Text, q.Limit)
+		return f.SearchPage(ctx, q.Text, table.SearchOptions{Limit: q.Limit, Offset: q.Offset})
 	})
 	return f, nil
 }

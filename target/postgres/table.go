@@ -160,7 +160,7 @@ func FullText[T any](t *Table[T], column, language string) {
 // not have is a *table.NotSetUpError.
 func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table.Hit[T], error) {
 	if t.fullText == nil {
-		return nil, fmt.Errorf("postgres: table %s has no full-text index; declare one with postgres.FullText", t.Name())
+		return nil, t.noFullText()
 	}
 	q, limit, err := table.PrepareSearch(query, limit)
 	if err != nil {
@@ -168,38 +168,86 @@ func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table
 	}
 	ctx, cancel := table.WithSearchTimeout(ctx)
 	defer cancel()
-	fts := t.fullText
 	var hits []table.Hit[T]
-	err = timedRead(ctx, t.db, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s, ts_rank(t.%s, q), ts_headline($1::regconfig, %s, q, $4)
-			FROM %s AS t, websearch_to_tsquery($1::regconfig, $2) AS q
-			WHERE t.%s @@ q ORDER BY %d DESC, %s LIMIT $3`,
-			t.selectList(), ident(fullTextColumn(fts.Column)), fts.indexed("t."+ident(fts.Column)), t.QualifiedName(),
-			ident(fullTextColumn(fts.Column)), len(t.Spec().Columns)+1, t.orderBy()),
-			fts.Language, q.WebSearch(), limit,
-			"StartSel="+table.HighlightStart+", StopSel="+table.HighlightEnd+", MaxWords=35, MinWords=15, MaxFragments=2, FragmentDelimiter=…")
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				h     table.Hit[T]
-				score float32
-				err   error
-			)
-			if h.Row, err = t.Scan(rows, &score, &h.Snippet); err != nil {
-				return err
-			}
-			h.Score = float64(score)
-			hits = append(hits, h)
-		}
-		return rows.Err()
+	err = timedRead(ctx, t.db, func(tx pgx.Tx) (err error) {
+		hits, err = t.search(ctx, tx, q, table.SearchOptions{Limit: limit})
+		return err
 	})
 	if err != nil {
 		return nil, t.searchError(ctx, err)
 	}
 	return hits, nil
+}
+
+// SearchPage returns a page of the rows Search would return, best first,
+// and the number of rows that match (counted up to table.MaxSearchCount),
+// read in one transaction. An offset past table.MaxSearchOffset is a
+// *table.SearchTooLargeError. The count and the page take
+// table.SearchTimeout together.
+func (t *Table[T]) SearchPage(ctx context.Context, query string, opts table.SearchOptions) (table.SearchPage[T], error) {
+	if t.fullText == nil {
+		return table.SearchPage[T]{}, t.noFullText()
+	}
+	q, opts, err := table.PrepareSearchPage(query, opts)
+	if err != nil {
+		return table.SearchPage[T]{}, err
+	}
+	ctx, cancel := table.WithSearchTimeout(ctx)
+	defer cancel()
+	var page table.SearchPage[T]
+	err = timedRead(ctx, t.db, func(tx pgx.Tx) error {
+		fts := t.fullText
+		var n int
+		err := tx.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s AS t WHERE t.%s @@ websearch_to_tsquery($1::regconfig, $2) LIMIT $3) AS c`,
+			t.QualifiedName(), ident(fullTextColumn(fts.Column))), fts.Language, q.WebSearch(), table.MaxSearchCount+1).Scan(&n)
+		if err != nil {
+			return err
+		}
+		page = table.SearchPage[T]{Total: min(n, table.MaxSearchCount), TotalCapped: n > table.MaxSearchCount}
+		if opts.Offset < n {
+			page.Hits, err = t.search(ctx, tx, q, opts)
+		}
+		return err
+	})
+	if err != nil {
+		return table.SearchPage[T]{}, t.searchError(ctx, err)
+	}
+	return page, nil
+}
+
+func (t *Table[T]) noFullText() error {
+	return fmt.Errorf("postgres: table %s has no full-text index; declare one with postgres.FullText", t.Name())
+}
+
+// search runs a parsed query for a page of hits in tx.
+func (t *Table[T]) search(ctx context.Context, tx pgx.Tx, q table.Query, opts table.SearchOptions) ([]table.Hit[T], error) {
+	fts := t.fullText
+	rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT %s, ts_rank(t.%s, q), ts_headline($1::regconfig, %s, q, $4)
+		FROM %s AS t, websearch_to_tsquery($1::regconfig, $2) AS q
+		WHERE t.%s @@ q ORDER BY %d DESC, %s LIMIT $3 OFFSET $5`,
+		t.selectList(), ident(fullTextColumn(fts.Column)), fts.indexed("t."+ident(fts.Column)), t.QualifiedName(),
+		ident(fullTextColumn(fts.Column)), len(t.Spec().Columns)+1, t.orderBy()),
+		fts.Language, q.WebSearch(), opts.Limit,
+		"StartSel="+table.HighlightStart+", StopSel="+table.HighlightEnd+", MaxWords=35, MinWords=15, MaxFragments=2, FragmentDelimiter=…",
+		opts.Offset)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var hits []table.Hit[T]
+	for rows.Next() {
+		var (
+			h     table.Hit[T]
+			score float32
+			err   error
+		)
+		if h.Row, err = t.Scan(rows, &score, &h.Snippet); err != nil {
+			return nil, err
+		}
+		h.Score = float64(score)
+		hits = append(hits, h)
+	}
+	return hits, rows.Err()
 }
 
 // timedRead runs read in a read-only transaction whose statements the

@@ -112,7 +112,7 @@ func FullText[T any](t *Table[T], column string, opts ...FullTextOption) {
 // *table.NotSetUpError.
 func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table.Hit[T], error) {
 	if t.fullText == nil {
-		return nil, fmt.Errorf("sqlite: table %s has no full-text index; declare one with sqlite.FullText", t.Name())
+		return nil, t.noFullText()
 	}
 	q, limit, err := table.PrepareSearch(query, limit)
 	if err != nil {
@@ -120,12 +120,54 @@ func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table
 	}
 	ctx, cancel := table.WithSearchTimeout(ctx)
 	defer cancel()
+	return t.search(ctx, q, table.SearchOptions{Limit: limit})
+}
+
+// SearchPage returns a page of the rows Search would return, best first,
+// and the number of rows that match (counted up to table.MaxSearchCount).
+// An offset past table.MaxSearchOffset is a *table.SearchTooLargeError.
+// The count and the page take table.SearchTimeout together.
+func (t *Table[T]) SearchPage(ctx context.Context, query string, opts table.SearchOptions) (table.SearchPage[T], error) {
+	if t.fullText == nil {
+		return table.SearchPage[T]{}, t.noFullText()
+	}
+	q, opts, err := table.PrepareSearchPage(query, opts)
+	if err != nil {
+		return table.SearchPage[T]{}, err
+	}
+	ctx, cancel := table.WithSearchTimeout(ctx)
+	defer cancel()
+	fts := quote(ftsName(t.Name()))
+	var n int
+	err = t.db.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s MATCH ? LIMIT ?)`, fts, fts),
+		q.FTS5(), table.MaxSearchCount+1).Scan(&n)
+	if err != nil {
+		return table.SearchPage[T]{}, t.searchError(ctx, err)
+	}
+	page := table.SearchPage[T]{Total: min(n, table.MaxSearchCount), TotalCapped: n > table.MaxSearchCount}
+	if opts.Offset < n {
+		if page.Hits, err = t.search(ctx, q, opts); err != nil {
+			return table.SearchPage[T]{}, err
+		}
+	}
+	return page, nil
+}
+
+func (t *Table[T]) noFullText() error {
+	return fmt.Errorf("sqlite: table %s has no full-text index; declare one with sqlite.FullText", t.Name())
+}
+
+// search runs a parsed query for a page of hits.
+func (t *Table[T]) search(ctx context.Context, q table.Query, opts table.SearchOptions) ([]table.Hit[T], error) {
+	if t.fullText == nil {
+		return nil, t.noFullText()
+	}
 	fts := quote(ftsName(t.Name()))
 	rows, err := t.db.db.QueryContext(ctx, fmt.Sprintf(`SELECT %s, -bm25(%s), snippet(%s, 0, ?, ?, '…', 24)
 		FROM %s JOIN %s ON %s.rowid = %s.rowid
-		WHERE %s MATCH ? ORDER BY bm25(%s) LIMIT ?`,
+		WHERE %s MATCH ? ORDER BY bm25(%s) LIMIT ? OFFSET ?`,
 		t.columns(), fts, fts, fts, quote(t.Name()), quote(t.Name()), fts, fts, fts),
-		table.HighlightStart, table.HighlightEnd, q.FTS5(), limit)
+		table.HighlightStart, table.HighlightEnd, q.FTS5(), opts.Limit, opts.Offset)
 	if err != nil {
 		return nil, t.searchError(ctx, err)
 	}

@@ -153,6 +153,15 @@ func (t *Table[T]) Search(ctx context.Context, query string, limit int) ([]table
 	return t.sqlite.Search(ctx, query, limit)
 }
 
+// SearchPage returns a page of the rows Search would return and the
+// number of rows that match (see table.SearchPage).
+func (t *Table[T]) SearchPage(ctx context.Context, query string, opts table.SearchOptions) (table.SearchPage[T], error) {
+	if t.postgres != nil {
+		return t.postgres.SearchPage(ctx, query, opts)
+	}
+	return t.sqlite.SearchPage(ctx, query, opts)
+}
+
 // FullTextOptions configure a full-text index; the zero value indexes
 // English with stemming.
 type FullTextOptions struct {

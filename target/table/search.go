@@ -63,7 +63,8 @@ const (
 // wraps ErrSearchTooLarge.
 type SearchTooLargeError struct {
 	// Bound names what is too large: "bytes" (MaxQueryBytes), "terms"
-	// (MaxQueryTerms) or "limit" (MaxSearchLimit).
+	// (MaxQueryTerms), "limit" (MaxSearchLimit) or "offset"
+	// (MaxSearchOffset).
 	Bound string
 	// Size is the search's, Max the bound's.
 	Size, Max int
@@ -75,6 +76,8 @@ func (e *SearchTooLargeError) Error() string {
 		return fmt.Sprintf("table: the search query is %s bytes long; at most %s are allowed", thousands(e.Size), thousands(e.Max))
 	case "limit":
 		return fmt.Sprintf("table: the search limit is %s; at most %s hits are allowed", thousands(e.Size), thousands(e.Max))
+	case "offset":
+		return fmt.Sprintf("table: the search skips %s hits; at most %s may be skipped", thousands(e.Size), thousands(e.Max))
 	default:
 		return fmt.Sprintf("table: the search query has %s %s; at most %s are allowed", thousands(e.Size), e.Bound, thousands(e.Max))
 	}
@@ -307,6 +310,45 @@ func (q Query) WebSearch() string {
 		}
 	}
 	return b.String()
+}
+
+// SearchOptions page a search.
+type SearchOptions struct {
+	// Limit bounds the hits returned: DefaultSearchLimit when 0, at most
+	// MaxSearchLimit.
+	Limit int
+	// Offset is the number of best hits skipped, at most MaxSearchOffset.
+	Offset int
+}
+
+// SearchPage is a page of a search's hits, with the number of hits in all.
+type SearchPage[T any] struct {
+	Hits []Hit[T]
+	// Total is the number of rows that match, counted up to
+	// MaxSearchCount; TotalCapped says there are more.
+	Total       int
+	TotalCapped bool
+}
+
+// The bounds of a search's paging: skipping hits costs as much as returning
+// them, and so does counting them.
+const (
+	MaxSearchOffset = 10_000
+	MaxSearchCount  = 10_000
+)
+
+// PrepareSearchPage checks a paged search's arguments as PrepareSearch
+// does, and its offset: past MaxSearchOffset it is a *SearchTooLargeError.
+func PrepareSearchPage(query string, opts SearchOptions) (Query, SearchOptions, error) {
+	if opts.Offset < 0 {
+		return Query{}, opts, fmt.Errorf("table: search offset must not be negative, got %d", opts.Offset)
+	}
+	if opts.Offset > MaxSearchOffset {
+		return Query{}, opts, &SearchTooLargeError{Bound: "offset", Size: opts.Offset, Max: MaxSearchOffset}
+	}
+	q, limit, err := PrepareSearch(query, opts.Limit)
+	opts.Limit = limit
+	return q, opts, err
 }
 
 // DefaultSearchLimit is the number of hits a search returns when asked for 0.

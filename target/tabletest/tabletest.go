@@ -68,6 +68,7 @@ type Table[T any] interface {
 	Declare(r *tidemark.Row, row T)
 	Rows(ctx context.Context) iter.Seq2[T, error]
 	Search(ctx context.Context, query string, limit int) ([]table.Hit[T], error)
+	SearchPage(ctx context.Context, query string, opts table.SearchOptions) (table.SearchPage[T], error)
 }
 
 // Backend is a database under test.
@@ -472,6 +473,28 @@ func Exercise(t *testing.T, b Backend) {
 			slices.Sort(ids)
 			require.Equal(t, want, ids, q)
 		}
+
+		// Pages: the same order as Search, and the total.
+		page, err := tbl.SearchPage(t.Context(), "fox", table.SearchOptions{Limit: 1, Offset: 1})
+		require.NoError(t, err)
+		require.Equal(t, 2, page.Total)
+		require.False(t, page.TotalCapped)
+		require.Len(t, page.Hits, 1)
+		require.Equal(t, "a", page.Hits[0].Row.ID)
+		require.Contains(t, strings.ToLower(page.Hits[0].Snippet), table.HighlightStart+"fox"+table.HighlightEnd)
+		page, err = tbl.SearchPage(t.Context(), "fox", table.SearchOptions{Offset: 2})
+		require.NoError(t, err)
+		require.Equal(t, 2, page.Total)
+		require.Empty(t, page.Hits, "past the end")
+		page, err = tbl.SearchPage(t.Context(), "nowhere", table.SearchOptions{})
+		require.NoError(t, err)
+		require.Zero(t, page.Total)
+		_, err = tbl.SearchPage(t.Context(), "fox", table.SearchOptions{Offset: table.MaxSearchOffset + 1})
+		require.ErrorIs(t, err, table.ErrSearchTooLarge)
+		_, err = tbl.SearchPage(t.Context(), "fox", table.SearchOptions{Offset: -1})
+		require.Error(t, err)
+		_, err = tbl.SearchPage(t.Context(), "", table.SearchOptions{})
+		require.ErrorIs(t, err, table.ErrEmptyQuery)
 
 		// User text never breaks the query.
 		for _, q := range []string{`"unterminated`, `fox OR`, `'; DROP TABLE docs; --`, `NEAR(fox dog)`, `fox:*`, `fox & | !dog`, "fox\x00dog", `fox''s "it's"`} {
