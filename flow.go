@@ -613,6 +613,20 @@ func (f *Flow) Targets() []TargetInfo {
 	return out
 }
 
+// RefreshInterval returns the refresh interval the source called name was
+// added with (see the RefreshInterval option); 0 when it has none of its
+// own, or the flow no such source.
+func (f *Flow) RefreshInterval(name string) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.sources {
+		if s.name == name {
+			return s.refreshInterval
+		}
+	}
+	return 0
+}
+
 // SourceNames returns the names of the flow's sources, in the order added.
 func (f *Flow) SourceNames() []string {
 	f.mu.Lock()

@@ -23,6 +23,9 @@ type LiveOptions struct {
 	// Stop, when closed, ends live mode gracefully: a pass in progress
 	// finishes what it has in hand, commits it, and Live returns nil.
 	Stop <-chan struct{}
+	// Now, when a value comes on it, asks for a pass of every source: once
+	// the pass running, if any, is done, the next lists them all.
+	Now <-chan struct{}
 	// OnPass, when set, is called after every pass.
 	OnPass func(Pass)
 	// Progress and ProgressInterval are passed on to every pass.
@@ -76,7 +79,7 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 		return fmt.Errorf("tidemark: LiveOptions.Refresh must not be negative, got %s", opts.Refresh)
 	}
 	lo := engine.LiveOptions{Mode: engine.Mode(opts.Mode), Refresh: opts.Refresh, DefaultRefresh: DefaultRefreshInterval,
-		Stop: opts.Stop, ProgressInterval: opts.ProgressInterval, Confirm: opts.Confirm}
+		Stop: opts.Stop, Now: opts.Now, ProgressInterval: opts.ProgressInterval, Confirm: opts.Confirm}
 	if opts.Progress != nil {
 		lo.Progress = func(st tidemarktype.UpdateStats) { opts.Progress(&st) }
 	}

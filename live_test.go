@@ -150,6 +150,31 @@ func TestLiveListsEveryInterval(t *testing.T) {
 	require.NoError(t, <-done)
 }
 
+// TestLiveNowListsAtOnce: a value on LiveOptions.Now lists every source
+// without waiting for its interval.
+func TestLiveNowListsAtOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, "sqlite")
+	h.fill(5)
+	e := h.open()
+	p := newPasses()
+	stop, now := make(chan struct{}), make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- e.Live(t.Context(), tidemark.LiveOptions{Refresh: time.Hour, Stop: stop, Now: now, OnPass: p.on})
+	}()
+	require.NoError(t, p.next(t, func(tidemark.Pass) bool { return true }).Err)
+	h.src.Set(100, doc{Title: "new"})
+	now <- struct{}{}
+	second := p.next(t, func(tidemark.Pass) bool { return true })
+	require.NoError(t, second.Err)
+	require.Equal(t, 2, second.N)
+	require.Equal(t, int64(1), second.Stats.Sources["docs"].Added)
+	h.expectDocs()
+	close(stop)
+	require.NoError(t, <-done)
+}
+
 func TestLiveWarnsOnOverrun(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, "sqlite")

@@ -29,6 +29,9 @@ type LiveOptions struct {
 	Refresh, DefaultRefresh time.Duration
 	// Stop, when closed, ends live mode gracefully.
 	Stop <-chan struct{}
+	// Now, when a value comes on it, makes every source due: the next
+	// pass, once the one running is done, lists them all.
+	Now <-chan struct{}
 	// OnPass, when set, is called after every pass.
 	OnPass func(LivePass)
 	// Progress and ProgressInterval are passed on to every pass.
@@ -142,6 +145,10 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 				select {
 				case <-timer.C:
 				case <-w.signal:
+				case <-opts.Now:
+					for name := range next {
+						next[name] = time.Now()
+					}
 				case <-opts.Stop:
 				case <-ctx.Done():
 				}
