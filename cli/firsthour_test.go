@@ -299,7 +299,7 @@ func TestShowLineage(t *testing.T) {
 			}
 			require.NoError(t, json.Unmarshal([]byte(r.stdout), &tr))
 			require.Equal(t, "the quick brown fox", tr.Content["text"])
-			require.Equal(t, []struct{ Source, Key string }{{"notes", `"a"`}}, tr.Declarers)
+			require.Equal(t, []struct{ Source, Key string }{{"notes", "a"}}, tr.Declarers)
 
 			r = run(t, app, cli.Env{}, "show", "target", "notes", "zzz", "--db", db)
 			require.Equal(t, cli.ExitFatal, r.code)

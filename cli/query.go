@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -160,10 +159,7 @@ func pageOf(res any) (any, *tidemark.QueryPage) {
 // writeTotal says which results of how many were shown, when they were not
 // all.
 func writeTotal(w io.Writer, p *tidemark.QueryPage, q tidemark.Query) error {
-	n := 0
-	if v := reflect.ValueOf(p.Items); v.Kind() == reflect.Slice {
-		n = v.Len()
-	}
+	n := length(p.Items)
 	if n == 0 || q.Offset == 0 && n >= p.Total && !p.TotalCapped {
 		return nil
 	}

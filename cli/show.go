@@ -68,6 +68,7 @@ type flowView struct {
 
 type sourceView struct {
 	Name            string                     `json:"name"`
+	Options         map[string]string          `json:"options"`
 	Rows            int64                      `json:"rows"`
 	Failing         int64                      `json:"failing"`
 	LastProcessedAt *time.Time                 `json:"last_processed_at"`
@@ -94,7 +95,7 @@ func (r *runner) flowView(ctx context.Context, s *session, failures int) (*flowV
 	}
 	v := &flowView{Flow: s.flow.Name(), Sources: []sourceView{}, Targets: []targetView{}, Queries: s.flow.QueryHandlers()}
 	for _, src := range st.Sources {
-		sv := sourceView{Name: src.Name, Rows: src.Rows, Failing: src.Failing, LastUpdate: src.LastUpdate, Failures: src.Failures}
+		sv := sourceView{Name: src.Name, Options: src.Options, Rows: src.Rows, Failing: src.Failing, LastUpdate: src.LastUpdate, Failures: src.Failures}
 		if !src.LastProcessedAt.IsZero() {
 			at := src.LastProcessedAt
 			sv.LastProcessedAt = &at
@@ -107,7 +108,7 @@ func (r *runner) flowView(ctx context.Context, s *session, failures int) (*flowV
 	for _, t := range s.flow.Targets() {
 		tv := targetView{Name: targetName(s.flow, t.Key), Key: t.Key, Kind: t.Kind, Spec: t.Spec}
 		exists := false
-		tv.State, exists = targetState(st, t.Key)
+		tv.State, exists = targetState(st, t.Key, "")
 		if spec, ok := tableSpec(t.Spec); ok && exists {
 			n, err := s.db.RowCount(ctx, spec)
 			if err != nil {
@@ -116,17 +117,19 @@ func (r *runner) flowView(ctx context.Context, s *session, failures int) (*flowV
 			tv.Rows = &n
 		}
 		for _, a := range t.Attachments {
-			tv.Attachments = append(tv.Attachments, targetView{Name: a.Key, Key: a.Key, Kind: a.Kind, Spec: a.Spec})
+			state, _ := targetState(st, a.Key, t.Key)
+			tv.Attachments = append(tv.Attachments, targetView{Name: a.Key, Key: a.Key, Kind: a.Kind, State: state, Spec: a.Spec})
 		}
 		v.Targets = append(v.Targets, tv)
 	}
 	return v, nil
 }
 
-// targetState says whether a declared target is set up.
-func targetState(st *tidemarktype.Status, key string) (string, bool) {
+// targetState says whether a declared target, or the attachment of parent
+// (when not empty), is set up.
+func targetState(st *tidemarktype.Status, key, parent string) (string, bool) {
 	for _, t := range st.Targets {
-		if t.Key != key || t.Attachment {
+		if t.Key != key || t.Parent != parent {
 			continue
 		}
 		switch {
@@ -300,8 +303,11 @@ type stateView struct {
 	Containers []string `json:"containers,omitempty"`
 	Attachment string   `json:"attachment,omitempty"`
 	// Content is a table row's current content, by column; nil when the
-	// target is not a table or the row is not there.
-	Content map[string]any `json:"content"`
+	// target is not a table or the row is not there, or when
+	// ContentOmitted says it was not read: past the first
+	// maxContentLookups table rows of a source row.
+	Content        map[string]any `json:"content"`
+	ContentOmitted bool           `json:"content_omitted,omitempty"`
 	// Name is the target's name and KeyArg the state's key as show target
 	// and the server's target pages take them; Table says the target is a
 	// table (not in JSON: the server links with them).
@@ -309,6 +315,11 @@ type stateView struct {
 	KeyArg string `json:"-"`
 	Table  bool   `json:"-"`
 }
+
+// maxContentLookups bounds the table rows whose content a source row's
+// view reads: a thread of thousands of comments is shown with the first
+// ones' content, and the others' keys.
+const maxContentLookups = 200
 
 // rowView reads what is kept for a source row, with the current content
 // of the table rows it declared. key is as Engine.Row takes it.
@@ -327,6 +338,7 @@ func (s *session) rowView(ctx context.Context, source, key string) (*rowView, er
 		v.Error = &st.Failure.Message
 	}
 	specs := tableSpecs(s.flow)
+	looked := 0
 	for _, d := range st.States {
 		sv := stateView{Target: targetName(s.flow, d.Target), Key: decodedKey(d.Key), Attachment: d.Attachment,
 			Name: targetName(s.flow, d.Target), KeyArg: targetKeyArg(d.Key)}
@@ -335,9 +347,12 @@ func (s *session) rowView(ctx context.Context, source, key string) (*rowView, er
 		}
 		if spec, ok := specs[d.Target]; ok && len(d.Containers) == 0 && d.Attachment == "" {
 			sv.Table = true
-			if sv.Content, _, err = s.db.Lookup(ctx, spec, target.Key(d.Key)); err != nil {
+			if looked == maxContentLookups {
+				sv.ContentOmitted = true
+			} else if sv.Content, _, err = s.db.Lookup(ctx, spec, target.Key(d.Key)); err != nil {
 				return nil, err
 			}
+			looked++
 		}
 		if len(d.Containers) > 0 || d.Attachment != "" {
 			sv.KeyArg = d.Nested
@@ -417,10 +432,18 @@ func writeContent(w io.Writer, indent string, content map[string]any) {
 
 // targetRowView is what `show target` says of a target row.
 type targetRowView struct {
-	Target    string                `json:"target"`
-	Key       any                   `json:"key"`
-	Content   map[string]any        `json:"content"`
-	Declarers []tidemarktype.RowRef `json:"declarers"`
+	Target    string         `json:"target"`
+	Key       any            `json:"key"`
+	Content   map[string]any `json:"content"`
+	Declarers []refView      `json:"declarers"`
+}
+
+// refView names a source row: its source, and its key decoded.
+type refView struct {
+	Source string `json:"source"`
+	Key    any    `json:"key"`
+	// KeyArg is the key as show row and the row's page take it.
+	KeyArg string `json:"-"`
 }
 
 func (r *runner) showTarget(ctx context.Context, o *showOptions, name, key string) error {
@@ -442,7 +465,7 @@ func (r *runner) showTarget(ctx context.Context, o *showOptions, name, key strin
 	writeContent(out, "  ", v.Content)
 	fmt.Fprintf(out, "declared by %d source rows\n", len(refs))
 	for _, ref := range refs {
-		fmt.Fprintf(out, "  source %s, row %s   (%s show row %s)\n", ref.Source, keyText(ref.Key), r.app.Name, keyText(ref.Key))
+		fmt.Fprintf(out, "  source %s, row %s   (%s show row %s)\n", ref.Source, ref.KeyArg, r.app.Name, ref.KeyArg)
 	}
 	return nil
 }
@@ -479,7 +502,10 @@ func (s *session) targetRowView(ctx context.Context, name, key string) (*targetR
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", name, key, err)
 	}
-	v := &targetRowView{Target: targetName(s.flow, info.Key), Key: decodedKey(string(k)), Declarers: refs}
+	v := &targetRowView{Target: targetName(s.flow, info.Key), Key: decodedKey(string(k)), Declarers: make([]refView, len(refs))}
+	for i, ref := range refs {
+		v.Declarers[i] = refView{Source: ref.Source, Key: decodedKey(ref.Key), KeyArg: keyText(ref.Key)}
+	}
 	if isTable {
 		if v.Content, _, err = s.db.Lookup(ctx, spec, k); err != nil {
 			return nil, err

@@ -236,8 +236,10 @@ type SourceUpdate struct {
 type TargetStatus struct {
 	Kind string
 	Key  string
-	// Attachment says the target is an attachment of a container.
+	// Attachment says the target is an attachment of a container; Parent
+	// is then the container's key.
 	Attachment bool
+	Parent     string
 	// Exists says the target's setup was committed.
 	Exists bool
 	// Staged says a setup change was staged and not committed: an update

@@ -170,6 +170,19 @@ func RedactError(raw string, err error) error {
 	return &redacted{msg: strings.ReplaceAll(err.Error(), pw, "redacted"), err: err}
 }
 
+// RedactText returns text with the password of the database URL raw (see
+// Redact), wherever it appears, replaced by "redacted".
+func RedactText(raw, text string) string {
+	pw := password(raw)
+	if pw == "" {
+		return text
+	}
+	if u, err := url.PathUnescape(pw); err == nil && u != pw && u != "" {
+		text = strings.ReplaceAll(text, u, "redacted")
+	}
+	return strings.ReplaceAll(text, pw, "redacted")
+}
+
 type redacted struct {
 	msg string
 	err error

@@ -69,8 +69,13 @@ func (e *Engine) Status(ctx context.Context, failures int) (Status, error) {
 	if err != nil {
 		return st, err
 	}
+	keys := make(map[int64]string, len(stored))
 	for _, t := range stored {
-		st.Targets = append(st.Targets, TargetStatus{Kind: t.Kind, Key: t.Key, Attachment: t.ParentID != 0, Exists: t.Exists, Staged: len(t.Staged) > 0, UpdatedAt: t.UpdatedAt})
+		keys[t.ID] = t.Key
+	}
+	for _, t := range stored {
+		st.Targets = append(st.Targets, TargetStatus{Kind: t.Kind, Key: t.Key, Attachment: t.ParentID != 0, Parent: keys[t.ParentID],
+			Exists: t.Exists, Staged: len(t.Staged) > 0, UpdatedAt: t.UpdatedAt})
 	}
 	return st, nil
 }
