@@ -15,6 +15,7 @@ import (
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/cli"
+	"github.com/tidemark/tidemark/target/table"
 	"github.com/tidemark/tidemark/internal/pgtest"
 	"github.com/tidemark/tidemark/target/sqltable"
 	"github.com/tidemark/tidemark/tidemarktest"
@@ -55,15 +56,17 @@ func notesApp(src *tidemarktest.Source[string, string]) (cli.App, *string) {
 				return nil
 			})
 			f.QueryHandler("search", func(ctx context.Context, q tidemark.Query) (any, error) {
-				hits, err := notes.Search(ctx, q.Text, q.Limit)
+				page, err := notes.SearchPage(ctx, q.Text, table.SearchOptions{Limit: q.Limit, Offset: q.Offset})
 				if err != nil {
 					return nil, err
 				}
 				out := []hit{}
-				for _, h := range hits {
+				var about []tidemark.QueryItem
+				for _, h := range page.Hits {
 					out = append(out, hit{ID: h.Row.ID, Text: h.Row.Text, Score: h.Score})
+					about = append(about, tidemark.QueryItem{Snippet: h.Snippet, Target: "notes", Key: h.Row.ID})
 				}
-				return out, nil
+				return tidemark.QueryPage{Items: out, Total: page.Total, About: about}, nil
 			})
 			return f, nil
 		},

@@ -393,7 +393,9 @@ type queryAPI struct {
 	Text        string           `json:"q"`
 	Offset      int              `json:"offset"`
 	Limit       int              `json:"limit"`
-	Total       int              `json:"total"`
+	// Total is the number of results in all; nil when the handler does
+	// not say (it returned no tidemark.QueryPage).
+	Total       *int             `json:"total"`
 	TotalCapped bool             `json:"total_capped"`
 	Results     []map[string]any `json:"results"`
 }
@@ -449,10 +451,10 @@ func (s *insight) queryPage(req *http.Request, name string) (*queryAPI, []tidema
 	if msg != "" {
 		return nil, nil, errors.New(msg)
 	}
-	out := &queryAPI{Query: name, Text: q.Text, Offset: q.Offset, Limit: q.Limit, Results: recs, Total: q.Offset + len(recs)}
+	out := &queryAPI{Query: name, Text: q.Text, Offset: q.Offset, Limit: q.Limit, Results: recs}
 	var about []tidemark.QueryItem
 	if page != nil {
-		out.Total, out.TotalCapped, about = page.Total, page.TotalCapped, page.About
+		out.Total, out.TotalCapped, about = &page.Total, page.TotalCapped, page.About
 		for i, a := range page.About {
 			if i < len(recs) {
 				recs[i]["snippet"] = a.Snippet

@@ -338,7 +338,12 @@ func (s *insight) searchPage(w http.ResponseWriter, req *http.Request) {
 		page.Set("offset", strconv.Itoa(max(res.Offset-res.Limit, 0)))
 		d.PrevQuery = page.Encode()
 	}
-	if end := res.Offset + len(res.Results); end < res.Total || res.TotalCapped && len(res.Results) > 0 {
+	end := res.Offset + len(res.Results)
+	more := len(res.Results) == res.Limit // a handler that gives no total
+	if res.Total != nil {
+		more = end < *res.Total || res.TotalCapped && len(res.Results) > 0
+	}
+	if more && end <= MaxQueryOffset {
 		page.Set("offset", strconv.Itoa(end))
 		d.NextQuery = page.Encode()
 	}

@@ -80,7 +80,7 @@ func TestServer(t *testing.T) {
 
 	code, body = get(t, base+"/?q=dog")
 	require.Equal(t, http.StatusOK, code)
-	require.Contains(t, body, "a lazy &lt;dog&gt;", "results are shown, escaped")
+	require.Contains(t, body, "a lazy &lt;<mark>dog</mark>&gt;", "results are shown, escaped, with their matches marked")
 	require.Contains(t, body, "results 1 to 1 of 1")
 
 	// --live: a change in the source shows up in the search while serving.

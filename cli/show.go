@@ -117,7 +117,7 @@ func (r *runner) flowView(ctx context.Context, s *session, failures int) (*flowV
 			tv.Rows = &n
 		}
 		for _, a := range t.Attachments {
-			state, _ := targetState(st, a.Key, t.Key)
+			state, _ := targetState(st, t.Key+"#"+a.Kind+":"+a.Key, t.Key)
 			tv.Attachments = append(tv.Attachments, targetView{Name: a.Key, Key: a.Key, Kind: a.Kind, State: state, Spec: a.Spec})
 		}
 		v.Targets = append(v.Targets, tv)
