@@ -15,9 +15,9 @@ import (
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/cli"
-	"github.com/tidemark/tidemark/target/table"
 	"github.com/tidemark/tidemark/internal/pgtest"
 	"github.com/tidemark/tidemark/target/sqltable"
+	"github.com/tidemark/tidemark/target/table"
 	"github.com/tidemark/tidemark/tidemarktest"
 )
 

@@ -389,10 +389,10 @@ func writeEvent(w http.ResponseWriter, ev event) {
 
 // queryAPI is what /api/v1/query/{name} says.
 type queryAPI struct {
-	Query       string           `json:"query"`
-	Text        string           `json:"q"`
-	Offset      int              `json:"offset"`
-	Limit       int              `json:"limit"`
+	Query  string `json:"query"`
+	Text   string `json:"q"`
+	Offset int    `json:"offset"`
+	Limit  int    `json:"limit"`
 	// Total is the number of results in all; nil when the handler does
 	// not say (it returned no tidemark.QueryPage).
 	Total       *int             `json:"total"`

@@ -38,7 +38,9 @@ func startServer(t *testing.T, app cli.App, env cli.Env, args ...string) *server
 	t.Helper()
 	s := &server{out: &syncBuffer{}, errb: &syncBuffer{}, stop: make(chan struct{}), done: make(chan int, 1)}
 	env.Stdout, env.Stderr, env.Stop = s.out, s.errb, s.stop
-	go func() { s.done <- cli.Run(t.Context(), app, append([]string{"server", "--addr", "127.0.0.1:0"}, args...), env) }()
+	go func() {
+		s.done <- cli.Run(t.Context(), app, append([]string{"server", "--addr", "127.0.0.1:0"}, args...), env)
+	}()
 	addr := regexp.MustCompile(`at (http://\S+)`)
 	require.Eventually(t, func() bool {
 		select {
