@@ -38,6 +38,11 @@ var ErrDeletionsHeld = tidemarktype.ErrDeletionsHeld
 // it stopped before writing again. What it committed stands; run it again.
 var ErrLockLost = engine.ErrLockLost
 
+// ErrBadKey is matched (with errors.Is) by the error of Row or Rows given
+// a key that is not one of the source's: not valid UTF-8, or not of the
+// key's type.
+var ErrBadKey = errors.New("is not a key")
+
 // ErrNotFound is matched (with errors.Is) by the error of Row or Declarers
 // for a source row or target state that is not kept.
 var ErrNotFound = engine.ErrNotFound

@@ -293,7 +293,7 @@ func (t *typedSource[K, V]) Watch(ctx context.Context, notify func(engine.Listed
 func (t *typedSource[K, V]) parseKey(arg string) (string, error) {
 	if !utf8.ValidString(arg) {
 		// JSON would replace the invalid bytes, naming another key.
-		return "", fmt.Errorf("source %s: %q is not a key: not valid UTF-8", t.name, arg)
+		return "", fmt.Errorf("source %s: %q %w: not valid UTF-8", t.name, arg, ErrBadKey)
 	}
 	if k, err := decodeKey[K](arg); err == nil {
 		return encodeKey(k)
@@ -304,7 +304,7 @@ func (t *typedSource[K, V]) parseKey(arg string) (string, error) {
 	}
 	k, err := decodeKey[K](string(b))
 	if err != nil {
-		return "", fmt.Errorf("source %s: %q is not a key: %w", t.name, arg, err)
+		return "", fmt.Errorf("source %s: %q %w: %w", t.name, arg, ErrBadKey, err)
 	}
 	return encodeKey(k)
 }

@@ -36,7 +36,7 @@ func (e *Engine) Rows(ctx context.Context, source string, opts RowsOptions) ([]t
 		return nil, fmt.Errorf("tidemark: RowsOptions.Limit must be between 1 and 10000, got %d", opts.Limit)
 	}
 	if !utf8.ValidString(opts.After) || strings.ContainsRune(opts.After, 0) {
-		return nil, fmt.Errorf("tidemark: RowsOptions.After %q is not a key: keys are valid UTF-8 without NUL", opts.After)
+		return nil, fmt.Errorf("tidemark: RowsOptions.After %q %w: keys are valid UTF-8 without NUL", opts.After, ErrBadKey)
 	}
 	return e.eng.RowStates(ctx, engine.RowsParams{Source: source, After: opts.After, Limit: opts.Limit, Failed: opts.Failed})
 }

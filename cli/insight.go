@@ -222,10 +222,10 @@ func (s *insight) rows(req *http.Request) (*rowsPage, error) {
 	}
 	defer s.expensive.release()
 	states, err := s.s.engine.Rows(req.Context(), source, opts)
+	if errors.Is(err, tidemark.ErrBadKey) {
+		return nil, badRequestf("after %q is not a key", opts.After)
+	}
 	if err != nil {
-		if strings.Contains(err.Error(), "RowsOptions.After") {
-			return nil, badRequestf("after %q is not a key", opts.After)
-		}
 		return nil, err
 	}
 	page := &rowsPage{Source: source, Rows: make([]rowSummary, 0, len(states))}
@@ -265,10 +265,10 @@ func (s *insight) row(req *http.Request) (*rowView, error) {
 	}
 	key := req.PathValue("key")
 	v, err := s.s.rowView(req.Context(), source, key)
+	if errors.Is(err, tidemark.ErrBadKey) {
+		return nil, &badRequest{s.scrub(err.Error())}
+	}
 	if err != nil {
-		if !errors.Is(err, tidemark.ErrNotFound) && strings.Contains(err.Error(), "key") && !isDatabaseError(err) {
-			return nil, &badRequest{s.scrub(lastPart(err))}
-		}
 		return nil, err
 	}
 	if v.Error != nil {
@@ -276,13 +276,6 @@ func (s *insight) row(req *http.Request) (*rowView, error) {
 		v.Error = &msg
 	}
 	return v, nil
-}
-
-// isDatabaseError says err came from a database rather than from reading
-// the request.
-func isDatabaseError(err error) bool {
-	msg := err.Error()
-	return strings.Contains(msg, "sqlite") || strings.Contains(msg, "postgres") || strings.Contains(msg, "SQLSTATE")
 }
 
 func (s *insight) apiRow(w http.ResponseWriter, req *http.Request) {
@@ -296,14 +289,7 @@ func (s *insight) apiRow(w http.ResponseWriter, req *http.Request) {
 
 // targetState reads the target state the request names.
 func (s *insight) targetState(req *http.Request) (*targetRowView, error) {
-	v, err := s.s.targetRowView(req.Context(), req.PathValue("target"), req.PathValue("key"))
-	if err != nil {
-		if !errors.Is(err, tidemark.ErrNotFound) && !errors.Is(err, errNoSuchTarget) && !isDatabaseError(err) {
-			return nil, &badRequest{s.scrub(err.Error())}
-		}
-		return nil, err
-	}
-	return v, nil
+	return s.s.targetRowView(req.Context(), req.PathValue("target"), req.PathValue("key"))
 }
 
 func (s *insight) apiTargetState(w http.ResponseWriter, req *http.Request) {

@@ -257,7 +257,7 @@ func (s *insight) clientError(req *http.Request, err error) (int, string) {
 		return http.StatusNotFound, s.scrub(lastPart(err))
 	case errors.Is(err, errNoSuchTarget), errors.Is(err, errNoSuchSource):
 		return http.StatusNotFound, s.scrub(err.Error())
-	case errors.Is(err, errBadRequest), errors.Is(err, table.ErrSearchTooLarge), errors.Is(err, table.ErrEmptyQuery):
+	case errors.Is(err, errBadRequest), errors.Is(err, tidemark.ErrBadKey), errors.Is(err, table.ErrSearchTooLarge), errors.Is(err, table.ErrEmptyQuery):
 		return http.StatusBadRequest, strings.TrimPrefix(s.scrub(err.Error()), "table: ")
 	case errors.As(err, &nsu):
 		return http.StatusServiceUnavailable, fmt.Sprintf("table %s is not set up: `%s update` sets it up and fills it", nsu.Table, s.r.app.Name)

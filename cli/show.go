@@ -522,7 +522,7 @@ func tableKey(spec table.Spec, arg string) (target.Key, error) {
 		return target.Key(arg), nil
 	}
 	if len(spec.PrimaryKey) != 1 {
-		return "", fmt.Errorf("table %s has a primary key of %d columns (%s): give the key as a JSON array", spec.Table, len(spec.PrimaryKey), strings.Join(spec.PrimaryKey, ", "))
+		return "", badRequestf("table %s has a primary key of %d columns (%s): give the key as a JSON array", spec.Table, len(spec.PrimaryKey), strings.Join(spec.PrimaryKey, ", "))
 	}
 	c, _ := spec.Column(spec.PrimaryKey[0])
 	var v any = arg
@@ -533,7 +533,7 @@ func tableKey(spec table.Spec, arg string) (target.Key, error) {
 	if c.Kind == table.KindInt || c.Kind == table.KindFloat {
 		var n json.Number
 		if err := json.Unmarshal([]byte(arg), &n); err != nil {
-			return "", fmt.Errorf("table %s: its key %s is a number, got %q", spec.Table, c.Name, arg)
+			return "", badRequestf("table %s: its key %s is a number, got %q", spec.Table, c.Name, arg)
 		}
 		v = n
 	}

@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/target/table"
+)
+
+// TestClientErrors: a client is told its own mistakes in words, and of
+// the server's faults only that there was one, with an id to find it in
+// the log; never the database's internals or --db's secrets.
+func TestClientErrors(t *testing.T) {
+	t.Parallel()
+	var logged bytes.Buffer
+	const db = "postgres://app:hunter2hunter2@db.internal:5432/idx"
+	s := &insight{r: &runner{app: App{Name: "hnindex"}, db: db, log: slog.New(slog.NewTextHandler(&logged, nil))}}
+	req := httptest.NewRequest("GET", "/api/v1/query/search?q=x", nil)
+	stack := fmt.Errorf("searching table hn_messages: %w", &pgconn.PgError{Severity: "ERROR", Code: "54001", Message: "stack depth limit exceeded",
+		Hint: `Increase the configuration parameter "max_stack_depth"`})
+	for _, tc := range []struct {
+		err    error
+		status int
+		msg    string
+	}{
+		{stack, http.StatusInternalServerError, "the server failed to answer (error "},
+		{fmt.Errorf("dial %s: connection refused", db), http.StatusInternalServerError, "the server failed to answer"},
+		{&table.SearchTooLargeError{Bound: "terms", Size: 65, Max: 64}, http.StatusBadRequest, "the search query has 65 terms; at most 64 are allowed"},
+		{table.ErrEmptyQuery, http.StatusBadRequest, "the search query has no word to look for"},
+		{fmt.Errorf("x: %w", &table.NotSetUpError{Table: "hn_messages"}), http.StatusServiceUnavailable, "table hn_messages is not set up: `hnindex update` sets it up and fills it"},
+		{fmt.Errorf("source threads, row \"9\": %w", tidemark.ErrNotFound), http.StatusNotFound, `source threads, row "9": not found`},
+		{fmt.Errorf("source threads: %q %w: not valid UTF-8", "\xff", tidemark.ErrBadKey), http.StatusBadRequest, "is not a key"},
+		{context.DeadlineExceeded, http.StatusGatewayTimeout, "the request took too long"},
+		{errBusy, http.StatusServiceUnavailable, "the server is busy"},
+	} {
+		status, msg := s.clientError(req, tc.err)
+		require.Equal(t, tc.status, status, tc.err.Error())
+		require.Contains(t, msg, tc.msg, tc.err.Error())
+		require.NotContains(t, msg, "stack depth")
+		require.NotContains(t, msg, "hunter2")
+		require.NotContains(t, msg, "db.internal")
+	}
+	require.Contains(t, logged.String(), "stack depth limit exceeded", "the log has the fault")
+	require.NotContains(t, logged.String(), "hunter2", "but not the password")
+}
+
+// TestHighlight: a snippet's text is escaped and only the markers become
+// marks, closed even when the snippet cut one off.
+func TestHighlight(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, `a &lt;script&gt;x&lt;/script&gt; <mark>fox</mark>`, string(highlight(`a <script>x</script> <b>fox</b>`)))
+	require.Equal(t, `<mark>fox…</mark>`, string(highlight(`<b>fox…`)))
+	require.Equal(t, `&amp;lt;b&amp;gt;`, string(highlight(`&lt;b&gt;`)))
+}
+
+// TestLocalPath: the login page sends a person back only to this server.
+func TestLocalPath(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"/sources/a/rows?failed=true": "/sources/a/rows?failed=true",
+		"":                            "/",
+		"//evil.example/x":            "/",
+		`/\evil.example`:              "/",
+		"https://evil.example/":       "/",
+		"javascript:alert(1)":         "/",
+	} {
+		require.Equal(t, want, localPath(in), in)
+	}
+}
+
+// TestIsLoopback: only loopback addresses serve without a token.
+func TestIsLoopback(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "localhost:80": true, "[::1]:8080": true, "127.1.2.3:1": true,
+		"0.0.0.0:8080": false, ":8080": false, "[::]:8080": false, "10.0.0.1:80": false, "example.com:80": false, "nonsense": false,
+	} {
+		require.Equal(t, want, isLoopback(addr), addr)
+	}
+}
