@@ -162,6 +162,14 @@ func TestObserverIsToldWhatUpdatesDo(t *testing.T) {
 			failed += b.Failed
 		}
 		require.Equal(t, 1, failed)
+		require.False(t, rec.ends[0].Preview)
+
+		*rec = recorder{}
+		_, err = h.update(tidemark.UpdateOptions{Preview: true})
+		require.NoError(t, err)
+		require.Len(t, rec.ends, 1)
+		require.True(t, rec.starts[0].Preview)
+		require.True(t, rec.ends[0].Preview, "the end of a preview says so too")
 	})
 }
 

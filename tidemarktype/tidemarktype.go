@@ -270,6 +270,8 @@ type PassEnd struct {
 	Stats UpdateStats
 	// Err is the update's error, nil when it completed.
 	Err error
+	// Preview says the update wrote nothing, as its PassStart said.
+	Preview bool
 }
 
 // RowDone is told to an observer for each source row an update finished
