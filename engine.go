@@ -35,8 +35,8 @@ type Options struct {
 	Retry RetryPolicy
 
 	// Observer, when set, is told what updates do as they happen: a value
-	// implementing any of PassObserver, RowObserver, FetchObserver and
-	// BatchObserver.
+	// implementing any of PassObserver, RowObserver, FetchObserver,
+	// BatchObserver and StoreObserver.
 	Observer any
 
 	// Faults inject failures between the phases of each batch write, to

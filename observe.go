@@ -38,6 +38,14 @@ type BatchObserver interface {
 	BatchWritten(ctx context.Context, b tidemarktype.Batch)
 }
 
+// StoreObserver is told of each call the engine makes to its state store,
+// with its duration and error: lookups of listed keys, precommits,
+// commits, lock checks and the rest (tidemarktype.StoreOp names them).
+// The engine times its state store only when its observer is one.
+type StoreObserver interface {
+	StoreOp(ctx context.Context, op tidemarktype.StoreOp)
+}
+
 // observers finds which of the observer interfaces o implements.
 func observers(o any) engine.Observers {
 	var obs engine.Observers
@@ -52,6 +60,9 @@ func observers(o any) engine.Observers {
 	}
 	if b, ok := o.(BatchObserver); ok {
 		obs.BatchWritten = b.BatchWritten
+	}
+	if s, ok := o.(StoreObserver); ok {
+		obs.StoreOp = s.StoreOp
 	}
 	return obs
 }
@@ -72,6 +83,11 @@ func JoinObservers(obs ...any) any {
 		return nil
 	case 1:
 		return j[0]
+	}
+	for _, o := range j {
+		if _, ok := o.(StoreObserver); ok {
+			return joinedStore{j}
+		}
 	}
 	return j
 }
@@ -115,6 +131,19 @@ func (j joined) BatchWritten(ctx context.Context, b tidemarktype.Batch) {
 	for _, o := range j {
 		if bo, ok := o.(BatchObserver); ok {
 			bo.BatchWritten(ctx, b)
+		}
+	}
+}
+
+// joinedStore is the observer JoinObservers returns when one of the
+// observers is a StoreObserver: joined alone is not one, so that an engine
+// whose observers do not ask for store timings does not time its store.
+type joinedStore struct{ joined }
+
+func (j joinedStore) StoreOp(ctx context.Context, op tidemarktype.StoreOp) {
+	for _, o := range j.joined {
+		if so, ok := o.(StoreObserver); ok {
+			so.StoreOp(ctx, op)
 		}
 	}
 }

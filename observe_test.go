@@ -22,6 +22,7 @@ type recorder struct {
 	failures []tidemarktype.RowDone
 	fetches  []tidemarktype.Fetch
 	batches  []tidemarktype.Batch
+	storeOps []tidemarktype.StoreOp
 }
 
 func (r *recorder) PassStarted(_ context.Context, p tidemarktype.PassStart) {
@@ -58,6 +59,28 @@ func (r *recorder) BatchWritten(_ context.Context, b tidemarktype.Batch) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.batches = append(r.batches, b)
+}
+
+func (r *recorder) StoreOp(_ context.Context, op tidemarktype.StoreOp) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.storeOps = append(r.storeOps, op)
+}
+
+// ops counts the store operations told, by name, and returns the errors
+// told with them.
+func (r *recorder) ops() (map[string]int, []error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := make(map[string]int)
+	var errs []error
+	for _, op := range r.storeOps {
+		n[op.Op]++
+		if op.Err != nil {
+			errs = append(errs, op.Err)
+		}
+	}
+	return n, errs
 }
 
 // written sums the batches: rows, and target states per target.
@@ -139,6 +162,14 @@ func TestObserverIsToldWhatUpdatesDo(t *testing.T) {
 			failed += b.Failed
 		}
 		require.Equal(t, 1, failed)
+		require.False(t, rec.ends[0].Preview)
+
+		*rec = recorder{}
+		_, err = h.update(tidemark.UpdateOptions{Preview: true})
+		require.NoError(t, err)
+		require.Len(t, rec.ends, 1)
+		require.True(t, rec.starts[0].Preview)
+		require.True(t, rec.ends[0].Preview, "the end of a preview says so too")
 	})
 }
 
@@ -165,6 +196,7 @@ func (panicky) PassFinished(context.Context, tidemarktype.PassEnd)  { panic("obs
 func (panicky) RowDone(context.Context, tidemarktype.RowDone)       { panic("observer bug") }
 func (panicky) Fetched(context.Context, tidemarktype.Fetch)         { panic("observer bug") }
 func (panicky) BatchWritten(context.Context, tidemarktype.Batch)    { panic("observer bug") }
+func (panicky) StoreOp(context.Context, tidemarktype.StoreOp)       { panic("observer bug") }
 
 // TestAPanickingObserverChangesNothing: an observer's panics are logged;
 // no row fails, the update completes and the next one has nothing to do.
@@ -207,4 +239,46 @@ func TestJoinedObserversAreEachTold(t *testing.T) {
 	require.Len(t, all.fetches, 5)
 	n, _ := all.written()
 	require.Equal(t, 5, n)
+	require.NotEmpty(t, all.storeOps, "a store observer among the joined is told")
+
+	_, isStore := tidemark.JoinObservers(rows, &rowsOnly{}).(tidemark.StoreObserver)
+	require.False(t, isStore, "observers none of which asks for store timings do not make the engine time its store")
+}
+
+// TestStoreObserverIsToldOfStoreOps: an update tells a StoreObserver of
+// its state store calls, each timed; a flow not found is an answer, not
+// an error.
+func TestStoreObserverIsToldOfStoreOps(t *testing.T) {
+	t.Parallel()
+	forEachBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		rec := &recorder{}
+		h.opts.Observer = rec
+		h.fill(10)
+
+		e := h.open()
+		_, err := e.Status(t.Context(), 10)
+		require.NoError(t, err)
+		ops, errs := rec.ops()
+		require.Empty(t, errs, "nothing kept yet is no error")
+		require.Positive(t, ops["flow_find"]+ops["source_find"], "%v", ops)
+		require.NoError(t, e.Close())
+
+		rec.mu.Lock()
+		rec.storeOps = nil
+		rec.mu.Unlock()
+		h.mustUpdate()
+		ops, errs = rec.ops()
+		require.Empty(t, errs)
+		for _, op := range []string{"lock", "lock_check", "unlock", "flow_get", "source_ensure", "lookup", "precommit", "commit"} {
+			require.Positive(t, ops[op], "%s in %v", op, ops)
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, op := range rec.storeOps {
+			if op.Op == "precommit" || op.Op == "commit" {
+				require.Positive(t, op.Duration, "%s is timed", op.Op)
+			}
+		}
+	})
 }

@@ -276,6 +276,10 @@ type runner struct {
 	// observers are told what the engine does, beside the App's own
 	// Options.Observer: the server's metrics and live events.
 	observers []any
+	// flowObservers make observers that need the flow (metrics are
+	// labelled with its name): open calls them once the flow is built and
+	// joins what they return to the others.
+	flowObservers []func(*tidemark.Flow) any
 }
 
 func (r *runner) command() *cobra.Command {
@@ -425,6 +429,9 @@ func (r *runner) open(ctx context.Context, a access) (*session, error) {
 	}
 	if a == readOnly {
 		return s, nil
+	}
+	for _, observer := range r.flowObservers {
+		opts.Observer = tidemark.JoinObservers(opts.Observer, observer(s.flow))
 	}
 	s.engine, err = tidemark.Open(ctx, s.flow, opts)
 	if err != nil {

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/internal/statestore"
+	"github.com/tidemark/tidemark/metrics"
 	"github.com/tidemark/tidemark/tidemarktype"
 )
 
@@ -28,6 +32,7 @@ type updateOptions struct {
 	preview       bool
 	quiet         bool
 	yes           bool
+	metricsAddr   string
 }
 
 func (f *updateOptions) validate() error {
@@ -40,6 +45,8 @@ func (f *updateOptions) validate() error {
 		return fmt.Errorf("--refresh must not be negative, got %s", f.refresh)
 	case f.refresh > 0 && !f.live:
 		return errors.New("--refresh needs --live")
+	case f.metricsAddr != "" && !f.live:
+		return errors.New("--metrics-addr needs --live")
 	}
 	return nil
 }
@@ -76,6 +83,7 @@ func (r *runner) updateCommand() *cobra.Command {
 	fs.BoolVar(&f.preview, "preview", false, "show what the update would do, writing nothing")
 	fs.BoolVar(&f.quiet, "quiet", false, "print nothing but errors")
 	fs.BoolVarP(&f.yes, "yes", "y", false, "delete without asking the rows a listing left out when it named no row, or when the source's options changed")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "with --live, serve Prometheus metrics at http://ADDR/metrics, and at /healthz whether each source's last pass succeeded")
 	return cmd
 }
 
@@ -84,7 +92,20 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 	if f.preview {
 		a = readEngine // a preview creates nothing
 	}
-	s, err := r.open(ctx, a)
+	var (
+		s   *session
+		m   *metrics.Metrics
+		err error
+	)
+	if f.metricsAddr != "" {
+		r.flowObservers = append(r.flowObservers, func(flow *tidemark.Flow) any {
+			m = metrics.New(metrics.Options{Flow: flow.Name(), RuntimeMetrics: true, Logger: r.log,
+				// Scraped only once the engine is open.
+				FailingRows: func(ctx context.Context) (map[string]int64, error) { return metrics.FailingRowsOf(s.engine)(ctx) }})
+			return m
+		})
+	}
+	s, err = r.open(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -121,12 +142,24 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 	}
 
 	if f.live {
-		var last *tidemarktype.UpdateStats
-		err := s.engine.Live(ctx, tidemark.LiveOptions{
+		var (
+			last        *tidemarktype.UpdateStats
+			health      = newPassHealth()
+			liveCtx     = ctx
+			stopMetrics = func() error { return nil }
+		)
+		if m != nil {
+			liveCtx, stopMetrics, err = r.serveMetrics(ctx, f.metricsAddr, m, health, out)
+			if err != nil {
+				return err
+			}
+		}
+		err = s.engine.Live(liveCtx, tidemark.LiveOptions{
 			Mode: f.mode(), Refresh: f.refresh, Stop: r.env.Stop, Confirm: confirm,
 			Progress: prog.update, ProgressInterval: prog.interval(),
 			OnPass: func(p tidemark.Pass) {
 				passes.Add(1)
+				health.passed(p)
 				prog.final(p.Stats)
 				prog.done()
 				printPass(out, p)
@@ -135,6 +168,7 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 			},
 		})
 		prog.done()
+		err = errors.Join(err, stopMetrics())
 		switch {
 		case err == nil:
 			fmt.Fprintln(out, "stopped")
@@ -316,4 +350,95 @@ func lockHolder(err error) string {
 		return fmt.Sprintf(" (pid %d on host %s)", le.Holder.PID, le.Holder.Host)
 	}
 	return ""
+}
+
+// Timeouts of the metrics server: a scrape reads the failing rows within
+// metrics.DefaultFailingRowsTimeout, well within metricsWriteTimeout.
+const (
+	metricsReadHeaderTimeout = 5 * time.Second
+	metricsReadTimeout       = 10 * time.Second
+	metricsWriteTimeout      = 30 * time.Second
+	metricsIdleTimeout       = time.Minute
+	metricsShutdownTimeout   = 5 * time.Second
+)
+
+// serveMetrics serves, on addr while live mode runs, the engine's metrics
+// at GET /metrics and the health of its passes at GET /healthz, and says
+// where on out. It returns the context live mode is to run with, which
+// ends if serving fails (a live updater whose metrics are gone would go
+// unwatched), and the function that stops serving when live mode ends.
+// Any address may be given, as Prometheus scrapes from afar; one that is
+// not loopback is warned of: the metrics name the flow, its sources and
+// targets, and the health its errors.
+func (r *runner) serveMetrics(ctx context.Context, addr string, m *metrics.Metrics, health *passHealth, out io.Writer) (context.Context, func() error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
+	}
+	if ta, ok := ln.Addr().(*net.TCPAddr); !ok || !ta.IP.IsLoopback() {
+		r.log.WarnContext(ctx, "serving metrics beyond this host: whoever reaches the address can read them and the errors of the passes", "addr", ln.Addr().String())
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	mux.Handle("GET /healthz", health)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: metricsReadHeaderTimeout, ReadTimeout: metricsReadTimeout,
+		WriteTimeout: metricsWriteTimeout, IdleTimeout: metricsIdleTimeout,
+		ErrorLog: slog.NewLogLogger(r.log.Handler(), slog.LevelWarn)}
+	liveCtx, cancel := context.WithCancelCause(ctx)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			cancel(fmt.Errorf("serving metrics at %s: %w", ln.Addr(), err))
+		}
+	}()
+	fmt.Fprintf(out, "metrics at http://%s/metrics\n", ln.Addr())
+	stop := func() error {
+		defer cancel(nil)
+		shutdown, done := context.WithTimeout(context.WithoutCancel(ctx), metricsShutdownTimeout)
+		defer done()
+		err := srv.Shutdown(shutdown)
+		<-served
+		if err != nil {
+			return fmt.Errorf("stopping the metrics server: %w", err)
+		}
+		return nil
+	}
+	return liveCtx, stop, nil
+}
+
+// passHealth is what GET /healthz says of live mode: 200 "ok" while the
+// last pass over each source succeeded (rows may have failed: they are
+// retried), 503 with the failures of the others.
+type passHealth struct {
+	mu     sync.Mutex
+	failed map[string]string // by source, what its last pass failed with
+}
+
+func newPassHealth() *passHealth { return &passHealth{failed: make(map[string]string)} }
+
+// passed records how a pass went for each of its sources. A pass stopped
+// gracefully did not fail.
+func (h *passHealth) passed(p tidemark.Pass) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, source := range p.Sources {
+		if p.Err != nil && !errors.Is(p.Err, tidemark.ErrStopped) {
+			h.failed[source] = fmt.Sprintf("source %s: pass %d failed: %s", source, p.N, firstLine(p.Err.Error()))
+		} else {
+			delete(h.failed, source)
+		}
+	}
+}
+
+func (h *passHealth) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	h.mu.Lock()
+	reasons := slices.Sorted(maps.Values(h.failed))
+	h.mu.Unlock()
+	if len(reasons) > 0 {
+		http.Error(w, strings.Join(reasons, "\n"), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ok")
 }

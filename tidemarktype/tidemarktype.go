@@ -275,6 +275,8 @@ type PassEnd struct {
 	Stats UpdateStats
 	// Err is the update's error, nil when it completed.
 	Err error
+	// Preview says the update wrote nothing, as its PassStart said.
+	Preview bool
 }
 
 // RowDone is told to an observer for each source row an update finished
@@ -309,6 +311,26 @@ type Batch struct {
 	Targets map[string]TargetStats
 	// Duration is the time from the batch's precommit to its commit.
 	Duration time.Duration
+}
+
+// StoreOp is told to an observer for each call the engine makes to its
+// state store, once it returns: a retried operation is told once per try.
+type StoreOp struct {
+	// Op names the operation, one of a fixed set of short names:
+	// "flow_get", "flow_find", "flow_drop", "lock" (taking the flow's
+	// lock), "lock_check", "unlock", "source_ensure", "source_find",
+	// "source_status", "source_notes_get", "source_notes_save",
+	// "target_list", "target_stage", "target_commit", "lookup" (the state
+	// of listed keys), "row_load", "row_scan", "row_count",
+	// "row_failures", "row_find", "row_get", "row_page", "owner_find",
+	// "owner_exists", "precommit" and "commit".
+	Op string
+	// Duration is the time the call took.
+	Duration time.Duration
+	// Err is the error the call failed with. An answer is not a failure:
+	// Err is nil for a flow, source or row not found, and for a lock
+	// refused because another update holds it.
+	Err error
 }
 
 // RowState is everything Tidemark keeps for one source row: what it saw,

@@ -215,6 +215,9 @@ type Observers struct {
 	RowDone      func(ctx context.Context, r tidemarktype.RowDone)
 	Fetched      func(ctx context.Context, f tidemarktype.Fetch)
 	BatchWritten func(ctx context.Context, b tidemarktype.Batch)
+	// StoreOp, when set, is told of every state store call: New wraps the
+	// store in a timing decorator (see timedStore) only then.
+	StoreOp func(ctx context.Context, op tidemarktype.StoreOp)
 }
 
 // Hooks are called between the phases of each batch write, and after a
@@ -269,6 +272,9 @@ func New(flow *Flow, store statestore.Store, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: fingerprinting the logic version: %w", err)
 	}
 	opts.Observers = opts.Observers.guarded(opts.Logger)
+	if opts.Observers.StoreOp != nil {
+		store = &timedStore{store: store, observe: opts.Observers.StoreOp}
+	}
 	return &Engine{flow: flow, store: store, log: opts.Logger, opts: opts, logicFP: logicFP[:]}, nil
 }
 
@@ -315,6 +321,7 @@ func (o Observers) guarded(log *slog.Logger) Observers {
 		RowDone:      guard(log, "RowDone", o.RowDone),
 		Fetched:      guard(log, "Fetched", o.Fetched),
 		BatchWritten: guard(log, "BatchWritten", o.BatchWritten),
+		StoreOp:      guard(log, "StoreOp", o.StoreOp),
 	}
 }
 

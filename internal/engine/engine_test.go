@@ -19,6 +19,7 @@ import (
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/internal/statestore/sqlite"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 func TestMain(m *testing.M) {
@@ -437,4 +438,17 @@ func TestPending(t *testing.T) {
 	p.done()
 	requireClosed(c, true)
 	requireClosed(p.wait(), true)
+}
+
+// TestStoreIsTimedOnlyWhenObserved: the store is wrapped in the timing
+// decorator only for an engine with a StoreOp observer.
+func TestStoreIsTimedOnlyWhenObserved(t *testing.T) {
+	t.Parallel()
+	b := setup(t, newFakeSource(1, func(i int) string { return fmt.Sprint(i) }))
+	e, err := New(b.flow, b.store, Options{Observers: Observers{RowDone: func(context.Context, tidemarktype.RowDone) {}}})
+	require.NoError(t, err)
+	require.Same(t, b.store, e.store, "no store observer: the store as given")
+	e, err = New(b.flow, b.store, Options{Observers: Observers{StoreOp: func(context.Context, tidemarktype.StoreOp) {}}})
+	require.NoError(t, err)
+	require.IsType(t, &timedStore{}, e.store)
 }

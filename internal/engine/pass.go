@@ -184,7 +184,7 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 			e.noteUpdates(ctx, runs, st, err)
 		}
 		if obs.PassFinished != nil {
-			obs.PassFinished(ctx, tidemarktype.PassEnd{Flow: e.flow.Name, Stats: st, Err: err})
+			obs.PassFinished(ctx, tidemarktype.PassEnd{Flow: e.flow.Name, Stats: st, Err: err, Preview: opts.Preview})
 		}
 		return st, err
 	}
