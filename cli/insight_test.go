@@ -164,11 +164,10 @@ func TestInsightAPI(t *testing.T) {
 				{"/api/v1/passes", 200, []string{`"running":null`, `"passes":[]`, `"last_updates":{"notes":{`, `"failed":1`}},
 				{"/api/v1/nope", 404, []string{`"error":"no such API: GET /api/v1/nope`}},
 				{"/healthz", 200, []string{"ok"}},
-				{"/metrics", 404, []string{`no metrics`}},
 			} {
 				resp, body := s.call(t, "GET", tc.path, true)
 				require.Equal(t, tc.status, resp.StatusCode, "%s: %s", tc.path, body)
-				if tc.path != "/healthz" {
+				if tc.path != "/healthz" && tc.path != "/metrics" {
 					require.Equal(t, "application/json; charset=utf-8", resp.Header.Get("Content-Type"), tc.path)
 					require.True(t, json.Valid([]byte(body)), "%s: %s", tc.path, body)
 				}
@@ -177,10 +176,18 @@ func TestInsightAPI(t *testing.T) {
 				}
 			}
 
+			// The metrics: the state store's reads of the server, the failing
+			// row now, and (below) the pass it runs.
+			resp, body := s.call(t, "GET", "/metrics", true)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			require.Contains(t, resp.Header.Get("Content-Type"), "text/plain")
+			require.Contains(t, body, `tidemark_failing_rows{flow="Notes",source="notes"} 1`)
+			require.Contains(t, body, `tidemark_state_store_operation_duration_seconds_count{flow="Notes",operation="row_get"}`)
+
 			// A pass asked for over HTTP runs in the background, and shows
 			// in the passes.
 			src.Set("d", "a new fox")
-			resp, body := s.call(t, "POST", "/api/v1/update", true)
+			resp, body = s.call(t, "POST", "/api/v1/update", true)
 			require.Equal(t, http.StatusAccepted, resp.StatusCode, body)
 			require.Contains(t, body, `"status":"started"`)
 			require.Eventually(t, func() bool {
@@ -189,6 +196,9 @@ func TestInsightAPI(t *testing.T) {
 			}, 20*time.Second, 20*time.Millisecond)
 			_, body = s.call(t, "GET", "/api/v1/query/search?q=fox", true)
 			require.Contains(t, body, `"total":2`)
+			_, body = s.call(t, "GET", "/metrics", true)
+			require.Contains(t, body, `tidemark_rows_total{flow="Notes",outcome="added",source="notes"} 1`)
+			require.Contains(t, body, `tidemark_passes_total{flow="Notes",result="ok"} 1`)
 			require.Equal(t, 0, s.close(t), s.errb.String())
 		})
 	}

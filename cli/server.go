@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/metrics"
 )
 
 // serverOptions are the options of the server command.
@@ -80,7 +81,13 @@ func (r *runner) serve(ctx context.Context, o serverOptions) error {
 	scrub := func(s string) string { return s }
 	h := newHub(func(s string) string { return scrub(s) })
 	r.observers = append(r.observers, h)
-	s, err := r.open(ctx, a)
+	var (
+		s   *session
+		m   *metrics.Metrics
+		err error
+	)
+	r.observeMetrics(&m, &s)
+	s, err = r.open(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -89,6 +96,7 @@ func (r *runner) serve(ctx context.Context, o serverOptions) error {
 	in := &insight{r: r, s: s, hub: h, live: o.live, refresh: o.refresh, queries: s.flow.QueryHandlers(),
 		expensive: make(limiter, maxExpensive), stopped: stopped, guard: newGuard(o.token, r.log)}
 	scrub = in.scrub
+	in.metrics = m.Handler()
 	if in.pages, err = loadPages(); err != nil {
 		return fmt.Errorf("loading the web UI: %w", err)
 	}

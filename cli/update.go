@@ -98,12 +98,7 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 		err error
 	)
 	if f.metricsAddr != "" {
-		r.flowObservers = append(r.flowObservers, func(flow *tidemark.Flow) any {
-			m = metrics.New(metrics.Options{Flow: flow.Name(), RuntimeMetrics: true, Logger: r.log,
-				// Scraped only once the engine is open.
-				FailingRows: func(ctx context.Context) (map[string]int64, error) { return metrics.FailingRowsOf(s.engine)(ctx) }})
-			return m
-		})
+		r.observeMetrics(&m, &s)
 	}
 	s, err = r.open(ctx, a)
 	if err != nil {
@@ -340,6 +335,17 @@ func printPass(w io.Writer, p tidemark.Pass) {
 		fmt.Fprintf(&b, "; error: %v", p.Err)
 	}
 	fmt.Fprintln(w, b.String())
+}
+
+// observeMetrics has the engine that open opens next observed by metrics,
+// made once open has built the flow and set in *m; they read the failing
+// rows from *s's engine, once it is open.
+func (r *runner) observeMetrics(m **metrics.Metrics, s **session) {
+	r.flowObservers = append(r.flowObservers, func(flow *tidemark.Flow) any {
+		*m = metrics.New(metrics.Options{Flow: flow.Name(), RuntimeMetrics: true, Logger: r.log,
+			FailingRows: func(ctx context.Context) (map[string]int64, error) { return metrics.FailingRowsOf((*s).engine)(ctx) }})
+		return *m
+	})
 }
 
 // lockHolder says who holds a flow's lock, as " (pid N on host H)", when
