@@ -538,9 +538,16 @@ func (s *insight) unhealthy(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var reasons []string
 	running, _, lastEnd := s.hub.recent()
-	for _, src := range v.Sources {
+	return s.reasons(v.Sources, running != nil, lastEnd, time.Now()), nil
+}
+
+// reasons says what is wrong with sources at now: a source never updated,
+// one whose last update failed, and, when live and no pass is running, one
+// whose pass is overdue since the last pass ended at lastEnd.
+func (s *insight) reasons(sources []sourceView, running bool, lastEnd, now time.Time) []string {
+	var reasons []string
+	for _, src := range sources {
 		u := src.LastUpdate
 		switch {
 		case u == nil:
@@ -548,15 +555,15 @@ func (s *insight) unhealthy(ctx context.Context) ([]string, error) {
 		case u.Error != "":
 			reasons = append(reasons, fmt.Sprintf("source %s: its last update, at %s, failed: %s", src.Name, u.Finished.UTC().Format(time.RFC3339), firstLine(u.Error)))
 		}
-		if s.live && running == nil {
+		if s.live && !running {
 			interval := s.interval(src.Name)
-			if late := time.Since(lastEnd); late > 2*interval+30*time.Second {
+			if late := now.Sub(lastEnd); late > 2*interval+30*time.Second {
 				reasons = append(reasons, fmt.Sprintf("source %s: a live pass is overdue: the last ended %s ago, and it is listed every %s",
 					src.Name, late.Round(time.Second), interval))
 			}
 		}
 	}
-	return reasons, nil
+	return reasons
 }
 
 // interval is how often live mode lists a source.

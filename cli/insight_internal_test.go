@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/target/table"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // TestClientErrors: a client is told its own mistakes in words, and of
@@ -86,4 +88,26 @@ func TestIsLoopback(t *testing.T) {
 	} {
 		require.Equal(t, want, isLoopback(addr), addr)
 	}
+}
+
+// TestHealthReasons: /healthz's reasons, source by source.
+func TestHealthReasons(t *testing.T) {
+	t.Parallel()
+	flow := tidemark.NewFlow("F")
+	s := &insight{s: &session{flow: flow}, live: true, refresh: time.Minute}
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	ok := &tidemarktype.SourceUpdate{Started: now.Add(-time.Minute), Finished: now.Add(-time.Minute)}
+	failed := &tidemarktype.SourceUpdate{Finished: now.Add(-time.Minute), Error: "listing threads: HTTP 503\nmore"}
+	sources := []sourceView{{Name: "a", LastUpdate: ok}, {Name: "b", LastUpdate: failed}, {Name: "c"}}
+
+	require.Equal(t, []string{
+		"source b: its last update, at 2026-12-02T11:59:00Z, failed: listing threads: HTTP 503",
+		"source c: never updated",
+	}, s.reasons(sources, false, now.Add(-2*time.Minute), now), "a pass 2 minutes ago is on time at a 1-minute interval")
+	require.Empty(t, s.reasons(sources[:1], false, now.Add(-150*time.Second), now))
+	require.Equal(t, []string{"source a: a live pass is overdue: the last ended 2m31s ago, and it is listed every 1m0s"},
+		s.reasons(sources[:1], false, now.Add(-151*time.Second), now))
+	require.Empty(t, s.reasons(sources[:1], true, now.Add(-time.Hour), now), "a pass running is not overdue")
+	s.live = false
+	require.Empty(t, s.reasons(sources[:1], false, now.Add(-time.Hour), now), "without --live, no pass is due")
 }
