@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -415,4 +416,52 @@ func TestInsightLiveEvents(t *testing.T) {
 	// The stream outlives the request deadline the other answers have.
 	resp2, body := s.call(t, "GET", "/healthz", false)
 	require.Equal(t, http.StatusOK, resp2.StatusCode, body)
+}
+
+// TestInsightRowOfManyStates: a row that declared more table rows than a
+// page reads shows the first ones' content and the others' keys.
+func TestInsightRowOfManyStates(t *testing.T) {
+	t.Parallel()
+	src := tidemarktest.NewSource[string, int]()
+	src.Set("many", 520)
+	app := cli.App{Name: "fan", DefaultDB: "fan.db", Flow: func(ctx context.Context, db *sqltable.DB) (*tidemark.Flow, error) {
+		f := tidemark.NewFlow("Fan")
+		notes := sqltable.Declare[note](f, db, "parts")
+		tidemark.ForEach(tidemark.AddSource(f, "rows", src), func(_ context.Context, r *tidemark.Row, k string, n int) error {
+			for i := range n {
+				notes.Declare(r, note{ID: fmt.Sprintf("%s-%03d", k, i), Text: fmt.Sprintf("part %d", i)})
+			}
+			return nil
+		})
+		return f, nil
+	}}
+	db := t.TempDir() + "/fan.db"
+	require.Equal(t, 0, run(t, app, cli.Env{}, "update", "--db", db).code)
+	s := startServer(t, app, cli.Env{}, "--db", db)
+	resp, body := s.call(t, "GET", "/api/v1/sources/rows/rows/many", false)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	var row struct {
+		States []struct {
+			Key            string
+			Content        map[string]any
+			ContentOmitted bool `json:"content_omitted"`
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &row))
+	require.Len(t, row.States, 520)
+	with := 0
+	for _, st := range row.States {
+		if st.Content != nil {
+			with++
+			require.Equal(t, st.Key, st.Content["id"], "each content is its own row's")
+			require.False(t, st.ContentOmitted)
+		} else {
+			require.True(t, st.ContentOmitted, st.Key)
+		}
+	}
+	require.Equal(t, 500, with)
+	resp, body = s.call(t, "GET", "/sources/rows/rows/many", false)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, "its content is on its own page")
+	require.Contains(t, body, `href="/targets/parts/states/many-519"`)
 }

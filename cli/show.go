@@ -316,10 +316,10 @@ type stateView struct {
 	Table  bool   `json:"-"`
 }
 
-// maxContentLookups bounds the table rows whose content a source row's
-// view reads: a thread of thousands of comments is shown with the first
-// ones' content, and the others' keys.
-const maxContentLookups = 200
+// maxContentLookups bounds the rows of a table whose content a source
+// row's view reads: a thread of thousands of comments is shown with the
+// first ones' content, and the others' keys.
+const maxContentLookups = 500
 
 // rowView reads what is kept for a source row, with the current content
 // of the table rows it declared. key is as Engine.Row takes it.
@@ -338,26 +338,39 @@ func (s *session) rowView(ctx context.Context, source, key string) (*rowView, er
 		v.Error = &st.Failure.Message
 	}
 	specs := tableSpecs(s.flow)
-	looked := 0
+	// The table rows' content, read a target at a time in one statement.
+	want := make(map[string][]int) // target key → indexes in v.States
 	for _, d := range st.States {
 		sv := stateView{Target: targetName(s.flow, d.Target), Key: decodedKey(d.Key), Attachment: d.Attachment,
 			Name: targetName(s.flow, d.Target), KeyArg: targetKeyArg(d.Key)}
 		for _, c := range d.Containers {
 			sv.Containers = append(sv.Containers, string(c))
 		}
-		if spec, ok := specs[d.Target]; ok && len(d.Containers) == 0 && d.Attachment == "" {
+		if _, ok := specs[d.Target]; ok && len(d.Containers) == 0 && d.Attachment == "" {
 			sv.Table = true
-			if looked == maxContentLookups {
+			if len(want[d.Target]) < maxContentLookups {
+				want[d.Target] = append(want[d.Target], len(v.States))
+			} else {
 				sv.ContentOmitted = true
-			} else if sv.Content, _, err = s.db.Lookup(ctx, spec, target.Key(d.Key)); err != nil {
-				return nil, err
 			}
-			looked++
 		}
 		if len(d.Containers) > 0 || d.Attachment != "" {
 			sv.KeyArg = d.Nested
 		}
 		v.States = append(v.States, sv)
+	}
+	for key, idx := range want {
+		keys := make([]target.Key, len(idx))
+		for i, j := range idx {
+			keys[i] = target.Key(st.States[j].Key)
+		}
+		rows, err := s.db.LookupMany(ctx, specs[key], keys)
+		if err != nil {
+			return nil, err
+		}
+		for i, j := range idx {
+			v.States[j].Content = rows[i]
+		}
 	}
 	return v, nil
 }

@@ -17,7 +17,6 @@ package sqltable
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"iter"
@@ -223,6 +222,20 @@ func (d *DB) RowCount(ctx context.Context, spec table.Spec) (int64, error) {
 // key (encoded as table target keys are: a JSON array of the primary key's
 // values), by column name; false when there is none.
 func (d *DB) Lookup(ctx context.Context, spec table.Spec, key target.Key) (map[string]any, bool, error) {
+	rows, err := d.LookupMany(ctx, spec, []target.Key{key})
+	if err != nil {
+		return nil, false, err
+	}
+	return rows[0], rows[0] != nil, nil
+}
+
+// lookupChunk is how many keys LookupMany asks for in one statement.
+const lookupChunk = 500
+
+// LookupMany returns the rows of the table spec describes whose primary
+// keys are keys (as Lookup takes them), in the order of keys: nil for a key
+// with no row. It asks for up to 500 keys in one statement.
+func (d *DB) LookupMany(ctx context.Context, spec table.Spec, keys []target.Key) ([]map[string]any, error) {
 	schema := &table.Schema{}
 	for i, c := range spec.Columns {
 		schema.Columns = append(schema.Columns, table.Column{Name: c.Name, Kind: c.Kind, Nullable: c.Nullable})
@@ -230,54 +243,111 @@ func (d *DB) Lookup(ctx context.Context, spec table.Spec, key target.Key) (map[s
 			schema.Columns[i].PrimaryKey = true
 		}
 	}
-	for _, name := range spec.PrimaryKey {
+	pk := make([]table.ColumnSpec, len(spec.PrimaryKey))
+	for j, name := range spec.PrimaryKey {
 		i := slices.IndexFunc(spec.Columns, func(c table.ColumnSpec) bool { return c.Name == name })
 		if i < 0 {
-			return nil, false, fmt.Errorf("table %s: its primary key column %s is not a column", spec.Table, name)
+			return nil, fmt.Errorf("table %s: its primary key column %s is not a column", spec.Table, name)
 		}
 		schema.PrimaryKey = append(schema.PrimaryKey, i)
-	}
-	args, err := schema.DecodeKey(key)
-	if err != nil {
-		return nil, false, fmt.Errorf("table %s: %s is not a key of its primary key (%s): %w", spec.Table, key, strings.Join(spec.PrimaryKey, ", "), err)
+		pk[j] = spec.Columns[i]
 	}
 	cols := make([]string, len(spec.Columns))
 	for i, c := range spec.Columns {
-		cols[i] = d.quoted(table.Spec{Table: c.Name})
+		cols[i] = "t." + d.quoted(table.Spec{Table: c.Name})
 	}
-	var where []string
-	for i, name := range spec.PrimaryKey {
-		p := "?"
-		if d.postgres != nil {
-			p = fmt.Sprintf("$%d", i+1)
-		} else {
-			args[i] = sqlite.Value(args[i])
+	out := make([]map[string]any, len(keys))
+	for start := 0; start < len(keys); start += lookupChunk {
+		chunk := keys[start:min(start+lookupChunk, len(keys))]
+		// The keys are a VALUES list joined to the table, each with its
+		// position, so that rows come back to their keys whatever their
+		// types.
+		var (
+			args   []any
+			tuples []string
+		)
+		param := func(v any, c *table.ColumnSpec) string {
+			if d.postgres == nil {
+				args = append(args, sqlite.Value(v))
+				return "?"
+			}
+			args = append(args, v)
+			if c == nil {
+				return fmt.Sprintf("$%d::bigint", len(args))
+			}
+			return fmt.Sprintf("$%d::%s", len(args), c.Type)
 		}
-		where = append(where, d.quoted(table.Spec{Table: name})+" = "+p)
+		for i, key := range chunk {
+			vals, err := schema.DecodeKey(key)
+			if err != nil {
+				return nil, fmt.Errorf("table %s: %s is not a key of its primary key (%s): %w", spec.Table, key, strings.Join(spec.PrimaryKey, ", "), err)
+			}
+			ps := []string{param(int64(start+i), nil)}
+			for j, v := range vals {
+				ps = append(ps, param(v, &pk[j]))
+			}
+			tuples = append(tuples, "("+strings.Join(ps, ", ")+")")
+		}
+		names := []string{"tidemark_pos"}
+		var on []string
+		for j, c := range pk {
+			names = append(names, fmt.Sprintf("k%d", j))
+			on = append(on, fmt.Sprintf("t.%s = k.k%d", d.quoted(table.Spec{Table: c.Name}), j))
+		}
+		q := "WITH k(" + strings.Join(names, ", ") + ") AS (VALUES " + strings.Join(tuples, ", ") + ") SELECT k.tidemark_pos, " +
+			strings.Join(cols, ", ") + " FROM " + d.quoted(spec) + " AS t JOIN k ON " + strings.Join(on, " AND ")
+		if err := d.query(ctx, q, args, func(scan func(...any) error) error {
+			var pos int64
+			vals := make([]any, len(cols))
+			ptrs := []any{&pos}
+			for i := range vals {
+				ptrs = append(ptrs, &vals[i])
+			}
+			if err := scan(ptrs...); err != nil {
+				return err
+			}
+			row := make(map[string]any, len(cols))
+			for i, c := range spec.Columns {
+				if b, ok := vals[i].([]byte); ok && c.Kind != table.KindBytes {
+					vals[i] = string(b)
+				}
+				row[c.Name] = vals[i]
+			}
+			if pos >= 0 && pos < int64(len(out)) {
+				out[pos] = row
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("reading rows of %s: %w", spec.Table, err)
+		}
 	}
-	q := "SELECT " + strings.Join(cols, ", ") + " FROM " + d.quoted(spec) + " WHERE " + strings.Join(where, " AND ")
-	vals := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
+	return out, nil
+}
+
+// query runs q and calls each for each of its rows.
+func (d *DB) query(ctx context.Context, q string, args []any, each func(scan func(...any) error) error) error {
 	if d.postgres != nil {
-		err = d.postgres.Pool().QueryRow(ctx, q, args...).Scan(ptrs...)
-	} else {
-		err = d.sqlite.SQL().QueryRowContext(ctx, q, args...).Scan(ptrs...)
-	}
-	if errors.Is(err, sql.ErrNoRows) || errors.Is(err, pgx.ErrNoRows) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("reading row %s of %s: %w", key, spec.Table, err)
-	}
-	out := make(map[string]any, len(cols))
-	for i, c := range spec.Columns {
-		if b, ok := vals[i].([]byte); ok && c.Kind != table.KindBytes {
-			vals[i] = string(b)
+		rows, err := d.postgres.Pool().Query(ctx, q, args...)
+		if err != nil {
+			return err
 		}
-		out[c.Name] = vals[i]
+		defer rows.Close()
+		for rows.Next() {
+			if err := each(rows.Scan); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
 	}
-	return out, true, nil
+	rows, err := d.sqlite.SQL().QueryContext(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := each(rows.Scan); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

@@ -2,14 +2,19 @@ package sqltable_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/internal/pgtest"
+	"github.com/tidemark/tidemark/target"
 	"github.com/tidemark/tidemark/target/sqltable"
+	"github.com/tidemark/tidemark/target/table"
 	"github.com/tidemark/tidemark/tidemarktest"
 )
 
@@ -85,4 +90,74 @@ func TestOpenRefusesAnEmptyURL(t *testing.T) {
 	t.Parallel()
 	_, err := sqltable.Open(t.Context(), "main", "", sqltable.Options{})
 	require.ErrorContains(t, err, "no database URL")
+}
+
+type price struct {
+	Region string    `tidemark:"region,pk"`
+	Day    time.Time `tidemark:"day,pk"`
+	N      int64     `tidemark:"n,pk"`
+	Cents  int64     `tidemark:"cents"`
+}
+
+// TestLookupMany reads rows by composite keys of text, time and integer
+// parts, in the order asked, across statements, on both databases.
+func TestLookupMany(t *testing.T) {
+	t.Parallel()
+	urls := map[string]func(t *testing.T) string{
+		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "app.db") },
+		"postgres": func(t *testing.T) string { return pgtest.Database(t) },
+	}
+	day := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
+	for name, url := range urls {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db, err := sqltable.Open(t.Context(), "main", url(t), sqltable.Options{Writers: 2})
+			require.NoError(t, err)
+			defer db.Close()
+			src := tidemarktest.NewSource[int, int]()
+			for i := range 700 {
+				src.Set(i, i*10)
+			}
+			f := tidemark.NewFlow("Prices")
+			prices := sqltable.Declare[price](f, db, "prices")
+			tidemark.ForEach(tidemark.AddSource(f, "prices", src), func(_ context.Context, r *tidemark.Row, k, v int) error {
+				prices.Declare(r, price{Region: fmt.Sprintf("r'%d", k%3), Day: day.AddDate(0, 0, k%5), N: int64(k), Cents: int64(v)})
+				return nil
+			})
+			e, err := tidemark.Open(t.Context(), f, tidemark.Options{StateStore: db.URL()})
+			require.NoError(t, err)
+			defer e.Close()
+			_, err = e.Update(t.Context(), tidemark.UpdateOptions{})
+			require.NoError(t, err)
+			spec := *f.Targets()[0].Spec.(*table.Spec)
+
+			key := func(k int) target.Key {
+				b, err := json.Marshal([]any{fmt.Sprintf("r'%d", k%3), day.AddDate(0, 0, k%5).Format(time.RFC3339Nano), k})
+				require.NoError(t, err)
+				return target.Key(b)
+			}
+			var keys []target.Key
+			for k := 699; k >= 0; k-- {
+				keys = append(keys, key(k))
+			}
+			keys = append(keys, key(700), target.Key(`["r'1","2026-07-02T00:00:00Z",5]`)) // no such rows
+			rows, err := db.LookupMany(t.Context(), spec, keys)
+			require.NoError(t, err)
+			require.Len(t, rows, 702)
+			for i, k := 0, 699; k >= 0; i, k = i+1, k-1 {
+				require.NotNil(t, rows[i], k)
+				require.EqualValues(t, k, rows[i]["n"])
+				require.EqualValues(t, k*10, rows[i]["cents"])
+			}
+			require.Nil(t, rows[700])
+			require.Nil(t, rows[701])
+
+			row, found, err := db.Lookup(t.Context(), spec, key(42))
+			require.NoError(t, err)
+			require.True(t, found)
+			require.EqualValues(t, 420, row["cents"])
+			_, err = db.LookupMany(t.Context(), spec, []target.Key{`["only one part"]`})
+			require.ErrorContains(t, err, "is not a key of its primary key (region, day, n)")
+		})
+	}
 }
