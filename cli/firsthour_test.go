@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -427,6 +429,30 @@ func TestShowOddKeys(t *testing.T) {
 			require.Equal(t, cli.ExitOK, r.code, r.stderr)
 			require.Contains(t, r.stdout, "text: big\n")
 			require.Contains(t, r.stdout, "source big, row 9007199254740993 ")
+
+			// The same key written otherwise: spaces, the time in its own
+			// zone; and over the server's API, and its page.
+			odd := `[ 9007199254740993, "` + at.Format(time.RFC3339Nano) + `" ]`
+			r = run(t, app, cli.Env{}, "show", "target", "big", odd, "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			require.Contains(t, r.stdout, "source big, row 9007199254740993 ")
+			s := startServer(t, app, cli.Env{}, "--db", db)
+			resp, body := s.call(t, "GET", "/api/v1/targets/big/states/"+url.PathEscape(odd), false)
+			require.Equal(t, http.StatusOK, resp.StatusCode, body)
+			require.Contains(t, body, `"declarers":[{"source":"big","key":9007199254740993}]`)
+			require.Contains(t, body, `"text":"big"`)
+			resp, body = s.call(t, "GET", "/api/v1/targets/big/states/"+url.PathEscape(`[9007199254740993]`), false)
+			require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+			require.Contains(t, body, "is not a key of its primary key (id, at)")
+			resp, body = s.call(t, "GET", "/api/v1/sources/big/rows/9007199254740993", false)
+			require.Equal(t, http.StatusOK, resp.StatusCode, body)
+			require.Contains(t, body, `"key":9007199254740993`)
+			resp, body = s.call(t, "GET", "/api/v1/sources/big/rows/x12", false)
+			require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+			require.Contains(t, body, `"x12\" is not a key`)
+			resp, body = s.call(t, "GET", "/sources/big/rows/9007199254740993", false)
+			require.Equal(t, http.StatusOK, resp.StatusCode, body)
+			require.Contains(t, body, `href="/targets/big/states/`+url.PathEscape(key)+`"`)
 		})
 	}
 }

@@ -532,7 +532,11 @@ func (s *session) targetRowView(ctx context.Context, name, key string) (*targetR
 // is given as its bare value, a key of several columns as that JSON array.
 func tableKey(spec table.Spec, arg string) (target.Key, error) {
 	if len(spec.PrimaryKey) > 1 && strings.HasPrefix(arg, "[") {
-		return target.Key(arg), nil
+		k, err := spec.NormalizeKey(target.Key(arg))
+		if err != nil {
+			return "", &badRequest{err.Error()}
+		}
+		return k, nil
 	}
 	if len(spec.PrimaryKey) != 1 {
 		return "", badRequestf("table %s has a primary key of %d columns (%s): give the key as a JSON array", spec.Table, len(spec.PrimaryKey), strings.Join(spec.PrimaryKey, ", "))

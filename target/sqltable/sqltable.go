@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -236,20 +235,12 @@ const lookupChunk = 500
 // keys are keys (as Lookup takes them), in the order of keys: nil for a key
 // with no row. It asks for up to 500 keys in one statement.
 func (d *DB) LookupMany(ctx context.Context, spec table.Spec, keys []target.Key) ([]map[string]any, error) {
-	schema := &table.Schema{}
-	for i, c := range spec.Columns {
-		schema.Columns = append(schema.Columns, table.Column{Name: c.Name, Kind: c.Kind, Nullable: c.Nullable})
-		if slices.Contains(spec.PrimaryKey, c.Name) {
-			schema.Columns[i].PrimaryKey = true
-		}
+	schema, err := spec.KeySchema()
+	if err != nil {
+		return nil, err
 	}
-	pk := make([]table.ColumnSpec, len(spec.PrimaryKey))
-	for j, name := range spec.PrimaryKey {
-		i := slices.IndexFunc(spec.Columns, func(c table.ColumnSpec) bool { return c.Name == name })
-		if i < 0 {
-			return nil, fmt.Errorf("table %s: its primary key column %s is not a column", spec.Table, name)
-		}
-		schema.PrimaryKey = append(schema.PrimaryKey, i)
+	pk := make([]table.ColumnSpec, len(schema.PrimaryKey))
+	for j, i := range schema.PrimaryKey {
 		pk[j] = spec.Columns[i]
 	}
 	cols := make([]string, len(spec.Columns))

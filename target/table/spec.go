@@ -151,3 +151,39 @@ func (c Change) String() string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// KeySchema returns a Schema of the table's columns and primary key, as
+// DecodeKey and Key need it: it knows no Go type, only the columns.
+func (s *Spec) KeySchema() (*Schema, error) {
+	schema := &Schema{}
+	for _, c := range s.Columns {
+		schema.Columns = append(schema.Columns, Column{Name: c.Name, Kind: c.Kind, Nullable: c.Nullable, PrimaryKey: slices.Contains(s.PrimaryKey, c.Name)})
+	}
+	for _, name := range s.PrimaryKey {
+		i := slices.IndexFunc(s.Columns, func(c ColumnSpec) bool { return c.Name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("table %s: its primary key column %s is not a column", s.Table, name)
+		}
+		schema.PrimaryKey = append(schema.PrimaryKey, i)
+	}
+	return schema, nil
+}
+
+// NormalizeKey returns key, a JSON array of the primary key's values, as
+// the table's target keys encode it: a time in RFC 3339 with nanoseconds in
+// UTC, a number without exponent, and no spaces.
+func (s *Spec) NormalizeKey(key target.Key) (target.Key, error) {
+	schema, err := s.KeySchema()
+	if err != nil {
+		return "", err
+	}
+	parts, err := schema.DecodeKey(key)
+	if err != nil {
+		return "", fmt.Errorf("table %s: %s is not a key of its primary key (%s): %w", s.Table, key, strings.Join(s.PrimaryKey, ", "), err)
+	}
+	values := make([]any, len(schema.Columns))
+	for i, ci := range schema.PrimaryKey {
+		values[ci] = parts[i]
+	}
+	return schema.Key(values)
+}
