@@ -58,14 +58,18 @@ type insight struct {
 }
 
 // scrub removes from text what would give away --db's secrets.
-func (s *insight) scrub(text string) string {
+func (s *insight) scrub(text string) string { return s.r.scrub(text) }
+
+// scrub removes from text what would give away --db's secrets: the URL as
+// given, and its password wherever it appears.
+func (r *runner) scrub(text string) string {
 	if text == "" {
 		return ""
 	}
-	if redacted := dburl.Redact(s.r.db); redacted != s.r.db {
-		text = strings.ReplaceAll(text, s.r.db, redacted)
+	if redacted := dburl.Redact(r.db); redacted != r.db {
+		text = strings.ReplaceAll(text, r.db, redacted)
 	}
-	return dburl.RedactText(s.r.db, text)
+	return dburl.RedactText(r.db, text)
 }
 
 // scrubOptions redacts the passwords of the URLs among a source's options.

@@ -112,7 +112,7 @@ func TestLiveMetrics(t *testing.T) {
 			src.FailListAfter(0, errors.New("the API is down"))
 			require.Eventually(t, func() bool {
 				code, body := get(t, base+"/healthz")
-				return code == http.StatusServiceUnavailable && strings.Contains(body, "source notes: pass ") && strings.Contains(body, "the API is down")
+				return code == http.StatusServiceUnavailable && strings.Contains(body, "source notes: its last update, at ") && strings.Contains(body, "the API is down")
 			}, 10*time.Second, 5*time.Millisecond)
 			n, _ := metric(t, base, "tidemark_passes_total", "result=failed")
 			require.Positive(t, n)

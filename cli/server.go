@@ -78,8 +78,7 @@ func (r *runner) serve(ctx context.Context, o serverOptions) error {
 	if o.live {
 		a = writeEngine
 	}
-	scrub := func(s string) string { return s }
-	h := newHub(func(s string) string { return scrub(s) })
+	h := newHub(r.scrub)
 	r.observers = append(r.observers, h)
 	var (
 		s   *session
@@ -95,7 +94,6 @@ func (r *runner) serve(ctx context.Context, o serverOptions) error {
 	stopped := make(chan struct{})
 	in := &insight{r: r, s: s, hub: h, live: o.live, refresh: o.refresh, queries: s.flow.QueryHandlers(),
 		expensive: make(limiter, maxExpensive), stopped: stopped, guard: newGuard(o.token, r.log)}
-	scrub = in.scrub
 	in.metrics = m.Handler()
 	if in.pages, err = loadPages(); err != nil {
 		return fmt.Errorf("loading the web UI: %w", err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -97,8 +96,11 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 		m   *metrics.Metrics
 		err error
 	)
+	var h *hub
 	if f.metricsAddr != "" {
 		r.observeMetrics(&m, &s)
+		h = newHub(r.scrub)
+		r.observers = append(r.observers, h)
 	}
 	s, err = r.open(ctx, a)
 	if err != nil {
@@ -139,11 +141,11 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 	if f.live {
 		var (
 			last        *tidemarktype.UpdateStats
-			health      = newPassHealth()
 			liveCtx     = ctx
 			stopMetrics = func() error { return nil }
 		)
 		if m != nil {
+			health := &insight{r: r, s: s, hub: h, live: true, refresh: f.refresh}
 			liveCtx, stopMetrics, err = r.serveMetrics(ctx, f.metricsAddr, m, health, out)
 			if err != nil {
 				return err
@@ -154,7 +156,6 @@ func (r *runner) update(ctx context.Context, f *updateOptions) error {
 			Progress: prog.update, ProgressInterval: prog.interval(),
 			OnPass: func(p tidemark.Pass) {
 				passes.Add(1)
-				health.passed(p)
 				prog.final(p.Stats)
 				prog.done()
 				printPass(out, p)
@@ -358,15 +359,11 @@ func lockHolder(err error) string {
 	return ""
 }
 
-// Timeouts of the metrics server: a scrape reads the failing rows within
-// metrics.DefaultFailingRowsTimeout, well within metricsWriteTimeout.
-const (
-	metricsReadHeaderTimeout = 5 * time.Second
-	metricsReadTimeout       = 10 * time.Second
-	metricsWriteTimeout      = 30 * time.Second
-	metricsIdleTimeout       = time.Minute
-	metricsShutdownTimeout   = 5 * time.Second
-)
+// metricsShutdownTimeout bounds the metrics server's shutdown; it serves
+// with the inspection server's timeouts (a scrape reads the failing rows
+// within metrics.DefaultFailingRowsTimeout, well within
+// serverWriteTimeout).
+const metricsShutdownTimeout = 5 * time.Second
 
 // serveMetrics serves, on addr while live mode runs, the engine's metrics
 // at GET /metrics and the health of its passes at GET /healthz, and says
@@ -376,7 +373,7 @@ const (
 // Any address may be given, as Prometheus scrapes from afar; one that is
 // not loopback is warned of: the metrics name the flow, its sources and
 // targets, and the health its errors.
-func (r *runner) serveMetrics(ctx context.Context, addr string, m *metrics.Metrics, health *passHealth, out io.Writer) (context.Context, func() error, error) {
+func (r *runner) serveMetrics(ctx context.Context, addr string, m *metrics.Metrics, health *insight, out io.Writer) (context.Context, func() error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
@@ -386,10 +383,10 @@ func (r *runner) serveMetrics(ctx context.Context, addr string, m *metrics.Metri
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
-	mux.Handle("GET /healthz", health)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: metricsReadHeaderTimeout, ReadTimeout: metricsReadTimeout,
-		WriteTimeout: metricsWriteTimeout, IdleTimeout: metricsIdleTimeout,
-		ErrorLog: slog.NewLogLogger(r.log.Handler(), slog.LevelWarn)}
+	mux.HandleFunc("GET /healthz", health.healthz)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: serverReadHeaderTimeout, ReadTimeout: serverReadTimeout,
+		WriteTimeout: serverWriteTimeout, IdleTimeout: serverIdleTimeout, MaxHeaderBytes: serverMaxHeaderBytes,
+		ErrorLog: slogErrorLog(r.log)}
 	liveCtx, cancel := context.WithCancelCause(ctx)
 	served := make(chan struct{})
 	go func() {
@@ -413,38 +410,3 @@ func (r *runner) serveMetrics(ctx context.Context, addr string, m *metrics.Metri
 	return liveCtx, stop, nil
 }
 
-// passHealth is what GET /healthz says of live mode: 200 "ok" while the
-// last pass over each source succeeded (rows may have failed: they are
-// retried), 503 with the failures of the others.
-type passHealth struct {
-	mu     sync.Mutex
-	failed map[string]string // by source, what its last pass failed with
-}
-
-func newPassHealth() *passHealth { return &passHealth{failed: make(map[string]string)} }
-
-// passed records how a pass went for each of its sources. A pass stopped
-// gracefully did not fail.
-func (h *passHealth) passed(p tidemark.Pass) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, source := range p.Sources {
-		if p.Err != nil && !errors.Is(p.Err, tidemark.ErrStopped) {
-			h.failed[source] = fmt.Sprintf("source %s: pass %d failed: %s", source, p.N, firstLine(p.Err.Error()))
-		} else {
-			delete(h.failed, source)
-		}
-	}
-}
-
-func (h *passHealth) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
-	h.mu.Lock()
-	reasons := slices.Sorted(maps.Values(h.failed))
-	h.mu.Unlock()
-	if len(reasons) > 0 {
-		http.Error(w, strings.Join(reasons, "\n"), http.StatusServiceUnavailable)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprintln(w, "ok")
-}
