@@ -409,4 +409,3 @@ func (r *runner) serveMetrics(ctx context.Context, addr string, m *metrics.Metri
 	}
 	return liveCtx, stop, nil
 }
-
