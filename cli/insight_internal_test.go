@@ -111,3 +111,20 @@ func TestHealthReasons(t *testing.T) {
 	s.live = false
 	require.Empty(t, s.reasons(sources[:1], false, now.Add(-time.Hour), now), "without --live, no pass is due")
 }
+
+// TestLimiter: expensive requests past the bound wait for a turn, and give
+// up when their request ends first.
+func TestLimiter(t *testing.T) {
+	t.Parallel()
+	l := make(limiter, 2)
+	require.True(t, l.acquire(t.Context()))
+	require.True(t, l.acquire(t.Context()))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	require.False(t, l.acquire(ctx), "full")
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		l.release()
+	}()
+	require.True(t, l.acquire(t.Context()), "a turn given back is taken")
+}
