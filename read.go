@@ -17,8 +17,9 @@ import (
 
 // RowsOptions page a source's rows.
 type RowsOptions struct {
-	// After is the key after which the page starts, as RowState.Key gives
-	// it; empty for the first page.
+	// After is the key after which the page starts, as Row takes keys
+	// (RowState.Key, or a string key's bare text); empty for the first
+	// page.
 	After string
 	// Limit bounds the page: default 100, at most 10,000.
 	Limit int
@@ -37,6 +38,13 @@ func (e *Engine) Rows(ctx context.Context, source string, opts RowsOptions) ([]t
 	}
 	if !utf8.ValidString(opts.After) || strings.ContainsRune(opts.After, 0) {
 		return nil, fmt.Errorf("tidemark: RowsOptions.After %q %w: keys are valid UTF-8 without NUL", opts.After, ErrBadKey)
+	}
+	if opts.After != "" {
+		after, err := e.flow.parseKey(source, opts.After)
+		if err != nil {
+			return nil, fmt.Errorf("tidemark: RowsOptions.After: %w", err)
+		}
+		opts.After = after
 	}
 	return e.eng.RowStates(ctx, engine.RowsParams{Source: source, After: opts.After, Limit: opts.Limit, Failed: opts.Failed})
 }

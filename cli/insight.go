@@ -225,6 +225,8 @@ func (s *insight) rows(req *http.Request) (*rowsPage, error) {
 		return nil, errBusy
 	}
 	defer s.expensive.release()
+	limit := opts.Limit
+	opts.Limit++ // one more, to know whether there is a next page
 	states, err := s.s.engine.Rows(req.Context(), source, opts)
 	if errors.Is(err, tidemark.ErrBadKey) {
 		return nil, badRequestf("after %q is not a key", opts.After)
@@ -232,6 +234,8 @@ func (s *insight) rows(req *http.Request) (*rowsPage, error) {
 	if err != nil {
 		return nil, err
 	}
+	more := len(states) > limit
+	states = states[:min(len(states), limit)]
 	page := &rowsPage{Source: source, Rows: make([]rowSummary, 0, len(states))}
 	for _, st := range states {
 		rs := rowSummary{Key: decodedKey(st.Key), Ordinal: st.Ordinal, LogicCurrent: st.LogicCurrent, Staged: st.Staged,
@@ -246,7 +250,7 @@ func (s *insight) rows(req *http.Request) (*rowsPage, error) {
 		}
 		page.Rows = append(page.Rows, rs)
 	}
-	if len(states) == opts.Limit {
+	if more {
 		page.Next = states[len(states)-1].Key
 	}
 	return page, nil

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,25 +64,59 @@ func isLoopback(addr string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
-// guard is the server's outer layer: security headers, the token, the
-// same-origin check on writes, and a deadline on each request.
+// sessionTTL is how long a login lasts.
+const sessionTTL = 12 * time.Hour
+
+// guard is the server's outer layer: security headers, the Host check,
+// the token, the same-origin check on writes, and a deadline on each
+// request.
 type guard struct {
 	token string
-	// session is the login cookie's value: the token's MAC, so that the
-	// cookie is not the token itself.
-	session string
-	cop     *http.CrossOriginProtection
-	log     *slog.Logger
+	cop   *http.CrossOriginProtection
+	log   *slog.Logger
+	now   func() time.Time
 }
 
 func newGuard(token string, log *slog.Logger) *guard {
-	g := &guard{token: token, cop: http.NewCrossOriginProtection(), log: log}
-	if token != "" {
-		mac := hmac.New(sha256.New, []byte(token))
-		mac.Write([]byte("tidemark insight session"))
-		g.session = hex.EncodeToString(mac.Sum(nil))
+	return &guard{token: token, cop: http.NewCrossOriginProtection(), log: log, now: time.Now}
+}
+
+// mac is the token's HMAC of what, under a label: the session cookie and
+// the form token are each a MAC, so neither is the token, and one cannot
+// stand for the other.
+func (g *guard) mac(label, what string) string {
+	m := hmac.New(sha256.New, []byte(g.token))
+	m.Write([]byte("tidemark insight " + label + "\x00" + what))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// newSession returns a login cookie's value: when it expires, and its MAC.
+func (g *guard) newSession() string {
+	exp := strconv.FormatInt(g.now().Add(sessionTTL).Unix(), 10)
+	return exp + "." + g.mac("session", exp)
+}
+
+// validSession says a login cookie's value is one of ours, not expired.
+func (g *guard) validSession(v string) bool {
+	exp, mac, ok := strings.Cut(v, ".")
+	if !ok {
+		return false
 	}
-	return g
+	n, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || g.now().Unix() >= n {
+		return false
+	}
+	return hmac.Equal([]byte(mac), []byte(g.mac("session", exp)))
+}
+
+// formToken is the token a page's forms carry for the session of req: a
+// form posted with the cookie must have come from one of our pages.
+func (g *guard) formToken(req *http.Request) string {
+	c, err := req.Cookie(tokenCookie)
+	if err != nil || g.token == "" {
+		return ""
+	}
+	return g.mac("form", c.Value)
 }
 
 // authorized says the request carries the token: as a bearer token, or as
@@ -94,14 +129,36 @@ func (g *guard) authorized(req *http.Request) bool {
 		return subtle.ConstantTimeCompare([]byte(strings.TrimPrefix(h, "Bearer ")), []byte(g.token)) == 1
 	}
 	if c, err := req.Cookie(tokenCookie); err == nil {
-		return subtle.ConstantTimeCompare([]byte(c.Value), []byte(g.session)) == 1
+		return g.validSession(c.Value)
 	}
 	return false
 }
 
-// open says a path needs no token: the login page and the assets it uses.
-func open(path string) bool {
-	return path == "/login" || strings.HasPrefix(path, "/static/")
+// open says a request needs no token: the login page and the assets it
+// uses, read.
+func open(req *http.Request) bool {
+	switch {
+	case req.URL.Path == "/login":
+		return req.Method == http.MethodGet || req.Method == http.MethodPost
+	case strings.HasPrefix(req.URL.Path, "/static/"):
+		return req.Method == http.MethodGet || req.Method == http.MethodHead
+	}
+	return false
+}
+
+// loopbackHost says a request's Host names this machine's loopback: a
+// server without a token answers no other name, or a page of any site
+// could read it by rebinding its name to 127.0.0.1.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func (g *guard) wrap(next http.Handler) http.Handler {
@@ -112,11 +169,15 @@ func (g *guard) wrap(next http.Handler) http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cache-Control", "no-store")
+		if g.token == "" && !loopbackHost(req.Host) {
+			writeError(w, req, http.StatusMisdirectedRequest, "this server answers only to localhost and loopback addresses; to serve other names, give it a token")
+			return
+		}
 		if err := g.cop.Check(req); err != nil {
 			writeError(w, req, http.StatusForbidden, "a cross-origin request is refused")
 			return
 		}
-		if !open(req.URL.Path) && !g.authorized(req) {
+		if !open(req) && !g.authorized(req) {
 			if req.Method == http.MethodGet && wantsHTML(req) {
 				http.Redirect(w, req, "/login?next="+url.QueryEscape(req.URL.RequestURI()), http.StatusSeeOther)
 				return
@@ -132,7 +193,8 @@ func (g *guard) wrap(next http.Handler) http.Handler {
 		if req.Method == http.MethodPost && !strings.HasPrefix(req.Header.Get("Authorization"), "Bearer ") && req.URL.Path != "/login" {
 			// A form sent with the cookie must come from one of our pages:
 			// the cross-origin check above, and the form's own token.
-			if subtle.ConstantTimeCompare([]byte(req.PostFormValue("csrf")), []byte(g.session)) != 1 {
+			want := g.formToken(req)
+			if want == "" || subtle.ConstantTimeCompare([]byte(req.PostFormValue("csrf")), []byte(want)) != 1 {
 				writeError(w, req, http.StatusForbidden, "the form is stale: reload the page")
 				return
 			}

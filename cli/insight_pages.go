@@ -145,9 +145,10 @@ type pageData struct {
 	Failed     bool
 	After      string
 	Limit      int
-	FirstQuery string
-	NextQuery  string
-	PrevQuery  string
+	// FirstPage, NextPage and PrevPage are the paging links, whole.
+	FirstPage template.URL
+	NextPage  template.URL
+	PrevPage  template.URL
 	KeyArg     string
 	Row        *rowView
 	State      *targetRowView
@@ -158,9 +159,10 @@ type pageData struct {
 	Next       string
 }
 
-func (s *insight) data(title string) *pageData {
+func (s *insight) data(req *http.Request, title string) *pageData {
+	csrf := s.guard.formToken(req)
 	return &pageData{App: s.r.app.Name, Flow: s.s.flow.Name(), Title: title, Live: s.live, Sources: s.s.flow.SourceNames(),
-		SearchQuery: s.searchQuery(), CanUpdate: s.guard.token != "", CSRF: s.guard.session}
+		SearchQuery: s.searchQuery(), CanUpdate: csrf != "", CSRF: csrf}
 }
 
 // searchQuery is the query handler the search page runs: "search" if the
@@ -186,14 +188,21 @@ func (s *insight) render(w http.ResponseWriter, req *http.Request, status int, p
 // failPage answers a page's request that failed with err.
 func (s *insight) failPage(w http.ResponseWriter, req *http.Request, err error) {
 	status, msg := s.clientError(req, err)
-	d := s.data(http.StatusText(status))
+	d := s.data(req, http.StatusText(status))
 	d.Error = msg
 	s.render(w, req, status, "error", d)
 }
 
 func (s *insight) pageRoutes(mux *http.ServeMux) {
 	static, _ := fs.Sub(webFS, "web/static")
-	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	files := http.StripPrefix("/static/", http.FileServerFS(static))
+	mux.HandleFunc("GET /static/", func(w http.ResponseWriter, req *http.Request) {
+		if strings.HasSuffix(req.URL.Path, "/") {
+			s.failPage(w, req, fmt.Errorf("%w: no page %s", tidemark.ErrNotFound, req.URL.Path)) // no listings
+			return
+		}
+		files.ServeHTTP(w, req)
+	})
 	mux.HandleFunc("GET /{$}", s.dashboard)
 	mux.HandleFunc("GET /sources/{source}/rows", s.rowsPage)
 	mux.HandleFunc("GET /sources/{source}/rows/{key...}", s.rowPage)
@@ -224,7 +233,7 @@ func (s *insight) dashboard(w http.ResponseWriter, req *http.Request) {
 		s.failPage(w, req, err)
 		return
 	}
-	d := s.data("Dashboard")
+	d := s.data(req, "Dashboard")
 	d.View = v
 	d.Running, d.Passes, _ = s.hub.recent()
 	if len(d.Passes) > 10 {
@@ -240,7 +249,7 @@ func (s *insight) rowsPage(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	q := req.URL.Query()
-	d := s.data("Rows of " + page.Source)
+	d := s.data(req, "Rows of " + page.Source)
 	d.Page, d.Failed, d.After = page, q.Get("failed") == "true" || q.Get("failed") == "1", q.Get("after")
 	d.Limit, _ = strconv.Atoi(q.Get("limit"))
 	if d.Limit == 0 {
@@ -253,10 +262,10 @@ func (s *insight) rowsPage(w http.ResponseWriter, req *http.Request) {
 	if q.Has("limit") {
 		first.Set("limit", strconv.Itoa(d.Limit))
 	}
-	d.FirstQuery = first.Encode()
+	d.FirstPage = pageURL(req.URL.Path, first)
 	if page.Next != "" {
 		first.Set("after", page.Next)
-		d.NextQuery = first.Encode()
+		d.NextPage = pageURL(req.URL.Path, first)
 	}
 	s.render(w, req, http.StatusOK, "rows", d)
 }
@@ -267,7 +276,7 @@ func (s *insight) rowPage(w http.ResponseWriter, req *http.Request) {
 		s.failPage(w, req, err)
 		return
 	}
-	d := s.data("Row " + req.PathValue("key"))
+	d := s.data(req, "Row " + req.PathValue("key"))
 	d.Row, d.KeyArg = v, req.PathValue("key")
 	s.render(w, req, http.StatusOK, "row", d)
 }
@@ -278,7 +287,7 @@ func (s *insight) targetPage(w http.ResponseWriter, req *http.Request) {
 		s.failPage(w, req, err)
 		return
 	}
-	d := s.data(v.Target + " " + req.PathValue("key"))
+	d := s.data(req, v.Target + " " + req.PathValue("key"))
 	d.State, d.KeyArg = v, req.PathValue("key")
 	s.render(w, req, http.StatusOK, "target", d)
 }
@@ -289,7 +298,7 @@ func (s *insight) schemaPage(w http.ResponseWriter, req *http.Request) {
 		s.failPage(w, req, err)
 		return
 	}
-	d := s.data("Schema")
+	d := s.data(req, "Schema")
 	d.View = v
 	if d.Plan, err = s.s.engine.Plan(req.Context()); err != nil {
 		s.failPage(w, req, err)
@@ -299,7 +308,7 @@ func (s *insight) schemaPage(w http.ResponseWriter, req *http.Request) {
 }
 
 func (s *insight) searchPage(w http.ResponseWriter, req *http.Request) {
-	d := s.data(s.searchQuery())
+	d := s.data(req, s.searchQuery())
 	d.Q = req.URL.Query().Get("q")
 	if d.SearchQuery == "" {
 		s.failPage(w, req, fmt.Errorf("%w: the flow has no query handlers", tidemark.ErrNotFound))
@@ -336,7 +345,7 @@ func (s *insight) searchPage(w http.ResponseWriter, req *http.Request) {
 	}
 	if res.Offset > 0 {
 		page.Set("offset", strconv.Itoa(max(res.Offset-res.Limit, 0)))
-		d.PrevQuery = page.Encode()
+		d.PrevPage = pageURL(req.URL.Path, page)
 	}
 	end := res.Offset + len(res.Results)
 	more := len(res.Results) == res.Limit // a handler that gives no total
@@ -345,13 +354,20 @@ func (s *insight) searchPage(w http.ResponseWriter, req *http.Request) {
 	}
 	if more && end <= MaxQueryOffset {
 		page.Set("offset", strconv.Itoa(end))
-		d.NextQuery = page.Encode()
+		d.NextPage = pageURL(req.URL.Path, page)
 	}
 	s.render(w, req, http.StatusOK, "search", d)
 }
 
+// pageURL is a link to path with the query q: a URL of this server's, that
+// the templates take whole.
+func pageURL(path string, q url.Values) template.URL {
+	u := url.URL{Path: path, RawQuery: q.Encode()}
+	return template.URL(u.String())
+}
+
 func (s *insight) loginPage(w http.ResponseWriter, req *http.Request, status int, msg string) {
-	d := s.data("Log in")
+	d := s.data(req, "Log in")
 	d.Error, d.Next = msg, localPath(req.FormValue("next"))
 	s.render(w, req, status, "login", d)
 }
@@ -369,14 +385,22 @@ func (s *insight) login(w http.ResponseWriter, req *http.Request) {
 		s.loginPage(w, req, http.StatusUnauthorized, "That is not the token.")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: s.guard.session, Path: "/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: req.TLS != nil})
+	http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: s.guard.newSession(), Path: "/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: req.TLS != nil, MaxAge: int(sessionTTL / time.Second)})
 	http.Redirect(w, req, localPath(req.PostFormValue("next")), http.StatusSeeOther)
 }
 
-// localPath keeps a redirect on this server: a path, or "/".
+// localPath keeps a redirect on this server: a path of printable ASCII,
+// not naming a host, or "/". Browsers drop tabs and line breaks from a URL,
+// and read a backslash as a slash: "/\t/evil.example" is "//evil.example".
 func localPath(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, `/\`) {
+	for _, c := range next {
+		if c <= ' ' || c >= 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") {
 		return "/"
 	}
 	return next

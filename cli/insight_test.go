@@ -465,3 +465,121 @@ func TestInsightRowOfManyStates(t *testing.T) {
 	require.Contains(t, body, "its content is on its own page")
 	require.Contains(t, body, `href="/targets/parts/states/many-519"`)
 }
+
+// href returns the href of the first link of class in a page.
+func href(t *testing.T, body, class string) string {
+	t.Helper()
+	m := regexp.MustCompile(`class="` + class + `" href="([^"]*)"`).FindStringSubmatch(body)
+	require.NotNil(t, m, "no link of class %s in %s", class, body)
+	return strings.ReplaceAll(m[1], "&amp;", "&")
+}
+
+// TestInsightPaging: the rows and search pages' links lead to the next
+// and previous pages, keeping the filters; the last page has no next.
+func TestInsightPaging(t *testing.T) {
+	t.Parallel()
+	src := tidemarktest.NewSource[string, string]()
+	for _, k := range []string{"a", "b", "c", "d"} {
+		src.Set(k, "a fox named "+k)
+	}
+	app, _ := notesApp(src)
+	db := t.TempDir() + "/notes.db"
+	require.Equal(t, 0, run(t, app, cli.Env{}, "update", "--db", db).code)
+	s := startServer(t, app, cli.Env{}, "--db", db)
+
+	_, body := s.call(t, "GET", "/sources/notes/rows?limit=3", false)
+	require.Contains(t, body, ">a</a>")
+	require.Contains(t, body, ">c</a>")
+	next := href(t, body, "next")
+	require.Equal(t, "/sources/notes/rows?after=%22c%22&limit=3", next)
+	_, body = s.call(t, "GET", next, false)
+	require.Contains(t, body, ">d</a>")
+	require.NotContains(t, body, ">a</a>")
+	require.NotContains(t, body, `class="next"`, "the last page has no next")
+	_, body = s.call(t, "GET", "/sources/notes/rows?limit=2&after=b", false)
+	require.Contains(t, body, ">c</a>", "after takes a bare key, as the page shows it")
+	require.Contains(t, body, ">d</a>")
+	require.NotContains(t, body, `class="next"`, "4 rows by 2: no empty third page")
+	resp, body := s.call(t, "GET", "/api/v1/sources/notes/rows?limit=2&after=b", false)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NotContains(t, body, `"next"`)
+
+	_, body = s.call(t, "GET", "/search?q=fox&limit=3", false)
+	require.Contains(t, body, "results 1 to 3 of 4")
+	next = href(t, body, "next")
+	require.Equal(t, "/search?limit=3&offset=3&q=fox", next)
+	_, body = s.call(t, "GET", next, false)
+	require.Contains(t, body, "results 4 to 4 of 4")
+	require.NotContains(t, body, `class="next"`)
+	prev := href(t, body, "prev")
+	_, body = s.call(t, "GET", prev, false)
+	require.Contains(t, body, "results 1 to 3 of 4")
+}
+
+// TestInsightBreaks: what a review found, each a request that once got the
+// wrong answer.
+func TestInsightBreaks(t *testing.T) {
+	t.Parallel()
+	db := t.TempDir() + "/notes.db"
+	app, _ := notesWithFailure(t, db)
+	s := startServer(t, app, cli.Env{}, "--db", db)
+
+	// DNS rebinding: a server without a token answers loopback names only.
+	for host, want := range map[string]int{"rebind.attacker.example": 421, "127.0.0.1": 200, "localhost": 200, "[::1]": 200} {
+		req, err := http.NewRequestWithContext(t.Context(), "GET", s.base+"/api/v1/flow", nil)
+		require.NoError(t, err)
+		req.Host = host + ":8080"
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, host)
+	}
+	// A target key that is no text is refused, not looked up as another.
+	resp, body := s.call(t, "GET", "/api/v1/targets/notes/states/%FF", false)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+	resp, body = s.call(t, "GET", "/api/v1/targets/notes/states/a%00b", false)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+	// The assets: files, no listing.
+	resp, _ = s.call(t, "GET", "/static/", false)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	resp, body = s.call(t, "GET", "/static/app.js", false)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, "EventSource")
+	require.Equal(t, 0, s.close(t), s.errb.String())
+
+	// With a token: the form's token is not the session cookie, and the
+	// session expires.
+	s = startServer(t, app, cli.Env{}, "--db", db, "--token", testToken)
+	req, err := http.NewRequestWithContext(t.Context(), "POST", s.base+"/login", strings.NewReader(url.Values{"token": {testToken}}.Encode()))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err = (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	cookie := resp.Cookies()[0]
+	require.Positive(t, cookie.MaxAge)
+	// Paths beyond the token's reach are the login page and the assets,
+	// read only.
+	resp, _ = s.call(t, "PUT", "/static/style.css", false)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	resp, _ = s.call(t, "GET", "/static/style.css", false)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	_, body = s.call(t, "GET", "/", false, "Cookie", cookie.Name+"="+cookie.Value)
+	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(body)
+	require.NotNil(t, csrf, body)
+	require.NotEqual(t, cookie.Value, csrf[1])
+	resp, _ = s.call(t, "GET", "/api/v1/flow", false, "Cookie", cookie.Name+"="+csrf[1])
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the form's token is no session")
+	resp, _ = s.call(t, "GET", "/api/v1/flow", false, "Cookie", cookie.Name+"=1."+strings.SplitN(cookie.Value, ".", 2)[1])
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "an expiry changed breaks the session")
+	for _, next := range []string{"/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example", "/%09/evil.example"} {
+		req, err := http.NewRequestWithContext(t.Context(), "POST", s.base+"/login", strings.NewReader(url.Values{"token": {testToken}, "next": {next}}.Encode()))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		require.True(t, loc == "/" || !strings.ContainsAny(loc, "\t\r\n") && !strings.HasPrefix(loc, "//"), "%q → %q", next, loc)
+	}
+}

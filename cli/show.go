@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -503,6 +504,9 @@ func (s *session) targetRowView(ctx context.Context, name, key string) (*targetR
 	info, err := findTarget(s.flow, name)
 	if err != nil {
 		return nil, err
+	}
+	if !utf8.ValidString(key) || strings.ContainsRune(key, 0) {
+		return nil, badRequestf("%q is not a key of %s: keys are valid UTF-8 without NUL", key, name)
 	}
 	k := target.Key(key)
 	spec, isTable := tableSpec(info.Spec)
