@@ -141,22 +141,22 @@ type pageData struct {
 	Running *passView
 	Passes  []passView
 
-	Page       *rowsPage
-	Failed     bool
-	After      string
-	Limit      int
+	Page   *rowsPage
+	Failed bool
+	After  string
+	Limit  int
 	// FirstPage, NextPage and PrevPage are the paging links, whole.
 	FirstPage template.URL
 	NextPage  template.URL
 	PrevPage  template.URL
-	KeyArg     string
-	Row        *rowView
-	State      *targetRowView
-	Plan       []tidemarktype.SetupChange
-	Results    *queryAPI
-	About      []tidemark.QueryItem
-	Declarers  [][]refView
-	Next       string
+	KeyArg    string
+	Row       *rowView
+	State     *targetRowView
+	Plan      []tidemarktype.SetupChange
+	Results   *queryAPI
+	About     []tidemark.QueryItem
+	Declarers [][]refView
+	Next      string
 }
 
 func (s *insight) data(req *http.Request, title string) *pageData {
@@ -249,7 +249,7 @@ func (s *insight) rowsPage(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	q := req.URL.Query()
-	d := s.data(req, "Rows of " + page.Source)
+	d := s.data(req, "Rows of "+page.Source)
 	d.Page, d.Failed, d.After = page, q.Get("failed") == "true" || q.Get("failed") == "1", q.Get("after")
 	d.Limit, _ = strconv.Atoi(q.Get("limit"))
 	if d.Limit == 0 {
@@ -276,7 +276,7 @@ func (s *insight) rowPage(w http.ResponseWriter, req *http.Request) {
 		s.failPage(w, req, err)
 		return
 	}
-	d := s.data(req, "Row " + req.PathValue("key"))
+	d := s.data(req, "Row "+req.PathValue("key"))
 	d.Row, d.KeyArg = v, req.PathValue("key")
 	s.render(w, req, http.StatusOK, "row", d)
 }
@@ -287,7 +287,7 @@ func (s *insight) targetPage(w http.ResponseWriter, req *http.Request) {
 		s.failPage(w, req, err)
 		return
 	}
-	d := s.data(req, v.Target + " " + req.PathValue("key"))
+	d := s.data(req, v.Target+" "+req.PathValue("key"))
 	d.State, d.KeyArg = v, req.PathValue("key")
 	s.render(w, req, http.StatusOK, "target", d)
 }
