@@ -327,7 +327,7 @@ func (s *insight) apiPasses(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	out := passesAPI{LastUpdates: make(map[string]*tidemarktype.SourceUpdate)}
-	out.Running, out.Passes, _ = s.hub.recent()
+	out.Running, out.Passes = s.hub.recent()
 	if out.Passes == nil {
 		out.Passes = []passView{}
 	}
@@ -340,38 +340,55 @@ func (s *insight) apiPasses(w http.ResponseWriter, req *http.Request) {
 // apiEvents streams the hub's events until the client goes or the server
 // stops, with a comment every 15 s to keep proxies from closing it.
 func (s *insight) apiEvents(w http.ResponseWriter, req *http.Request) {
-	rc := http.NewResponseController(w)
-	// The stream outlives the server's write timeout and the request's
-	// deadline; it ends with the client, or the server.
-	rc.SetWriteDeadline(time.Time{})
-	events, unsubscribe := s.hub.subscribe()
+	events, unsubscribe, err := s.hub.subscribe()
+	if err != nil {
+		s.fail(w, req, err)
+		return
+	}
 	defer unsubscribe()
+	rc := http.NewResponseController(w)
+	// The stream outlives the server's write timeout: each write has a
+	// deadline of its own instead, so that a client that stops reading is
+	// let go of, and does not hold the server's shutdown.
+	write := func(f func()) bool {
+		rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
+		f()
+		return rc.Flush() == nil
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprintf(w, "retry: 2000\n\n")
-	if running, _, _ := s.hub.recent(); running != nil {
-		writeEvent(w, event{"pass_progress", *running})
+	running, _ := s.hub.recent()
+	if !write(func() {
+		fmt.Fprintf(w, "retry: 2000\n\n")
+		if running != nil {
+			writeEvent(w, event{"pass_progress", *running})
+		}
+	}) {
+		return
 	}
-	rc.Flush()
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
 	for {
+		var ok bool
 		select {
 		case ev := <-events:
-			writeEvent(w, ev)
+			ok = write(func() { writeEvent(w, ev) })
 		case <-ping.C:
-			fmt.Fprint(w, ": ping\n\n")
+			ok = write(func() { fmt.Fprint(w, ": ping\n\n") })
 		case <-s.stopped:
 			return
 		case <-req.Context().Done():
 			return
 		}
-		if err := rc.Flush(); err != nil {
+		if !ok {
 			return
 		}
 	}
 }
+
+// eventWriteTimeout bounds each write of the event stream.
+const eventWriteTimeout = 5 * time.Second
 
 func writeEvent(w http.ResponseWriter, ev event) {
 	b, err := json.Marshal(ev.Data)
@@ -546,14 +563,18 @@ func (s *insight) unhealthy(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	running, _, lastEnd := s.hub.recent()
-	return s.reasons(v.Sources, running != nil, lastEnd, time.Now()), nil
+	running, lastEnd, lastMove := s.hub.times()
+	if running {
+		lastEnd = lastMove // a pass that moves on is not overdue
+	}
+	return s.reasons(v.Sources, running, lastEnd, time.Now()), nil
 }
 
 // reasons says what is wrong with sources at now: a source never updated,
-// one whose last update failed, and, when live and no pass is running, one
-// whose pass is overdue since the last pass ended at lastEnd.
-func (s *insight) reasons(sources []sourceView, running bool, lastEnd, now time.Time) []string {
+// one whose last update failed, and, when live, one whose pass is overdue:
+// when no pass runs, since the last one ended at since; when one runs, it
+// has not moved on since since.
+func (s *insight) reasons(sources []sourceView, running bool, since, now time.Time) []string {
 	var reasons []string
 	for _, src := range sources {
 		u := src.LastUpdate
@@ -563,12 +584,19 @@ func (s *insight) reasons(sources []sourceView, running bool, lastEnd, now time.
 		case u.Error != "":
 			reasons = append(reasons, fmt.Sprintf("source %s: its last update, at %s, failed: %s", src.Name, u.Finished.UTC().Format(time.RFC3339), firstLine(u.Error)))
 		}
-		if s.live && !running {
-			interval := s.interval(src.Name)
-			if late := now.Sub(lastEnd); late > 2*interval+30*time.Second {
-				reasons = append(reasons, fmt.Sprintf("source %s: a live pass is overdue: the last ended %s ago, and it is listed every %s",
-					src.Name, late.Round(time.Second), interval))
-			}
+		if !s.live {
+			continue
+		}
+		interval := s.interval(src.Name)
+		late := now.Sub(since)
+		switch {
+		case late <= 2*interval+30*time.Second:
+		case running:
+			reasons = append(reasons, fmt.Sprintf("source %s: the running pass is stuck: no row of it was done for %s, and it is listed every %s",
+				src.Name, late.Round(time.Second), interval))
+		default:
+			reasons = append(reasons, fmt.Sprintf("source %s: a live pass is overdue: the last ended %s ago, and it is listed every %s",
+				src.Name, late.Round(time.Second), interval))
 		}
 	}
 	return reasons

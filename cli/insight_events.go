@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -52,26 +53,40 @@ type hub struct {
 	running *passView
 	passes  []passView // oldest first
 	clients map[chan event]struct{}
-	// lastEnd is when the last pass ended, or when the hub began.
-	lastEnd time.Time
+	// lastEnd is when the last pass ended, or when the hub began;
+	// lastMove when the running pass last moved on (it began, or a row of
+	// it was done).
+	lastEnd, lastMove time.Time
 }
+
+// maxEventClients bounds the clients of /api/v1/events at once: each holds
+// a connection for as long as it listens.
+const maxEventClients = 64
+
+// errTooManyListeners is told to a client of /api/v1/events past
+// maxEventClients.
+var errTooManyListeners = fmt.Errorf("%w: %d clients already listen to the events", errBusy, maxEventClients)
 
 func newHub(scrub func(string) string) *hub {
 	return &hub{scrub: scrub, clients: make(map[chan event]struct{}), lastEnd: time.Now()}
 }
 
 // subscribe returns a channel of the events from now on, and the function
-// that ends the subscription.
-func (h *hub) subscribe() (<-chan event, func()) {
+// that ends the subscription; errTooManyListeners past maxEventClients.
+func (h *hub) subscribe() (<-chan event, func(), error) {
 	ch := make(chan event, 64)
 	h.mu.Lock()
+	if len(h.clients) >= maxEventClients {
+		h.mu.Unlock()
+		return nil, nil, errTooManyListeners
+	}
 	h.clients[ch] = struct{}{}
 	h.mu.Unlock()
 	return ch, func() {
 		h.mu.Lock()
 		delete(h.clients, ch)
 		h.mu.Unlock()
-	}
+	}, nil
 }
 
 // sendLocked sends ev to every client that has room for it.
@@ -89,6 +104,7 @@ func (h *hub) PassStarted(_ context.Context, p tidemarktype.PassStart) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.n++
+	h.lastMove = time.Now()
 	h.running = &passView{N: h.n, Started: p.Started, Running: true, Preview: p.Preview,
 		Sources: map[string]tidemarktype.SourceStats{}, Targets: map[string]targetStatsView{}, Failures: []tidemarktype.RowFailure{}}
 	h.sendLocked(event{"pass_started", *h.running})
@@ -122,18 +138,21 @@ func (h *hub) progress(st *tidemarktype.UpdateStats) {
 		return
 	}
 	v := h.view(*st, true)
-	v.N, v.Preview = h.running.N, h.running.Preview
+	v.N, v.Preview, v.Started = h.running.N, h.running.Preview, h.running.Started
+	v.DurationMS = time.Since(v.Started).Milliseconds()
 	h.running = &v
 	h.sendLocked(event{"pass_progress", v})
 }
 
-// RowDone sends each failed row.
+// RowDone notes that the running pass moves on, and sends each failed
+// row.
 func (h *hub) RowDone(_ context.Context, r tidemarktype.RowDone) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastMove = time.Now()
 	if r.Outcome != tidemarktype.OutcomeFailed {
 		return
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.sendLocked(event{"row_failed", tidemarktype.RowFailure{Source: r.Source, Key: r.Key, Message: h.scrub(r.Message), At: time.Now()}})
 }
 
@@ -163,9 +182,9 @@ func (h *hub) view(st tidemarktype.UpdateStats, running bool) passView {
 	return v
 }
 
-// recent returns the passes remembered, newest first, with the running one
-// (if any) at their head.
-func (h *hub) recent() (running *passView, passes []passView, lastEnd time.Time) {
+// recent returns the pass running, if any, and the passes remembered,
+// newest first.
+func (h *hub) recent() (running *passView, passes []passView) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.running != nil {
@@ -174,5 +193,13 @@ func (h *hub) recent() (running *passView, passes []passView, lastEnd time.Time)
 	}
 	passes = slices.Clone(h.passes)
 	slices.Reverse(passes)
-	return running, passes, h.lastEnd
+	return running, passes
+}
+
+// times says whether a pass is running, when the last one ended, and when
+// the running one last moved on.
+func (h *hub) times() (running bool, lastEnd, lastMove time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.running != nil, h.lastEnd, h.lastMove
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -107,7 +108,9 @@ func TestHealthReasons(t *testing.T) {
 	require.Empty(t, s.reasons(sources[:1], false, now.Add(-150*time.Second), now))
 	require.Equal(t, []string{"source a: a live pass is overdue: the last ended 2m31s ago, and it is listed every 1m0s"},
 		s.reasons(sources[:1], false, now.Add(-151*time.Second), now))
-	require.Empty(t, s.reasons(sources[:1], true, now.Add(-time.Hour), now), "a pass running is not overdue")
+	require.Empty(t, s.reasons(sources[:1], true, now.Add(-time.Minute), now), "a pass running that moves on is not overdue")
+	require.Equal(t, []string{"source a: the running pass is stuck: no row of it was done for 1h0m0s, and it is listed every 1m0s"},
+		s.reasons(sources[:1], true, now.Add(-time.Hour), now))
 	s.live = false
 	require.Empty(t, s.reasons(sources[:1], false, now.Add(-time.Hour), now), "without --live, no pass is due")
 }
@@ -127,4 +130,36 @@ func TestLimiter(t *testing.T) {
 		l.release()
 	}()
 	require.True(t, l.acquire(t.Context()), "a turn given back is taken")
+}
+
+// TestHubKeepsTheRunningPass: the running pass keeps its start as counts
+// come, ends in the passes remembered, and is told to listeners.
+func TestHubKeepsTheRunningPass(t *testing.T) {
+	t.Parallel()
+	h := newHub(func(s string) string { return s })
+	events, done, err := h.subscribe()
+	require.NoError(t, err)
+	defer done()
+	started := time.Now().Add(-time.Second)
+	h.PassStarted(t.Context(), tidemarktype.PassStart{Started: started})
+	h.progress(&tidemarktype.UpdateStats{Sources: map[string]tidemarktype.SourceStats{"s": {Listed: 5}}})
+	running, passes := h.recent()
+	require.Empty(t, passes)
+	require.NotNil(t, running)
+	require.True(t, running.Started.Equal(started))
+	require.GreaterOrEqual(t, running.DurationMS, int64(1000))
+	require.Equal(t, int64(5), running.Sources["s"].Listed)
+	h.RowDone(t.Context(), tidemarktype.RowDone{Source: "s", Key: `"k"`, Outcome: tidemarktype.OutcomeFailed, Message: "boom"})
+	h.PassFinished(t.Context(), tidemarktype.PassEnd{Stats: tidemarktype.UpdateStats{Started: started, Finished: started.Add(2 * time.Second)}, Err: errors.New("listing failed")})
+	running, passes = h.recent()
+	require.Nil(t, running)
+	require.Len(t, passes, 1)
+	require.Equal(t, 1, passes[0].N)
+	require.Equal(t, int64(2000), passes[0].DurationMS)
+	require.Equal(t, "listing failed", passes[0].Error)
+	var kinds []string
+	for len(events) > 0 {
+		kinds = append(kinds, (<-events).Type)
+	}
+	require.Equal(t, []string{"pass_started", "pass_progress", "row_failed", "pass_finished"}, kinds)
 }

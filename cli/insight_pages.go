@@ -235,7 +235,7 @@ func (s *insight) dashboard(w http.ResponseWriter, req *http.Request) {
 	}
 	d := s.data(req, "Dashboard")
 	d.View = v
-	d.Running, d.Passes, _ = s.hub.recent()
+	d.Running, d.Passes = s.hub.recent()
 	if len(d.Passes) > 10 {
 		d.Passes = d.Passes[:10]
 	}

@@ -395,10 +395,14 @@ func TestInsightLiveEvents(t *testing.T) {
 			}
 		}
 		d, ok := strings.CutPrefix(line, "data: ")
+		if ok && kind == "pass_progress" {
+			require.NotContains(t, d, `"started":"0001-01-01`, "a running pass's start is known")
+		}
 		if !ok || kind != "pass_finished" {
 			continue
 		}
 		require.True(t, json.Valid([]byte(d)), d)
+		require.NotContains(t, d, `"started":"0001-01-01`, "a pass's start is known")
 		if !changed {
 			// A pass ended: the next one starts after the change.
 			src.Set("e", "an eagle")
@@ -539,6 +543,29 @@ func TestInsightBreaks(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
 	resp, body = s.call(t, "GET", "/api/v1/targets/notes/states/a%00b", false)
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+	// The event stream's clients are bounded, well below the connections.
+	var streams []*http.Response
+	for range 64 {
+		resp, err := http.Get(s.base + "/api/v1/events")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		streams = append(streams, resp)
+	}
+	resp, body = s.call(t, "GET", "/api/v1/events", false)
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Contains(t, body, "64 clients already listen to the events")
+	resp, _ = s.call(t, "GET", "/healthz", false)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the others are served")
+	for _, r := range streams {
+		r.Body.Close()
+	}
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(s.base + "/api/v1/events")
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 10*time.Millisecond, "a client gone gives its place back")
+
 	// The assets: files, no listing.
 	resp, _ = s.call(t, "GET", "/static/", false)
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)

@@ -141,8 +141,11 @@ func (r *runner) serve(ctx context.Context, o serverOptions) error {
 	close(stopped)
 	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil && serveErr == nil {
-		serveErr = err
+	if err := srv.Shutdown(shutdown); err != nil {
+		// A client that held on past the grace period is cut off: what
+		// it had asked for is read only.
+		r.log.Warn("closing the connections still open after the grace period", "err", err)
+		srv.Close()
 	}
 	in.passes.Wait()
 	if o.live && !liveEnded {
