@@ -610,3 +610,54 @@ func TestInsightBreaks(t *testing.T) {
 		require.True(t, loc == "/" || !strings.ContainsAny(loc, "\t\r\n") && !strings.HasPrefix(loc, "//"), "%q → %q", next, loc)
 	}
 }
+
+// TestInsightDroppedTable: a table dropped by hand is shown as missing;
+// the pages that read it still answer, with what the state store knows.
+func TestInsightDroppedTable(t *testing.T) {
+	t.Parallel()
+	for name, newDB := range dbs(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db := newDB(t)
+			app, _ := notesWithFailure(t, db)
+			d, err := sqltable.Open(t.Context(), "main", db, sqltable.Options{})
+			require.NoError(t, err)
+			if d.Postgres() != nil {
+				_, err = d.Postgres().Pool().Exec(t.Context(), "DROP TABLE notes")
+			} else {
+				_, err = d.SQLite().SQL().ExecContext(t.Context(), "DROP TABLE notes")
+			}
+			require.NoError(t, err)
+			d.Close()
+
+			s := startServer(t, app, cli.Env{}, "--db", db)
+			for path, want := range map[string]struct {
+				status int
+				body   string
+			}{
+				"/":                              {200, "missing from the database"},
+				"/api/v1/flow":                   {200, "missing from the database"},
+				"/schema":                        {200, "missing from the database"},
+				"/api/v1/sources/notes/rows/a":   {200, `"content":null,"table_missing":true`},
+				"/sources/notes/rows/a":          {200, "the table is missing from the database"},
+				"/api/v1/targets/notes/states/a": {200, `"table_missing":true,"declarers":[{"source":"notes","key":"a"}]`},
+				"/targets/notes/states/a":        {200, "The table is missing from the database"},
+				"/api/v1/query/search?q=fox":     {503, "table notes is not set up"},
+				"/healthz":                       {200, "ok"},
+			} {
+				resp, body := s.call(t, "GET", path, false)
+				require.Equal(t, want.status, resp.StatusCode, "%s: %s", path, body)
+				require.Contains(t, body, want.body, path)
+			}
+			require.Equal(t, 0, s.close(t), s.errb.String())
+
+			// What the page says to do rebuilds it.
+			require.Equal(t, cli.ExitOK, run(t, app, cli.Env{}, "drop", "--yes", "--db", db).code)
+			r := run(t, app, cli.Env{}, "update", "--db", db)
+			require.Equal(t, cli.ExitRowsFailed, r.code, r.stderr)
+			r = run(t, app, cli.Env{}, "search", "fox", "--db", db)
+			require.Equal(t, cli.ExitOK, r.code, r.stderr)
+			require.Contains(t, r.stdout, "fox")
+		})
+	}
+}

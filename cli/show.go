@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
@@ -112,10 +113,14 @@ func (r *runner) flowView(ctx context.Context, s *session, failures int) (*flowV
 		tv.State, exists = targetState(st, t.Key, "")
 		if spec, ok := tableSpec(t.Spec); ok && exists {
 			n, err := s.db.RowCount(ctx, spec)
-			if err != nil {
+			switch {
+			case errors.Is(err, table.ErrNotSetUp):
+				tv.State = "set up, but missing from the database: dropped by hand? `drop`, then `update`, builds it again"
+			case err != nil:
 				return nil, err
+			default:
+				tv.Rows = &n
 			}
-			tv.Rows = &n
 		}
 		for _, a := range t.Attachments {
 			state, _ := targetState(st, t.Key+"#"+a.Kind+":"+a.Key, t.Key)
@@ -309,6 +314,9 @@ type stateView struct {
 	// maxContentLookups table rows of a source row.
 	Content        map[string]any `json:"content"`
 	ContentOmitted bool           `json:"content_omitted,omitempty"`
+	// TableMissing says the table is not in the database: the content
+	// could not be read.
+	TableMissing bool `json:"table_missing,omitempty"`
 	// Name is the target's name and KeyArg the state's key as show target
 	// and the server's target pages take them; Table says the target is a
 	// table (not in JSON: the server links with them).
@@ -366,6 +374,12 @@ func (s *session) rowView(ctx context.Context, source, key string) (*rowView, er
 			keys[i] = target.Key(st.States[j].Key)
 		}
 		rows, err := s.db.LookupMany(ctx, specs[key], keys)
+		if errors.Is(err, table.ErrNotSetUp) {
+			for _, j := range idx {
+				v.States[j].TableMissing = true
+			}
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -446,10 +460,13 @@ func writeContent(w io.Writer, indent string, content map[string]any) {
 
 // targetRowView is what `show target` says of a target row.
 type targetRowView struct {
-	Target    string         `json:"target"`
-	Key       any            `json:"key"`
-	Content   map[string]any `json:"content"`
-	Declarers []refView      `json:"declarers"`
+	Target  string         `json:"target"`
+	Key     any            `json:"key"`
+	Content map[string]any `json:"content"`
+	// TableMissing says the table is not in the database: the content
+	// could not be read.
+	TableMissing bool      `json:"table_missing,omitempty"`
+	Declarers    []refView `json:"declarers"`
 }
 
 // refView names a source row: its source, and its key decoded.
@@ -524,7 +541,10 @@ func (s *session) targetRowView(ctx context.Context, name, key string) (*targetR
 		v.Declarers[i] = refView{Source: ref.Source, Key: decodedKey(ref.Key), KeyArg: keyText(ref.Key)}
 	}
 	if isTable {
-		if v.Content, _, err = s.db.Lookup(ctx, spec, k); err != nil {
+		v.Content, _, err = s.db.Lookup(ctx, spec, k)
+		if errors.Is(err, table.ErrNotSetUp) {
+			v.TableMissing = true
+		} else if err != nil {
 			return nil, err
 		}
 	}

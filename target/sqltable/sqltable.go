@@ -212,9 +212,29 @@ func (d *DB) RowCount(ctx context.Context, spec table.Spec) (int64, error) {
 		err = d.sqlite.SQL().QueryRowContext(ctx, q).Scan(&n)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("counting the rows of %s: %w", spec.Table, err)
+		return 0, fmt.Errorf("counting the rows of %s: %w", spec.Table, d.missing(ctx, spec, err))
 	}
 	return n, nil
+}
+
+// missing returns a *table.NotSetUpError for a read that failed with err
+// if the database lacks the table spec describes (dropped by hand, say),
+// else err.
+func (d *DB) missing(ctx context.Context, spec table.Spec, err error) error {
+	if ctx.Err() != nil {
+		return err
+	}
+	var exists bool
+	var check error
+	if d.postgres != nil {
+		check = d.postgres.Pool().QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, d.quoted(spec)).Scan(&exists)
+	} else {
+		check = d.sqlite.SQL().QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?)`, spec.Table).Scan(&exists)
+	}
+	if check == nil && !exists {
+		return &table.NotSetUpError{Table: spec.Table}
+	}
+	return err
 }
 
 // Lookup returns the row of the table spec describes whose primary key is
@@ -309,7 +329,7 @@ func (d *DB) LookupMany(ctx context.Context, spec table.Spec, keys []target.Key)
 			}
 			return nil
 		}); err != nil {
-			return nil, fmt.Errorf("reading rows of %s: %w", spec.Table, err)
+			return nil, fmt.Errorf("reading rows of %s: %w", spec.Table, d.missing(ctx, spec, err))
 		}
 	}
 	return out, nil
