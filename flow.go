@@ -295,7 +295,8 @@ func (t *typedSource[K, V]) parseKey(arg string) (string, error) {
 		// JSON would replace the invalid bytes, naming another key.
 		return "", fmt.Errorf("source %s: %q %w: not valid UTF-8", t.name, arg, ErrBadKey)
 	}
-	if k, err := decodeKey[K](arg); err == nil {
+	// JSON's null decodes to any type's zero value: as a key, it is text.
+	if k, err := decodeKey[K](arg); err == nil && arg != "null" {
 		return encodeKey(k)
 	}
 	b, err := json.Marshal(arg)

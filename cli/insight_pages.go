@@ -136,6 +136,8 @@ type pageData struct {
 	CanUpdate      bool
 	CSRF           string
 	Error          string
+	// Notice says how a request of the page's went.
+	Notice string
 
 	View    *flowView
 	Running *passView
@@ -210,8 +212,8 @@ func (s *insight) pageRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /schema", s.schemaPage)
 	mux.HandleFunc("GET /search", s.searchPage)
 	mux.HandleFunc("POST /update", func(w http.ResponseWriter, req *http.Request) {
-		s.requestUpdate()
-		http.Redirect(w, req, "/", http.StatusSeeOther)
+		_, word := s.requestUpdate()
+		http.Redirect(w, req, "/?"+url.Values{"update": {word}}.Encode(), http.StatusSeeOther)
 	})
 	mux.HandleFunc("GET /login", func(w http.ResponseWriter, req *http.Request) {
 		s.loginPage(w, req, http.StatusOK, "")
@@ -235,6 +237,10 @@ func (s *insight) dashboard(w http.ResponseWriter, req *http.Request) {
 	}
 	d := s.data(req, "Dashboard")
 	d.View = v
+	switch u := req.URL.Query().Get("update"); u {
+	case "started", "requested", "already requested", "an update is running":
+		d.Notice = "Update: " + u + "."
+	}
 	d.Running, d.Passes = s.hub.recent()
 	if len(d.Passes) > 10 {
 		d.Passes = d.Passes[:10]
