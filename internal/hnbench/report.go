@@ -111,7 +111,7 @@ func (r *Report) Headlines() []string {
 			if scrape.Latency.Pending {
 				out = append(out, fmt.Sprintf("%s: /metrics scrape: pending (it answers 404)", backend))
 			} else {
-				out = append(out, fmt.Sprintf("%s: /metrics scrape median %.1f ms, %d bytes", backend, scrape.Latency.P50, scrape.Latency.MeanBytes))
+				out = append(out, fmt.Sprintf("%s: /metrics scrape median %.1f ms, %s", backend, scrape.Latency.P50, byteSize(scrape.Latency.MeanBytes)))
 			}
 		}
 	}
