@@ -24,8 +24,8 @@ bench: ## The benchmark harness: hnindex end to end against the fake API and rea
 	$(GO) run ./cmd/hnbench $(BENCHARGS)
 
 .PHONY: bench-scale
-bench-scale: ## The scale run: 20,000 threads × 50 comments (1.02 M rows), initial sync and no-change update, peak RSS.
-	$(GO) run ./cmd/hnbench -threads 20000 -comments 50 -runs 1 -live-passes 0 -naive=false -json bench-scale.json $(BENCHARGS)
+bench-scale: ## The scale run: 20,000 threads × 50 comments (1.02 M rows), initial sync and no-change update, peak RSS, the insight server's latencies.
+	$(GO) run ./cmd/hnbench -threads 20000 -comments 50 -runs 1 -live-passes 0 -naive=false -insight-budget 30s -json bench-scale.json $(BENCHARGS)
 
 .PHONY: gobench
 gobench: ## The Go micro-benchmarks of the engine and targets (BENCH=regexp, BENCHCOUNT=n), medians by benchstat.

@@ -3,7 +3,7 @@
 // loopback and real databases, next to baselines measured in the same run,
 // and prints a table and writes a JSON report.
 //
-//	hnbench [-threads 4000] [-comments 50] [-runs 3] [-backends sqlite,postgres] [-json bench.json] [-profile]
+//	hnbench [-threads 4000] [-comments 50] [-runs 3] [-backends sqlite,postgres] [-insight-requests 2000] [-json bench.json] [-profile]
 //
 // `make bench` runs it at its default size; BENCHMARKS.md has the latest
 // figures.
@@ -52,7 +52,10 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.Runs, "runs", 3, "runs per timed scenario (the median is reported)")
 	fs.IntVar(&cfg.LivePasses, "live-passes", 10, "live-mode passes to watch (0 skips live mode)")
 	fs.BoolVar(&cfg.Naive, "naive", true, "run the naive baseline (fetch everything, upsert row by row)")
-	fs.BoolVar(&cfg.Profile, "profile", false, "write CPU and heap profiles of hnindex (initial sync, no-change update) into -dir")
+	fs.IntVar(&cfg.InsightRequests, "insight-requests", 2000, "requests to each endpoint of hnindex server, per variant (0 skips the insight scenario)")
+	fs.IntVar(&cfg.InsightConcurrency, "insight-concurrency", 8, "clients at once in the insight scenario's concurrent variant (0 or 1 skips it)")
+	fs.DurationVar(&cfg.InsightBudget, "insight-budget", 5*time.Second, "the most time each insight variant is given (it makes fewer requests then; 0: no limit)")
+	fs.BoolVar(&cfg.Profile, "profile", false, "write CPU and heap profiles of hnindex (initial sync, no-change update, the insight server) into -dir")
 	backends := fs.String("backends", "sqlite,postgres", "databases to measure")
 	fs.StringVar(&cfg.PostgresURL, "postgres", envOr("TIDEMARK_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "a PostgreSQL server the harness may create databases on")
 	dir := fs.String("dir", "", "where databases and profiles go (default: a temporary directory, removed after)")

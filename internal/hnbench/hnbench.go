@@ -7,7 +7,10 @@
 // measured in the same run: the write limit (psql \copy, or one
 // transaction of inserts on SQLite, of exactly the rows the sync wrote),
 // the fetch floor (fetching and parsing only the listing), and the naive
-// approach (re-fetching every thread and upserting row by row).
+// approach (re-fetching every thread and upserting row by row). The
+// insight scenario then serves the synced database with hnindex server
+// and times its row, lineage and search endpoints over random keys, and
+// its /metrics scrape (p50, p90, p99 and max of each).
 //
 // Every figure is the median of Config.Runs runs (one for the naive
 // baseline and live mode); peak RSS is the process's maximum resident set,
@@ -50,6 +53,14 @@ type Config struct {
 	LivePasses int
 	// Naive runs the naive baseline.
 	Naive bool
+	// InsightRequests is how many requests the insight scenario makes to
+	// each endpoint of hnindex server, per variant (one client, then
+	// InsightConcurrency clients at once); 0 skips it. InsightBudget, when
+	// positive, bounds the time each variant is given: it stops sooner,
+	// having made fewer requests.
+	InsightRequests    int
+	InsightConcurrency int
+	InsightBudget      time.Duration
 	// Binary is the hnindex binary; Self the harness's own (for the
 	// listing-only floor). Dir holds databases and profiles.
 	Binary, Self, Dir string
@@ -68,6 +79,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("-comments must not be negative, got %d", c.Comments)
 	case c.Runs < 1:
 		return fmt.Errorf("-runs must be at least 1, got %d", c.Runs)
+	case c.InsightRequests < 0:
+		return fmt.Errorf("-insight-requests must not be negative, got %d", c.InsightRequests)
+	case c.InsightConcurrency < 0 || c.InsightConcurrency > 64:
+		return fmt.Errorf("-insight-concurrency must be between 0 and 64, got %d", c.InsightConcurrency)
+	case c.InsightBudget < 0:
+		return fmt.Errorf("-insight-budget must not be negative, got %s", c.InsightBudget)
 	case len(c.Backends) == 0:
 		return errors.New("-backends must name sqlite, postgres or both")
 	case c.Binary == "" || c.Self == "" || c.Dir == "":
@@ -105,6 +122,10 @@ type Result struct {
 	Ratio    float64 `json:"ratio,omitempty"`
 	// Note says anything else measured (live mode's RSS per pass).
 	Note string `json:"note,omitempty"`
+	// Latency is set on the insight scenario's results: the latencies of
+	// requests to one endpoint of hnindex server. Their PeakRSS is the
+	// server's.
+	Latency *Latency `json:"latency,omitempty"`
 }
 
 // Report is a whole run's results.

@@ -25,7 +25,7 @@ func TestHarnessSmall(t *testing.T) {
 	report, err := hnbench.Run(t.Context(), hnbench.Config{
 		Threads: 120, Comments: 5, Depth: 3, TextBytes: 100, Seed: 1, Runs: 1,
 		Backends: []string{"sqlite", "postgres"}, PostgresURL: pgtest.URL(t),
-		LivePasses: 2, Naive: true,
+		LivePasses: 2, Naive: true, InsightRequests: 30, InsightConcurrency: 2,
 		Binary: filepath.Join(dir, "hnindex"), Self: filepath.Join(dir, "hnbench"), Dir: dir,
 	})
 	require.NoError(t, err)
@@ -52,9 +52,22 @@ func TestHarnessSmall(t *testing.T) {
 		require.Equal(t, int64(2), churn.ItemRequests, "one thread edited, one added")
 		require.Equal(t, int64(720), get(backend, "naive").Rows)
 		require.Contains(t, get(backend, "live mode").Note, "RSS per pass")
+		for _, endpoint := range []string{"row", "lineage", "search"} {
+			for _, clients := range []string{"1 client", "2 clients"} {
+				l := get(backend, "insight: "+endpoint+", "+clients).Latency
+				require.NotNil(t, l)
+				require.Equal(t, 30, l.Requests, "%s, %s", endpoint, clients)
+				require.Zero(t, l.Errors, "%s, %s: %v", endpoint, clients, l.Status)
+				require.Positive(t, l.P99)
+				require.Positive(t, l.MeanBytes)
+			}
+		}
+		require.NotNil(t, get(backend, "insight: /metrics scrape").Latency)
 	}
 	var table strings.Builder
 	require.NoError(t, report.WriteTable(&table))
 	require.Contains(t, table.String(), "no-change update ÷ listing fetch")
+	require.Contains(t, table.String(), "GET /api/v1/sources/threads/rows/{thread}")
+	require.Contains(t, table.String(), "p99 of a row")
 	require.NoError(t, report.WriteJSON(filepath.Join(dir, "bench.json")))
 }

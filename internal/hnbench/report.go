@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,6 +29,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "backend\tscenario\tmedian\trows\trows/s\tlisting req\titem req\tmin req\tpeak RSS\tratio\tto\t")
 	for _, x := range r.Results {
+		if x.Latency != nil {
+			continue // in the insight table below
+		}
 		ratio, to := "", ""
 		if x.Ratio > 0 {
 			ratio, to = fmt.Sprintf("%.2f×", x.Ratio), x.Baseline
@@ -44,6 +49,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 			x.ListingRequests, x.ItemRequests, x.MinRequests, rss, ratio, to)
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := r.writeInsight(w); err != nil {
 		return err
 	}
 	fmt.Fprintln(w)
@@ -76,7 +84,7 @@ func (r *Report) Headlines() []string {
 		}
 		var peak int64
 		for _, x := range r.Results {
-			if x.Backend == backend && !strings.HasPrefix(x.Scenario, "write limit") && !strings.HasPrefix(x.Scenario, "naive") {
+			if x.Backend == backend && !strings.HasPrefix(x.Scenario, "write limit") && !strings.HasPrefix(x.Scenario, "naive") && x.Latency == nil {
 				peak = max(peak, x.PeakRSS)
 			}
 		}
@@ -91,8 +99,62 @@ func (r *Report) Headlines() []string {
 		}
 		out = append(out, fmt.Sprintf("%s: initial sync requests %d ÷ minimum %d = %.2f×; peak RSS of hnindex %.0f MB", backend,
 			initial.ListingRequests+initial.ItemRequests, initial.MinRequests, reqRatio(initial), float64(peak)/(1<<20)))
+		row, lineage, search, scrape := get(insightScenario("row", 1)), get(insightScenario("lineage", 1)), get(insightScenario("search", 1)), get("insight: /metrics")
+		if row != nil && lineage != nil {
+			out = append(out, fmt.Sprintf("%s: at %d rows, p99 of a row %.1f ms, of a lineage %.1f ms (goal ≤ 20 ms)", backend,
+				r.Config.Rows, row.Latency.P99, lineage.Latency.P99))
+		}
+		if search != nil {
+			out = append(out, fmt.Sprintf("%s: a two-word search p50 %.1f ms, p99 %.1f ms", backend, search.Latency.P50, search.Latency.P99))
+		}
+		if scrape != nil {
+			if scrape.Latency.Pending {
+				out = append(out, fmt.Sprintf("%s: /metrics scrape: pending (it answers 404)", backend))
+			} else {
+				out = append(out, fmt.Sprintf("%s: /metrics scrape median %.1f ms, %s", backend, scrape.Latency.P50, byteSize(scrape.Latency.MeanBytes)))
+			}
+		}
 	}
 	return out
+}
+
+// writeInsight prints the insight scenario's latencies, a line per
+// endpoint and variant.
+func (r *Report) writeInsight(w io.Writer) error {
+	if !slices.ContainsFunc(r.Results, func(x Result) bool { return x.Latency != nil }) {
+		return nil
+	}
+	fmt.Fprintf(w, "\ninsight: hnindex server at %d rows, over random keys; latencies in ms\n\n", r.Config.Rows)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "backend\tendpoint\tclients\trequests\tp50\tp90\tp99\tmax\treq/s\tbody\terrors\tserver RSS\t")
+	for _, x := range r.Results {
+		l := x.Latency
+		if l == nil {
+			continue
+		}
+		if l.Pending {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t\t\t\t\t\t\t\t\tpending (404)\t\n", x.Backend, l.Endpoint, l.Concurrency)
+			continue
+		}
+		errs := strconv.Itoa(l.Errors)
+		if l.Errors > 0 {
+			errs += fmt.Sprintf(" %v", l.Status)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%s\t%s\t%.0f MB\t\n", x.Backend, l.Endpoint, l.Concurrency,
+			l.Requests, l.P50, l.P90, l.P99, l.Max, l.PerSecond, byteSize(l.MeanBytes), errs, float64(x.PeakRSS)/(1<<20))
+	}
+	return tw.Flush()
+}
+
+// byteSize is n bytes for people.
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 func reqRatio(x *Result) float64 {

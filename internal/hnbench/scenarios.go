@@ -100,6 +100,16 @@ func (b *bench) backend(ctx context.Context, backend string) error {
 	}
 	b.add(churn)
 
+	if b.cfg.InsightRequests > 0 {
+		results, err := b.insight(ctx, backend, url)
+		if err != nil {
+			return fmt.Errorf("the insight server: %w", err)
+		}
+		for _, r := range results {
+			b.add(r)
+		}
+	}
+
 	if b.cfg.Naive {
 		naive, err := db.naive(ctx)
 		if err != nil {
