@@ -296,6 +296,13 @@ func (e *Engine) Drop(ctx context.Context) ([]tidemarktype.SetupChange, error) {
 	return changes, err
 }
 
+// FailingRows returns the number of rows whose last update failed, by
+// source name, as Status counts them, from the state store's index of
+// failed rows: cheap enough to ask at every metrics scrape.
+func (e *Engine) FailingRows(ctx context.Context) (map[string]int64, error) {
+	return e.eng.FailingRows(ctx)
+}
+
 // Status reports what the state store knows of the flow, with at most
 // failures of the most recently failed rows per source.
 func (e *Engine) Status(ctx context.Context, failures int) (*tidemarktype.Status, error) {

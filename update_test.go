@@ -210,6 +210,9 @@ func TestFailingGetIsReportedAndTheRestCompletes(t *testing.T) {
 		require.Equal(t, int64(2), status.Sources[0].Failing)
 		require.Len(t, status.Sources[0].Failures, 2)
 		require.Contains(t, status.Sources[0].Failures[0].Message, "HTTP 404")
+		failing, err := e.FailingRows(t.Context())
+		require.NoError(t, err)
+		require.Equal(t, map[string]int64{"docs": 2}, failing, "the cheap count agrees")
 		require.NoError(t, e.Close())
 
 		// Failed rows are retried next time, and recover.

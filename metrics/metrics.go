@@ -286,16 +286,12 @@ func (m *Metrics) StoreOp(_ context.Context, op tidemarktype.StoreOp) {
 }
 
 // FailingRowsOf returns an Options.FailingRows that reads the rows failing
-// now from e's status, by source.
+// now with e.FailingRows: an indexed count per source.
 func FailingRowsOf(e *tidemark.Engine) func(ctx context.Context) (map[string]int64, error) {
 	return func(ctx context.Context) (map[string]int64, error) {
-		st, err := e.Status(ctx, 0)
+		n, err := e.FailingRows(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("metrics: reading the failing rows: %w", err)
-		}
-		n := make(map[string]int64, len(st.Sources))
-		for _, s := range st.Sources {
-			n[s.Name] = s.Failing
 		}
 		return n, nil
 	}

@@ -20,6 +20,30 @@ type (
 	TargetStatus = tidemarktype.TargetStatus
 )
 
+// FailingRows returns the number of rows whose last update failed, by
+// source: one indexed count per source, however many rows it has.
+func (e *Engine) FailingRows(ctx context.Context) (map[string]int64, error) {
+	out := make(map[string]int64, len(e.flow.Sources))
+	for _, src := range e.flow.Sources {
+		id, err := e.sourceID(ctx, src.Name, true)
+		if err != nil {
+			return nil, err
+		}
+		var ss statestore.SourceStatus
+		if id != 0 {
+			err = e.do(ctx, "count the failing rows", func(ctx context.Context) (err error) {
+				ss, err = e.store.SourceStatus(ctx, statestore.SourceStatusParams{SourceID: id, FailingOnly: true})
+				return err
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+		out[src.Name] = ss.Failing
+	}
+	return out, nil
+}
+
 // Status reports the flow's state, listing at most failures failed rows per
 // source. It writes nothing.
 func (e *Engine) Status(ctx context.Context, failures int) (Status, error) {

@@ -172,6 +172,10 @@ type SourceEnsureParams struct {
 // SourceStatusParams are the parameters of Store.SourceStatus.
 type SourceStatusParams struct {
 	SourceID int64
+	// FailingOnly counts the failing rows only, through the index of
+	// failed rows: a status of Failing alone, cheap however many rows the
+	// source has (a metrics scrape asks for it every few seconds).
+	FailingOnly bool
 }
 
 // SourceNotes are what the engine keeps about a source besides its rows,

@@ -506,7 +506,13 @@ func (s *Store) SourceStatus(ctx context.Context, p statestore.SourceStatusParam
 		st   statestore.SourceStatus
 		last *time.Time
 	)
-	if err := s.pool.QueryRow(ctx, s.q.sourceStatus, p.SourceID).Scan(&st.Rows, &st.Failing, &last); err != nil {
+	var err error
+	if p.FailingOnly {
+		err = s.pool.QueryRow(ctx, s.q.sourceFailing, p.SourceID).Scan(&st.Failing)
+	} else {
+		err = s.pool.QueryRow(ctx, s.q.sourceStatus, p.SourceID).Scan(&st.Rows, &st.Failing, &last)
+	}
+	if err != nil {
 		return statestore.SourceStatus{}, classify(ctx, fmt.Errorf("reading the status of source %d: %w", p.SourceID, err))
 	}
 	st.LastProcessedAt = utc(last)

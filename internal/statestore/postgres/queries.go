@@ -19,7 +19,7 @@ type queries struct {
 	flowDrop                            []string
 	lockAdvance, lockRetake, lockHolder string
 
-	sourceCreate, sourceID, sourceStatus, sourceNotes, sourceNotesSave string
+	sourceCreate, sourceID, sourceStatus, sourceFailing, sourceNotes, sourceNotesSave string
 
 	targetList, targetLock, targetCreate, targetRestage string
 	targetCommit, targetDisown, targetDelete            string
@@ -92,6 +92,7 @@ func newQueries(schema string) queries {
 	q.sourceCreate = r(`INSERT INTO {{sources}} (flow, name) VALUES ($1, $2) ON CONFLICT (flow, name) DO NOTHING`)
 	q.sourceID = r(`SELECT id FROM {{sources}} WHERE flow = $1 AND name = $2`)
 	q.sourceStatus = r(`SELECT count(processed_at), count(error), max(processed_at) FROM {{rows}} WHERE source_id = $1`)
+	q.sourceFailing = r(`SELECT count(*) FROM {{rows}} WHERE source_id = $1 AND error IS NOT NULL`)
 	q.sourceNotes = r(`SELECT options, last_update FROM {{sources}} WHERE id = $1`)
 	q.sourceNotesSave = r(`UPDATE {{sources}} SET options = coalesce($2, options), last_update = coalesce($3, last_update) WHERE id = $1`)
 

@@ -277,8 +277,14 @@ func (s *Store) SourceStatus(ctx context.Context, p statestore.SourceStatusParam
 		st   statestore.SourceStatus
 		last sql.NullInt64
 	)
-	err := s.db.QueryRowContext(ctx, `SELECT count(processed_at), count(error), max(processed_at) FROM tidemark_rows WHERE source_id = ?`, p.SourceID).
-		Scan(&st.Rows, &st.Failing, &last)
+	var err error
+	if p.FailingOnly {
+		err = s.db.QueryRowContext(ctx, `SELECT count(*) FROM tidemark_rows INDEXED BY tidemark_rows_failing WHERE source_id = ? AND error IS NOT NULL`, p.SourceID).
+			Scan(&st.Failing)
+	} else {
+		err = s.db.QueryRowContext(ctx, `SELECT count(processed_at), count(error), max(processed_at) FROM tidemark_rows WHERE source_id = ?`, p.SourceID).
+			Scan(&st.Rows, &st.Failing, &last)
+	}
 	if err != nil {
 		return st, classify(fmt.Errorf("reading source status: %w", err))
 	}

@@ -514,6 +514,9 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		require.NoError(t, err)
 		require.Equal(t, int64(1), st.Rows, "the new row never committed an update")
 		require.Equal(t, int64(2), st.Failing)
+		only, err := s.SourceStatus(ctx, statestore.SourceStatusParams{SourceID: src, FailingOnly: true})
+		require.NoError(t, err)
+		require.Equal(t, statestore.SourceStatus{Failing: 2}, only, "the failing rows alone")
 
 		// A successful commit clears the failure.
 		require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: t0.Add(3 * time.Second), Rows: []statestore.CommitRow{{ID: ids[0], Ordinal: &ord}}}))
