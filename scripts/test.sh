@@ -26,13 +26,25 @@
 #   TIDEMARK_TEST_FORCE_THROWAWAY  if set to a non-empty value other than "0",
 #                                  skip steps 1 and 2 and always start a
 #                                  throwaway cluster (used to test this script).
+#   TIDEMARK_CHROMIUM              the Chromium the browser tests run
+#                                  (hnindex/browser_test.go); it must be an
+#                                  executable. Default: chromium on PATH.
+#   CI                             "true" makes a missing Chromium (or
+#                                  PostgreSQL) a failure rather than a skip.
+#
+# The browser tests need Chromium. When TIDEMARK_CHROMIUM is unset and
+# `chromium` is not on PATH, this installs Debian's package (apt-get install -y
+# chromium, after apt-get update if the package lists lack it), as root or with
+# `sudo -n`, and exports its path as TIDEMARK_CHROMIUM. If that cannot be done,
+# the run fails under CI=true; otherwise the browser tests skip, saying why.
 #
 # Before each long step it says what it is doing: downloading the Go modules
 # (only when some are missing from the module cache, with a count every 10 s),
-# starting a throwaway PostgreSQL, building and running the tests.
+# installing Chromium, starting a throwaway PostgreSQL, building and running
+# the tests.
 #
 # The exit status is go test's exit status (or non-zero if no server could be
-# started).
+# started, or no Chromium found under CI=true).
 set -euo pipefail
 
 readonly DEFAULT_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
@@ -218,7 +230,94 @@ download_modules() {
 	fi
 }
 
+# as_root CMD... runs CMD as root: directly when we are root, else with
+# sudo -n (never asking for a password); it fails when neither can.
+as_root() {
+	if [[ "$(id -u)" -eq 0 ]]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+		sudo -n "$@"
+	else
+		return 1
+	fi
+}
+
+# apt_install_chromium installs Debian's chromium package, saying so, with
+# apt-get's output in $1 (a log file). A fresh machine may have no package
+# lists: then it runs apt-get update and tries once more.
+apt_install_chromium() {
+	local how="apt-get"
+	if [[ "$(id -u)" -ne 0 ]]; then how="sudo -n apt-get"; fi
+	log "chromium is missing: installing Debian's for the browser tests ($how install -y chromium; a minute or two)…"
+	if as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >"$1" 2>&1; then
+		return 0
+	fi
+	log "apt-get install failed; updating the package lists ($how update) and trying again…"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >>"$1" 2>&1 &&
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >>"$1" 2>&1
+}
+
+# chromium_missing says why the browser tests cannot run: a failure under
+# CI=true, else a note that they skip.
+chromium_missing() {
+	if [[ "${CI:-}" == "true" ]]; then
+		log "CI=true: the browser tests need Chromium: $*"
+		exit 1
+	fi
+	log "the browser tests will skip: $*"
+}
+
+# find_chromium prints the path of the chromium on PATH, if it is an
+# executable file (bash's command -v also prints one that is not).
+find_chromium() {
+	local p
+	p="$(command -v chromium 2>/dev/null)" && [[ -f "$p" && -x "$p" ]] && printf '%s\n' "$p"
+}
+
+# ensure_chromium finds Chromium for the browser tests, or installs it, and
+# exports its path as TIDEMARK_CHROMIUM.
+ensure_chromium() {
+	local path apt_log
+	if [[ -n "${TIDEMARK_CHROMIUM:-}" ]]; then
+		if [[ ! -f "$TIDEMARK_CHROMIUM" || ! -x "$TIDEMARK_CHROMIUM" ]]; then
+			log "TIDEMARK_CHROMIUM ($TIDEMARK_CHROMIUM) is not an executable file"
+			exit 1
+		fi
+		export TIDEMARK_CHROMIUM
+		log "using Chromium from TIDEMARK_CHROMIUM: $TIDEMARK_CHROMIUM"
+		return 0
+	fi
+	if ! path="$(find_chromium)"; then
+		if ! command -v apt-get >/dev/null 2>&1; then
+			chromium_missing "chromium is not on PATH and there is no apt-get to install it (set TIDEMARK_CHROMIUM)"
+			return 0
+		fi
+		if ! as_root true; then
+			chromium_missing "chromium is not on PATH, and installing it needs root or passwordless sudo (apt-get install -y chromium)"
+			return 0
+		fi
+		apt_log="$(mktemp "${TMPDIR:-/tmp}/tidemark-apt.XXXXXX")"
+		if ! apt_install_chromium "$apt_log"; then
+			log "installing chromium failed; apt-get said:"
+			tail -n 20 "$apt_log" >&2 || true
+			rm -f -- "$apt_log"
+			chromium_missing "apt-get install -y chromium failed"
+			return 0
+		fi
+		rm -f -- "$apt_log"
+		if ! path="$(find_chromium)"; then
+			chromium_missing "the chromium package is installed but chromium is not on PATH (set TIDEMARK_CHROMIUM)"
+			return 0
+		fi
+		log "installed $("$path" --version 2>/dev/null || echo chromium) at $path"
+	fi
+	TIDEMARK_CHROMIUM="$path"
+	export TIDEMARK_CHROMIUM
+	log "using Chromium at $TIDEMARK_CHROMIUM for the browser tests"
+}
+
 download_modules
+ensure_chromium
 
 force="${TIDEMARK_TEST_FORCE_THROWAWAY:-}"
 if [[ -n "$force" && "$force" != "0" ]]; then
