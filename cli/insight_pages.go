@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -52,7 +53,22 @@ func loadPages() (pages, error) {
 		"inc":        func(n int) int { return n + 1 },
 		"add":        func(a, b int) int { return a + b },
 		"highlight":  highlight,
-		"cell":       func(v any) string { return oneLine(v, 0) },
+		"cell":       func(v any) string { return cell(v, 0) },
+		"short":      func(v any) string { return cell(v, 160) },
+		"titled": func(s string) string {
+			if s == "" {
+				return s
+			}
+			return strings.ToUpper(s[:1]) + s[1:]
+		},
+		"plural": func(n int, one, many string) string {
+			if n == 1 {
+				return "1 " + one
+			}
+			return strconv.Itoa(n) + " " + many
+		},
+		"metaOf": metaOf,
+		"join":   strings.Join,
 		"json": func(v any) string {
 			b, err := json.MarshalIndent(v, "", "  ")
 			if err != nil {
@@ -113,6 +129,40 @@ func loadPages() (pages, error) {
 	return p, nil
 }
 
+// cell shows a value of a table row on one line, cut at max runes when
+// max > 0: a time, or text that is one, as the pages show times.
+func cell(v any, max int) string {
+	switch x := v.(type) {
+	case time.Time:
+		return x.UTC().Format("2006-01-02 15:04:05Z")
+	case string:
+		if t, err := time.Parse(time.RFC3339Nano, x); err == nil {
+			return t.UTC().Format("2006-01-02 15:04:05Z")
+		}
+	}
+	return oneLine(v, max)
+}
+
+// metaOf is what a search result's line of details says: its fields but
+// the text, the snippet and what its links show, its score rounded.
+func metaOf(rec map[string]any, about tidemark.QueryItem) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(rec)) {
+		v := rec[k]
+		switch {
+		case v == nil, k == "text", k == "snippet", k == "target", k == "link":
+		case k == "score":
+			if f, ok := v.(float64); ok {
+				out = append(out, fmt.Sprintf("score: %.3g", f))
+			}
+		case about.Key != "" && fmt.Sprint(v) == about.Key:
+		default:
+			out = append(out, k+": "+cell(v, 80))
+		}
+	}
+	return out
+}
+
 // highlight shows a snippet with its matches marked: the text escaped,
 // then the markers of package table turned into <mark>.
 func highlight(snippet string) template.HTML {
@@ -155,6 +205,8 @@ type pageData struct {
 	Row       *rowView
 	State     *targetRowView
 	Plan      []tidemarktype.SetupChange
+	Groups    []stateGroup
+	Quiet     int
 	Results   *queryAPI
 	About     []tidemark.QueryItem
 	Declarers [][]refView
@@ -179,12 +231,19 @@ func (s *insight) searchQuery() string {
 	return ""
 }
 
+// render answers with a page, rendered whole before anything is sent: a
+// template that fails is a 500, not a page cut short under a 200.
 func (s *insight) render(w http.ResponseWriter, req *http.Request, status int, page string, d *pageData) {
+	var b bytes.Buffer
+	if err := s.pages[page].ExecuteTemplate(&b, "layout", d); err != nil {
+		id := newToken()[:8]
+		s.r.log.ErrorContext(req.Context(), "rendering a page", "id", id, "page", page, "err", err)
+		http.Error(w, fmt.Sprintf("the server failed to show the page (error %s in its log)", id), http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	if err := s.pages[page].ExecuteTemplate(w, "layout", d); err != nil {
-		s.r.log.ErrorContext(req.Context(), "rendering a page", "page", page, "err", err)
-	}
+	w.Write(b.Bytes())
 }
 
 // failPage answers a page's request that failed with err.
@@ -241,11 +300,33 @@ func (s *insight) dashboard(w http.ResponseWriter, req *http.Request) {
 	case "started", "requested", "already requested", "an update is running":
 		d.Notice = "Update: " + u + "."
 	}
-	d.Running, d.Passes = s.hub.recent()
-	if len(d.Passes) > 10 {
-		d.Passes = d.Passes[:10]
+	running, passes := s.hub.recent()
+	d.Running = running
+	// The passes that changed something, or failed: a live server lists
+	// its sources every few seconds, mostly to find nothing new.
+	for _, p := range passes {
+		if !changed(p) {
+			d.Quiet++
+			continue
+		}
+		if len(d.Passes) < 10 {
+			d.Passes = append(d.Passes, p)
+		}
 	}
 	s.render(w, req, http.StatusOK, "dashboard", d)
+}
+
+// changed says a pass wrote or deleted something, or failed.
+func changed(p passView) bool {
+	if p.Error != "" {
+		return true
+	}
+	for _, st := range p.Sources {
+		if st.Added+st.Updated+st.Reprocessed+st.Deleted+st.Errors+st.Held > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *insight) rowsPage(w http.ResponseWriter, req *http.Request) {
@@ -284,6 +365,7 @@ func (s *insight) rowPage(w http.ResponseWriter, req *http.Request) {
 	}
 	d := s.data(req, "Row "+req.PathValue("key"))
 	d.Row, d.KeyArg = v, req.PathValue("key")
+	d.Groups = s.groups(v)
 	s.render(w, req, http.StatusOK, "row", d)
 }
 
@@ -363,6 +445,43 @@ func (s *insight) searchPage(w http.ResponseWriter, req *http.Request) {
 		d.NextPage = pageURL(req.URL.Path, page)
 	}
 	s.render(w, req, http.StatusOK, "search", d)
+}
+
+// stateGroup is the target states a row declared in one target, as the
+// row's page shows them: a table's as rows under its columns.
+type stateGroup struct {
+	Name    string
+	Columns []string
+	States  []stateView
+}
+
+// groups sorts a row's states by target, in the order they came.
+func (s *insight) groups(v *rowView) []stateGroup {
+	specs := tableSpecs(s.s.flow)
+	var out []stateGroup
+	at := make(map[string]int)
+	for _, st := range v.States {
+		name := st.Name
+		if !st.Table {
+			name += " " // apart from a table of the same name's rows
+		}
+		i, ok := at[name]
+		if !ok {
+			i = len(out)
+			at[name] = i
+			g := stateGroup{Name: st.Name}
+			if st.Table {
+				for _, spec := range specs {
+					if spec.Table == st.Name {
+						g.Columns = spec.ColumnNames()
+					}
+				}
+			}
+			out = append(out, g)
+		}
+		out[i].States = append(out[i].States, st)
+	}
+	return out
 }
 
 // pageURL is a link to path with the query q: a URL of this server's, that

@@ -310,7 +310,7 @@ func TestBrowserLineage(t *testing.T) {
 		b.do(chromedp.SendKeys(chromedp.CSS(`form.search input[name="q"]`), "rust"))
 		require.Equal(t, http.StatusOK, b.follow(chromedp.Submit(chromedp.CSS("form.search"))))
 		require.Equal(t, "/search?q=rust", b.path())
-		require.Equal(t, "search", b.text("h1"))
+		require.Equal(t, "Search", b.text("h1"))
 		require.Regexp(t, `^results 1 to \d+ of \d+$`, b.text("p.total"))
 		require.Contains(t, strings.ToLower(b.text("li.result mark")), "rust", "the match is highlighted")
 		shot(b, "browser-search")
@@ -325,7 +325,7 @@ func TestBrowserLineage(t *testing.T) {
 		content := b.text("table.kv.content")
 		require.Contains(t, strings.ToLower(content), "rust")
 		require.Contains(t, content, "thread_id")
-		require.Equal(t, "Declared by 1 source rows", b.text("h2"))
+		require.Equal(t, "Declared by 1 source row", b.text("h2"))
 		shot(b, "browser-target")
 
 		// The source row: its key and ordinal, and every target state it
@@ -336,13 +336,15 @@ func TestBrowserLineage(t *testing.T) {
 		key := strings.Fields(rowH1)[1]
 		require.Equal(t, "/sources/threads/rows/"+key, b.path())
 		require.Regexp(t, `^ordinal\s+\d+$`, b.text("table.kv tr:first-child"))
-		states := get(b, chromedp.Nodes(chromedp.CSSAll("section.state")))
-		require.Len(t, states, 7, "the thread and its 6 comments")
+		states := get(b, chromedp.Nodes(chromedp.CSSAll("section.state table.states tbody tr")))
+		require.Len(t, states, 7, "the thread and its 6 comments, a line each")
 		require.Equal(t, "7 target states it declared", b.text("h2"))
+		require.Equal(t, "7 rows of hn_messages", b.text("section.state h3"))
 		links := get(b, chromedp.Evaluate[[]string](`[...document.querySelectorAll("section.state a.target-link")].map((a) => a.getAttribute("href"))`))
 		require.Len(t, links, 7)
 		require.Contains(t, links, target.Value, "the row declared the target row we came from")
-		require.Len(t, get(b, chromedp.Nodes(chromedp.CSSAll("section.state table.kv.content"))), 7, "each with its content")
+		require.Contains(t, b.text("section.state table.states thead"), "thread_id", "under the table's columns")
+		require.Contains(t, strings.ToLower(b.text("section.state table.states tbody")), "rust", "each with its content")
 		shot(b, "browser-row")
 
 		// Another of its target rows.
@@ -397,8 +399,9 @@ func TestBrowserLiveDashboard(t *testing.T) {
 	b := newBrowser(t, exe)
 	b.open(base + "/")
 	require.Equal(t, "true", get(b, chromedp.Evaluate[string](`document.body.dataset.live`)))
-	// A pass of the server's own, seen through the events.
-	b.do(chromedp.WaitVisible(chromedp.CSS("table.passes tr.pass")))
+	// The server's own passes, which find nothing new, seen through the
+	// events: counted, not listed.
+	b.do(chromedp.WaitVisible(chromedp.CSS("p.quiet")))
 	// What #progress says as the page changes it, and a mark a reload
 	// would lose.
 	b.do(chromedp.Evaluate[chromedp.Void](`window.tidemarkTestMark = "not reloaded";
@@ -442,7 +445,7 @@ func TestBrowserLogin(t *testing.T) {
 
 	b.open(base + "/search?q=rust")
 	require.Equal(t, "/login?next="+url.QueryEscape("/search?q=rust"), b.path())
-	require.Equal(t, "hnindex", b.text("h1"))
+	require.Equal(t, "Log in to hnindex", b.text("h1"))
 	b.do(chromedp.SendKeys(chromedp.CSS(`input[name="token"]`), "not the token"))
 	require.Equal(t, http.StatusUnauthorized, b.follow(chromedp.Submit(chromedp.CSS("form"))))
 	require.Equal(t, "That is not the token.", b.text("p.bad"))
@@ -455,7 +458,7 @@ func TestBrowserLogin(t *testing.T) {
 	b.do(chromedp.SendKeys(chromedp.CSS(`input[name="token"]`), token))
 	require.Equal(t, http.StatusOK, b.follow(chromedp.Submit(chromedp.CSS("form"))))
 	require.Equal(t, "/search?q=rust", b.path())
-	require.Equal(t, "search", b.text("h1"))
+	require.Equal(t, "Search", b.text("h1"))
 	require.NotEmpty(t, get(b, chromedp.Nodes(chromedp.CSSAll("li.result"))))
 	b.requireClean()
 }

@@ -27,6 +27,9 @@
     }
     document.body.dataset.refreshed = String(Date.now());
   };
+  // A page the browser kept in its back/forward cache is shown as it
+  // was: fetch it afresh.
+  window.addEventListener("pageshow", (e) => { if (e.persisted) reload(); });
   const events = new EventSource("/api/v1/events");
   events.addEventListener("pass_started", (e) => show(JSON.parse(e.data)));
   events.addEventListener("pass_progress", (e) => show(JSON.parse(e.data)));
