@@ -56,6 +56,13 @@ func TestUpdateStopCommitsAndDeletesNothing(t *testing.T) {
 			}
 		}
 		require.Equal(t, int(src.Updated), edited, "every row counted as updated was committed")
+		e := h.open()
+		status, err := e.Status(t.Context(), 0)
+		require.NoError(t, err)
+		require.NoError(t, e.Close())
+		last := status.Sources[0].LastUpdate
+		require.True(t, last.Stopped, "the update is noted as stopped, not failed")
+		require.Contains(t, last.Error, "update stopped")
 
 		h.src.OnGet(nil)
 		st = h.mustUpdate()

@@ -222,7 +222,7 @@ func (s *insight) rows(req *http.Request) (*rowsPage, error) {
 		return nil, badRequestf("failed must be true or false, got %q", f)
 	}
 	if !s.expensive.acquire(req.Context()) {
-		return nil, errBusy
+		return nil, errBusyQueries
 	}
 	defer s.expensive.release()
 	limit := opts.Limit
@@ -443,7 +443,7 @@ func (s *insight) runQuery(req *http.Request, name string) (tidemark.Query, any,
 		return q, nil, err
 	}
 	if !s.expensive.acquire(req.Context()) {
-		return q, nil, errBusy
+		return q, nil, errBusyQueries
 	}
 	defer s.expensive.release()
 	res, err := s.s.flow.Query(req.Context(), name, q)
@@ -581,7 +581,7 @@ func (s *insight) reasons(sources []sourceView, running bool, since, now time.Ti
 		switch {
 		case u == nil:
 			reasons = append(reasons, fmt.Sprintf("source %s: never updated", src.Name))
-		case u.Error != "":
+		case u.Error != "" && !u.Stopped:
 			reasons = append(reasons, fmt.Sprintf("source %s: its last update, at %s, failed: %s", src.Name, u.Finished.UTC().Format(time.RFC3339), firstLine(u.Error)))
 		}
 		if !s.live {
@@ -590,7 +590,8 @@ func (s *insight) reasons(sources []sourceView, running bool, since, now time.Ti
 		interval := s.interval(src.Name)
 		late := now.Sub(since)
 		switch {
-		case late <= 2*interval+30*time.Second:
+		case !running && late <= 2*interval+30*time.Second:
+		case running && late <= max(2*interval+30*time.Second, stuckAfter):
 		case running:
 			reasons = append(reasons, fmt.Sprintf("source %s: the running pass is stuck: no row of it was done for %s, and it is listed every %s",
 				src.Name, late.Round(time.Second), interval))
@@ -601,6 +602,11 @@ func (s *insight) reasons(sources []sourceView, running bool, since, now time.Ti
 	}
 	return reasons
 }
+
+// stuckAfter is the least time without a row done that makes a running
+// pass stuck: a row may be retried for minutes (the HackerNews source's
+// --retry-deadline is 2 minutes by default) in a pass that is not.
+const stuckAfter = 10 * time.Minute
 
 // interval is how often live mode lists a source.
 func (s *insight) interval(source string) time.Duration {

@@ -65,7 +65,7 @@ const maxEventClients = 64
 
 // errTooManyListeners is told to a client of /api/v1/events past
 // maxEventClients.
-var errTooManyListeners = fmt.Errorf("%w: %d clients already listen to the events", errBusy, maxEventClients)
+var errTooManyListeners = fmt.Errorf("%d clients already listen to the events: %w", maxEventClients, errBusy)
 
 func newHub(scrub func(string) string) *hub {
 	return &hub{scrub: scrub, clients: make(map[chan event]struct{}), lastEnd: time.Now()}

@@ -241,8 +241,13 @@ func (l limiter) acquire(ctx context.Context) bool {
 
 func (l limiter) release() { <-l }
 
-// errBusy is told to a client whose expensive request found no turn.
-var errBusy = errors.New("the server is busy with other queries: try again in a moment")
+// errBusy is wrapped by the errors told to a client whose request found no
+// turn.
+var errBusy = errors.New("the server is busy: try again in a moment")
+
+// errBusyQueries is told to a client whose expensive request found no
+// turn.
+var errBusyQueries = fmt.Errorf("%d queries are running: %w", maxExpensive, errBusy)
 
 // conns bounds a listener's open connections and closes idle keep-alive
 // connections past serverMaxIdle.

@@ -109,6 +109,9 @@ func TestHealthReasons(t *testing.T) {
 	require.Equal(t, []string{"source a: a live pass is overdue: the last ended 2m31s ago, and it is listed every 1m0s"},
 		s.reasons(sources[:1], false, now.Add(-151*time.Second), now))
 	require.Empty(t, s.reasons(sources[:1], true, now.Add(-time.Minute), now), "a pass running that moves on is not overdue")
+	require.Empty(t, s.reasons(sources[:1], true, now.Add(-9*time.Minute), now), "nor one whose row is retried for minutes")
+	stopped := &tidemarktype.SourceUpdate{Finished: now.Add(-time.Minute), Error: "update stopped", Stopped: true}
+	require.Empty(t, s.reasons([]sourceView{{Name: "d", LastUpdate: stopped}}, false, now, now), "an update stopped did not fail")
 	require.Equal(t, []string{"source a: the running pass is stuck: no row of it was done for 1h0m0s, and it is listed every 1m0s"},
 		s.reasons(sources[:1], true, now.Add(-time.Hour), now))
 	s.live = false

@@ -155,7 +155,7 @@ func metaOf(rec map[string]any, about tidemark.QueryItem) []string {
 			if f, ok := v.(float64); ok {
 				out = append(out, fmt.Sprintf("score: %.3g", f))
 			}
-		case about.Key != "" && fmt.Sprint(v) == about.Key:
+		case (k == "id" || k == "key") && about.Key != "" && fmt.Sprint(v) == about.Key:
 		default:
 			out = append(out, k+": "+cell(v, 80))
 		}
@@ -432,7 +432,11 @@ func (s *insight) searchPage(w http.ResponseWriter, req *http.Request) {
 		page.Set("limit", strconv.Itoa(res.Limit))
 	}
 	if res.Offset > 0 {
-		page.Set("offset", strconv.Itoa(max(res.Offset-res.Limit, 0)))
+		prev := max(res.Offset-res.Limit, 0)
+		if len(res.Results) == 0 && res.Total != nil && *res.Total > 0 {
+			prev = min(prev, (*res.Total-1)/res.Limit*res.Limit) // past the end: the last page
+		}
+		page.Set("offset", strconv.Itoa(prev))
 		d.PrevPage = pageURL(req.URL.Path, page)
 	}
 	end := res.Offset + len(res.Results)

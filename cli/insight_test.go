@@ -661,3 +661,25 @@ func TestInsightDroppedTable(t *testing.T) {
 		})
 	}
 }
+
+// TestInsightSearchPastTheEnd: a page past the last says how many there
+// are, and leads back to the last page.
+func TestInsightSearchPastTheEnd(t *testing.T) {
+	t.Parallel()
+	src := tidemarktest.NewSource[string, string]()
+	for i := range 7 {
+		src.Set(fmt.Sprintf("n%d", i), "a fox")
+	}
+	src.Set("null", "the text null is a key")
+	app, _ := notesApp(src)
+	db := t.TempDir() + "/notes.db"
+	require.Equal(t, 0, run(t, app, cli.Env{}, "update", "--db", db).code)
+	s := startServer(t, app, cli.Env{}, "--db", db)
+	_, body := s.call(t, "GET", "/search?q=fox&limit=3&offset=30", false)
+	require.Contains(t, body, "no results past the first 30 of 7")
+	_, body = s.call(t, "GET", href(t, body, "prev"), false)
+	require.Contains(t, body, "results 7 to 7 of 7")
+	resp, body := s.call(t, "GET", "/api/v1/targets/notes/states/null", false)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.Contains(t, body, `"text":"the text null is a key"`)
+}

@@ -568,7 +568,7 @@ func tableKey(spec table.Spec, arg string) (target.Key, error) {
 	c, _ := spec.Column(spec.PrimaryKey[0])
 	var v any = arg
 	var quoted string
-	if c.Kind == table.KindText && json.Unmarshal([]byte(arg), &quoted) == nil {
+	if c.Kind == table.KindText && strings.HasPrefix(arg, `"`) && json.Unmarshal([]byte(arg), &quoted) == nil {
 		v = quoted // the key as show row prints a JSON key: "40000001"
 	}
 	if c.Kind == table.KindInt || c.Kind == table.KindFloat {

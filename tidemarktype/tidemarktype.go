@@ -230,6 +230,9 @@ type SourceUpdate struct {
 	Finished time.Time   `json:"finished"`
 	Stats    SourceStats `json:"stats"`
 	Error    string      `json:"error,omitempty"`
+	// Stopped says the update was stopped (see UpdateOptions.Stop) before
+	// it was done: Error says so, and the update did not fail.
+	Stopped bool `json:"stopped,omitempty"`
 }
 
 // TargetStatus describes one root target or attachment as kept.

@@ -305,6 +305,7 @@ func (e *Engine) noteUpdates(ctx context.Context, runs []*sourceRun, st Stats, e
 		u := tidemarktype.SourceUpdate{Started: st.Started, Finished: st.Finished, Stats: st.Sources[r.src.Name]}
 		if err != nil {
 			u.Error = err.Error()
+			u.Stopped = errors.Is(err, ErrStopped)
 		}
 		enc, jerr := json.Marshal(u)
 		if jerr == nil {
