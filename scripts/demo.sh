@@ -77,3 +77,8 @@ done
 run update --db "$DB" --hn-url "$url" --rate 1000
 
 run search --db "$DB" --limit 3 rust postgres
+
+echo
+echo "To look inside the index (its rows, their lineage, a search page), run"
+echo "  go run ./cmd/hnindex server --db $DB"
+echo "and open http://127.0.0.1:8080 (Ctrl-C stops it)."
