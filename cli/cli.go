@@ -93,18 +93,23 @@ func (r *runner) mustExist(ctx context.Context, a access, opts tidemark.Options)
 			return noDatabase
 		}
 	}
-	if a != readEngine && !dburl.IsPostgres(r.db) {
+	if a != readEngine && (!dburl.IsPostgres(r.db) || r.state != "") {
+		// A read-only command on PostgreSQL asks StateExists below whether
+		// the database exists; with --state apart, opening --db tells.
 		return nil
 	}
 	exists, err := tidemark.StateExists(ctx, opts)
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.As(err, &pgErr) && pgErr.Code == "3D000": // invalid_catalog_name
+		if r.state != "" {
+			return fmt.Errorf("no database at --state %s (run `%s update` first)", dburl.Redact(r.state), r.app.Name)
+		}
 		return noDatabase
 	case err != nil:
 		return err
 	case !exists && a == readEngine:
-		return fmt.Errorf("no %s index at %s (run `%s update` first)", r.app.Name, dburl.Redact(r.db), r.app.Name)
+		return fmt.Errorf("no %s index at %s (run `%s update` first)", r.app.Name, dburl.Redact(r.stateURL()), r.app.Name)
 	}
 	return nil
 }
@@ -269,6 +274,7 @@ type runner struct {
 	graceful atomic.Bool
 
 	db        string
+	state     string
 	writers   int
 	logFormat string
 	logLevel  string
@@ -297,6 +303,7 @@ func (r *runner) command() *cobra.Command {
 	}
 	fs := root.PersistentFlags()
 	fs.StringVar(&r.db, "db", r.app.DefaultDB, "where the tables and Tidemark's state live: a SQLite file path or a postgres:// URL")
+	fs.StringVar(&r.state, "state", "", "where Tidemark's state lives, when not in --db: a SQLite file path or a postgres:// URL")
 	fs.IntVar(&r.writers, "pg-writers", 2, "with PostgreSQL, connections that write a large batch at once")
 	fs.StringVar(&r.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -402,12 +409,17 @@ func (r *runner) open(ctx context.Context, a access) (*session, error) {
 	if err := dburl.Check(r.db); err != nil {
 		return nil, fmt.Errorf("--db: %w", err)
 	}
+	if r.state != "" {
+		if err := dburl.Check(r.state); err != nil {
+			return nil, fmt.Errorf("--state: %w", err)
+		}
+	}
 	if r.app.Validate != nil {
 		if err := r.app.Validate(); err != nil {
 			return nil, err
 		}
 	}
-	opts := tidemark.Options{StateStore: r.db, Logger: r.log}
+	opts := tidemark.Options{StateStore: r.stateURL(), Logger: r.log}
 	if r.app.Options != nil {
 		r.app.Options(&opts)
 	}
@@ -436,9 +448,17 @@ func (r *runner) open(ctx context.Context, a access) (*session, error) {
 	s.engine, err = tidemark.Open(ctx, s.flow, opts)
 	if err != nil {
 		db.Close()
-		return nil, dburl.RedactError(r.db, err)
+		return nil, dburl.RedactError(r.stateURL(), dburl.RedactError(r.db, err))
 	}
 	return s, nil
+}
+
+// stateURL is where Tidemark's state lives: --state, or else --db.
+func (r *runner) stateURL() string {
+	if r.state != "" {
+		return r.state
+	}
+	return r.db
 }
 
 // version is the module's version and VCS revision, as the build recorded

@@ -63,13 +63,16 @@ func (s *insight) scrub(text string) string { return s.r.scrub(text) }
 // scrub removes from text what would give away --db's secrets: the URL as
 // given, and its password wherever it appears.
 func (r *runner) scrub(text string) string {
-	if text == "" {
-		return ""
+	for _, u := range []string{r.db, r.state} {
+		if text == "" || u == "" {
+			continue
+		}
+		if redacted := dburl.Redact(u); redacted != u {
+			text = strings.ReplaceAll(text, u, redacted)
+		}
+		text = dburl.RedactText(u, text)
 	}
-	if redacted := dburl.Redact(r.db); redacted != r.db {
-		text = strings.ReplaceAll(text, r.db, redacted)
-	}
-	return dburl.RedactText(r.db, text)
+	return text
 }
 
 // scrubOptions redacts the passwords of the URLs among a source's options.

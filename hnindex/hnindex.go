@@ -208,7 +208,7 @@ func App(configure func(*hackernews.Options)) cli.App {
 		Name:      "hnindex",
 		Short:     "Keep recent HackerNews threads and their comments in a full-text searchable table",
 		DefaultDB: "hnindex.db",
-		Env:       map[string]string{"db": "TIDEMARK_DATABASE_URL", "hn-url": "HN_API_URL"},
+		Env:       map[string]string{"db": "TIDEMARK_DATABASE_URL", "state": "TIDEMARK_STATE_URL", "hn-url": "HN_API_URL"},
 		Flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&o.BaseURL, "hn-url", "https://hn.algolia.com/api/v1", "the HackerNews (Algolia) API")
 			fs.StringVar(&o.Tag, "tag", "story", "the kind of threads listed (story, ask_hn, show_hn, …)")
