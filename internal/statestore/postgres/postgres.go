@@ -49,6 +49,7 @@ type Store struct {
 	ownsPool bool
 	schema   string
 	q        queries
+	c        coordQueries
 }
 
 var _ statestore.Store = (*Store)(nil)
@@ -112,6 +113,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, schema string) (*Store, error)
 
 func open(ctx context.Context, pool *pgxpool.Pool, schema string, ownsPool bool) (*Store, error) {
 	s := &Store{pool: pool, ownsPool: ownsPool, schema: schema, q: newQueries(schema)}
+	s.c = newCoordQueries(s.q.replace)
 	if err := s.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("postgres state store in schema %s: %w", schema, err)
 	}

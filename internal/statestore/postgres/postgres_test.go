@@ -87,6 +87,16 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestCoordinatorConformance(t *testing.T) {
+	t.Parallel()
+	statestoretest.ExerciseCoordinator(t, func(t *testing.T) statestore.Store {
+		base, schema := pgtest.Schema(t)
+		s, err := Open(t.Context(), withParams(t, base, map[string]string{"search_path": nowhere}), schema)
+		require.NoError(t, err)
+		return s
+	})
+}
+
 func TestCheckSchema(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"tidemark", "_x", "a1_b2", strings.Repeat("a", 63), "public"} {
@@ -137,7 +147,7 @@ func TestSchemaRespectedAndVersioned(t *testing.T) {
 	require.NoError(t, err)
 	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
-	require.Equal(t, []string{"tidemark_flows", "tidemark_locks", "tidemark_migrations", "tidemark_owners", "tidemark_rows", "tidemark_sources", "tidemark_targets"}, tables)
+	require.Equal(t, []string{"tidemark_claims", "tidemark_flows", "tidemark_locks", "tidemark_migrations", "tidemark_owners", "tidemark_passes", "tidemark_rows", "tidemark_sources", "tidemark_targets"}, tables)
 	var version int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT max(version) FROM `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()).Scan(&version))
 	require.Equal(t, migrationCount(t), version)

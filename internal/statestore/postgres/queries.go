@@ -52,6 +52,8 @@ func newQueries(schema string) queries {
 		"{{rows}}", table("tidemark_rows"),
 		"{{owners}}", table("tidemark_owners"),
 		"{{locks}}", table("tidemark_locks"),
+		"{{passes}}", table("tidemark_passes"),
+		"{{claims}}", table("tidemark_claims"),
 	)}
 	r := q.replace
 	q.migrations = r(`{{migrations}}`)

@@ -1,0 +1,156 @@
+package statestore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrFenced is returned to a worker whose lease or claim another worker
+// took since: it expired, and the work went on without it. The worker
+// must not write what it had in hand.
+var ErrFenced = errors.New("statestore: the lease was taken by another worker")
+
+// Coordinator is implemented by a state store that several processes can
+// update a flow through at once (PostgreSQL; not SQLite, which stays
+// single-process). The work of each source's pass is shared out through
+// it:
+//
+//   - One worker at a time holds a pass's listing lease (PassJoin makes the
+//     first who comes the lister): it lists the source, enqueues the keys
+//     that need work as claims (PassEnqueue), says when the listing is
+//     complete (PassListed), and, once every claim is done, deletes the rows
+//     the listing left out and finishes the pass (PassFinish).
+//   - Every worker, the lister too, takes claims (ClaimTake), a key at a
+//     time in no worker but one, processes them, and marks them done
+//     (ClaimDone).
+//   - Leases and claims expire unless renewed (PassLease, ClaimRenew): a
+//     worker killed leaves its part to the others. Each taking of a lease
+//     or a claim advances its fence; a call with an older fence fails with
+//     ErrFenced, so a worker that wakes up after its lease was taken
+//     cannot write on.
+//
+// Times are the database's own, so that the workers' clocks need not
+// agree.
+type Coordinator interface {
+	// PassJoin joins the source's open pass, or opens one. The caller is
+	// its lister when it opened it, or when the lister's lease expired
+	// before the listing was complete; it is told the lease's fence then.
+	PassJoin(ctx context.Context, p PassJoinParams) (Pass, error)
+	// PassLease renews the lister's lease for TTL; ErrFenced when it was
+	// taken.
+	PassLease(ctx context.Context, p PassLeaseParams) error
+	// PassEnqueue adds claims of keys to the pass, under the lister's lease
+	// (ErrFenced when it was taken). A key the pass has already is left as
+	// it is.
+	PassEnqueue(ctx context.Context, p PassEnqueueParams) error
+	// PassListed records that the lister's listing is complete: every key
+	// that needs work is enqueued.
+	PassListed(ctx context.Context, p PassLeaseParams) error
+	// PassProgress counts the pass's claims by state.
+	PassProgress(ctx context.Context, p PassProgressParams) (PassProgress, error)
+	// PassFinish closes the pass, under the lister's lease; the next
+	// PassJoin opens another.
+	PassFinish(ctx context.Context, p PassLeaseParams) error
+
+	// ClaimTake claims up to Limit keys of the pass for TTL: keys no worker
+	// claimed yet, or whose claim expired. Two workers never get the same
+	// key from one call each.
+	ClaimTake(ctx context.Context, p ClaimTakeParams) ([]Claim, error)
+	// ClaimRenew renews claims for TTL and returns those that were taken
+	// meanwhile: the caller must drop them.
+	ClaimRenew(ctx context.Context, p ClaimRenewParams) (lost []string, err error)
+	// ClaimDone marks claims done and returns those that were taken
+	// meanwhile, which are left to their new worker.
+	ClaimDone(ctx context.Context, p ClaimDoneParams) (lost []string, err error)
+}
+
+// Pass is a worker's part in a source's pass.
+type Pass struct {
+	ID int64
+	// Lister says the worker holds the listing lease, with Fence.
+	Lister bool
+	Fence  int64
+	// Listed says the listing is complete.
+	Listed bool
+}
+
+// PassJoinParams are the parameters of Coordinator.PassJoin.
+type PassJoinParams struct {
+	SourceID int64
+	// Worker names the calling worker, uniquely among the workers.
+	Worker string
+	// TTL is the listing lease's, if the caller gets it.
+	TTL time.Duration
+}
+
+// PassLeaseParams name a lister's lease: its pass, its worker and its
+// fence. TTL is how long a renewal lasts.
+type PassLeaseParams struct {
+	PassID int64
+	Worker string
+	Fence  int64
+	TTL    time.Duration
+}
+
+// PassEnqueueParams are the parameters of Coordinator.PassEnqueue.
+type PassEnqueueParams struct {
+	PassLeaseParams
+	Items []ClaimItem
+}
+
+// ClaimItem is a key to enqueue, with what its worker needs of the listing
+// (the listed entry, as the engine encodes it).
+type ClaimItem struct {
+	Key    string
+	Listed []byte
+}
+
+// PassProgressParams are the parameters of Coordinator.PassProgress.
+type PassProgressParams struct {
+	PassID int64
+}
+
+// PassProgress counts a pass's claims: not claimed yet (or expired),
+// claimed, and done.
+type PassProgress struct {
+	Pending, Claimed, Done int64
+	// Listed says the listing is complete; Finished that the pass is.
+	Listed, Finished bool
+}
+
+// ClaimTakeParams are the parameters of Coordinator.ClaimTake.
+type ClaimTakeParams struct {
+	PassID int64
+	Worker string
+	Limit  int
+	TTL    time.Duration
+}
+
+// Claim is a key claimed by a worker, with its fence.
+type Claim struct {
+	Key    string
+	Listed []byte
+	Fence  int64
+}
+
+// ClaimRef names a claim a worker holds: its key and fence.
+type ClaimRef struct {
+	Key   string
+	Fence int64
+}
+
+// ClaimRenewParams are the parameters of Coordinator.ClaimRenew.
+type ClaimRenewParams struct {
+	PassID int64
+	Worker string
+	Claims []ClaimRef
+	TTL    time.Duration
+}
+
+// ClaimDoneParams are the parameters of Coordinator.ClaimDone.
+type ClaimDoneParams struct {
+	PassID int64
+	Worker string
+	Claims []ClaimRef
+}

@@ -1,0 +1,221 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tidemark/tidemark/internal/statestore"
+)
+
+var _ statestore.Coordinator = (*Store)(nil)
+
+// The coordinator's statements. Times are the server's (now()), so that
+// the workers' clocks need not agree; a TTL is given in milliseconds.
+type coordQueries struct {
+	passOpen, passCreate, passTakeOver, passLease, passListed, passFinish string
+	passFence, passProgress                                               string
+	claimAdd, claimTake, claimRenew, claimDone                            string
+}
+
+func newCoordQueries(r func(string) string) coordQueries {
+	until := `now() + $%d * interval '1 millisecond'`
+	return coordQueries{
+		passOpen: r(`SELECT id, lister, lister_fence, lister_until < now(), listed FROM {{passes}}
+			WHERE source_id = $1 AND finished_at IS NULL FOR UPDATE`),
+		passCreate: r(`INSERT INTO {{passes}} (source_id, lister, lister_fence, lister_until)
+			VALUES ($1, $2, 1, ` + fmt.Sprintf(until, 3) + `) ON CONFLICT DO NOTHING RETURNING id`),
+		passTakeOver: r(`UPDATE {{passes}} SET lister = $2, lister_fence = lister_fence + 1, lister_until = ` + fmt.Sprintf(until, 3) + `
+			WHERE id = $1 RETURNING lister_fence`),
+		passLease: r(`UPDATE {{passes}} SET lister_until = ` + fmt.Sprintf(until, 4) + `
+			WHERE id = $1 AND lister = $2 AND lister_fence = $3 AND finished_at IS NULL`),
+		passListed: r(`UPDATE {{passes}} SET listed = true
+			WHERE id = $1 AND lister = $2 AND lister_fence = $3 AND finished_at IS NULL`),
+		passFinish: r(`UPDATE {{passes}} SET finished_at = now()
+			WHERE id = $1 AND lister = $2 AND lister_fence = $3 AND finished_at IS NULL`),
+		// The lister's lease, held while its claims are added: FOR SHARE
+		// keeps a takeover from committing in between.
+		passFence: r(`SELECT 1 FROM {{passes}} WHERE id = $1 AND lister = $2 AND lister_fence = $3 AND finished_at IS NULL FOR SHARE`),
+		passProgress: r(`SELECT
+				count(*) FILTER (WHERE c.state = 0 OR c.state = 1 AND c.until < now()),
+				count(*) FILTER (WHERE c.state = 1 AND c.until >= now()),
+				count(*) FILTER (WHERE c.state = 2),
+				p.listed, p.finished_at IS NOT NULL
+			FROM {{passes}} AS p LEFT JOIN {{claims}} AS c ON c.pass_id = p.id
+			WHERE p.id = $1 GROUP BY p.id`),
+		claimAdd: r(`INSERT INTO {{claims}} (pass_id, key, listed) SELECT $1, k, l FROM unnest($2::text[], $3::bytea[]) AS u(k, l)
+			ON CONFLICT (pass_id, key) DO NOTHING`),
+		// SKIP LOCKED: two workers taking claims at once take different
+		// keys, neither waiting for the other.
+		claimTake: r(`UPDATE {{claims}} AS c SET state = 1, worker = $2, fence = c.fence + 1, until = ` + fmt.Sprintf(until, 4) + `
+			FROM (SELECT key FROM {{claims}} WHERE pass_id = $1 AND (state = 0 OR state = 1 AND until < now())
+				ORDER BY key LIMIT $3 FOR UPDATE SKIP LOCKED) AS free
+			WHERE c.pass_id = $1 AND c.key = free.key
+			RETURNING c.key, c.listed, c.fence`),
+		claimRenew: r(`UPDATE {{claims}} AS c SET until = ` + fmt.Sprintf(until, 5) + `
+			FROM unnest($3::text[], $4::bigint[]) AS mine(key, fence)
+			WHERE c.pass_id = $1 AND c.key = mine.key AND c.fence = mine.fence AND c.worker = $2 AND c.state = 1
+			RETURNING c.key`),
+		claimDone: r(`UPDATE {{claims}} AS c SET state = 2, until = NULL
+			FROM unnest($3::text[], $4::bigint[]) AS mine(key, fence)
+			WHERE c.pass_id = $1 AND c.key = mine.key AND c.fence = mine.fence AND c.worker = $2 AND c.state = 1
+			RETURNING c.key`),
+	}
+}
+
+// PassJoin implements statestore.Coordinator.
+func (s *Store) PassJoin(ctx context.Context, p statestore.PassJoinParams) (statestore.Pass, error) {
+	var pass statestore.Pass
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		for range 2 {
+			var (
+				lister  string
+				fence   int64
+				expired bool
+			)
+			err := tx.QueryRow(ctx, s.c.passOpen, p.SourceID).Scan(&pass.ID, &lister, &fence, &expired, &pass.Listed)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				err = tx.QueryRow(ctx, s.c.passCreate, p.SourceID, p.Worker, p.TTL.Milliseconds()).Scan(&pass.ID)
+				if errors.Is(err, pgx.ErrNoRows) {
+					continue // another worker opened it meanwhile: join that
+				}
+				pass.Lister, pass.Fence = true, 1
+				return err
+			case err != nil:
+				return err
+			case expired && !pass.Listed || lister == p.Worker:
+				pass.Lister = true
+				return tx.QueryRow(ctx, s.c.passTakeOver, pass.ID, p.Worker, p.TTL.Milliseconds()).Scan(&pass.Fence)
+			}
+			return nil
+		}
+		return errors.New("no open pass, and none could be opened")
+	})
+	if err != nil {
+		return statestore.Pass{}, fmt.Errorf("joining the pass of source %d: %w", p.SourceID, err)
+	}
+	return pass, nil
+}
+
+// leased runs a statement of the lister's lease: ErrFenced when no row
+// matched.
+func (s *Store) leased(ctx context.Context, what, q string, p statestore.PassLeaseParams, args ...any) error {
+	tag, err := s.pool.Exec(ctx, q, append([]any{p.PassID, p.Worker, p.Fence}, args...)...)
+	if err != nil {
+		return classify(ctx, fmt.Errorf("%s of pass %d: %w", what, p.PassID, err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%s of pass %d: %w", what, p.PassID, statestore.ErrFenced)
+	}
+	return nil
+}
+
+// PassLease implements statestore.Coordinator.
+func (s *Store) PassLease(ctx context.Context, p statestore.PassLeaseParams) error {
+	return s.leased(ctx, "renewing the listing lease", s.c.passLease, p, p.TTL.Milliseconds())
+}
+
+// PassListed implements statestore.Coordinator.
+func (s *Store) PassListed(ctx context.Context, p statestore.PassLeaseParams) error {
+	return s.leased(ctx, "ending the listing", s.c.passListed, p)
+}
+
+// PassFinish implements statestore.Coordinator.
+func (s *Store) PassFinish(ctx context.Context, p statestore.PassLeaseParams) error {
+	return s.leased(ctx, "finishing", s.c.passFinish, p)
+}
+
+// PassEnqueue implements statestore.Coordinator.
+func (s *Store) PassEnqueue(ctx context.Context, p statestore.PassEnqueueParams) error {
+	keys := make([]string, len(p.Items))
+	listed := make([][]byte, len(p.Items))
+	for i, it := range p.Items {
+		keys[i], listed[i] = it.Key, it.Listed
+	}
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		var one int
+		if err := tx.QueryRow(ctx, s.c.passFence, p.PassID, p.Worker, p.Fence).Scan(&one); errors.Is(err, pgx.ErrNoRows) {
+			return statestore.ErrFenced
+		} else if err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, s.c.claimAdd, p.PassID, keys, listed)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("enqueuing %d keys in pass %d: %w", len(p.Items), p.PassID, err)
+	}
+	return nil
+}
+
+// PassProgress implements statestore.Coordinator.
+func (s *Store) PassProgress(ctx context.Context, p statestore.PassProgressParams) (statestore.PassProgress, error) {
+	var pr statestore.PassProgress
+	err := s.pool.QueryRow(ctx, s.c.passProgress, p.PassID).Scan(&pr.Pending, &pr.Claimed, &pr.Done, &pr.Listed, &pr.Finished)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return pr, fmt.Errorf("pass %d: %w", p.PassID, statestore.ErrNotFound)
+	}
+	if err != nil {
+		return pr, classify(ctx, fmt.Errorf("counting the claims of pass %d: %w", p.PassID, err))
+	}
+	return pr, nil
+}
+
+// ClaimTake implements statestore.Coordinator.
+func (s *Store) ClaimTake(ctx context.Context, p statestore.ClaimTakeParams) ([]statestore.Claim, error) {
+	rows, err := s.pool.Query(ctx, s.c.claimTake, p.PassID, p.Worker, p.Limit, p.TTL.Milliseconds())
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("claiming keys of pass %d: %w", p.PassID, err))
+	}
+	claims, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (statestore.Claim, error) {
+		var c statestore.Claim
+		err := row.Scan(&c.Key, &c.Listed, &c.Fence)
+		return c, err
+	})
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("claiming keys of pass %d: %w", p.PassID, err))
+	}
+	return claims, nil
+}
+
+// ClaimRenew implements statestore.Coordinator.
+func (s *Store) ClaimRenew(ctx context.Context, p statestore.ClaimRenewParams) ([]string, error) {
+	return s.claims(ctx, "renewing", s.c.claimRenew, p.PassID, p.Worker, p.Claims, p.TTL.Milliseconds())
+}
+
+// ClaimDone implements statestore.Coordinator.
+func (s *Store) ClaimDone(ctx context.Context, p statestore.ClaimDoneParams) ([]string, error) {
+	return s.claims(ctx, "ending", s.c.claimDone, p.PassID, p.Worker, p.Claims)
+}
+
+// claims runs a statement on claims the worker holds, and returns those it
+// no longer does: the ones the statement did not match.
+func (s *Store) claims(ctx context.Context, what, q string, pass int64, worker string, refs []statestore.ClaimRef, args ...any) ([]string, error) {
+	keys := make([]string, len(refs))
+	fences := make([]int64, len(refs))
+	for i, c := range refs {
+		keys[i], fences[i] = c.Key, c.Fence
+	}
+	rows, err := s.pool.Query(ctx, q, append([]any{pass, worker, keys, fences}, args...)...)
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("%s %d claims of pass %d: %w", what, len(refs), pass, err))
+	}
+	held, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("%s %d claims of pass %d: %w", what, len(refs), pass, err))
+	}
+	mine := make(map[string]bool, len(held))
+	for _, k := range held {
+		mine[k] = true
+	}
+	var lost []string
+	for _, k := range keys {
+		if !mine[k] {
+			lost = append(lost, k)
+		}
+	}
+	return lost, nil
+}

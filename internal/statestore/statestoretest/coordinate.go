@@ -1,0 +1,309 @@
+package statestoretest
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tidemark/tidemark/internal/statestore"
+)
+
+// ExerciseCoordinator runs the conformance suite of a state store that
+// shares passes between workers (statestore.Coordinator). newStore returns
+// a fresh, empty store for each subtest; the suite closes it.
+func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.Store) {
+	t.Helper()
+	setup := func(t *testing.T) (statestore.Coordinator, int64) {
+		t.Helper()
+		s := newStore(t)
+		t.Cleanup(func() { require.NoError(t, s.Close()) })
+		c, ok := s.(statestore.Coordinator)
+		require.True(t, ok, "%T is no statestore.Coordinator", s)
+		_, err := s.FlowGet(t.Context(), statestore.FlowGetParams{Flow: "f"})
+		require.NoError(t, err)
+		src, err := s.SourceEnsure(t.Context(), statestore.SourceEnsureParams{Flow: "f", Name: "s"})
+		require.NoError(t, err)
+		return c, src
+	}
+	const long = time.Minute
+	items := func(keys ...string) []statestore.ClaimItem {
+		out := make([]statestore.ClaimItem, len(keys))
+		for i, k := range keys {
+			out[i] = statestore.ClaimItem{Key: k, Listed: []byte("listed " + k)}
+		}
+		return out
+	}
+	refs := func(cs []statestore.Claim) []statestore.ClaimRef {
+		out := make([]statestore.ClaimRef, len(cs))
+		for i, c := range cs {
+			out[i] = statestore.ClaimRef{Key: c.Key, Fence: c.Fence}
+		}
+		return out
+	}
+
+	t.Run("AWholePass", func(t *testing.T) {
+		t.Parallel()
+		c, src := setup(t)
+		ctx := t.Context()
+		a, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: long})
+		require.NoError(t, err)
+		require.True(t, a.Lister, "the first to come lists")
+		require.Equal(t, int64(1), a.Fence)
+		b, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "b", TTL: long})
+		require.NoError(t, err)
+		require.Equal(t, a.ID, b.ID, "one pass at a time")
+		require.False(t, b.Lister)
+
+		lease := statestore.PassLeaseParams{PassID: a.ID, Worker: "a", Fence: a.Fence, TTL: long}
+		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: items("k1", "k2", "k3")}))
+		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: items("k3", "k4")}), "a key again is left as it is")
+		require.ErrorIs(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: statestore.PassLeaseParams{PassID: a.ID, Worker: "b", Fence: 1}, Items: items("x")}),
+			statestore.ErrFenced, "only the lister enqueues")
+
+		got, err := c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: a.ID, Worker: "b", Limit: 3, TTL: long})
+		require.NoError(t, err)
+		require.Len(t, got, 3)
+		require.Equal(t, []byte("listed "+got[0].Key), got[0].Listed)
+		rest, err := c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: a.ID, Worker: "a", Limit: 3, TTL: long})
+		require.NoError(t, err)
+		require.Len(t, rest, 1, "the other key only")
+		require.NotContains(t, refs(got), refs(rest)[0])
+
+		pr, err := c.PassProgress(ctx, statestore.PassProgressParams{PassID: a.ID})
+		require.NoError(t, err)
+		require.Equal(t, statestore.PassProgress{Claimed: 4}, pr)
+		lost, err := c.ClaimDone(ctx, statestore.ClaimDoneParams{PassID: a.ID, Worker: "b", Claims: refs(got)})
+		require.NoError(t, err)
+		require.Empty(t, lost)
+		lost, err = c.ClaimDone(ctx, statestore.ClaimDoneParams{PassID: a.ID, Worker: "b", Claims: refs(rest)})
+		require.NoError(t, err)
+		require.Equal(t, []string{rest[0].Key}, lost, "another worker's claim is not ours to end")
+		lost, err = c.ClaimDone(ctx, statestore.ClaimDoneParams{PassID: a.ID, Worker: "a", Claims: refs(rest)})
+		require.NoError(t, err)
+		require.Empty(t, lost)
+
+		require.NoError(t, c.PassListed(ctx, lease))
+		pr, err = c.PassProgress(ctx, statestore.PassProgressParams{PassID: a.ID})
+		require.NoError(t, err)
+		require.Equal(t, statestore.PassProgress{Done: 4, Listed: true}, pr)
+		require.ErrorIs(t, c.PassFinish(ctx, statestore.PassLeaseParams{PassID: a.ID, Worker: "b", Fence: 1}), statestore.ErrFenced)
+		require.NoError(t, c.PassFinish(ctx, lease))
+		pr, err = c.PassProgress(ctx, statestore.PassProgressParams{PassID: a.ID})
+		require.NoError(t, err)
+		require.True(t, pr.Finished)
+
+		next, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "b", TTL: long})
+		require.NoError(t, err)
+		require.NotEqual(t, a.ID, next.ID, "a finished pass is not joined")
+		require.True(t, next.Lister)
+		none, err := c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: next.ID, Worker: "b", Limit: 10, TTL: long})
+		require.NoError(t, err)
+		require.Empty(t, none)
+	})
+
+	t.Run("AListerThatGoesIsReplaced", func(t *testing.T) {
+		t.Parallel()
+		c, src := setup(t)
+		ctx := t.Context()
+		a, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: 100 * time.Millisecond})
+		require.NoError(t, err)
+		old := statestore.PassLeaseParams{PassID: a.ID, Worker: "a", Fence: a.Fence, TTL: long}
+		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: old, Items: items("k1")}))
+		b, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "b", TTL: long})
+		require.NoError(t, err)
+		require.False(t, b.Lister, "the lease runs yet")
+
+		time.Sleep(150 * time.Millisecond)
+		b, err = c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "b", TTL: long})
+		require.NoError(t, err)
+		require.Equal(t, a.ID, b.ID, "the same pass, listed again by another")
+		require.True(t, b.Lister)
+		require.Greater(t, b.Fence, a.Fence)
+
+		// The stale lister, awake, is fenced off.
+		require.ErrorIs(t, c.PassLease(ctx, old), statestore.ErrFenced)
+		require.ErrorIs(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: old, Items: items("k9")}), statestore.ErrFenced)
+		require.ErrorIs(t, c.PassListed(ctx, old), statestore.ErrFenced)
+		require.ErrorIs(t, c.PassFinish(ctx, old), statestore.ErrFenced)
+
+		lease := statestore.PassLeaseParams{PassID: b.ID, Worker: "b", Fence: b.Fence, TTL: long}
+		require.NoError(t, c.PassLease(ctx, lease))
+		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: items("k1", "k2")}))
+		pr, err := c.PassProgress(ctx, statestore.PassProgressParams{PassID: b.ID})
+		require.NoError(t, err)
+		require.Equal(t, int64(2), pr.Pending, "what the first lister enqueued stays, once")
+
+		// A listing complete is not listed again, even when its lister's
+		// lease ends.
+		short := lease
+		short.TTL = 50 * time.Millisecond
+		require.NoError(t, c.PassLease(ctx, short))
+		require.NoError(t, c.PassListed(ctx, lease))
+		time.Sleep(100 * time.Millisecond)
+		again, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "c", TTL: long})
+		require.NoError(t, err)
+		require.False(t, again.Lister)
+		require.True(t, again.Listed)
+	})
+
+	t.Run("AClaimThatExpiresIsTakenOver", func(t *testing.T) {
+		t.Parallel()
+		c, src := setup(t)
+		ctx := t.Context()
+		p, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: long})
+		require.NoError(t, err)
+		lease := statestore.PassLeaseParams{PassID: p.ID, Worker: "a", Fence: p.Fence, TTL: long}
+		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: items("k1", "k2")}))
+
+		a, err := c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: p.ID, Worker: "a", Limit: 10, TTL: 100 * time.Millisecond})
+		require.NoError(t, err)
+		require.Len(t, a, 2)
+		lost, err := c.ClaimRenew(ctx, statestore.ClaimRenewParams{PassID: p.ID, Worker: "a", Claims: refs(a[:1]), TTL: long})
+		require.NoError(t, err)
+		require.Empty(t, lost, "k1 renewed")
+		none, err := c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: p.ID, Worker: "b", Limit: 10, TTL: long})
+		require.NoError(t, err)
+		require.Empty(t, none, "both held")
+
+		time.Sleep(150 * time.Millisecond)
+		b, err := c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: p.ID, Worker: "b", Limit: 10, TTL: long})
+		require.NoError(t, err)
+		require.Len(t, b, 1, "the claim not renewed expired")
+		require.Equal(t, a[1].Key, b[0].Key)
+		require.Greater(t, b[0].Fence, a[1].Fence)
+
+		// The first worker, awake, has lost it: it can neither renew nor
+		// end it; the new holder can.
+		lost, err = c.ClaimRenew(ctx, statestore.ClaimRenewParams{PassID: p.ID, Worker: "a", Claims: refs(a), TTL: long})
+		require.NoError(t, err)
+		require.Equal(t, []string{a[1].Key}, lost)
+		lost, err = c.ClaimDone(ctx, statestore.ClaimDoneParams{PassID: p.ID, Worker: "a", Claims: refs(a)})
+		require.NoError(t, err)
+		require.Equal(t, []string{a[1].Key}, lost)
+		lost, err = c.ClaimDone(ctx, statestore.ClaimDoneParams{PassID: p.ID, Worker: "b", Claims: refs(b)})
+		require.NoError(t, err)
+		require.Empty(t, lost)
+		pr, err := c.PassProgress(ctx, statestore.PassProgressParams{PassID: p.ID})
+		require.NoError(t, err)
+		require.Equal(t, statestore.PassProgress{Done: 2}, pr)
+	})
+
+	t.Run("WorkersAtOnceShareEachKeyOnce", func(t *testing.T) {
+		t.Parallel()
+		c, src := setup(t)
+		ctx := t.Context()
+		p, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "lister", TTL: long})
+		require.NoError(t, err)
+		lease := statestore.PassLeaseParams{PassID: p.ID, Worker: "lister", Fence: p.Fence, TTL: long}
+		var keys []string
+		for i := range 1000 {
+			keys = append(keys, fmt.Sprintf("k%04d", i))
+		}
+		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: items(keys...)}))
+
+		var (
+			mu  sync.Mutex
+			got = make(map[string]string)
+			wg  sync.WaitGroup
+		)
+		for w := range 6 {
+			worker := fmt.Sprintf("w%d", w)
+			wg.Go(func() {
+				for {
+					cs, err := c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: p.ID, Worker: worker, Limit: 7, TTL: long})
+					if !assertNoError(t, err) || len(cs) == 0 {
+						return
+					}
+					mu.Lock()
+					for _, cl := range cs {
+						if prev, dup := got[cl.Key]; dup {
+							t.Errorf("%s claimed by %s and %s", cl.Key, prev, worker)
+						}
+						got[cl.Key] = worker
+					}
+					mu.Unlock()
+					lost, err := c.ClaimDone(ctx, statestore.ClaimDoneParams{PassID: p.ID, Worker: worker, Claims: refs(cs)})
+					if assertNoError(t, err) && len(lost) > 0 {
+						t.Errorf("%s lost %v", worker, lost)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		require.Len(t, got, 1000)
+		claimed := slices.Sorted(func(yield func(string) bool) {
+			for k := range got {
+				if !yield(k) {
+					return
+				}
+			}
+		})
+		require.Equal(t, keys, claimed)
+		pr, err := c.PassProgress(ctx, statestore.PassProgressParams{PassID: p.ID})
+		require.NoError(t, err)
+		require.Equal(t, statestore.PassProgress{Done: 1000}, pr)
+	})
+
+	t.Run("FlowDropForgetsPasses", func(t *testing.T) {
+		t.Parallel()
+		c, src := setup(t)
+		ctx := t.Context()
+		p, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: long})
+		require.NoError(t, err)
+		lease := statestore.PassLeaseParams{PassID: p.ID, Worker: "a", Fence: p.Fence, TTL: long}
+		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: items("k1")}))
+		s := c.(statestore.Store)
+		require.NoError(t, s.FlowDrop(ctx, statestore.FlowDropParams{Flow: "f"}))
+		_, err = c.PassProgress(ctx, statestore.PassProgressParams{PassID: p.ID})
+		require.ErrorIs(t, err, statestore.ErrNotFound)
+		src, err = s.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "s"})
+		require.NoError(t, err)
+		again, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: long})
+		require.NoError(t, err)
+		require.True(t, again.Lister)
+		require.NotEqual(t, p.ID, again.ID)
+	})
+
+	t.Run("ListersAtOnceOpenOnePass", func(t *testing.T) {
+		t.Parallel()
+		c, src := setup(t)
+		ctx := t.Context()
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			ids     = make(map[int64]bool)
+			listers int
+		)
+		for w := range 8 {
+			wg.Go(func() {
+				p, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: fmt.Sprintf("w%d", w), TTL: long})
+				if !assertNoError(t, err) {
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				ids[p.ID] = true
+				if p.Lister {
+					listers++
+				}
+			})
+		}
+		wg.Wait()
+		require.Len(t, ids, 1)
+		require.Equal(t, 1, listers)
+	})
+}
+
+// assertNoError reports err, from a goroutine other than the test's, and
+// says whether there was none.
+func assertNoError(t *testing.T, err error) bool {
+	if err != nil {
+		t.Error(err)
+		return false
+	}
+	return true
+}
