@@ -34,8 +34,10 @@ var ErrFenced = errors.New("statestore: the lease was taken by another worker")
 // agree.
 type Coordinator interface {
 	// PassJoin joins the source's open pass, or opens one. The caller is
-	// its lister when it opened it, or when the lister's lease expired
-	// before the listing was complete; it is told the lease's fence then.
+	// its lister when it opened it, or when the lister's lease expired;
+	// it is told the lease's fence then. A lister that takes over lists
+	// again, even a listing that was complete: the set of keys listed, which
+	// the deletions need, went with the lister before it.
 	PassJoin(ctx context.Context, p PassJoinParams) (Pass, error)
 	// PassLease renews the lister's lease for TTL; ErrFenced when it was
 	// taken.

@@ -86,7 +86,7 @@ func (s *Store) PassJoin(ctx context.Context, p statestore.PassJoinParams) (stat
 				return err
 			case err != nil:
 				return err
-			case expired && !pass.Listed || lister == p.Worker:
+			case expired || lister == p.Worker:
 				pass.Lister = true
 				return tx.QueryRow(ctx, s.c.passTakeOver, pass.ID, p.Worker, p.TTL.Milliseconds()).Scan(&pass.Fence)
 			}

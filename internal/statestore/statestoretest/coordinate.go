@@ -137,17 +137,22 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		require.NoError(t, err)
 		require.Equal(t, int64(2), pr.Pending, "what the first lister enqueued stays, once")
 
-		// A listing complete is not listed again, even when its lister's
-		// lease ends.
+		// A lister gone after its listing was complete is replaced too: the
+		// keys it listed, which the deletions need, went with it.
 		short := lease
 		short.TTL = 50 * time.Millisecond
 		require.NoError(t, c.PassLease(ctx, short))
 		require.NoError(t, c.PassListed(ctx, lease))
+		joined, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "c", TTL: long})
+		require.NoError(t, err)
+		require.False(t, joined.Lister, "the lease runs yet")
+		require.True(t, joined.Listed)
 		time.Sleep(100 * time.Millisecond)
 		again, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "c", TTL: long})
 		require.NoError(t, err)
-		require.False(t, again.Lister)
-		require.True(t, again.Listed)
+		require.True(t, again.Lister)
+		require.True(t, again.Listed, "it is told the listing was complete")
+		require.ErrorIs(t, c.PassFinish(ctx, lease), statestore.ErrFenced)
 	})
 
 	t.Run("AClaimThatExpiresIsTakenOver", func(t *testing.T) {
