@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -682,4 +683,37 @@ func TestInsightSearchPastTheEnd(t *testing.T) {
 	resp, body := s.call(t, "GET", "/api/v1/targets/notes/states/null", false)
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 	require.Contains(t, body, `"text":"the text null is a key"`)
+}
+
+// TestInsightStopsWithAClientThatDoesNotRead: an event listener that
+// stops reading fills its connection; the server lets it go, and stops
+// promptly and cleanly when told to.
+func TestInsightStopsWithAClientThatDoesNotRead(t *testing.T) {
+	t.Parallel()
+	src := tidemarktest.NewSource[string, string]()
+	for i := range 100 {
+		src.Set(fmt.Sprintf("%04d-%s", i, strings.Repeat("k", 1000)), "fail") // each pass's events carry 100 long failures
+	}
+	app, _ := notesApp(src)
+	db := t.TempDir() + "/notes.db"
+	require.Equal(t, cli.ExitRowsFailed, run(t, app, cli.Env{}, "update", "--db", db).code)
+	s := startServer(t, app, cli.Env{}, "--db", db, "--live", "--refresh", "1ms")
+
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.DialContext(t.Context(), "tcp", strings.TrimPrefix(s.base, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = io.WriteString(conn, "GET /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+	require.NoError(t, err)
+	// Passes run, their events pile up unread.
+	require.Eventually(t, func() bool { return strings.Count(s.out.String(), "\npass ") > 50 }, 20*time.Second, 10*time.Millisecond)
+	time.Sleep(2 * time.Second)
+
+	start := time.Now()
+	code := s.close(t)
+	require.Equal(t, 0, code, s.errb.String())
+	require.Less(t, time.Since(start), 8*time.Second, "stopped promptly")
+	require.Contains(t, s.out.String(), "stopped")
 }
