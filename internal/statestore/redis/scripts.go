@@ -45,6 +45,8 @@ import goredis "github.com/redis/go-redis/v9"
 const prelude = `
 local P = KEYS[1]
 local function key(...) return P .. ':' .. table.concat({...}, ':') end
+-- RP starts the key of a row, P:r:<id>: the hot loops build it without key.
+local RP = P .. ':r:'
 local function int(n) return string.format('%d', n) end
 local function flowid(flow, create)
   local id = redis.call('HGET', P .. ':flows', flow)
@@ -69,24 +71,23 @@ local function rowensure(sid, k)
   redis.call('HSET', keys, k, id)
   redis.call('ZADD', key('s', sid, 'ids'), id, id)
   redis.call('ZADD', key('s', sid, 'lex'), 0, k)
-  redis.call('HSET', key('r', id), 's', sid, 'k', k)
+  redis.call('HSET', RP .. id, 's', sid, 'k', k)
   return id
 end
 local function unfail(id, sid, k)
-  redis.call('HDEL', key('r', id), 'e', 'n', 'ea')
+  redis.call('HDEL', RP .. id, 'e', 'n', 'ea')
   redis.call('ZREM', key('s', sid, 'failing'), failmember(id))
   redis.call('ZREM', key('s', sid, 'faillex'), k)
 end
 local function rowmeta(out, id)
-  local rk = key('r', id)
-  local r = redis.call('HMGET', rk, 'k', 'o', 'c', 'l', 'g', 'n')
+  local r = redis.call('HMGET', RP .. id, 'k', 'o', 'c', 'l', 'g', 'n', 'st')
   if not r[1] then return end
   local n = #out
   out[n+1], out[n+2], out[n+3], out[n+4], out[n+5], out[n+6], out[n+7], out[n+8] =
-    id, r[1], r[2], r[3], r[4], r[5], redis.call('HEXISTS', rk, 'st'), r[6]
+    id, r[1], r[2], r[3], r[4], r[5], r[7] and 1 or 0, r[6]
 end
 local function rowinfo(out, id, blobs)
-  local r = redis.call('HMGET', key('r', id), 's', 'k', 'o', 'c', 'l', 'g', 't', 'st', 'e', 'n', 'ea', 'pa')
+  local r = redis.call('HMGET', RP .. id, 's', 'k', 'o', 'c', 'l', 'g', 't', 'st', 'e', 'n', 'ea', 'pa')
   if not r[1] then return end
   if not blobs then r[7], r[8] = false, false end
   out[#out+1] = id
@@ -150,7 +151,7 @@ local fid = flowid(flow, false)
 if fid then
   for _, sid in ipairs(redis.call('HVALS', key('f', fid, 'sources'))) do
     for _, id in ipairs(redis.call('ZRANGE', key('s', sid, 'ids'), 0, -1)) do
-      redis.call('UNLINK', key('r', id))
+      redis.call('UNLINK', RP .. id)
     end
     redis.call('UNLINK', key('s', sid), key('s', sid, 'keys'), key('s', sid, 'ids'), key('s', sid, 'lex'),
       key('s', sid, 'failing'), key('s', sid, 'faillex'), key('s', sid, 'done'))
@@ -300,7 +301,7 @@ return out`),
 		rowLoad: script(`
 local out = {}
 for j = 1, #ARGV do
-  local r = redis.call('HMGET', key('r', ARGV[j]), 's', 't', 'st')
+  local r = redis.call('HMGET', RP .. ARGV[j], 's', 't', 'st')
   if r[1] then
     local n = #out
     out[n+1], out[n+2], out[n+3] = ARGV[j], r[2], r[3]
@@ -372,7 +373,7 @@ local sid, out = ARGV[1], {}
 for j = 2, #ARGV, 3 do
   local id = ARGV[j]
   if id == '0' then id = rowensure(sid, ARGV[j+1]) end
-  local rk = key('r', id)
+  local rk = RP .. id
   if redis.call('EXISTS', rk) == 1 then setopt(rk, 'st', ARGV[j+2]) end
   out[#out+1] = id
 end
@@ -393,7 +394,7 @@ local function nxt() i = i + 1; return ARGV[i] end
 for _ = 1, tonumber(nxt()) do
   local id, o, c, l, g, t = nxt(), nxt(), nxt(), nxt(), nxt(), nxt()
   local ndrop, nnew = tonumber(nxt()), tonumber(nxt())
-  local rk = key('r', id)
+  local rk = RP .. id
   local r = redis.call('HMGET', rk, 's', 'k')
   if r[1] then
     setopt(rk, 'o', o); setopt(rk, 'c', c); setopt(rk, 'l', l); setopt(rk, 't', t)
@@ -413,7 +414,7 @@ for _ = 1, tonumber(nxt()) do
 end
 for _ = 1, tonumber(nxt()) do
   local id, o = nxt(), nxt()
-  local rk = key('r', id)
+  local rk = RP .. id
   local r = redis.call('HMGET', rk, 's', 'k')
   if r[1] then
     setopt(rk, 'o', o)
@@ -425,7 +426,7 @@ end
 for _ = 1, tonumber(nxt()) do
   local id, k, msg = nxt(), nxt(), nxt()
   if id == '0' then id = rowensure(sid, k) end
-  local rk = key('r', id)
+  local rk = RP .. id
   local r = redis.call('HMGET', rk, 's', 'k')
   if r[1] then
     redis.call('HSET', rk, 'e', msg, 'ea', at)
@@ -440,7 +441,7 @@ for _ = 1, tonumber(nxt()) do
     local tid, m = nxt(), nxt()
     redis.call('ZREM', key('t', tid, 'own'), m)
   end
-  local rk = key('r', id)
+  local rk = RP .. id
   local r = redis.call('HMGET', rk, 's', 'k')
   if r[1] then
     local s, k = r[1], r[2]
