@@ -6,7 +6,9 @@ import goredis "github.com/redis/go-redis/v9"
 // command between its calls, so each write method is one script: whole or
 // not at all, in one round trip however many rows it carries. A script
 // checks what can fail before it writes anything, since Redis does not
-// undo the writes of a script that stops on an error.
+// undo the writes of a script that stops on an error; and a script that
+// may write says so in its shebang line, so that a server out of memory
+// refuses it before it starts, not at one of its writes (see script).
 //
 // Every script takes the store's key prefix, P below (such as
 // "{tidemark}"), as KEYS[1]; the keys it builds all start with P and ":".
@@ -117,7 +119,16 @@ const (
 // not; the driver turns it into statestore.ErrNotFound.
 const notFound = "TMNOTFOUND"
 
-func script(body string) *goredis.Script { return goredis.NewScript(prelude + body) }
+// script makes a script that may write. Its shebang line (Redis 7)
+// declares it so: a server out of memory (maxmemory) refuses it before it
+// starts rather than failing one of its writes midway.
+func script(body string) *goredis.Script { return goredis.NewScript("#!lua\n" + prelude + body) }
+
+// reader makes a script that only reads, which Redis runs even when out
+// of memory, and on a replica.
+func reader(body string) *goredis.Script {
+	return goredis.NewScript("#!lua flags=no-writes\n" + prelude + body)
+}
 
 // scriptSet is the store's scripts. They name no key of their own: stores
 // of any prefix run the same scripts, which the server caches once.
@@ -203,7 +214,7 @@ redis.call('HSET', key('s', sid), 'flow', ARGV[1], 'name', ARGV[2])
 return sid`),
 
 		// ARGV: flow, name. Returns the source's id, or nil.
-		sourceFind: script(`
+		sourceFind: reader(`
 local fid = flowid(ARGV[1], false)
 if not fid then return false end
 return redis.call('HGET', key('f', fid, 'sources'), ARGV[2])`),
@@ -217,7 +228,7 @@ if ARGV[3] ~= '' then setopt(sk, 'lu', ARGV[3]) end
 return 1`),
 
 		// ARGV: flow. Returns the flow's targets, each as target() gives it.
-		targetList: script(`
+		targetList: reader(`
 local fid = flowid(ARGV[1], false)
 local out = {}
 if not fid then return out end
@@ -289,7 +300,7 @@ end
 return redis.call('HGET', P .. ':gens', flow)`),
 
 		// ARGV: source id, keys... Returns rowmeta of each row found.
-		rowLookup: script(`
+		rowLookup: reader(`
 local keys, out = key('s', ARGV[1], 'keys'), {}
 for j = 2, #ARGV do
   local id = redis.call('HGET', keys, ARGV[j])
@@ -298,7 +309,7 @@ end
 return out`),
 
 		// ARGV: ids... Returns {id, tracking, staged} of each row found.
-		rowLoad: script(`
+		rowLoad: reader(`
 local out = {}
 for j = 1, #ARGV do
   local r = redis.call('HMGET', RP .. ARGV[j], 's', 't', 'st')
@@ -311,7 +322,7 @@ return out`),
 
 		// ARGV: source id, after id, limit (negative: none). Returns rowmeta
 		// of each row.
-		rowScan: script(`
+		rowScan: reader(`
 local out = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('s', ARGV[1], 'ids'), '(' .. ARGV[2], '+inf', 'LIMIT', 0, ARGV[3])) do
   rowmeta(out, id)
@@ -320,7 +331,7 @@ return out`),
 
 		// ARGV: source id, limit (negative: none). Returns {key, error, count,
 		// error_at} of each failing row, the most recent failure first.
-		rowFailures: script(`
+		rowFailures: reader(`
 local out = {}
 for _, m in ipairs(redis.call('ZREVRANGEBYSCORE', key('s', ARGV[1], 'failing'), '+inf', '-inf', 'LIMIT', 0, ARGV[2])) do
   local r = redis.call('HMGET', key('r', failid(m)), 'k', 'e', 'n', 'ea')
@@ -332,21 +343,21 @@ end
 return out`),
 
 		// ARGV: source id, key. Returns rowinfo of the row, or nothing.
-		rowFind: script(`
+		rowFind: reader(`
 local out = {}
 local id = redis.call('HGET', key('s', ARGV[1], 'keys'), ARGV[2])
 if id then rowinfo(out, id, true) end
 return out`),
 
 		// ARGV: blobs (0 or 1), ids... Returns rowinfo of each row found.
-		rowGet: script(`
+		rowGet: reader(`
 local out = {}
 for j = 2, #ARGV do rowinfo(out, ARGV[j], ARGV[1] == '1') end
 return out`),
 
 		// ARGV: source id, after, limit, failed (0 or 1). Returns rowinfo of
 		// each row.
-		rowPage: script(`
+		rowPage: reader(`
 local index = 'lex'
 if ARGV[4] == '1' then index = 'faillex' end
 local keys, out = key('s', ARGV[1], 'keys'), {}
@@ -358,7 +369,7 @@ return out`),
 
 		// ARGV: pairs of target id and key hash. Returns, for each pair, the
 		// list of its ownerships.
-		ownerFind: script(`
+		ownerFind: reader(`
 local out = {}
 for j = 1, #ARGV, 2 do
   local h = ARGV[j+1]
