@@ -228,6 +228,11 @@ func (s *Store) runList(ctx context.Context, sc *goredis.Script, args ...any) ([
 	return list, nil
 }
 
+// retryablePrefixes start the error replies a retry may fix: the server is
+// loading its data, running a long script, in a failover, or has as many
+// clients as it takes.
+var retryablePrefixes = []string{"LOADING ", "BUSY ", "TRYAGAIN ", "CLUSTERDOWN ", "MASTERDOWN ", "READONLY ", "max number of clients reached"}
+
 // classify marks errors a retry may fix: a connection refused, reset or
 // timed out, a server loading its data, busy with a script, or in a
 // failover. An error after ctx ended never is: retrying cannot outlive
@@ -243,10 +248,10 @@ func classify(ctx context.Context, err error) error {
 		return retry.Mark(err)
 	}
 	if _, ok := errors.AsType[goredis.Error](err); ok {
-		if goredis.IsLoadingError(err) || goredis.IsReadOnlyError(err) || goredis.IsClusterDownError(err) ||
-			goredis.IsTryAgainError(err) || goredis.IsMasterDownError(err) || goredis.IsMaxClientsError(err) ||
-			goredis.HasErrorPrefix(err, "BUSY ") {
-			return retry.Mark(err)
+		for _, prefix := range retryablePrefixes {
+			if goredis.HasErrorPrefix(err, prefix) {
+				return retry.Mark(err)
+			}
 		}
 		return err
 	}

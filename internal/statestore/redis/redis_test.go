@@ -1,7 +1,9 @@
 package redis
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -266,4 +268,35 @@ func TestManyRows(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, page, 2)
 	require.Equal(t, keys[n-2], page[0].Key)
+}
+
+// serverError is an error reply of the server, as go-redis gives it.
+type serverError string
+
+func (e serverError) Error() string { return string(e) }
+func (serverError) RedisError()     {}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	for msg, want := range map[string]bool{
+		"LOADING Redis is loading the dataset in memory":                                  true,
+		"BUSY Redis is busy running a script. You can only call SCRIPT KILL":              true,
+		"TRYAGAIN Multiple keys request during rehashing of slot":                         true,
+		"CLUSTERDOWN The cluster is down":                                                 true,
+		"MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'": true,
+		"READONLY You can't write against a read only replica.":                           true,
+		"ERR max number of clients reached":                                               true,
+		"OOM command not allowed when used memory > 'maxmemory'.":                         false,
+		"WRONGTYPE Operation against a key holding the wrong kind of value":               false,
+		"NOPERM this user has no permissions to run the 'evalsha' command":                false,
+	} {
+		err := classify(t.Context(), fmt.Errorf("committing: %w", serverError(msg)))
+		require.Equal(t, want, retry.Is(err), msg)
+	}
+	require.True(t, retry.Is(classify(t.Context(), fmt.Errorf("x: %w", io.ErrUnexpectedEOF))))
+	require.True(t, retry.Is(classify(t.Context(), goredis.ErrPoolTimeout)))
+	require.False(t, retry.Is(classify(t.Context(), goredis.ErrClosed)), "a closed client stays closed")
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	require.False(t, retry.Is(classify(ctx, io.EOF)), "not after the context ended")
 }
