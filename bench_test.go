@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/internal/pgtest"
+	"github.com/tidemark/tidemark/internal/redistest"
 	"github.com/tidemark/tidemark/target"
 	"github.com/tidemark/tidemark/tidemarktype"
 )
@@ -110,6 +111,9 @@ func benchStore(b *testing.B, backend string) tidemark.Options {
 	switch backend {
 	case "sqlite":
 		return tidemark.Options{StateStore: filepath.Join(b.TempDir(), "state.db")}
+	case "redis":
+		url, prefix := redistest.Prefix(b)
+		return tidemark.Options{StateStore: url, StateSchema: prefix}
 	default:
 		url, schema := pgtest.Schema(b)
 		return tidemark.Options{StateStore: url, StateSchema: schema}

@@ -12,6 +12,7 @@ import (
 	"github.com/tidemark/tidemark/internal/retry"
 	"github.com/tidemark/tidemark/internal/statestore"
 	pgstore "github.com/tidemark/tidemark/internal/statestore/postgres"
+	redisstore "github.com/tidemark/tidemark/internal/statestore/redis"
 	sqlitestore "github.com/tidemark/tidemark/internal/statestore/sqlite"
 	"github.com/tidemark/tidemark/tidemarktype"
 )
@@ -19,11 +20,14 @@ import (
 // Options configure an Engine.
 type Options struct {
 	// StateStore is where Tidemark keeps what it remembers: a file path for
-	// an embedded SQLite database (created if missing), or a
-	// postgres:// URL. Required.
+	// an embedded SQLite database (created if missing), a postgres:// URL,
+	// or a redis:// (rediss:// for TLS) URL, redis://[user:password@]host:port/N
+	// for database N, which must keep its data on disk (see docs/engine.md,
+	// "State store"). Required.
 	StateStore string
-	// StateSchema is the PostgreSQL schema of the state store's tables;
-	// default "tidemark". Ignored for SQLite.
+	// StateSchema is the PostgreSQL schema of the state store's tables, or
+	// the prefix of its Redis keys (which a redis:// URL may give as its
+	// prefix parameter instead); default "tidemark". Ignored for SQLite.
 	StateSchema string
 	// Logger receives the engine's logs; default: none.
 	Logger *slog.Logger
@@ -160,7 +164,7 @@ type Engine struct {
 // and returns an engine ready to update. Close it when done.
 func Open(ctx context.Context, f *Flow, opts Options) (*Engine, error) {
 	if opts.StateStore == "" {
-		return nil, errors.New("tidemark: Options.StateStore is required: a SQLite file path or a postgres:// URL")
+		return nil, errors.New("tidemark: Options.StateStore is required: a SQLite file path or a postgres:// or redis:// URL")
 	}
 	ef, err := f.engineFlow()
 	if err != nil {
@@ -180,20 +184,24 @@ func Open(ctx context.Context, f *Flow, opts Options) (*Engine, error) {
 
 // StateExists reports whether opts.StateStore (in opts.StateSchema) holds
 // Tidemark's state, writing nothing: false for a SQLite file that does not
-// exist or has none, or a PostgreSQL database without the schema. Read-only
-// tools ask it before Open, which would create the state store.
+// exist or has none, a PostgreSQL database without the schema, or a Redis
+// database without the prefix's keys. Read-only tools ask it before Open,
+// which would create the state store.
 func StateExists(ctx context.Context, opts Options) (bool, error) {
 	dsn := opts.StateStore
-	if err := dburl.Check(dsn); err != nil {
+	if err := dburl.CheckState(dsn); err != nil {
 		return false, fmt.Errorf("tidemark: Options.StateStore: %w", err)
 	}
 	var (
 		exists bool
 		err    error
 	)
-	if dburl.IsPostgres(dsn) {
+	switch {
+	case dburl.IsRedis(dsn):
+		exists, err = redisstore.Exists(ctx, dburl.Normalize(dsn), opts.StateSchema)
+	case dburl.IsPostgres(dsn):
 		exists, err = pgstore.Exists(ctx, dburl.Normalize(dsn), opts.StateSchema)
-	} else {
+	default:
 		exists, err = sqlitestore.Exists(ctx, dsn)
 	}
 	if err != nil {
@@ -204,8 +212,15 @@ func StateExists(ctx context.Context, opts Options) (bool, error) {
 
 func openStore(ctx context.Context, opts Options) (statestore.Store, error) {
 	dsn := opts.StateStore
-	if err := dburl.Check(dsn); err != nil {
+	if err := dburl.CheckState(dsn); err != nil {
 		return nil, fmt.Errorf("tidemark: Options.StateStore: %w", err)
+	}
+	if dburl.IsRedis(dsn) {
+		s, err := redisstore.Open(ctx, dburl.Normalize(dsn), redisstore.Config{Prefix: opts.StateSchema})
+		if err != nil {
+			return nil, fmt.Errorf("tidemark: opening the state store: %w", dburl.RedactError(dsn, err))
+		}
+		return s, nil
 	}
 	if dburl.IsPostgres(dsn) {
 		s, err := pgstore.Open(ctx, dburl.Normalize(dsn), opts.StateSchema)

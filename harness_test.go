@@ -12,13 +12,14 @@ import (
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/internal/pgtest"
+	"github.com/tidemark/tidemark/internal/redistest"
 	"github.com/tidemark/tidemark/target"
 	"github.com/tidemark/tidemark/tidemarktest"
 	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // backends are the state stores every engine test runs against.
-var backends = []string{"sqlite", "postgres"}
+var backends = []string{"sqlite", "postgres", "redis"}
 
 // stateStore returns a fresh state store location for backend.
 func stateStore(t *testing.T, backend string) tidemark.Options {
@@ -29,6 +30,9 @@ func stateStore(t *testing.T, backend string) tidemark.Options {
 	case "postgres":
 		url, schema := pgtest.Schema(t)
 		return tidemark.Options{StateStore: url, StateSchema: schema}
+	case "redis":
+		url, prefix := redistest.Prefix(t)
+		return tidemark.Options{StateStore: url, StateSchema: prefix}
 	}
 	t.Fatalf("unknown backend %q", backend)
 	return tidemark.Options{}

@@ -1,11 +1,12 @@
 // Package dburl tells what a database address given by a user names — a
-// SQLite file or a PostgreSQL database — and keeps its password out of
-// what is printed.
+// SQLite file, a PostgreSQL database or, for a state store, a Redis
+// database — and keeps its password out of what is printed.
 //
 // A PostgreSQL database is named by a postgres:// or postgresql:// URL
 // (the scheme in any case) or by a libpq keyword/value string
-// ("host=… dbname=…"). Anything else without a URL scheme is a SQLite file
-// path, taken literally: `?`, `#` and `%` are part of the file's name.
+// ("host=… dbname=…"); a Redis database by a redis:// or rediss:// URL.
+// Anything else without a URL scheme is a SQLite file path, taken
+// literally: `?`, `#` and `%` are part of the file's name.
 package dburl
 
 import (
@@ -35,6 +36,17 @@ var libpqKeywords = map[string]bool{
 	"service": true, "options": true, "target_session_attrs": true, "sslrootcert": true,
 }
 
+// IsRedis reports whether raw names a Redis database: a redis:// or
+// rediss:// URL, the scheme in any case.
+func IsRedis(raw string) bool {
+	l := strings.ToLower(raw)
+	return strings.HasPrefix(l, "redis://") || strings.HasPrefix(l, "rediss://")
+}
+
+// isURL reports whether raw is a URL of a database this package knows,
+// which may carry a password in its user info.
+func isURL(raw string) bool { return isPostgresURL(raw) || IsRedis(raw) }
+
 var keywordStart = regexp.MustCompile(`^\s*([a-z_]+)\s*=`)
 
 func isKeywords(raw string) bool {
@@ -46,30 +58,43 @@ var schemeStart = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
 
 // Check refuses an address that names neither a PostgreSQL database nor a
 // SQLite file: an empty one, or a URL of another scheme (mysql://…), which
-// would otherwise become a file of that name.
-func Check(raw string) error {
+// would otherwise become a file of that name. It checks the address of a
+// database of tables; CheckState checks a state store's.
+func Check(raw string) error { return check(raw, false) }
+
+// CheckState is Check for the address of a state store, which may name a
+// Redis database too.
+func CheckState(raw string) error { return check(raw, true) }
+
+// check is Check, accepting a Redis URL when redis is set.
+func check(raw string, redis bool) error {
+	urls := "a postgres:// URL"
+	if redis {
+		urls = "a postgres:// or redis:// URL"
+	}
 	switch {
 	case strings.TrimSpace(raw) == "":
-		return errors.New("empty: give a SQLite file path or a postgres:// URL")
+		return errors.New("empty: give a SQLite file path or " + urls)
 	case raw == ":memory:" || strings.HasPrefix(raw, "file::memory:"):
-		return errors.New("an in-memory SQLite database keeps nothing: give a file path or a postgres:// URL")
-	case isPostgresURL(raw) && strings.ContainsAny(userPassword(raw), "@/?#"):
+		return errors.New("an in-memory SQLite database keeps nothing: give a file path or " + urls)
+	case (isPostgresURL(raw) || redis && IsRedis(raw)) && strings.ContainsAny(userPassword(raw), "@/?#"):
 		// Taken apart differently by each parser, and by pgx in a way
 		// that quotes pieces of the password in its errors.
 		return errors.New("the URL's password holds an @, /, ? or # that is not %-escaped: write them as %40, %2F, %3F, %23")
-	case IsPostgres(raw):
+	case IsPostgres(raw), redis && IsRedis(raw):
 		return nil
 	case schemeStart.MatchString(raw):
 		scheme, _, _ := strings.Cut(raw, "://")
-		return fmt.Errorf("a %s:// URL is not supported: give a SQLite file path or a postgres:// URL", scheme)
+		return fmt.Errorf("a %s:// URL is not supported: give a SQLite file path or %s", scheme, urls)
 	}
 	return nil
 }
 
-// Normalize returns a PostgreSQL address as pgx takes it: a URL's scheme
-// in lower case. Other addresses are returned as they are.
+// Normalize returns a PostgreSQL or Redis URL with its scheme in lower
+// case, as pgx and go-redis take it. Other addresses are returned as they
+// are.
 func Normalize(raw string) string {
-	if isPostgresURL(raw) {
+	if isURL(raw) {
 		scheme, rest, _ := strings.Cut(raw, "://")
 		return strings.ToLower(scheme) + "://" + rest
 	}
@@ -81,7 +106,7 @@ var keywordPassword = regexp.MustCompile(`(?i)((?:ssl)?password\s*=\s*)('(?:[^'\
 // Redact returns raw with its password, if any, replaced by "redacted".
 func Redact(raw string) string {
 	switch {
-	case isPostgresURL(raw):
+	case isURL(raw):
 		out := raw
 		if pw := userPassword(raw); pw != "" {
 			scheme, rest, _ := strings.Cut(raw, "://")
@@ -139,7 +164,7 @@ func queryPassword(raw string) string {
 // password returns the password raw carries, if any.
 func password(raw string) string {
 	switch {
-	case isPostgresURL(raw):
+	case isURL(raw):
 		if pw := userPassword(raw); pw != "" {
 			return pw
 		}

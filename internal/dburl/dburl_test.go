@@ -3,6 +3,7 @@ package dburl
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -64,4 +65,46 @@ func TestRedact(t *testing.T) {
 	require.NotContains(t, RedactError(`host=h password=pa\ ss`, errors.New("pa ss leaked")).Error(), "pa ss")
 	plain := errors.New("no password here")
 	require.Same(t, plain, RedactError("postgres://u:pw1@h/db", plain))
+}
+
+func TestRedis(t *testing.T) {
+	t.Parallel()
+	for raw, redis := range map[string]bool{
+		"redis://127.0.0.1:6379/0":              true,
+		"REDIS://u:pw@h:6379/2?prefix=app":      true,
+		"rediss://:pw@h/0":                      true,
+		"redis.db":                              false,
+		"postgres://h/db":                       false,
+		"redisx://h/0":                          false,
+		"host=h dbname=redis://x password=pw":   false,
+		"/var/lib/redis://not-a-scheme-here.db": false,
+	} {
+		require.Equal(t, redis, IsRedis(raw), raw)
+		if redis {
+			require.NoError(t, CheckState(raw), raw)
+			require.EqualError(t, Check(raw), fmt.Sprintf("a %s:// URL is not supported: give a SQLite file path or a postgres:// URL", raw[:strings.Index(raw, ":")]),
+				"a database of tables is not in Redis: %s", raw)
+		}
+	}
+	require.NoError(t, CheckState("postgres://h/db"))
+	require.NoError(t, CheckState("state.db"))
+	require.EqualError(t, CheckState("mysql://u:pw@h/db"), "a mysql:// URL is not supported: give a SQLite file path or a postgres:// or redis:// URL")
+	require.EqualError(t, CheckState(""), "empty: give a SQLite file path or a postgres:// or redis:// URL")
+	require.EqualError(t, CheckState(":memory:"), "an in-memory SQLite database keeps nothing: give a file path or a postgres:// or redis:// URL")
+	require.EqualError(t, CheckState("redis://u:SEC/RET@h/0"), "the URL's password holds an @, /, ? or # that is not %-escaped: write them as %40, %2F, %3F, %23")
+	require.Equal(t, "redis://h:6379/0", Normalize("Redis://h:6379/0"))
+
+	for raw, want := range map[string]string{
+		"redis://default:s3cret@h:6379/0":          "redis://default:redacted@h:6379/0",
+		"REDIS://:s3cret@h:6379/0?prefix=app":      "redis://:redacted@h:6379/0?prefix=app",
+		"rediss://u:s3cret@h/1":                    "rediss://u:redacted@h/1",
+		"redis://h:6379/0":                         "redis://h:6379/0",
+		"redis://u@h:6379/0":                       "redis://u@h:6379/0",
+		"redis://u:SEC%40RET@h:6379/0?prefix=s3cr": "redis://u:redacted@h:6379/0?prefix=s3cr",
+	} {
+		require.Equal(t, want, Redact(raw), raw)
+	}
+	err := RedactError("redis://:s3cret@h:6379/0", fmt.Errorf("opening: %w", errors.New("dial redis://:s3cret@h:6379/0: refused")))
+	require.NotContains(t, err.Error(), "s3cret")
+	require.Equal(t, "dial redacted", RedactText("redis://u:s3cret@h/0", "dial s3cret"))
 }

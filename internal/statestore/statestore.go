@@ -3,9 +3,10 @@
 // ordinal, content fingerprint, logic version and the target states it wrote
 // with their tracking records, plus what an update staged before writing.
 //
-// Store is one seam with two drivers, SQLite (statestore/sqlite, the
-// default: a file beside the app) and PostgreSQL (statestore/postgres, its
-// own schema). Both pass one conformance suite, statestoretest.Exercise.
+// Store is one seam with three drivers, SQLite (statestore/sqlite, the
+// default: a file beside the app), PostgreSQL (statestore/postgres, its
+// own schema) and Redis (statestore/redis, keys under a prefix). All pass
+// one conformance suite, statestoretest.Exercise.
 // The engine is the only caller. It encodes tracking with EncodeSections;
 // stores keep those blobs as they are.
 package statestore
@@ -62,7 +63,8 @@ type Store interface {
 	// update one flow at once. It records this process as the holder
 	// (statestore.ThisProcess) and returns a *LockedError, matching
 	// ErrLocked, at once if another holder has it. The lock is held until
-	// it is released, and is released by the system if the process dies.
+	// it is released, and is released by the system if the process dies:
+	// at once in SQLite and PostgreSQL, once its TTL has run out in Redis.
 	FlowLock(ctx context.Context, p FlowLockParams) (Lock, error)
 	// FlowDrop forgets everything kept for a flow.
 	FlowDrop(ctx context.Context, p FlowDropParams) error

@@ -1,0 +1,472 @@
+package redis
+
+import goredis "github.com/redis/go-redis/v9"
+
+// The store's Lua scripts. Redis runs a script whole, with no other
+// command between its calls, so each write method is one script: whole or
+// not at all, in one round trip however many rows it carries. A script
+// checks what can fail before it writes anything, since Redis does not
+// undo the writes of a script that stops on an error; and a script that
+// may write says so in its shebang line, so that a server out of memory
+// refuses it before it starts, not at one of its writes (see script).
+//
+// Every script takes the store's key prefix, P below (such as
+// "{tidemark}"), as KEYS[1]; the keys it builds all start with P and ":".
+// Values reach Lua as strings and stay strings: Lua's numbers are doubles,
+// and tostring would print a large one in exponent form. Only counters
+// (ids, generations, failure counts) are numbers in Lua, through int.
+//
+// The keys (F a flow id, S a source id, R a row id, T a target id):
+//
+//	P:meta            hash: version, the layout's version; created_at
+//	P:seq             hash: the last id given, by kind (flow, source, target, row)
+//	P:flows           hash: flow name → F, its namespace, made on first use
+//	P:gens            hash: flow name → generation; a flow exists once in it
+//	P:lock:<name>     hash: a flow's update lock: token, pid, host, since; with a TTL
+//	P:f:F:sources     hash: source name → S
+//	P:f:F:targets     hash: target key → T
+//	P:s:S             hash: flow, name, opt (options note), lu (last update note)
+//	P:s:S:keys        hash: row key → R
+//	P:s:S:ids         sorted set: R scored R (RowScan, RowCount)
+//	P:s:S:lex         sorted set: row keys scored 0, in byte order (RowPage)
+//	P:s:S:failing     sorted set: failmember(R) scored error_at (RowFailures, the failing count)
+//	P:s:S:faillex     sorted set: keys of the failing rows scored 0 (RowPage with Failed)
+//	P:s:S:done        sorted set: R scored processed_at, the rows once committed (SourceStatus)
+//	P:r:R             hash: s, k, o, c, l, g, t, st, e, n, ea, pa (see rowFields)
+//	P:t:T             hash: flow, kind, key, parent, committed, rec, dg, lg, ua
+//	P:t:T:staged      list: staged records, each "" (a drop) or "=" and the record
+//	P:t:T:own         sorted set: ownerships, each the 16-byte key hash and the
+//	                  owning row's id as 8 big-endian bytes, scored 0, so that
+//	                  the owners of one key hash are a range of it
+//
+// Times are Unix microseconds. A field that is absent is NULL; an optional
+// value passed to a script (an ordinal, a fingerprint, a blob) is "" for
+// NULL, or "=" followed by the value (see opt).
+
+// prelude is the start of every script.
+const prelude = `
+local P = KEYS[1]
+local function key(...) return P .. ':' .. table.concat({...}, ':') end
+-- RP starts the key of a row, P:r:<id>: the hot loops build it without key.
+local RP = P .. ':r:'
+local function int(n) return string.format('%d', n) end
+local function flowid(flow, create)
+  local id = redis.call('HGET', P .. ':flows', flow)
+  if id or not create then return id end
+  id = int(redis.call('HINCRBY', P .. ':seq', 'flow', 1))
+  redis.call('HSET', P .. ':flows', flow, id)
+  return id
+end
+local function setopt(k, f, v)
+  if v == '' then redis.call('HDEL', k, f) else redis.call('HSET', k, f, string.sub(v, 2)) end
+end
+-- failmember orders the failing rows of one time by ascending id under
+-- ZREVRANGEBYSCORE, which orders ties by descending member.
+local FAILMAX = 999999999999999
+local function failmember(id) return string.format('%015d', FAILMAX - tonumber(id)) end
+local function failid(m) return int(FAILMAX - tonumber(m)) end
+local function rowensure(sid, k)
+  local keys = key('s', sid, 'keys')
+  local id = redis.call('HGET', keys, k)
+  if id then return id end
+  id = int(redis.call('HINCRBY', P .. ':seq', 'row', 1))
+  redis.call('HSET', keys, k, id)
+  redis.call('ZADD', key('s', sid, 'ids'), id, id)
+  redis.call('ZADD', key('s', sid, 'lex'), 0, k)
+  redis.call('HSET', RP .. id, 's', sid, 'k', k)
+  return id
+end
+local function unfail(id, sid, k)
+  redis.call('HDEL', RP .. id, 'e', 'n', 'ea')
+  redis.call('ZREM', key('s', sid, 'failing'), failmember(id))
+  redis.call('ZREM', key('s', sid, 'faillex'), k)
+end
+local function rowmeta(out, id)
+  local r = redis.call('HMGET', RP .. id, 'k', 'o', 'c', 'l', 'g', 'n', 'st')
+  if not r[1] then return end
+  local n = #out
+  out[n+1], out[n+2], out[n+3], out[n+4], out[n+5], out[n+6], out[n+7], out[n+8] =
+    id, r[1], r[2], r[3], r[4], r[5], r[7] and 1 or 0, r[6]
+end
+local function rowinfo(out, id, blobs)
+  local r = redis.call('HMGET', RP .. id, 's', 'k', 'o', 'c', 'l', 'g', 't', 'st', 'e', 'n', 'ea', 'pa')
+  if not r[1] then return end
+  if not blobs then r[7], r[8] = false, false end
+  out[#out+1] = id
+  for j = 1, 12 do out[#out+1] = r[j] end
+end
+local function target(tid)
+  local t = redis.call('HMGET', key('t', tid), 'flow', 'kind', 'key', 'parent', 'committed', 'rec', 'dg', 'lg', 'ua')
+  return {tid, t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], redis.call('LRANGE', key('t', tid, 'staged'), 0, -1)}
+end
+local function stagedrop(tid)
+  local sk = key('t', tid, 'staged')
+  for _, r in ipairs(redis.call('LRANGE', sk, 0, -1)) do
+    if r == '' then return end
+  end
+  redis.call('RPUSH', sk, '')
+end
+`
+
+// rowMetaStride and rowInfoStride are the replies per row of rowmeta and
+// rowinfo.
+const (
+	rowMetaStride = 8
+	rowInfoStride = 13
+)
+
+// notFound starts the error a script returns for what must exist and does
+// not; the driver turns it into statestore.ErrNotFound.
+const notFound = "TMNOTFOUND"
+
+// script makes a script that may write. Its shebang line (Redis 7)
+// declares it so: a server out of memory (maxmemory) refuses it before it
+// starts rather than failing one of its writes midway.
+func script(body string) *goredis.Script { return goredis.NewScript("#!lua\n" + prelude + body) }
+
+// reader makes a script that only reads, which Redis runs even when out
+// of memory, and on a replica.
+func reader(body string) *goredis.Script {
+	return goredis.NewScript("#!lua flags=no-writes\n" + prelude + body)
+}
+
+// scriptSet is the store's scripts. They name no key of their own: stores
+// of any prefix run the same scripts, which the server caches once.
+type scriptSet struct {
+	open, flowGet, flowDrop                   *goredis.Script
+	lockTake, lockRenew, lockRelease          *goredis.Script
+	sourceEnsure, sourceFind, sourceNotesSave *goredis.Script
+	targetList, targetStage, targetCommit     *goredis.Script
+	rowLookup, rowLoad, rowScan, rowFailures  *goredis.Script
+	rowFind, rowGet, rowPage, ownerFind       *goredis.Script
+	precommit, commit                         *goredis.Script
+}
+
+func newScripts() *scriptSet {
+	return &scriptSet{
+		// ARGV: version, now. Returns the layout's version.
+		open: script(`
+redis.call('HSETNX', P .. ':meta', 'created_at', ARGV[2])
+redis.call('HSETNX', P .. ':meta', 'version', ARGV[1])
+return redis.call('HGET', P .. ':meta', 'version')`),
+
+		// ARGV: flow. Returns the generation.
+		flowGet: script(`
+redis.call('HSETNX', P .. ':gens', ARGV[1], 0)
+return redis.call('HGET', P .. ':gens', ARGV[1])`),
+
+		// ARGV: flow.
+		flowDrop: script(`
+local flow = ARGV[1]
+local fid = flowid(flow, false)
+if fid then
+  for _, sid in ipairs(redis.call('HVALS', key('f', fid, 'sources'))) do
+    for _, id in ipairs(redis.call('ZRANGE', key('s', sid, 'ids'), 0, -1)) do
+      redis.call('UNLINK', RP .. id)
+    end
+    redis.call('UNLINK', key('s', sid), key('s', sid, 'keys'), key('s', sid, 'ids'), key('s', sid, 'lex'),
+      key('s', sid, 'failing'), key('s', sid, 'faillex'), key('s', sid, 'done'))
+  end
+  for _, tid in ipairs(redis.call('HVALS', key('f', fid, 'targets'))) do
+    redis.call('UNLINK', key('t', tid), key('t', tid, 'staged'), key('t', tid, 'own'))
+  end
+  redis.call('UNLINK', key('f', fid, 'sources'), key('f', fid, 'targets'))
+  redis.call('HDEL', P .. ':flows', flow)
+end
+redis.call('HDEL', P .. ':gens', flow)
+return 1`),
+
+		// ARGV: flow, token, pid, host, since, ttl in milliseconds. Returns
+		// {1} when taken, else {0, pid, host, since} of the holder.
+		lockTake: script(`
+local lk = P .. ':lock:' .. ARGV[1]
+if redis.call('EXISTS', lk) == 1 then
+  local h = redis.call('HMGET', lk, 'pid', 'host', 'since')
+  return {0, h[1], h[2], h[3]}
+end
+redis.call('HSET', lk, 'token', ARGV[2], 'pid', ARGV[3], 'host', ARGV[4], 'since', ARGV[5])
+redis.call('PEXPIRE', lk, ARGV[6])
+return {1}`),
+
+		// ARGV: flow, token, ttl in milliseconds. Returns 1 when the lock is
+		// still the token's, its TTL renewed; 0 when it is not.
+		lockRenew: script(`
+local lk = P .. ':lock:' .. ARGV[1]
+if redis.call('HGET', lk, 'token') ~= ARGV[2] then return 0 end
+redis.call('PEXPIRE', lk, ARGV[3])
+return 1`),
+
+		// ARGV: flow, token.
+		lockRelease: script(`
+local lk = P .. ':lock:' .. ARGV[1]
+if redis.call('HGET', lk, 'token') == ARGV[2] then redis.call('DEL', lk) end
+return 1`),
+
+		// ARGV: flow, name. Returns the source's id.
+		sourceEnsure: script(`
+local fid = flowid(ARGV[1], true)
+local sk = key('f', fid, 'sources')
+local sid = redis.call('HGET', sk, ARGV[2])
+if sid then return sid end
+sid = int(redis.call('HINCRBY', P .. ':seq', 'source', 1))
+redis.call('HSET', sk, ARGV[2], sid)
+redis.call('HSET', key('s', sid), 'flow', ARGV[1], 'name', ARGV[2])
+return sid`),
+
+		// ARGV: flow, name. Returns the source's id, or nil.
+		sourceFind: reader(`
+local fid = flowid(ARGV[1], false)
+if not fid then return false end
+return redis.call('HGET', key('f', fid, 'sources'), ARGV[2])`),
+
+		// ARGV: source id, options (opt, "" keeps it), last update (likewise).
+		sourceNotesSave: script(`
+local sk = key('s', ARGV[1])
+if redis.call('EXISTS', sk) == 0 then return 0 end
+if ARGV[2] ~= '' then setopt(sk, 'opt', ARGV[2]) end
+if ARGV[3] ~= '' then setopt(sk, 'lu', ARGV[3]) end
+return 1`),
+
+		// ARGV: flow. Returns the flow's targets, each as target() gives it.
+		targetList: reader(`
+local fid = flowid(ARGV[1], false)
+local out = {}
+if not fid then return out end
+for _, tid in ipairs(redis.call('HVALS', key('f', fid, 'targets'))) do
+  out[#out+1] = target(tid)
+end
+return out`),
+
+		// ARGV: flow, kind, key, parent, record (a staged entry), now. Returns
+		// the target.
+		targetStage: script(`
+local flow, kind, tkey, parent, rec, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local fid = flowid(flow, true)
+local tk = key('f', fid, 'targets')
+local tid = redis.call('HGET', tk, tkey)
+if not tid then
+  tid = int(redis.call('HINCRBY', P .. ':seq', 'target', 1))
+  redis.call('HSET', tk, tkey, tid)
+  redis.call('HSET', key('t', tid), 'flow', flow, 'kind', kind, 'key', tkey, 'parent', parent, 'dg', 0, 'lg', 0, 'ua', now)
+  redis.call('RPUSH', key('t', tid, 'staged'), rec)
+else
+  local found = false
+  for _, r in ipairs(redis.call('LRANGE', key('t', tid, 'staged'), 0, -1)) do
+    if r == rec then found = true; break end
+  end
+  if not found then redis.call('RPUSH', key('t', tid, 'staged'), rec) end
+  redis.call('HSET', key('t', tid), 'kind', kind, 'ua', now)
+end
+return target(tid)`),
+
+		// ARGV: flow, target id, exists (0 or 1), record (opt), invalidation
+		// (none, lossy or destructive), now. Returns the flow's generation.
+		targetCommit: script(`
+local flow, id, exists, rec, inv, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if redis.call('HEXISTS', P .. ':gens', flow) == 0 then return redis.error_reply('TMNOTFOUND flow ' .. flow) end
+local fid = flowid(flow, false)
+local tk = key('t', id)
+if exists == '0' then
+  if fid then
+    local fk = key('f', fid, 'targets')
+    local all = redis.call('HGETALL', fk)
+    for j = 1, #all, 2 do
+      local tid = all[j+1]
+      if tid == id or redis.call('HGET', key('t', tid), 'parent') == id then
+        redis.call('UNLINK', key('t', tid), key('t', tid, 'staged'), key('t', tid, 'own'))
+        redis.call('HDEL', fk, all[j])
+      end
+    end
+  end
+  redis.call('UNLINK', key('t', id, 'own'))
+else
+  if redis.call('HGET', tk, 'flow') ~= flow then return redis.error_reply('TMNOTFOUND target ' .. id) end
+  setopt(tk, 'rec', rec)
+  redis.call('HSET', tk, 'committed', 1, 'ua', now)
+  redis.call('DEL', key('t', id, 'staged'))
+  if inv ~= 'none' then
+    local gen = int(redis.call('HINCRBY', P .. ':gens', flow, 1))
+    if inv == 'destructive' then
+      redis.call('UNLINK', key('t', id, 'own'))
+      for _, tid in ipairs(redis.call('HVALS', key('f', fid, 'targets'))) do
+        if redis.call('HGET', key('t', tid), 'parent') == id then stagedrop(tid) end
+      end
+      redis.call('HSET', tk, 'dg', gen)
+    else
+      redis.call('HSET', tk, 'lg', gen)
+    end
+  end
+end
+return redis.call('HGET', P .. ':gens', flow)`),
+
+		// ARGV: source id, keys... Returns rowmeta of each row found.
+		rowLookup: reader(`
+local keys, out = key('s', ARGV[1], 'keys'), {}
+for j = 2, #ARGV do
+  local id = redis.call('HGET', keys, ARGV[j])
+  if id then rowmeta(out, id) end
+end
+return out`),
+
+		// ARGV: ids... Returns {id, tracking, staged} of each row found.
+		rowLoad: reader(`
+local out = {}
+for j = 1, #ARGV do
+  local r = redis.call('HMGET', RP .. ARGV[j], 's', 't', 'st')
+  if r[1] then
+    local n = #out
+    out[n+1], out[n+2], out[n+3] = ARGV[j], r[2], r[3]
+  end
+end
+return out`),
+
+		// ARGV: source id, after id, limit (negative: none). Returns rowmeta
+		// of each row.
+		rowScan: reader(`
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('s', ARGV[1], 'ids'), '(' .. ARGV[2], '+inf', 'LIMIT', 0, ARGV[3])) do
+  rowmeta(out, id)
+end
+return out`),
+
+		// ARGV: source id, limit (negative: none). Returns {key, error, count,
+		// error_at} of each failing row, the most recent failure first.
+		rowFailures: reader(`
+local out = {}
+for _, m in ipairs(redis.call('ZREVRANGEBYSCORE', key('s', ARGV[1], 'failing'), '+inf', '-inf', 'LIMIT', 0, ARGV[2])) do
+  local r = redis.call('HMGET', key('r', failid(m)), 'k', 'e', 'n', 'ea')
+  if r[1] then
+    local n = #out
+    out[n+1], out[n+2], out[n+3], out[n+4] = r[1], r[2], r[3], r[4]
+  end
+end
+return out`),
+
+		// ARGV: source id, key. Returns rowinfo of the row, or nothing.
+		rowFind: reader(`
+local out = {}
+local id = redis.call('HGET', key('s', ARGV[1], 'keys'), ARGV[2])
+if id then rowinfo(out, id, true) end
+return out`),
+
+		// ARGV: blobs (0 or 1), ids... Returns rowinfo of each row found.
+		rowGet: reader(`
+local out = {}
+for j = 2, #ARGV do rowinfo(out, ARGV[j], ARGV[1] == '1') end
+return out`),
+
+		// ARGV: source id, after, limit, failed (0 or 1). Returns rowinfo of
+		// each row.
+		rowPage: reader(`
+local index = 'lex'
+if ARGV[4] == '1' then index = 'faillex' end
+local keys, out = key('s', ARGV[1], 'keys'), {}
+for _, k in ipairs(redis.call('ZRANGEBYLEX', key('s', ARGV[1], index), '(' .. ARGV[2], '+', 'LIMIT', 0, ARGV[3])) do
+  local id = redis.call('HGET', keys, k)
+  if id then rowinfo(out, id, true) end
+end
+return out`),
+
+		// ARGV: pairs of target id and key hash. Returns, for each pair, the
+		// list of its ownerships.
+		ownerFind: reader(`
+local out = {}
+for j = 1, #ARGV, 2 do
+  local h = ARGV[j+1]
+  out[#out+1] = redis.call('ZRANGEBYLEX', key('t', ARGV[j], 'own'), '[' .. h, '(' .. h .. string.rep('\255', 9))
+end
+return out`),
+
+		// ARGV: source id, then per row: id (0 for a new row), key, staged
+		// (opt). Returns the rows' ids.
+		precommit: script(`
+local sid, out = ARGV[1], {}
+for j = 2, #ARGV, 3 do
+  local id = ARGV[j]
+  if id == '0' then id = rowensure(sid, ARGV[j+1]) end
+  local rk = RP .. id
+  if redis.call('EXISTS', rk) == 1 then setopt(rk, 'st', ARGV[j+2]) end
+  out[#out+1] = id
+end
+return out`),
+
+		// ARGV: source id, at, then
+		//   the number of updated rows, each: id, ordinal, content fp, logic fp
+		//     (opt each), gen, tracking (opt), the numbers of dropped and new
+		//     ownerships, then each of these: target id, member;
+		//   the number of bumps, each: id, ordinal (opt);
+		//   the number of failures, each: id (0 for a new row), key, message;
+		//   the number of deletions, each: id, the number of ownerships, then
+		//     each: target id, member.
+		commit: script(`
+local sid, at = ARGV[1], ARGV[2]
+local i = 2
+local function nxt() i = i + 1; return ARGV[i] end
+for _ = 1, tonumber(nxt()) do
+  local id, o, c, l, g, t = nxt(), nxt(), nxt(), nxt(), nxt(), nxt()
+  local ndrop, nnew = tonumber(nxt()), tonumber(nxt())
+  local rk = RP .. id
+  local r = redis.call('HMGET', rk, 's', 'k')
+  if r[1] then
+    setopt(rk, 'o', o); setopt(rk, 'c', c); setopt(rk, 'l', l); setopt(rk, 't', t)
+    redis.call('HSET', rk, 'g', g, 'pa', at)
+    redis.call('HDEL', rk, 'st')
+    unfail(id, r[1], r[2])
+    redis.call('ZADD', key('s', r[1], 'done'), at, id)
+  end
+  for _ = 1, ndrop do
+    local tid, m = nxt(), nxt()
+    redis.call('ZREM', key('t', tid, 'own'), m)
+  end
+  for _ = 1, nnew do
+    local tid, m = nxt(), nxt()
+    redis.call('ZADD', key('t', tid, 'own'), 0, m)
+  end
+end
+for _ = 1, tonumber(nxt()) do
+  local id, o = nxt(), nxt()
+  local rk = RP .. id
+  local r = redis.call('HMGET', rk, 's', 'k')
+  if r[1] then
+    setopt(rk, 'o', o)
+    redis.call('HSET', rk, 'pa', at)
+    unfail(id, r[1], r[2])
+    redis.call('ZADD', key('s', r[1], 'done'), at, id)
+  end
+end
+for _ = 1, tonumber(nxt()) do
+  local id, k, msg = nxt(), nxt(), nxt()
+  if id == '0' then id = rowensure(sid, k) end
+  local rk = RP .. id
+  local r = redis.call('HMGET', rk, 's', 'k')
+  if r[1] then
+    redis.call('HSET', rk, 'e', msg, 'ea', at)
+    redis.call('HINCRBY', rk, 'n', 1)
+    redis.call('ZADD', key('s', r[1], 'failing'), at, failmember(id))
+    redis.call('ZADD', key('s', r[1], 'faillex'), 0, r[2])
+  end
+end
+for _ = 1, tonumber(nxt()) do
+  local id = nxt()
+  for _ = 1, tonumber(nxt()) do
+    local tid, m = nxt(), nxt()
+    redis.call('ZREM', key('t', tid, 'own'), m)
+  end
+  local rk = RP .. id
+  local r = redis.call('HMGET', rk, 's', 'k')
+  if r[1] then
+    local s, k = r[1], r[2]
+    if redis.call('HGET', key('s', s, 'keys'), k) == id then
+      redis.call('HDEL', key('s', s, 'keys'), k)
+      redis.call('ZREM', key('s', s, 'lex'), k)
+      redis.call('ZREM', key('s', s, 'faillex'), k)
+    end
+    redis.call('ZREM', key('s', s, 'ids'), id)
+    redis.call('ZREM', key('s', s, 'failing'), failmember(id))
+    redis.call('ZREM', key('s', s, 'done'), id)
+    redis.call('DEL', rk)
+  end
+end
+return 1`),
+	}
+}
