@@ -303,7 +303,7 @@ func (r *runner) command() *cobra.Command {
 	}
 	fs := root.PersistentFlags()
 	fs.StringVar(&r.db, "db", r.app.DefaultDB, "where the tables and Tidemark's state live: a SQLite file path or a postgres:// URL")
-	fs.StringVar(&r.state, "state", "", "where Tidemark's state lives, when not in --db: a SQLite file path or a postgres:// URL")
+	fs.StringVar(&r.state, "state", "", "where Tidemark's state lives, when not in --db: a SQLite file path, a postgres:// URL or a redis://host:port/N URL")
 	fs.IntVar(&r.writers, "pg-writers", 2, "with PostgreSQL, connections that write a large batch at once")
 	fs.StringVar(&r.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -410,7 +410,7 @@ func (r *runner) open(ctx context.Context, a access) (*session, error) {
 		return nil, fmt.Errorf("--db: %w", err)
 	}
 	if r.state != "" {
-		if err := dburl.Check(r.state); err != nil {
+		if err := dburl.CheckState(r.state); err != nil {
 			return nil, fmt.Errorf("--state: %w", err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tidemark/tidemark/cli"
 	"github.com/tidemark/tidemark/internal/pgtest"
+	"github.com/tidemark/tidemark/internal/redistest"
 	"github.com/tidemark/tidemark/tidemarktest"
 )
 
@@ -40,6 +41,10 @@ func TestStateApart(t *testing.T) {
 	for name, newState := range map[string]func(t *testing.T) string{
 		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "state.db") },
 		"postgres": func(t *testing.T) string { return pgtest.Database(t) },
+		"redis": func(t *testing.T) string {
+			base, prefix := redistest.Prefix(t)
+			return base + "?prefix=" + prefix
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -78,6 +83,9 @@ func TestStateApart(t *testing.T) {
 			r = run(t, app, cli.Env{}, "update", "--db", db, "--state", "mysql://x")
 			require.Equal(t, cli.ExitFatal, r.code)
 			require.Contains(t, r.stderr, "--state: a mysql:// URL is not supported")
+			r = run(t, app, cli.Env{}, "update", "--db", "redis://127.0.0.1:6379/0")
+			require.Equal(t, cli.ExitFatal, r.code, "the tables are not in Redis")
+			require.Contains(t, r.stderr, "--db: ")
 		})
 	}
 }

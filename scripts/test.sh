@@ -113,7 +113,16 @@ as_pg() {
 THROWAWAY_DIR=""
 THROWAWAY_PG_CTL=""
 
+THROWAWAY_REDIS_DIR=""
+
 cleanup() {
+	if [[ -n "$THROWAWAY_REDIS_DIR" ]]; then
+		if [[ -f "$THROWAWAY_REDIS_DIR/redis.pid" ]]; then
+			kill "$(cat "$THROWAWAY_REDIS_DIR/redis.pid")" 2>/dev/null || true
+		fi
+		rm -rf -- "$THROWAWAY_REDIS_DIR" || true
+		THROWAWAY_REDIS_DIR=""
+	fi
 	if [[ -n "$THROWAWAY_DIR" ]]; then
 		if [[ -f "$THROWAWAY_DIR/data/postmaster.pid" ]]; then
 			(cd "$THROWAWAY_DIR" && as_pg "$THROWAWAY_PG_CTL" -D "$THROWAWAY_DIR/data" -m immediate -w stop >/dev/null 2>&1) || true
@@ -316,8 +325,62 @@ ensure_chromium() {
 	log "using Chromium at $TIDEMARK_CHROMIUM for the browser tests"
 }
 
+# redis_answers says a Redis server answers PING at host $1, port $2,
+# through bash's /dev/tcp (no client needed).
+redis_answers() {
+	local reply
+	exec 3<>"/dev/tcp/$1/$2" 2>/dev/null || return 1
+	printf 'PING\r\n' >&3
+	IFS= read -r -t 2 reply <&3 || reply=""
+	exec 3<&- 3>&-
+	[[ "$reply" == +PONG* ]]
+}
+
+# ensure_redis finds Redis for the Redis state store's tests (exported as
+# TIDEMARK_TEST_REDIS_URL): TIDEMARK_TEST_REDIS_URL if set, else
+# 127.0.0.1:6379, else one throwaway redis-server from the installed
+# binary, shared by every test (each test has its own key prefix). Without
+# any, the tests start their own, or fail under CI=true.
+ensure_redis() {
+	local port tmp
+	if [[ -n "${TIDEMARK_TEST_REDIS_URL:-}" ]]; then
+		export TIDEMARK_TEST_REDIS_URL
+		log "using Redis from TIDEMARK_TEST_REDIS_URL"
+		return 0
+	fi
+	if redis_answers 127.0.0.1 6379; then
+		TIDEMARK_TEST_REDIS_URL="redis://127.0.0.1:6379/0"
+		export TIDEMARK_TEST_REDIS_URL
+		log "using local Redis at $TIDEMARK_TEST_REDIS_URL"
+		return 0
+	fi
+	if ! command -v redis-server >/dev/null 2>&1; then
+		log "no Redis at 127.0.0.1:6379 and no redis-server to start one: the Redis tests will say so"
+		return 0
+	fi
+	tmp="$(mktemp -d "${TMPDIR:-/tmp}/tidemark-redistest.XXXXXX")"
+	THROWAWAY_REDIS_DIR="$tmp"
+	trap cleanup EXIT
+	for port in $(seq 16379 16399); do
+		if redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
+			--daemonize yes --pidfile "$tmp/redis.pid" --logfile "$tmp/redis.log" >/dev/null 2>&1; then
+			for _ in $(seq 50); do
+				if redis_answers 127.0.0.1 "$port"; then
+					TIDEMARK_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+					export TIDEMARK_TEST_REDIS_URL
+					log "started a throwaway Redis at $TIDEMARK_TEST_REDIS_URL (it keeps nothing on disk)"
+					return 0
+				fi
+				sleep 0.1
+			done
+		fi
+	done
+	log "starting a throwaway redis-server failed; the Redis tests start their own"
+}
+
 download_modules
 ensure_chromium
+ensure_redis
 
 force="${TIDEMARK_TEST_FORCE_THROWAWAY:-}"
 if [[ -n "$force" && "$force" != "0" ]]; then
