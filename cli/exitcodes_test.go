@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -49,10 +50,20 @@ func TestStoppedUpdateWithFailedRowsExitsTwo(t *testing.T) {
 	for i := range 200 {
 		src.Set(fmt.Sprintf("n%03d", i), "note")
 	}
-	stop := make(chan struct{})
-	var once sync.Once
+	stop, aTaken := make(chan struct{}), make(chan struct{})
+	var once, aOnce sync.Once
 	src.OnGet(func(k string) {
-		if k == "n100" {
+		switch k {
+		case "a000":
+			aOnce.Do(func() { close(aTaken) })
+		case "n100":
+			// The stop comes once a000 is in hand: a worker took it (on a
+			// loaded machine it may be taken after n100 is), so it is
+			// finished, and fails, before the update stops.
+			select {
+			case <-aTaken:
+			case <-time.After(10 * time.Second):
+			}
 			once.Do(func() { close(stop) })
 		}
 	})
