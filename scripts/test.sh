@@ -329,7 +329,9 @@ ensure_chromium() {
 # through bash's /dev/tcp (no client needed).
 redis_answers() {
 	local reply
-	exec 3<>"/dev/tcp/$1/$2" 2>/dev/null || return 1
+	# The braces keep the 2>/dev/null to this exec: on a bare exec it
+	# would silence the script's stderr for good.
+	{ exec 3<>"/dev/tcp/$1/$2"; } 2>/dev/null || return 1
 	printf 'PING\r\n' >&3
 	IFS= read -r -t 2 reply <&3 || reply=""
 	exec 3<&- 3>&-
