@@ -20,13 +20,13 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tidemark/tidemark/internal/testenv"
 )
 
 // EnvURL is the environment variable holding the base URL of the test
@@ -63,8 +63,8 @@ func URL(t testing.TB) string {
 	if err := probe(t.Context(), u); err != nil {
 		msg := fmt.Sprintf("pgtest: PostgreSQL at %s is not reachable: %v\n"+
 			"Run `make test`, which uses or starts a PostgreSQL server, "+
-			"or start one yourself and set %s to its URL.", redact(u), err, EnvURL)
-		if inCI() {
+			"or start one yourself and set %s to its URL.", testenv.Redact(u), err, EnvURL)
+		if testenv.InCI() {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
@@ -110,7 +110,7 @@ func Pool(t testing.TB) (*pgxpool.Pool, string) {
 	baseURL, schema := Schema(t)
 	cfg, err := pgxpool.ParseConfig(baseURL)
 	if err != nil {
-		t.Fatalf("pgtest: parse %s: %v", redact(baseURL), err)
+		t.Fatalf("pgtest: parse %s: %v", testenv.Redact(baseURL), err)
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
 	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
@@ -168,51 +168,11 @@ func schemaName(testName string) (string, error) {
 	}
 	suffix := hex.EncodeToString(b[:])
 	maxSlug := maxIdentLen - len(SchemaPrefix) - len("_") - len(suffix)
-	slug := slugify(testName, maxSlug)
+	slug := testenv.Slug(testName, maxSlug)
 	if slug == "" {
 		return SchemaPrefix + suffix, nil
 	}
 	return SchemaPrefix + slug + "_" + suffix, nil
-}
-
-// slugify lowercases s, turns each run of characters other than ASCII
-// letters and digits into one underscore, trims underscores from both ends,
-// and truncates the result to at most maxLen bytes.
-func slugify(s string, maxLen int) string {
-	var sb strings.Builder
-	underscore := false
-	for _, r := range strings.ToLower(s) {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {
-			if underscore && sb.Len() > 0 {
-				sb.WriteByte('_')
-			}
-			underscore = false
-			sb.WriteRune(r)
-			continue
-		}
-		underscore = true
-	}
-	slug := sb.String()
-	if len(slug) > maxLen {
-		slug = slug[:maxLen]
-	}
-	return strings.TrimRight(slug, "_")
-}
-
-// inCI reports whether the CI environment variable is true (e.g. "true" or
-// "1"), as CI systems set it.
-func inCI() bool {
-	ci, err := strconv.ParseBool(os.Getenv("CI"))
-	return err == nil && ci
-}
-
-// redact hides any password in rawURL so it can be shown in messages.
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.User == nil {
-		return rawURL
-	}
-	return u.Redacted()
 }
 
 // Database creates a new database with a unique name derived from the test
@@ -240,7 +200,7 @@ func Database(t testing.TB) string {
 	})
 	u, err := url.Parse(baseURL)
 	if err != nil {
-		t.Fatalf("pgtest: parse %s: %v", redact(baseURL), err)
+		t.Fatalf("pgtest: parse %s: %v", testenv.Redact(baseURL), err)
 	}
 	u.Path = "/" + name
 	return u.String()

@@ -30,6 +30,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/tidemark/tidemark/internal/testenv"
 )
 
 // EnvURL is the environment variable holding the URL of the test Redis
@@ -73,8 +75,8 @@ func URL(t testing.TB) string {
 		return started
 	}
 	msg := fmt.Sprintf("redistest: Redis at %s does not answer (%v), and no throwaway server could be started (%v).\n"+
-		"Start one (redis-server --save '' --appendonly no) or set %s to its URL.", redact(u), perr, serr, EnvURL)
-	if inCI() {
+		"Start one (redis-server --save '' --appendonly no) or set %s to its URL.", testenv.Redact(u), perr, serr, EnvURL)
+	if testenv.InCI() {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
@@ -92,7 +94,7 @@ func Prefix(t testing.TB) (baseURL, prefix string) {
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatalf("redistest: random prefix: %v", err)
 	}
-	prefix = PrefixStart + slugify(t.Name(), 24) + "_" + hex.EncodeToString(b[:])
+	prefix = PrefixStart + testenv.Slug(t.Name(), 24) + "_" + hex.EncodeToString(b[:])
 	t.Cleanup(func() {
 		// t.Context is already cancelled when cleanups run.
 		ctx, cancel := context.WithTimeout(context.Background(), cleanTimeout)
@@ -382,34 +384,4 @@ func (p *Proxy) pipe(dst, src net.Conn, requests bool) {
 			return // EOF or closed: the other side is closed by the defers
 		}
 	}
-}
-
-// slugify keeps the ASCII letters and digits of s, lowercased, turning
-// the rest into underscores, and at most maxLen bytes of it.
-func slugify(s string, maxLen int) string {
-	slug := strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
-			return r
-		case r >= 'A' && r <= 'Z':
-			return r + 'a' - 'A'
-		}
-		return '_'
-	}, s)
-	return slug[:min(len(slug), maxLen)]
-}
-
-// inCI reports whether the CI environment variable is true.
-func inCI() bool {
-	ci, err := strconv.ParseBool(os.Getenv("CI"))
-	return err == nil && ci
-}
-
-// redact hides any password in rawURL so it can be shown in messages.
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.User == nil {
-		return rawURL
-	}
-	return u.Redacted()
 }
