@@ -51,7 +51,7 @@ type insight struct {
 	updating atomic.Bool
 	// stopped ends the passes asked for when the server stops.
 	stopped <-chan struct{}
-	// metrics serves /metrics, when set.
+	// metrics serves /metrics.
 	metrics http.Handler
 	guard   *guard
 	pages   pages
@@ -91,23 +91,20 @@ func (s *insight) scrubOptions(opts map[string]string) map[string]string {
 }
 
 func (s *insight) routes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/flow", s.apiFlow)
-	mux.HandleFunc("GET /api/v1/sources/{source}/rows", s.apiRows)
-	mux.HandleFunc("GET /api/v1/sources/{source}/rows/{key...}", s.apiRow)
-	mux.HandleFunc("GET /api/v1/targets/{target}/states/{key...}", s.apiTargetState)
+	mux.HandleFunc("GET /api/v1/flow", readJSON(s, s.flowAPI))
+	mux.HandleFunc("GET /api/v1/sources/{source}/rows", readJSON(s, s.rows))
+	mux.HandleFunc("GET /api/v1/sources/{source}/rows/{key...}", readJSON(s, s.row))
+	mux.HandleFunc("GET /api/v1/targets/{target}/states/{key...}", readJSON(s, s.targetState))
 	mux.HandleFunc("GET /api/v1/passes", s.apiPasses)
 	mux.HandleFunc("GET /api/v1/events", s.apiEvents)
-	mux.HandleFunc("GET /api/v1/query/{name}", s.apiQuery)
+	mux.HandleFunc("GET /api/v1/query/{name}", readJSON(s, func(req *http.Request) (*queryAPI, error) {
+		out, _, err := s.queryPage(req, req.PathValue("name"))
+		return out, err
+	}))
 	mux.HandleFunc("POST /api/v1/update", s.apiUpdate)
 	mux.HandleFunc("GET /api/{query}", s.apiLegacyQuery)
 	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, req *http.Request) {
-		if s.metrics == nil {
-			writeError(w, req, http.StatusNotFound, "no metrics")
-			return
-		}
-		s.metrics.ServeHTTP(w, req)
-	})
+	mux.Handle("GET /metrics", s.metrics)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, req, http.StatusNotFound, fmt.Sprintf("no such API: %s %s (see /api/v1/flow)", req.Method, req.URL.Path))
 	})
@@ -159,13 +156,23 @@ func (s *insight) flowView(ctx context.Context) (*flowView, error) {
 	return v, nil
 }
 
-func (s *insight) apiFlow(w http.ResponseWriter, req *http.Request) {
-	v, err := s.flowView(req.Context())
-	if err != nil {
-		s.fail(w, req, err)
-		return
+// readJSON answers a GET with what read reads, as JSON, or with its
+// error.
+func readJSON[T any](s *insight, read func(req *http.Request) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		v, err := read(req)
+		if err != nil {
+			s.fail(w, req, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
 	}
-	writeJSON(w, http.StatusOK, flowAPI{flowView: v, Live: s.live})
+}
+
+// flowAPI reads what /api/v1/flow says.
+func (s *insight) flowAPI(req *http.Request) (flowAPI, error) {
+	v, err := s.flowView(req.Context())
+	return flowAPI{flowView: v, Live: s.live}, err
 }
 
 // errNoSuchSource is returned for a source the flow does not have.
@@ -259,14 +266,6 @@ func (s *insight) rows(req *http.Request) (*rowsPage, error) {
 	return page, nil
 }
 
-func (s *insight) apiRows(w http.ResponseWriter, req *http.Request) {
-	page, err := s.rows(req)
-	if err != nil {
-		s.fail(w, req, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, page)
-}
 
 // row reads the row the request names.
 func (s *insight) row(req *http.Request) (*rowView, error) {
@@ -289,28 +288,12 @@ func (s *insight) row(req *http.Request) (*rowView, error) {
 	return v, nil
 }
 
-func (s *insight) apiRow(w http.ResponseWriter, req *http.Request) {
-	v, err := s.row(req)
-	if err != nil {
-		s.fail(w, req, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
-}
 
 // targetState reads the target state the request names.
 func (s *insight) targetState(req *http.Request) (*targetRowView, error) {
 	return s.s.targetRowView(req.Context(), req.PathValue("target"), req.PathValue("key"))
 }
 
-func (s *insight) apiTargetState(w http.ResponseWriter, req *http.Request) {
-	v, err := s.targetState(req)
-	if err != nil {
-		s.fail(w, req, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, v)
-}
 
 // passesAPI is what /api/v1/passes says.
 type passesAPI struct {
@@ -488,14 +471,6 @@ func (s *insight) queryPage(req *http.Request, name string) (*queryAPI, []tidema
 	return out, about, nil
 }
 
-func (s *insight) apiQuery(w http.ResponseWriter, req *http.Request) {
-	out, _, err := s.queryPage(req, req.PathValue("name"))
-	if err != nil {
-		s.fail(w, req, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
-}
 
 // apiLegacyQuery answers GET /api/{query} as it always has: the query's
 // results as the query command's --json prints them.
