@@ -266,7 +266,6 @@ func (s *insight) rows(req *http.Request) (*rowsPage, error) {
 	return page, nil
 }
 
-
 // row reads the row the request names.
 func (s *insight) row(req *http.Request) (*rowView, error) {
 	source, err := s.source(req)
@@ -288,12 +287,10 @@ func (s *insight) row(req *http.Request) (*rowView, error) {
 	return v, nil
 }
 
-
 // targetState reads the target state the request names.
 func (s *insight) targetState(req *http.Request) (*targetRowView, error) {
 	return s.s.targetRowView(req.Context(), req.PathValue("target"), req.PathValue("key"))
 }
-
 
 // passesAPI is what /api/v1/passes says.
 type passesAPI struct {
@@ -470,7 +467,6 @@ func (s *insight) queryPage(req *http.Request, name string) (*queryAPI, []tidema
 	}
 	return out, about, nil
 }
-
 
 // apiLegacyQuery answers GET /api/{query} as it always has: the query's
 // results as the query command's --json prints them.
