@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -35,16 +34,8 @@ func TestServer(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "n.db")
 	require.Equal(t, 0, run(t, app, cli.Env{}, "update", "--db", db).code)
 
-	stop := make(chan struct{})
-	var out, errb syncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- cli.Run(t.Context(), app, []string{"server", "--db", db, "--addr", "127.0.0.1:0", "--live", "--refresh", "50ms"},
-			cli.Env{Stdout: &out, Stderr: &errb, Stop: stop})
-	}()
-	addr := regexp.MustCompile(`at (http://\S+)`)
-	require.Eventually(t, func() bool { return addr.MatchString(out.String()) }, 10*time.Second, 5*time.Millisecond, errb.String())
-	base := addr.FindStringSubmatch(out.String())[1]
+	s := startServer(t, app, cli.Env{}, "--db", db, "--live", "--refresh", "50ms")
+	base := s.base
 
 	code, body := get(t, base+"/api/search?q=fox")
 	require.Equal(t, http.StatusOK, code, body)
@@ -90,7 +81,6 @@ func TestServer(t *testing.T) {
 		return strings.Contains(body, `"id":"c"`)
 	}, 10*time.Second, 20*time.Millisecond)
 
-	close(stop)
-	require.Equal(t, 0, <-done, errb.String())
-	require.Contains(t, out.String(), "stopped")
+	require.Equal(t, 0, s.close(t), s.errb.String())
+	require.Contains(t, s.out.String(), "stopped")
 }
