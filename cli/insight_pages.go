@@ -465,7 +465,7 @@ func (s *insight) groups(v *rowView) []stateGroup {
 	var out []stateGroup
 	at := make(map[string]int)
 	for _, st := range v.States {
-		name := st.Name
+		name := st.Target
 		if !st.Table {
 			name += " " // apart from a table of the same name's rows
 		}
@@ -473,10 +473,10 @@ func (s *insight) groups(v *rowView) []stateGroup {
 		if !ok {
 			i = len(out)
 			at[name] = i
-			g := stateGroup{Name: st.Name}
+			g := stateGroup{Name: st.Target}
 			if st.Table {
 				for _, spec := range specs {
-					if spec.Table == st.Name {
+					if spec.Table == st.Target {
 						g.Columns = spec.ColumnNames()
 					}
 				}

@@ -317,10 +317,9 @@ type stateView struct {
 	// TableMissing says the table is not in the database: the content
 	// could not be read.
 	TableMissing bool `json:"table_missing,omitempty"`
-	// Name is the target's name and KeyArg the state's key as show target
-	// and the server's target pages take them; Table says the target is a
-	// table (not in JSON: the server links with them).
-	Name   string `json:"-"`
+	// KeyArg is the state's key as show target and the server's target
+	// pages take it (with Target, the target's name); Table says the
+	// target is a table (not in JSON: the server links with them).
 	KeyArg string `json:"-"`
 	Table  bool   `json:"-"`
 }
@@ -347,11 +346,16 @@ func (s *session) rowView(ctx context.Context, source, key string) (*rowView, er
 		v.Error = &st.Failure.Message
 	}
 	specs := tableSpecs(s.flow)
+	names := make(map[string]string) // target key → name, asked once each
 	// The table rows' content, read a target at a time in one statement.
 	want := make(map[string][]int) // target key → indexes in v.States
 	for _, d := range st.States {
-		sv := stateView{Target: targetName(s.flow, d.Target), Key: decodedKey(d.Key), Attachment: d.Attachment,
-			Name: targetName(s.flow, d.Target), KeyArg: targetKeyArg(d.Key)}
+		name, ok := names[d.Target]
+		if !ok {
+			name = targetName(s.flow, d.Target)
+			names[d.Target] = name
+		}
+		sv := stateView{Target: name, Key: decodedKey(d.Key), Attachment: d.Attachment, KeyArg: targetKeyArg(d.Key)}
 		for _, c := range d.Containers {
 			sv.Containers = append(sv.Containers, string(c))
 		}
