@@ -175,8 +175,12 @@ func (s *insight) flowAPI(req *http.Request) (flowAPI, error) {
 	return flowAPI{flowView: v, Live: s.live}, err
 }
 
-// errNoSuchSource is returned for a source the flow does not have.
-var errNoSuchSource = errors.New("no such source")
+// errNoSuchSource and errNoSuchQuery are returned for a source or a query
+// handler the flow does not have.
+var (
+	errNoSuchSource = errors.New("no such source")
+	errNoSuchQuery  = errors.New("no query")
+)
 
 func (s *insight) source(req *http.Request) (string, error) {
 	name := req.PathValue("source")
@@ -419,7 +423,7 @@ func queryOf(req *http.Request) (tidemark.Query, error) {
 // among the expensive requests.
 func (s *insight) runQuery(req *http.Request, name string) (tidemark.Query, any, error) {
 	if !slices.Contains(s.queries, name) {
-		return tidemark.Query{}, nil, fmt.Errorf("%w: no query %q; there are: %s", errNoSuchTarget, name, strings.Join(s.queries, ", "))
+		return tidemark.Query{}, nil, fmt.Errorf("%w %q; there are: %s", errNoSuchQuery, name, strings.Join(s.queries, ", "))
 	}
 	q, err := queryOf(req)
 	if err != nil {

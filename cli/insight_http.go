@@ -322,7 +322,7 @@ func (s *insight) clientError(req *http.Request, err error) (int, string) {
 		return http.StatusServiceUnavailable, err.Error()
 	case errors.Is(err, tidemark.ErrNotFound):
 		return http.StatusNotFound, s.scrub(lastPart(err))
-	case errors.Is(err, errNoSuchTarget), errors.Is(err, errNoSuchSource):
+	case errors.Is(err, errNoSuchTarget), errors.Is(err, errNoSuchSource), errors.Is(err, errNoSuchQuery):
 		return http.StatusNotFound, s.scrub(err.Error())
 	case errors.Is(err, errBadRequest), errors.Is(err, tidemark.ErrBadKey), errors.Is(err, table.ErrSearchTooLarge), errors.Is(err, table.ErrEmptyQuery):
 		return http.StatusBadRequest, strings.TrimPrefix(s.scrub(err.Error()), "table: ")
