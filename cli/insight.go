@@ -140,8 +140,27 @@ func (s *insight) flowView(ctx context.Context) (*flowView, error) {
 	if err != nil {
 		return nil, err
 	}
-	for i := range v.Sources {
-		src := &v.Sources[i]
+	s.scrubSources(v.Sources)
+	return v, nil
+}
+
+// sources reads the flow's sources, as flowView does, without the targets
+// and their row counts (a count of every row, on PostgreSQL): /healthz and
+// the passes need only the sources' last updates.
+func (s *insight) sources(ctx context.Context) ([]sourceView, error) {
+	st, err := s.s.engine.Status(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	v := sourceViews(st)
+	s.scrubSources(v)
+	return v, nil
+}
+
+// scrubSources removes --db's secrets from what sources say.
+func (s *insight) scrubSources(sources []sourceView) {
+	for i := range sources {
+		src := &sources[i]
 		src.Options = s.scrubOptions(src.Options)
 		if u := src.LastUpdate; u != nil {
 			c := *u
@@ -153,7 +172,6 @@ func (s *insight) flowView(ctx context.Context) (*flowView, error) {
 			src.Failures[j].Message = s.scrub(src.Failures[j].Message)
 		}
 	}
-	return v, nil
 }
 
 // readJSON answers a GET with what read reads, as JSON, or with its
@@ -308,7 +326,7 @@ type passesAPI struct {
 }
 
 func (s *insight) apiPasses(w http.ResponseWriter, req *http.Request) {
-	v, err := s.flowView(req.Context())
+	sources, err := s.sources(req.Context())
 	if err != nil {
 		s.fail(w, req, err)
 		return
@@ -318,7 +336,7 @@ func (s *insight) apiPasses(w http.ResponseWriter, req *http.Request) {
 	if out.Passes == nil {
 		out.Passes = []passView{}
 	}
-	for _, src := range v.Sources {
+	for _, src := range sources {
 		out.LastUpdates[src.Name] = src.LastUpdate
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -537,7 +555,7 @@ func (s *insight) healthz(w http.ResponseWriter, req *http.Request) {
 }
 
 func (s *insight) unhealthy(ctx context.Context) ([]string, error) {
-	v, err := s.flowView(ctx)
+	sources, err := s.sources(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -545,7 +563,7 @@ func (s *insight) unhealthy(ctx context.Context) ([]string, error) {
 	if running {
 		lastEnd = lastMove // a pass that moves on is not overdue
 	}
-	return s.reasons(v.Sources, running, lastEnd, time.Now()), nil
+	return s.reasons(sources, running, lastEnd, time.Now()), nil
 }
 
 // reasons says what is wrong with sources at now: a source never updated,

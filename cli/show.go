@@ -95,18 +95,7 @@ func (r *runner) flowView(ctx context.Context, s *session, failures int) (*flowV
 	if err != nil {
 		return nil, err
 	}
-	v := &flowView{Flow: s.flow.Name(), Sources: []sourceView{}, Targets: []targetView{}, Queries: s.flow.QueryHandlers()}
-	for _, src := range st.Sources {
-		sv := sourceView{Name: src.Name, Options: src.Options, Rows: src.Rows, Failing: src.Failing, LastUpdate: src.LastUpdate, Failures: src.Failures}
-		if !src.LastProcessedAt.IsZero() {
-			at := src.LastProcessedAt
-			sv.LastProcessedAt = &at
-		}
-		if sv.Failures == nil {
-			sv.Failures = []tidemarktype.RowFailure{}
-		}
-		v.Sources = append(v.Sources, sv)
-	}
+	v := &flowView{Flow: s.flow.Name(), Sources: sourceViews(st), Targets: []targetView{}, Queries: s.flow.QueryHandlers()}
 	for _, t := range s.flow.Targets() {
 		tv := targetView{Name: targetName(s.flow, t.Key), Key: t.Key, Kind: t.Kind, Spec: t.Spec}
 		exists := false
@@ -129,6 +118,23 @@ func (r *runner) flowView(ctx context.Context, s *session, failures int) (*flowV
 		v.Targets = append(v.Targets, tv)
 	}
 	return v, nil
+}
+
+// sourceViews are the sources of a flow's status, as show says them.
+func sourceViews(st *tidemarktype.Status) []sourceView {
+	out := []sourceView{}
+	for _, src := range st.Sources {
+		sv := sourceView{Name: src.Name, Options: src.Options, Rows: src.Rows, Failing: src.Failing, LastUpdate: src.LastUpdate, Failures: src.Failures}
+		if !src.LastProcessedAt.IsZero() {
+			at := src.LastProcessedAt
+			sv.LastProcessedAt = &at
+		}
+		if sv.Failures == nil {
+			sv.Failures = []tidemarktype.RowFailure{}
+		}
+		out = append(out, sv)
+	}
+	return out
 }
 
 // targetState says whether a declared target, or the attachment of parent
