@@ -43,10 +43,41 @@ type Options struct {
 	// BatchObserver and StoreObserver.
 	Observer any
 
+	// Shared, when enabled, makes the engine one of several workers, in
+	// one process or many, on one machine or many, that update the flow
+	// at once through the same PostgreSQL or Redis state store and share
+	// each pass's work (see docs/scale-out.md). Without it, a second
+	// update of the flow is refused with ErrFlowLocked. SQLite cannot be
+	// shared.
+	Shared SharedOptions
+
 	// Faults inject failures between the phases of each batch write, to
 	// test that a target recovers from a crash there. Leave it zero in
 	// production.
 	Faults FaultHooks
+}
+
+// SharedOptions configure a worker sharing its flow's updates with others
+// (Options.Shared). Per source, one worker lists each pass, holding its
+// listing lease; the rows that need work are shared out as claims, each
+// processed by one worker at a time; the lister deletes what the listing
+// left out once every claim is done. Leases and claims expire unless
+// renewed, so the work of a worker that dies goes to the others after
+// LeaseTTL, and a worker whose claims were taken commits nothing of them.
+type SharedOptions struct {
+	// Enabled shares the flow's updates.
+	Enabled bool
+	// Worker names this worker among the flow's workers, in logs and in
+	// the state store; default: the host name, the process id and a
+	// random suffix.
+	Worker string
+	// LeaseTTL is how long a listing lease or a claim lasts unless renewed
+	// (every third of it): how long the work of a worker that died waits
+	// for another (default 30s, at least 100ms).
+	LeaseTTL time.Duration
+	// Poll is how often an idle worker looks for claims, backing off to
+	// ten times as long while it finds none (default 100ms).
+	Poll time.Duration
 }
 
 // FaultHooks are called between the phases of each batch write: before the
@@ -243,6 +274,7 @@ func newEngine(f *Flow, ef *engine.Flow, store statestore.Store, opts Options) (
 		Retry:     retry.Policy(opts.Retry),
 		Hooks:     engine.Hooks(opts.Faults),
 		Observers: observers(opts.Observer),
+		Shared:    engine.SharedOptions(opts.Shared),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tidemark: %w", err)

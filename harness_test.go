@@ -41,7 +41,13 @@ func stateStore(t *testing.T, backend string) tidemark.Options {
 // forEachBackend runs fn as a parallel subtest per backend.
 func forEachBackend(t *testing.T, fn func(t *testing.T, backend string)) {
 	t.Helper()
-	for _, b := range backends {
+	forEachOf(t, backends, fn)
+}
+
+// forEachOf runs fn as a parallel subtest per backend of these.
+func forEachOf(t *testing.T, these []string, fn func(t *testing.T, backend string)) {
+	t.Helper()
+	for _, b := range these {
 		t.Run(b, func(t *testing.T) {
 			t.Parallel()
 			fn(t, b)
@@ -74,8 +80,12 @@ type harness struct {
 	opts   tidemark.Options
 	logic  string
 	schema string
-	// process, if set, replaces the standard processing function.
+	// process, if set, replaces the standard processing function; wrap,
+	// if set, wraps the processing function.
 	process tidemark.ProcessFunc[int, doc]
+	wrap    func(tidemark.ProcessFunc[int, doc]) tidemark.ProcessFunc[int, doc]
+	// done holds, after workers, the rows each worker processed.
+	done []int64
 }
 
 func newHarness(t *testing.T, backend string) *harness {
@@ -114,6 +124,12 @@ func (h *harness) open() *tidemark.Engine {
 // source may wrap).
 func (h *harness) openWith(source tidemark.Source[int, doc]) *tidemark.Engine {
 	h.t.Helper()
+	return h.openOpts(source, h.opts)
+}
+
+// openOpts is openWith with the engine's options opts.
+func (h *harness) openOpts(source tidemark.Source[int, doc], opts tidemark.Options) *tidemark.Engine {
+	h.t.Helper()
 	f := tidemark.NewFlow("Docs", tidemark.LogicVersion(h.logic))
 	docs := tidemarktest.Table[docRow](f, h.db, "docs", tidemarktest.Schema(h.schema))
 	tags := tidemarktest.Table[tagRow](f, h.db, "tags")
@@ -122,8 +138,11 @@ func (h *harness) openWith(source tidemark.Source[int, doc]) *tidemark.Engine {
 	if process == nil {
 		process = standardProcess(docs, tags)
 	}
+	if h.wrap != nil {
+		process = h.wrap(process)
+	}
 	tidemark.ForEach(src, process)
-	e, err := tidemark.Open(h.t.Context(), f, h.opts)
+	e, err := tidemark.Open(h.t.Context(), f, opts)
 	require.NoError(h.t, err)
 	h.t.Cleanup(func() { e.Close() })
 	return e

@@ -38,6 +38,11 @@ func (ow *owners) known(ctx context.Context) error {
 		if rs.id == 0 || rs.child.IsZero() {
 			continue
 		}
+		if u.shared {
+			// Other workers commit owners while this update runs.
+			ow.owned[rs.id], ow.anyOwned = true, true
+			continue
+		}
 		var ok bool
 		if err := u.e.do(ctx, "look up owners", func(ctx context.Context) (err error) {
 			ok, err = u.e.store.OwnerExists(ctx, statestore.OwnerExistsParams{TargetID: rs.id})

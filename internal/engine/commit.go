@@ -23,7 +23,9 @@ func (w *writer) commitBatch(ctx context.Context, batch []*rowResult, failed map
 		}
 	}
 	for _, res := range batch {
-		w.countRow(ctx, res, failed[res])
+		if !res.lost {
+			w.countRow(ctx, res, failed[res])
+		}
 	}
 	if written := e.opts.Observers.BatchWritten; written != nil {
 		written(ctx, batchWritten(batch, failed, time.Since(started)))
@@ -232,8 +234,7 @@ func (l landing) wroteIt(res *rowResult, k trackKey) bool {
 
 // commit records the outcome of run's rows in the batch.
 func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult, failed map[*rowResult]error, land landing, now time.Time) error {
-	u := w.u
-	p := statestore.CommitParams{SourceID: run.id, At: now}
+	var rows []*rowResult
 	for _, res := range batch {
 		if res.run != run {
 			continue
@@ -241,6 +242,23 @@ func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult,
 		if err := failed[res]; err != nil {
 			res.kind, res.err = resultFailed, err
 		}
+		rows = append(rows, res)
+	}
+	if run.sh == nil {
+		p := w.commitParams(run, rows, land, now)
+		if len(p.Rows)+len(p.Bumps)+len(p.Deletes)+len(p.Failed) == 0 {
+			return nil
+		}
+		return w.u.e.write(ctx, "commit", func(ctx context.Context) error { return w.u.e.store.Commit(ctx, p) })
+	}
+	return w.commitShared(ctx, run, rows, land, now)
+}
+
+// commitParams returns the commit of rows, run's rows in a batch.
+func (w *writer) commitParams(run *sourceRun, rows []*rowResult, land landing, now time.Time) statestore.CommitParams {
+	u := w.u
+	p := statestore.CommitParams{SourceID: run.id, At: now}
+	for _, res := range rows {
 		switch res.kind {
 		case resultUpdate:
 			sections := make([]statestore.Section, 0, len(res.declared))
@@ -271,10 +289,7 @@ func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult,
 			run.markFailed(res.key)
 		}
 	}
-	if len(p.Rows)+len(p.Bumps)+len(p.Deletes)+len(p.Failed) == 0 {
-		return nil
-	}
-	return u.e.write(ctx, "commit", func(ctx context.Context) error { return u.e.store.Commit(ctx, p) })
+	return p
 }
 
 // count adds a written action to its target's counters.

@@ -204,6 +204,9 @@ type Options struct {
 	Hooks Hooks
 	// Observers are told what updates do; nil ones are not called.
 	Observers Observers
+	// Shared shares the flow's updates with other workers (see
+	// SharedOptions); the store must then be a statestore.Coordinator.
+	Shared SharedOptions
 }
 
 // Observers are the engine's observer callbacks, each optional. They are
@@ -239,6 +242,9 @@ type Engine struct {
 	logicFP []byte
 	// held is the flow's lock while an update, setup or drop holds it.
 	held atomic.Pointer[heldLock]
+	// coord shares the flow's passes with other workers; nil when the
+	// engine updates alone.
+	coord statestore.Coordinator
 }
 
 // New returns an engine for flow, keeping its state in store.
@@ -271,11 +277,22 @@ func New(flow *Flow, store statestore.Store, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: fingerprinting the logic version: %w", err)
 	}
+	var coord statestore.Coordinator
+	if opts.Shared.Enabled {
+		c, ok := store.(statestore.Coordinator)
+		if !ok {
+			return nil, fmt.Errorf("engine: a %T state store cannot be shared by several workers: use PostgreSQL or Redis", store)
+		}
+		if err := opts.Shared.defaults(); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+		coord = c
+	}
 	opts.Observers = opts.Observers.guarded(opts.Logger)
 	if opts.Observers.StoreOp != nil {
 		store = &timedStore{store: store, observe: opts.Observers.StoreOp}
 	}
-	return &Engine{flow: flow, store: store, log: opts.Logger, opts: opts, logicFP: logicFP[:]}, nil
+	return &Engine{flow: flow, store: store, log: opts.Logger, opts: opts, logicFP: logicFP[:], coord: coord}, nil
 }
 
 func (f *Flow) validate() error {

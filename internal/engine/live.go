@@ -62,11 +62,13 @@ type LivePass struct {
 // when another holds it, and it returns when the lock is lost. It returns
 // nil when stopped with opts.Stop, and the context's cause when ctx ends.
 func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
-	release, err := e.lock(ctx)
-	if err != nil {
-		return err
+	if e.coord == nil {
+		release, err := e.lock(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
-	defer release()
 	intervals := make(map[string]time.Duration)
 	for _, s := range e.flow.Sources {
 		switch {
@@ -99,6 +101,7 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	mode := opts.Mode
+	asked := false // a pass was asked for now (LiveOptions.Now)
 	for n := 1; ; n++ {
 		if Stopped(opts.Stop) {
 			return nil
@@ -123,12 +126,21 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 		}
 		slices.Sort(due)
 		uo := UpdateOptions{Mode: mode, Stop: opts.Stop, Progress: opts.Progress, ProgressInterval: opts.ProgressInterval,
-			Confirm: opts.Confirm, locked: true}
+			Confirm: opts.Confirm, locked: e.coord == nil}
 		pass := LivePass{N: n}
 		var announced map[string][]Listed
 		switch {
 		case len(due) > 0:
 			uo.Sources, pass.Sources = due, due
+			if e.coord != nil && !asked {
+				// Several workers tick: the first lists, the others join
+				// its pass or, once it is over, wait for the next.
+				for i, name := range due {
+					if f := intervals[name] * 9 / 10; i == 0 || f < uo.fresh {
+						uo.fresh = f
+					}
+				}
+			}
 			// A complete listing covers what they announced so far; a
 			// listing that fails gives it back.
 			announced = w.take(due...)
@@ -146,6 +158,7 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 				case <-timer.C:
 				case <-w.signal:
 				case <-opts.Now:
+					asked = true
 					for name := range next {
 						next[name] = time.Now()
 					}
@@ -164,6 +177,7 @@ func (e *Engine) Live(ctx context.Context, opts LiveOptions) error {
 		}
 		started := time.Now()
 		pass.Stats, pass.Err = e.Update(ctx, uo)
+		asked = false
 		held := errors.Is(pass.Err, tidemarktype.ErrDeletionsHeld) && !errors.Is(pass.Err, ErrListingIncomplete)
 		if (pass.Err == nil || held) && len(uo.Only) == 0 {
 			// The first mode holds until a listing pass succeeds; one that

@@ -53,6 +53,10 @@ type UpdateOptions struct {
 	// locked says the caller holds the flow's lock for the update: live
 	// mode holds it for its whole run.
 	locked bool
+	// fresh, in a shared update, keeps a source's pass from being opened
+	// when its last one started less than fresh ago (live mode: so that
+	// its workers list once per interval).
+	fresh time.Duration
 }
 
 // Stopped reports whether stop is closed; a nil stop never is.
@@ -103,6 +107,9 @@ type update struct {
 	nudge chan struct{}
 	// own decides who owns target states.
 	own *owners
+	// shared says the update shares its passes with other workers: its
+	// batches are written under the flow's lock, taken for each.
+	shared bool
 }
 
 // sourceRun is one source's part of an update.
@@ -141,6 +148,24 @@ type sourceRun struct {
 	held *tidemarktype.Deletions
 	// invalid counts the listed keys that cannot be used.
 	invalid atomic.Int64
+	// sh is the source's part in a shared pass; nil when the update is
+	// not shared.
+	sh *shareRun
+}
+
+// release lets a row handed on go: it is finished, or dropped.
+func (r *sourceRun) release(key string) {
+	r.u.flights.release(r.flightKey(key))
+	r.pending.done()
+	if r.sh != nil {
+		r.sh.forget(key)
+	}
+}
+
+// seenKey reports whether the row m was seen in this update: listed, or
+// first written.
+func (r *sourceRun) seenKey(m *statestore.RowMeta) bool {
+	return r.seen.has(m.ID) || r.sh != nil && r.sh.wasListed(m.Key)
 }
 
 // flightKey is a row's key in the in-flight set: keys of two sources may be
@@ -159,6 +184,9 @@ type item struct {
 	tracking statestore.RowTracking
 	// gone says the row is known to be gone: no Get.
 	gone bool
+	// claim is the row's claim in a shared pass; nil for a row the lister
+	// hands on itself after its listing, or in an update not shared.
+	claim *statestore.ClaimRef
 }
 
 // Update runs one update pass over every source.
@@ -194,21 +222,46 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 			return finish(fmt.Errorf("flow %s has no source %q", e.flow.Name, name))
 		}
 	}
+	u.shared = e.coord != nil && !opts.Preview && len(opts.Only) == 0
 	if !opts.Preview && !opts.locked {
 		release, err := e.lock(ctx)
 		if err != nil {
 			return finish(err)
 		}
-		defer release()
-	}
-	setup, err := e.setup(ctx, opts.Preview)
-	u.setup = setup
-	if err != nil {
-		return finish(fmt.Errorf("setting up flow %s: %w", e.flow.Name, err))
-	}
-	u.own = newOwners(u)
-	if err := u.own.known(ctx); err != nil {
-		return finish(err)
+		if u.shared {
+			// A shared update sets up under the lock, then takes it for
+			// each batch it writes, in turn with the other workers.
+			defer func() {
+				if release != nil {
+					release()
+				}
+			}()
+		} else {
+			defer release()
+		}
+		setup, err := e.setup(ctx, opts.Preview)
+		u.setup = setup
+		if err == nil {
+			u.own = newOwners(u)
+			err = u.own.known(ctx)
+		}
+		if u.shared {
+			release()
+			release = nil
+		}
+		if err != nil {
+			return finish(fmt.Errorf("setting up flow %s: %w", e.flow.Name, err))
+		}
+	} else {
+		setup, err := e.setup(ctx, opts.Preview)
+		u.setup = setup
+		if err != nil {
+			return finish(fmt.Errorf("setting up flow %s: %w", e.flow.Name, err))
+		}
+		u.own = newOwners(u)
+		if err := u.own.known(ctx); err != nil {
+			return finish(err)
+		}
 	}
 
 	if opts.Progress != nil {
@@ -246,8 +299,12 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 		if err != nil {
 			return finish(err)
 		}
-		runs = append(runs, &sourceRun{u: u, src: src, id: id, counters: u.counters.sources[src.Name],
-			work: make(chan *item, src.MaxInFlight), failed: make(map[string]bool)})
+		r := &sourceRun{u: u, src: src, id: id, counters: u.counters.sources[src.Name],
+			work: make(chan *item, src.MaxInFlight), failed: make(map[string]bool)}
+		if u.shared {
+			r.sh = newShareRun(r)
+		}
+		runs = append(runs, r)
 	}
 
 	w := newWriter(u, runs)
@@ -323,10 +380,27 @@ func (e *Engine) noteUpdates(ctx context.Context, runs []*sourceRun, st Stats, e
 // (see write) until release.
 func (e *Engine) lock(ctx context.Context) (release func(), err error) {
 	var l statestore.Lock
-	err = e.do(ctx, "lock flow", func(ctx context.Context) (err error) {
-		l, err = e.store.FlowLock(ctx, statestore.FlowLockParams{Flow: e.flow.Name})
-		return err
-	})
+	for wait, waited := time.Millisecond, time.Duration(0); ; {
+		err = e.do(ctx, "lock flow", func(ctx context.Context) (err error) {
+			l, err = e.store.FlowLock(ctx, statestore.FlowLockParams{Flow: e.flow.Name})
+			return err
+		})
+		if e.coord == nil || !errors.Is(err, statestore.ErrLocked) {
+			break
+		}
+		// A shared engine waits its turn: the other workers hold the
+		// lock for a batch at a time.
+		if waited < 10*time.Second && waited+wait >= 10*time.Second {
+			e.log.InfoContext(ctx, "waiting for the flow's lock", "flow", e.flow.Name, "err", err)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+		waited += wait
+		wait = min(2*wait, 50*time.Millisecond)
+	}
 	if errors.Is(err, statestore.ErrLocked) {
 		return nil, fmt.Errorf("flow %s: %w (%w)", e.flow.Name, ErrFlowLocked, err)
 	}
@@ -390,6 +464,9 @@ func (e *Engine) sourceID(ctx context.Context, name string, readOnly bool) (int6
 // run lists the source, hands changed rows to workers, and after a complete
 // listing finds the rows that are gone.
 func (r *sourceRun) run(ctx context.Context) error {
+	if r.sh != nil {
+		return r.runShared(ctx)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for range r.src.MaxInFlight {
 		g.Go(func() error { return r.worker(gctx) })
@@ -611,6 +688,10 @@ func (r *sourceRun) dispatch(ctx context.Context, chunk []Listed) error {
 		}
 		items = append(items, &item{run: r, key: l.Key, listed: l, meta: m})
 	}
+	if r.sh != nil {
+		r.sh.noteListed(chunk)
+		return r.sh.enqueue(ctx, items)
+	}
 	if err := r.loadTracking(ctx, items); err != nil {
 		return err
 	}
@@ -671,8 +752,7 @@ func (r *sourceRun) handOn(ctx context.Context, items []*item) error {
 		case r.work <- it:
 		case <-ctx.Done():
 			for _, rest := range items[i:] {
-				r.u.flights.release(r.flightKey(rest.key))
-				r.pending.done()
+				r.release(rest.key)
 			}
 			return context.Cause(ctx)
 		}
@@ -800,7 +880,7 @@ func (r *sourceRun) countGone(ctx context.Context) (all, gone int64, err error) 
 	err = r.eachPage(ctx, func(page []statestore.RowMeta) error {
 		for i := range page {
 			all++
-			if !r.seen.has(page[i].ID) && !r.isFailed(page[i].Key) {
+			if !r.seenKey(&page[i]) && !r.isFailed(page[i].Key) {
 				gone++
 			}
 		}
@@ -850,7 +930,7 @@ func (r *sourceRun) scanRows(ctx context.Context) (int, error) {
 		var items []*item
 		for i := range page {
 			m := &page[i]
-			seen := r.seen.has(m.ID)
+			seen := r.seenKey(m)
 			if r.isFailed(m.Key) || seen && !(m.Staged && r.takeMarked(m.ID)) || !seen && r.hold || !u.flights.acquire(r.flightKey(m.Key)) {
 				continue
 			}
@@ -910,21 +990,19 @@ func (r *sourceRun) worker(ctx context.Context) error {
 		if Stopped(r.u.opts.Stop) {
 			// A stopped update finishes the rows in hand, not those
 			// waiting for a worker: they are redone next time.
-			r.u.flights.release(r.flightKey(it.key))
-			r.pending.done()
+			r.release(it.key)
 			continue
 		}
 		res := r.process(ctx, it, &h)
 		if res == nil { // cancelled
-			r.u.flights.release(r.flightKey(it.key))
-			r.pending.done()
+			r.release(it.key)
 			continue
 		}
+		res.claim = it.claim
 		select {
 		case r.u.results <- res:
 		case <-ctx.Done():
-			r.u.flights.release(r.flightKey(it.key))
-			r.pending.done()
+			r.release(it.key)
 		}
 	}
 	return nil

@@ -190,6 +190,11 @@ type rowResult struct {
 	deferred int
 	// oldStaged are the row's staged entries still in force.
 	oldStaged []statestore.Section
+	// claim is the row's claim in a shared pass, if it has one; lost says
+	// the claim was taken before the row's commit, which is left to the
+	// worker that took it.
+	claim *statestore.ClaimRef
+	lost  bool
 }
 
 func (r *sourceRun) fail(res *rowResult, err error) *rowResult {

@@ -212,6 +212,18 @@ func (w *writer) awaitCommit() error {
 func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 	u := w.u
 	e := u.e
+	if u.shared {
+		// One worker at a time writes a batch, and only the rows whose
+		// claims it still holds.
+		release, err := e.lock(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
+		if batch, err = w.keepClaimed(ctx, batch); err != nil || len(batch) == 0 {
+			return err
+		}
+	}
 	if err := w.u.own.resolve(ctx, batch); err != nil {
 		return err
 	}
@@ -246,6 +258,9 @@ func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 	}
 	w.u.own.applied(batch, failed)
 	land := landings(batch)
+	if u.shared {
+		return w.commitBatch(ctx, batch, failed, land, started)
+	}
 	// One commit at a time, in batch order.
 	if err := w.awaitCommit(); err != nil {
 		return err
@@ -263,8 +278,7 @@ func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 // source may now wait on its batch alone.
 func (w *writer) finish(batch []*rowResult) {
 	for _, res := range batch {
-		w.u.flights.release(res.run.flightKey(res.key))
-		res.run.pending.done()
+		res.run.release(res.key)
 	}
 	select {
 	case w.u.nudge <- struct{}{}:

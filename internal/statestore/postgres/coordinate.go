@@ -16,7 +16,7 @@ var _ statestore.Coordinator = (*Store)(nil)
 // the workers' clocks need not agree; a TTL is given in milliseconds.
 type coordQueries struct {
 	passOpen, passCreate, passTakeOver, passLease, passListed, passFinish string
-	passFence, passProgress                                               string
+	passFence, passProgress, passFresh, listerHeld                        string
 	claimAdd, claimTake, claimRenew, claimDone                            string
 }
 
@@ -37,7 +37,10 @@ func newCoordQueries(r func(string) string) coordQueries {
 			WHERE id = $1 AND lister = $2 AND lister_fence = $3 AND finished_at IS NULL`),
 		// The lister's lease, held while its claims are added: FOR SHARE
 		// keeps a takeover from committing in between.
-		passFence: r(`SELECT 1 FROM {{passes}} WHERE id = $1 AND lister = $2 AND lister_fence = $3 AND finished_at IS NULL FOR SHARE`),
+		passFresh: r(`SELECT EXISTS (SELECT 1 FROM {{passes}} WHERE source_id = $1 AND started_at > now() - $2 * interval '1 millisecond')`),
+		// A commit under the lister's lease: FOR SHARE, as passFence.
+		listerHeld: r(`SELECT 1 FROM {{passes}} WHERE id = $1 AND lister = $2 AND lister_fence = $3 AND finished_at IS NULL FOR SHARE`),
+		passFence:  r(`SELECT 1 FROM {{passes}} WHERE id = $1 AND lister = $2 AND lister_fence = $3 AND finished_at IS NULL FOR SHARE`),
 		passProgress: r(`SELECT
 				count(*) FILTER (WHERE c.state = 0 OR c.state = 1 AND c.until < now()),
 				count(*) FILTER (WHERE c.state = 1 AND c.until >= now()),
@@ -78,6 +81,16 @@ func (s *Store) PassJoin(ctx context.Context, p statestore.PassJoinParams) (stat
 			err := tx.QueryRow(ctx, s.c.passOpen, p.SourceID).Scan(&pass.ID, &lister, &fence, &expired, &pass.Listed)
 			switch {
 			case errors.Is(err, pgx.ErrNoRows):
+				if p.Fresh > 0 {
+					var fresh bool
+					if err := tx.QueryRow(ctx, s.c.passFresh, p.SourceID, p.Fresh.Milliseconds()).Scan(&fresh); err != nil {
+						return err
+					}
+					if fresh {
+						pass = statestore.Pass{}
+						return nil
+					}
+				}
 				err = tx.QueryRow(ctx, s.c.passCreate, p.SourceID, p.Worker, p.TTL.Milliseconds()).Scan(&pass.ID)
 				if errors.Is(err, pgx.ErrNoRows) {
 					continue // another worker opened it meanwhile: join that
@@ -151,6 +164,57 @@ func (s *Store) PassEnqueue(ctx context.Context, p statestore.PassEnqueueParams)
 	return nil
 }
 
+// fenced checks, in a commit's transaction, that the worker holds what
+// f names, and marks its claims done: a *statestore.FencedError when it
+// does not.
+func (s *Store) fenced(ctx context.Context, tx pgx.Tx, f *statestore.CommitFence) error {
+	if f.Lister != 0 {
+		var one int
+		err := tx.QueryRow(ctx, s.c.listerHeld, f.PassID, f.Worker, f.Lister).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return &statestore.FencedError{Lease: true}
+		}
+		if err != nil {
+			return fmt.Errorf("checking the listing lease of pass %d: %w", f.PassID, err)
+		}
+	}
+	if len(f.Claims) == 0 {
+		return nil
+	}
+	keys := make([]string, len(f.Claims))
+	fences := make([]int64, len(f.Claims))
+	for i, c := range f.Claims {
+		keys[i], fences[i] = c.Key, c.Fence
+	}
+	rows, err := tx.Query(ctx, s.c.claimDone, f.PassID, f.Worker, keys, fences)
+	if err != nil {
+		return fmt.Errorf("ending %d claims of pass %d: %w", len(keys), f.PassID, err)
+	}
+	held, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("ending %d claims of pass %d: %w", len(keys), f.PassID, err)
+	}
+	if lost := missing(keys, held); len(lost) > 0 {
+		return &statestore.FencedError{Keys: lost}
+	}
+	return nil
+}
+
+// missing returns the keys of want that got lacks, in want's order.
+func missing(want, got []string) []string {
+	have := make(map[string]bool, len(got))
+	for _, k := range got {
+		have[k] = true
+	}
+	var out []string
+	for _, k := range want {
+		if !have[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // PassProgress implements statestore.Coordinator.
 func (s *Store) PassProgress(ctx context.Context, p statestore.PassProgressParams) (statestore.PassProgress, error) {
 	var pr statestore.PassProgress
@@ -207,15 +271,5 @@ func (s *Store) claims(ctx context.Context, what, q string, pass int64, worker s
 	if err != nil {
 		return nil, classify(ctx, fmt.Errorf("%s %d claims of pass %d: %w", what, len(refs), pass, err))
 	}
-	mine := make(map[string]bool, len(held))
-	for _, k := range held {
-		mine[k] = true
-	}
-	var lost []string
-	for _, k := range keys {
-		if !mine[k] {
-			lost = append(lost, k)
-		}
-	}
-	return lost, nil
+	return missing(keys, held), nil
 }

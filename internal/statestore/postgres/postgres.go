@@ -1161,14 +1161,32 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 		queue(fmt.Sprintf("deleting %d rows", len(deletes)), s.q.rowDelete, deletes)
 	}
 
-	err := s.send(ctx, b, func(br pgx.BatchResults) error {
+	read := func(br pgx.BatchResults) error {
 		for _, op := range ops {
 			if _, err := br.Exec(); err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}
 		}
 		return nil
-	})
+	}
+	var err error
+	if p.Fence == nil {
+		err = s.send(ctx, b, read)
+	} else {
+		// A fenced commit checks the worker's claims first, in the same
+		// transaction, and lands nothing without them.
+		err = s.tx(ctx, func(tx pgx.Tx) error {
+			if err := s.fenced(ctx, tx, p.Fence); err != nil {
+				return err
+			}
+			br := tx.SendBatch(ctx, b)
+			if err := read(br); err != nil {
+				_ = br.Close()
+				return err
+			}
+			return br.Close()
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("committing %d rows of source %d: %w", n, p.SourceID, err)
 	}
