@@ -33,7 +33,8 @@ var ErrFenced = errors.New("statestore: the lease was taken by another worker")
 // Times are the database's own, so that the workers' clocks need not
 // agree.
 type Coordinator interface {
-	// PassJoin joins the source's open pass, or opens one. The caller is
+	// PassJoin joins the source's open pass, or opens one (see
+	// PassJoinParams.Fresh). The caller is
 	// its lister when it opened it, or when the lister's lease expired;
 	// it is told the lease's fence then. A lister that takes over lists
 	// again, even a listing that was complete: the set of keys listed, which
@@ -84,6 +85,11 @@ type PassJoinParams struct {
 	Worker string
 	// TTL is the listing lease's, if the caller gets it.
 	TTL time.Duration
+	// Fresh, when set, keeps a pass from being opened when the source's
+	// last pass started less than Fresh ago: the Pass returned then has
+	// ID 0. Live workers use it, so that N workers list once per interval,
+	// not N times.
+	Fresh time.Duration
 }
 
 // PassLeaseParams name a lister's lease: its pass, its worker and its

@@ -14,6 +14,7 @@ package statestore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/tidemark/tidemark/target"
@@ -427,7 +428,45 @@ type CommitParams struct {
 	Deletes []RowDelete
 	// At is the time to record as the rows' processing time.
 	At time.Time
+	// Fence, when set, makes the commit that of a worker sharing a pass
+	// (see Coordinator): it lands only if the worker still holds what
+	// Fence names, and marks the claims done in the same transaction.
+	// Otherwise nothing is committed and the error is a *FencedError.
+	Fence *CommitFence
 }
+
+// CommitFence names what a worker sharing a pass must still hold for its
+// commit to land.
+type CommitFence struct {
+	PassID int64
+	Worker string
+	// Claims are the claims of the committed rows, each held by Worker
+	// with its fence; they are marked done with the commit.
+	Claims []ClaimRef
+	// Lister, when not zero, is the fence of the pass's listing lease,
+	// which Worker must hold: rows committed without a claim (the
+	// deletions after the listing) are the lister's.
+	Lister int64
+}
+
+// FencedError is the error of a fenced commit that did not land: Keys are
+// the claims the worker no longer holds, and Lease says it lost the
+// listing lease. It matches ErrFenced.
+type FencedError struct {
+	Keys  []string
+	Lease bool
+}
+
+// Error says what the worker lost.
+func (e *FencedError) Error() string {
+	if e.Lease {
+		return "statestore: the listing lease was taken by another worker"
+	}
+	return fmt.Sprintf("statestore: %d claims were taken by another worker", len(e.Keys))
+}
+
+// Is matches ErrFenced.
+func (e *FencedError) Is(target error) bool { return target == ErrFenced }
 
 // CommitRow is one row's successful update.
 type CommitRow struct {

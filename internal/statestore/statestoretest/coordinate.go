@@ -273,6 +273,118 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		require.NotEqual(t, p.ID, again.ID)
 	})
 
+	t.Run("FreshKeepsTheNextPassShut", func(t *testing.T) {
+		t.Parallel()
+		c, src := setup(t)
+		ctx := t.Context()
+		p, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: long, Fresh: time.Hour})
+		require.NoError(t, err)
+		require.NotZero(t, p.ID, "no pass yet: one is opened")
+		joined, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "b", TTL: long, Fresh: time.Hour})
+		require.NoError(t, err)
+		require.Equal(t, p.ID, joined.ID, "an open pass is joined, however fresh")
+		lease := statestore.PassLeaseParams{PassID: p.ID, Worker: "a", Fence: p.Fence, TTL: long}
+		require.NoError(t, c.PassListed(ctx, lease))
+		require.NoError(t, c.PassFinish(ctx, lease))
+
+		none, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "b", TTL: long, Fresh: time.Hour})
+		require.NoError(t, err)
+		require.Equal(t, statestore.Pass{}, none, "the last pass started within Fresh")
+		time.Sleep(60 * time.Millisecond)
+		next, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "b", TTL: long, Fresh: 50 * time.Millisecond})
+		require.NoError(t, err)
+		require.NotZero(t, next.ID, "the last pass is older than Fresh")
+		require.NotEqual(t, p.ID, next.ID)
+		require.True(t, next.Lister)
+	})
+
+	t.Run("AFencedCommitLandsNothing", func(t *testing.T) {
+		t.Parallel()
+		c, src := setup(t)
+		s := c.(statestore.Store)
+		ctx := t.Context()
+		p, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: long})
+		require.NoError(t, err)
+		lease := statestore.PassLeaseParams{PassID: p.ID, Worker: "a", Fence: p.Fence, TTL: long}
+		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: items("k1", "k2", "k3")}))
+		ids, err := s.Precommit(ctx, statestore.PrecommitParams{SourceID: src, Rows: []statestore.PrecommitRow{
+			{Key: "k1", Staged: []byte("s1")}, {Key: "k2", Staged: []byte("s2")}, {Key: "k3", Staged: []byte("s3")}}})
+		require.NoError(t, err)
+		byKey := map[string]int64{"k1": ids[0], "k2": ids[1], "k3": ids[2]}
+		ord := int64(7)
+		commit := func(worker string, fence *statestore.CommitFence, keys ...string) error {
+			cp := statestore.CommitParams{SourceID: src, At: time.Now(), Fence: fence}
+			for _, k := range keys {
+				cp.Rows = append(cp.Rows, statestore.CommitRow{ID: byKey[k], Ordinal: &ord, ContentFP: []byte("c"), LogicFP: []byte("l"), Tracking: []byte("t " + worker)})
+			}
+			return s.Commit(ctx, cp)
+		}
+
+		a, err := c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: p.ID, Worker: "a", Limit: 10, TTL: 100 * time.Millisecond})
+		require.NoError(t, err)
+		require.Len(t, a, 3)
+		time.Sleep(150 * time.Millisecond)
+		b, err := c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: p.ID, Worker: "b", Limit: 1, TTL: long})
+		require.NoError(t, err)
+		require.Len(t, b, 1)
+		taken := b[0].Key
+
+		// a's claims expired and one was taken: its commit of all three
+		// lands nothing, and says which one went.
+		err = commit("a", &statestore.CommitFence{PassID: p.ID, Worker: "a", Claims: refs(a)}, "k1", "k2", "k3")
+		require.ErrorIs(t, err, statestore.ErrFenced)
+		var fe *statestore.FencedError
+		require.ErrorAs(t, err, &fe)
+		require.Equal(t, []string{taken}, fe.Keys)
+		require.False(t, fe.Lease)
+		rows, err := s.RowLookup(ctx, statestore.RowLookupParams{SourceID: src, Keys: []string{"k1", "k2", "k3"}})
+		require.NoError(t, err)
+		for _, r := range rows {
+			require.Nil(t, r.Ordinal, "%s: a fenced commit lands nothing", r.Key)
+			require.True(t, r.Staged, r.Key)
+		}
+
+		// The two a still holds (expired, but taken by nobody) commit, and
+		// are done.
+		var kept []statestore.Claim
+		for _, cl := range a {
+			if cl.Key != taken {
+				kept = append(kept, cl)
+			}
+		}
+		keys := []string{kept[0].Key, kept[1].Key}
+		require.NoError(t, commit("a", &statestore.CommitFence{PassID: p.ID, Worker: "a", Claims: refs(kept)}, keys...))
+		pr, err := c.PassProgress(ctx, statestore.PassProgressParams{PassID: p.ID})
+		require.NoError(t, err)
+		require.Equal(t, statestore.PassProgress{Claimed: 1, Done: 2}, pr)
+		rows, err = s.RowLookup(ctx, statestore.RowLookupParams{SourceID: src, Keys: keys})
+		require.NoError(t, err)
+		require.Len(t, rows, 2)
+		for _, r := range rows {
+			require.Equal(t, &ord, r.Ordinal)
+			require.False(t, r.Staged)
+		}
+		require.ErrorIs(t, commit("a", &statestore.CommitFence{PassID: p.ID, Worker: "a", Claims: refs(kept)}, keys...), statestore.ErrFenced,
+			"a claim done is held no more")
+
+		// Rows without claims commit under the listing lease alone.
+		require.NoError(t, commit("a", &statestore.CommitFence{PassID: p.ID, Worker: "a", Lister: p.Fence}))
+		require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: time.Now(),
+			Fence: &statestore.CommitFence{PassID: p.ID, Worker: "a", Lister: p.Fence}, Deletes: []statestore.RowDelete{{ID: byKey[keys[0]]}}}))
+		err = s.Commit(ctx, statestore.CommitParams{SourceID: src, At: time.Now(),
+			Fence: &statestore.CommitFence{PassID: p.ID, Worker: "b", Lister: p.Fence}, Deletes: []statestore.RowDelete{{ID: byKey[keys[1]]}}})
+		require.ErrorAs(t, err, &fe)
+		require.True(t, fe.Lease, "b holds no listing lease")
+		n, err := s.RowCount(ctx, statestore.RowCountParams{SourceID: src})
+		require.NoError(t, err)
+		require.Equal(t, int64(2), n, "one row deleted, under the lease; the other not")
+
+		require.NoError(t, commit("b", &statestore.CommitFence{PassID: p.ID, Worker: "b", Claims: refs(b)}, taken))
+		pr, err = c.PassProgress(ctx, statestore.PassProgressParams{PassID: p.ID})
+		require.NoError(t, err)
+		require.Equal(t, statestore.PassProgress{Done: 3}, pr)
+	})
+
 	t.Run("ListersAtOnceOpenOnePass", func(t *testing.T) {
 		t.Parallel()
 		c, src := setup(t)
