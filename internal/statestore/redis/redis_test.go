@@ -178,11 +178,17 @@ func TestLockExpires(t *testing.T) {
 }
 
 // TestLockRenewed holds a lock for several TTLs: the heartbeat keeps it.
+// It has a server of its own: on the shared one, another test's long
+// script (TestManyRows commits 5000 rows in one) holds the server, and
+// the heartbeat with it, for as long as the TTL.
 func TestLockRenewed(t *testing.T) {
 	t.Parallel()
 	const ttl = 200 * time.Millisecond
-	s := open(t, Config{LockTTL: ttl})
+	url, _ := redistest.Start(t)
 	ctx := t.Context()
+	s, err := Open(ctx, url, Config{LockTTL: ttl})
+	require.NoError(t, err)
+	defer s.Close()
 	l, err := s.FlowLock(ctx, statestore.FlowLockParams{Flow: "f"})
 	require.NoError(t, err)
 	defer l.Release()
