@@ -9,6 +9,13 @@
 // whatever the number of rows. The keys of a store share one hash tag, its
 // prefix in braces, so that a script's keys are on one shard.
 //
+// The store is a statestore.Coordinator too: several workers can share a
+// source's passes through it, each method one script as well. Its leases
+// and claims expire by the server's clock (TIME), not the workers'. A
+// finished pass keeps only its counts, and a source only its last
+// passHistory passes, so that the memory a source takes does not grow
+// with its passes.
+//
 // Redis keeps its data in memory. A store that must outlive a restart of
 // the server needs the server's append-only file (appendonly yes,
 // appendfsync everysec or always) and maxmemory-policy noeviction: a
@@ -275,6 +282,15 @@ func opt(b []byte) string {
 	return "=" + string(b)
 }
 
+// replyOpt decodes a value encoded by opt.
+func replyOpt(v any) []byte {
+	s := replyString(v)
+	if s == "" {
+		return nil
+	}
+	return []byte(s[1:])
+}
+
 // optInt is opt for an ordinal.
 func optInt(p *int64) string {
 	if p == nil {
@@ -534,12 +550,7 @@ func decodeTarget(v any) (statestore.Target, error) {
 		d.fail(errors.New("unexpected reply for the staged records"))
 	}
 	for _, r := range staged {
-		rec := replyString(r)
-		if rec == "" {
-			t.Staged = append(t.Staged, nil)
-		} else {
-			t.Staged = append(t.Staged, []byte(rec[1:]))
-		}
+		t.Staged = append(t.Staged, replyOpt(r))
 	}
 	if d.err != nil {
 		return statestore.Target{}, fmt.Errorf("target: %w", d.err)
@@ -877,13 +888,20 @@ func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]
 
 // Commit implements statestore.Store, in one script whatever the number
 // of rows, applying its parts in the order of the SQLite driver: updated
-// rows (each with its ownerships), bumps, failures, deletions.
+// rows (each with its ownerships), bumps, failures, deletions. A fenced
+// commit (p.Fence) checks in the same script, before it writes anything,
+// that the worker holds its claims and lease, and marks the claims done;
+// it runs even with no rows, to mark them.
 func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 	n := len(p.Rows) + len(p.Bumps) + len(p.Failed) + len(p.Deletes)
-	if n == 0 {
+	if n == 0 && p.Fence == nil {
 		return nil
 	}
-	a := make([]any, 0, 4+8*len(p.Rows)+2*len(p.Bumps)+3*len(p.Failed)+2*len(p.Deletes))
+	size := 4 + 8*len(p.Rows) + 2*len(p.Bumps) + 3*len(p.Failed) + 2*len(p.Deletes)
+	sc, a := s.sc.commit, make([]any, 0, size)
+	if p.Fence != nil {
+		sc, a = s.sc.commitFenced, fenceArgs(p.Fence, size)
+	}
 	a = append(a, p.SourceID, micros(p.At))
 	owners := func(keys []statestore.OwnerKey, rowID int64) {
 		for _, k := range keys {
@@ -909,7 +927,11 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 		a = append(a, d.ID, len(d.Owners))
 		owners(d.Owners, d.ID)
 	}
-	if _, err := s.run(ctx, s.sc.commit, a...); err != nil {
+	v, err := s.run(ctx, sc, a...)
+	if err == nil && p.Fence != nil {
+		err = fenced(v)
+	}
+	if err != nil {
 		return fmt.Errorf("committing %d rows of source %d: %w", n, p.SourceID, err)
 	}
 	return nil

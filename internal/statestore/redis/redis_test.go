@@ -41,6 +41,75 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+func TestCoordinatorConformance(t *testing.T) {
+	t.Parallel()
+	statestoretest.ExerciseCoordinator(t, func(t *testing.T) statestore.Store {
+		url, prefix := redistest.Prefix(t)
+		s, err := Open(t.Context(), url, Config{Prefix: prefix})
+		require.NoError(t, err)
+		return s
+	})
+}
+
+// TestPassesForgotten runs more passes of a source than it keeps: a
+// finished pass keeps its counts but none of its claims' keys, the
+// oldest passes go, and dropping the flow leaves no key of any pass.
+func TestPassesForgotten(t *testing.T) {
+	t.Parallel()
+	s := open(t, Config{})
+	ctx := t.Context()
+	src, err := s.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "s"})
+	require.NoError(t, err)
+	const long = time.Minute
+	var ids []int64
+	for range passHistory + 5 {
+		p, err := s.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: long})
+		require.NoError(t, err)
+		require.True(t, p.Lister)
+		ids = append(ids, p.ID)
+		lease := statestore.PassLeaseParams{PassID: p.ID, Worker: "a", Fence: p.Fence, TTL: long}
+		require.NoError(t, s.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease,
+			Items: []statestore.ClaimItem{{Key: "k1"}, {Key: "k2", Listed: []byte{}}}}))
+		cs, err := s.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: p.ID, Worker: "a", Limit: 1, TTL: long})
+		require.NoError(t, err)
+		require.Equal(t, []statestore.Claim{{Key: "k1", Fence: 1}}, cs, "a nil listed entry stays nil")
+		lost, err := s.ClaimDone(ctx, statestore.ClaimDoneParams{PassID: p.ID, Worker: "a", Claims: []statestore.ClaimRef{{Key: "k1", Fence: 1}}})
+		require.NoError(t, err)
+		require.Empty(t, lost)
+		require.NoError(t, s.PassListed(ctx, lease))
+		require.NoError(t, s.PassFinish(ctx, lease))
+	}
+	for _, id := range ids[:5] {
+		_, err := s.PassProgress(ctx, statestore.PassProgressParams{PassID: id})
+		require.ErrorIs(t, err, statestore.ErrNotFound, "pass %d is forgotten", id)
+	}
+	for _, id := range ids[5:] {
+		pr, err := s.PassProgress(ctx, statestore.PassProgressParams{PassID: id})
+		require.NoError(t, err)
+		require.Equal(t, statestore.PassProgress{Pending: 1, Done: 1, Listed: true, Finished: true}, pr)
+	}
+	passKeys := func() []string {
+		keys, err := s.rdb.Keys(ctx, s.p+":p:*").Result()
+		require.NoError(t, err)
+		return keys
+	}
+	require.Len(t, passKeys(), passHistory, "the hashes of the passes kept, and nothing of their claims")
+
+	last, err := s.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: long})
+	require.NoError(t, err)
+	lease := statestore.PassLeaseParams{PassID: last.ID, Worker: "a", Fence: last.Fence, TTL: long}
+	require.NoError(t, s.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: []statestore.ClaimItem{{Key: "k1"}}}))
+	_, err = s.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: last.ID, Worker: "a", Limit: 1, TTL: long})
+	require.NoError(t, err)
+	require.NoError(t, s.FlowDrop(ctx, statestore.FlowDropParams{Flow: "f"}))
+	require.Empty(t, passKeys())
+	_, err = s.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: long})
+	require.ErrorIs(t, err, statestore.ErrNotFound, "the source went with its flow")
+	require.ErrorIs(t, s.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: []statestore.ClaimItem{{Key: "k2"}}}),
+		statestore.ErrFenced, "a lister of a dropped flow writes nothing")
+	require.Empty(t, passKeys())
+}
+
 func TestOpen(t *testing.T) {
 	t.Parallel()
 	url, prefix := redistest.Prefix(t)
@@ -109,11 +178,17 @@ func TestLockExpires(t *testing.T) {
 }
 
 // TestLockRenewed holds a lock for several TTLs: the heartbeat keeps it.
+// It has a server of its own: on the shared one, another test's long
+// script (TestManyRows commits 5000 rows in one) holds the server, and
+// the heartbeat with it, for as long as the TTL.
 func TestLockRenewed(t *testing.T) {
 	t.Parallel()
 	const ttl = 200 * time.Millisecond
-	s := open(t, Config{LockTTL: ttl})
+	url, _ := redistest.Start(t)
 	ctx := t.Context()
+	s, err := Open(ctx, url, Config{LockTTL: ttl})
+	require.NoError(t, err)
+	defer s.Close()
 	l, err := s.FlowLock(ctx, statestore.FlowLockParams{Flow: "f"})
 	require.NoError(t, err)
 	defer l.Release()

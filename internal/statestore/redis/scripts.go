@@ -16,32 +16,51 @@ import goredis "github.com/redis/go-redis/v9"
 // and tostring would print a large one in exponent form. Only counters
 // (ids, generations, failure counts) are numbers in Lua, through int.
 //
-// The keys (F a flow id, S a source id, R a row id, T a target id):
+// The keys (F a flow id, S a source id, R a row id, T a target id, X a
+// pass id):
 //
 //	P:meta            hash: version, the layout's version; created_at
-//	P:seq             hash: the last id given, by kind (flow, source, target, row)
+//	P:seq             hash: the last id given, by kind (flow, source, target, row, pass)
 //	P:flows           hash: flow name → F, its namespace, made on first use
 //	P:gens            hash: flow name → generation; a flow exists once in it
 //	P:lock:<name>     hash: a flow's update lock: token, pid, host, since; with a TTL
 //	P:f:F:sources     hash: source name → S
 //	P:f:F:targets     hash: target key → T
-//	P:s:S             hash: flow, name, opt (options note), lu (last update note)
+//	P:s:S             hash: flow, name, opt (options note), lu (last update note);
+//	                  pass, the source's open pass; started, when its last pass
+//	                  started (Unix ms, for PassJoinParams.Fresh)
 //	P:s:S:keys        hash: row key → R
 //	P:s:S:ids         sorted set: R scored R (RowScan, RowCount)
 //	P:s:S:lex         sorted set: row keys scored 0, in byte order (RowPage)
 //	P:s:S:failing     sorted set: failmember(R) scored error_at (RowFailures, the failing count)
 //	P:s:S:faillex     sorted set: keys of the failing rows scored 0 (RowPage with Failed)
 //	P:s:S:done        sorted set: R scored processed_at, the rows once committed (SourceStatus)
+//	P:s:S:passes      list: the ids of the source's last passes (passHistory), the newest first
 //	P:r:R             hash: s, k, o, c, l, g, t, st, e, n, ea, pa (see rowFields)
 //	P:t:T             hash: flow, kind, key, parent, committed, rec, dg, lg, ua
 //	P:t:T:staged      list: staged records, each "" (a drop) or "=" and the record
 //	P:t:T:own         sorted set: ownerships, each the 16-byte key hash and the
 //	                  owning row's id as 8 big-endian bytes, scored 0, so that
 //	                  the owners of one key hash are a range of it
+//	P:p:X             hash: a pass (statestore.Coordinator): source; lister,
+//	                  fence and until, the listing lease's holder, fence and
+//	                  end; started; listed (1 once the listing is complete);
+//	                  finished, and pending, claimed and done, its counts then
+//	P:p:X:listed      hash: key → listed entry (opt), each key enqueued
+//	P:p:X:claims      hash: key → "fence:worker", each key claimed and not done:
+//	                  the last fence given and who holds it
+//	P:p:X:avail       sorted set: the keys not done, scored 0 when never claimed,
+//	                  else by when their claim ends (Unix ms): the keys free to
+//	                  take are those scored below now
 //
-// Times are Unix microseconds. A field that is absent is NULL; an optional
-// value passed to a script (an ordinal, a fingerprint, a blob) is "" for
-// NULL, or "=" followed by the value (see opt).
+// A pass's listed, claims and avail go when it finishes, its hash when it
+// falls out of its source's passes, all of them when its flow is dropped.
+//
+// Times are Unix microseconds, but for the coordinator's: those are the
+// server's (TIME), so that the workers' clocks need not agree, and in
+// milliseconds, as its TTLs are given. A field that is absent is NULL; an
+// optional value passed to a script (an ordinal, a fingerprint, a blob)
+// is "" for NULL, or "=" followed by the value (see opt).
 
 // prelude is the start of every script.
 const prelude = `
@@ -108,6 +127,52 @@ local function stagedrop(tid)
 end
 `
 
+// coordPrelude follows prelude in the coordinator's scripts
+// (statestore.Coordinator), and in those of the other methods that touch
+// its keys.
+const coordPrelude = `
+-- now is the server's time in Unix milliseconds.
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- leased returns the key of pass id if worker holds its listing lease with
+-- fence and it is not finished; else nil.
+local function leased(id, worker, fence)
+  local pk = key('p', id)
+  local p = redis.call('HMGET', pk, 'lister', 'fence', 'finished')
+  if p[1] == worker and p[2] == fence and not p[3] then return pk end
+  return nil
+end
+-- claims goes through the pairs of key and fence of ARGV from j to its end
+-- (or to last), calls f with each key that worker holds in pass pk with
+-- its fence, claimed and not done, and returns the keys it does not.
+local function claims(pk, worker, j, last, f)
+  local ck, lost = pk .. ':claims', {}
+  for i = j, last or #ARGV, 2 do
+    local k = ARGV[i]
+    if redis.call('HGET', ck, k) == ARGV[i+1] .. ':' .. worker then f(k) else lost[#lost+1] = k end
+  end
+  return lost
+end
+local function claimdone(pk, k)
+  redis.call('HDEL', pk .. ':claims', k)
+  redis.call('ZREM', pk .. ':avail', k)
+end
+-- counts returns the pending (never claimed, or expired), claimed and
+-- done claims of pass pk at time t.
+local function counts(pk, t)
+  local all = redis.call('HLEN', pk .. ':listed')
+  local open = redis.call('ZCARD', pk .. ':avail')
+  local claimed = redis.call('ZCOUNT', pk .. ':avail', int(t), '+inf')
+  return open - claimed, claimed, all - open
+end
+local function passdrop(id)
+  local pk = key('p', id)
+  redis.call('UNLINK', pk, pk .. ':listed', pk .. ':claims', pk .. ':avail')
+end
+`
+
 // rowMetaStride and rowInfoStride are the replies per row of rowmeta and
 // rowinfo.
 const (
@@ -130,6 +195,9 @@ func reader(body string) *goredis.Script {
 	return goredis.NewScript("#!lua flags=no-writes\n" + prelude + body)
 }
 
+// coordScript is script with coordPrelude.
+func coordScript(body string) *goredis.Script { return script(coordPrelude + body) }
+
 // scriptSet is the store's scripts. They name no key of their own: stores
 // of any prefix run the same scripts, which the server caches once.
 type scriptSet struct {
@@ -139,7 +207,11 @@ type scriptSet struct {
 	targetList, targetStage, targetCommit     *goredis.Script
 	rowLookup, rowLoad, rowScan, rowFailures  *goredis.Script
 	rowFind, rowGet, rowPage, ownerFind       *goredis.Script
-	precommit, commit                         *goredis.Script
+	precommit, commit, commitFenced           *goredis.Script
+
+	passJoin, passLease, passEnqueue, passListed *goredis.Script
+	passProgress, passFinish                     *goredis.Script
+	claimTake, claimRenew, claimDone             *goredis.Script
 }
 
 func newScripts() *scriptSet {
@@ -156,7 +228,7 @@ redis.call('HSETNX', P .. ':gens', ARGV[1], 0)
 return redis.call('HGET', P .. ':gens', ARGV[1])`),
 
 		// ARGV: flow.
-		flowDrop: script(`
+		flowDrop: coordScript(`
 local flow = ARGV[1]
 local fid = flowid(flow, false)
 if fid then
@@ -164,8 +236,9 @@ if fid then
     for _, id in ipairs(redis.call('ZRANGE', key('s', sid, 'ids'), 0, -1)) do
       redis.call('UNLINK', RP .. id)
     end
+    for _, id in ipairs(redis.call('LRANGE', key('s', sid, 'passes'), 0, -1)) do passdrop(id) end
     redis.call('UNLINK', key('s', sid), key('s', sid, 'keys'), key('s', sid, 'ids'), key('s', sid, 'lex'),
-      key('s', sid, 'failing'), key('s', sid, 'faillex'), key('s', sid, 'done'))
+      key('s', sid, 'failing'), key('s', sid, 'faillex'), key('s', sid, 'done'), key('s', sid, 'passes'))
   end
   for _, tid in ipairs(redis.call('HVALS', key('f', fid, 'targets'))) do
     redis.call('UNLINK', key('t', tid), key('t', tid, 'staged'), key('t', tid, 'own'))
@@ -390,18 +463,152 @@ for j = 2, #ARGV, 3 do
 end
 return out`),
 
-		// ARGV: source id, at, then
-		//   the number of updated rows, each: id, ordinal, content fp, logic fp
-		//     (opt each), gen, tracking (opt), the numbers of dropped and new
-		//     ownerships, then each of these: target id, member;
-		//   the number of bumps, each: id, ordinal (opt);
-		//   the number of failures, each: id (0 for a new row), key, message;
-		//   the number of deletions, each: id, the number of ownerships, then
-		//     each: target id, member.
-		commit: script(`
-local sid, at = ARGV[1], ARGV[2]
-local i = 2
+		// ARGV: those of commitBody, after none.
+		commit: script(`local A = 0` + commitBody),
+
+		// ARGV: pass id, worker, lister fence (0 for none), the number of
+		// claims, each: key, fence; then those of commitBody. Returns 1
+		// when the commit landed, its claims done; else, committing
+		// nothing, {lease lost (0 or 1), the keys of the claims not held...}.
+		commitFenced: coordScript(`
+local pass, worker, lister = ARGV[1], ARGV[2], ARGV[3]
+local A = 4 + 2 * tonumber(ARGV[4])
+local pk = key('p', pass)
+local function keep() end
+local lost = claims(pk, worker, 5, A, keep)
+local lease = lister ~= '0' and not leased(pass, worker, lister)
+if lease or #lost > 0 then
+  table.insert(lost, 1, lease and 1 or 0)
+  return lost
+end
+claims(pk, worker, 5, A, function(k) claimdone(pk, k) end)
+` + commitBody),
+
+		// ARGV: source id, worker, ttl and fresh in milliseconds (0: not
+		// set), the number of passes to keep. Returns {pass id, lister (0 or
+		// 1), fence, listed (0 or 1)}, or {0, 0, 0, 0} when the last pass
+		// is fresh.
+		passJoin: coordScript(`
+local sid, worker, ttl, fresh, keep = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local sk = key('s', sid)
+if redis.call('EXISTS', sk) == 0 then return redis.error_reply('TMNOTFOUND source ' .. sid) end
+local t = now()
+local id = redis.call('HGET', sk, 'pass')
+local p = id and redis.call('HMGET', key('p', id), 'lister', 'until', 'listed')
+if p and p[1] then
+  local pk = key('p', id)
+  local listed = p[3] and 1 or 0
+  if p[1] ~= worker and tonumber(p[2]) >= t then return {id, 0, 0, listed} end
+  local fence = redis.call('HINCRBY', pk, 'fence', 1)
+  redis.call('HSET', pk, 'lister', worker, 'until', int(t + ttl))
+  return {id, 1, fence, listed}
+end
+local last = redis.call('HGET', sk, 'started')
+if fresh > 0 and last and t - tonumber(last) < fresh then return {0, 0, 0, 0} end
+id = int(redis.call('HINCRBY', P .. ':seq', 'pass', 1))
+redis.call('HSET', key('p', id), 'source', sid, 'lister', worker, 'fence', 1, 'until', int(t + ttl), 'started', int(t))
+redis.call('HSET', sk, 'pass', id, 'started', int(t))
+local lk = key('s', sid, 'passes')
+redis.call('LPUSH', lk, id)
+while redis.call('LLEN', lk) > keep do passdrop(redis.call('RPOP', lk)) end
+return {id, 1, 1, 0}`),
+
+		// ARGV: pass id, worker, fence, ttl in milliseconds. Returns 1, or 0
+		// when the lease is not the worker's.
+		passLease: coordScript(`
+local pk = leased(ARGV[1], ARGV[2], ARGV[3])
+if not pk then return 0 end
+redis.call('HSET', pk, 'until', int(now() + tonumber(ARGV[4])))
+return 1`),
+
+		// ARGV: pass id, worker, fence, then each key and its listed entry
+		// (opt). Returns 1, or 0 when the lease is not the worker's.
+		passEnqueue: coordScript(`
+local pk = leased(ARGV[1], ARGV[2], ARGV[3])
+if not pk then return 0 end
+local lk, ak = pk .. ':listed', pk .. ':avail'
+for j = 4, #ARGV, 2 do
+  if redis.call('HSETNX', lk, ARGV[j], ARGV[j+1]) == 1 then redis.call('ZADD', ak, 0, ARGV[j]) end
+end
+return 1`),
+
+		// ARGV: pass id, worker, fence. Returns 1, or 0 when the lease is
+		// not the worker's.
+		passListed: coordScript(`
+local pk = leased(ARGV[1], ARGV[2], ARGV[3])
+if not pk then return 0 end
+redis.call('HSET', pk, 'listed', 1)
+return 1`),
+
+		// ARGV: pass id. Returns {pending, claimed, done, listed (0 or 1),
+		// finished (0 or 1)}.
+		passProgress: reader(coordPrelude + `
+local pk = key('p', ARGV[1])
+local p = redis.call('HMGET', pk, 'lister', 'listed', 'finished', 'pending', 'claimed', 'done')
+if not p[1] then return redis.error_reply('TMNOTFOUND pass ' .. ARGV[1]) end
+local listed = p[2] and 1 or 0
+if p[3] then return {p[4], p[5], p[6], listed, 1} end
+local pending, claimed, done = counts(pk, now())
+return {pending, claimed, done, listed, 0}`),
+
+		// ARGV: pass id, worker, fence. Returns 1, or 0 when the lease is
+		// not the worker's. The pass keeps its counts; its claims go.
+		passFinish: coordScript(`
+local pk = leased(ARGV[1], ARGV[2], ARGV[3])
+if not pk then return 0 end
+local t = now()
+local pending, claimed, done = counts(pk, t)
+redis.call('HSET', pk, 'finished', int(t), 'pending', pending, 'claimed', claimed, 'done', done)
+redis.call('UNLINK', pk .. ':listed', pk .. ':claims', pk .. ':avail')
+local sk = key('s', redis.call('HGET', pk, 'source'))
+if redis.call('HGET', sk, 'pass') == ARGV[1] then redis.call('HDEL', sk, 'pass') end
+return 1`),
+
+		// ARGV: pass id, worker, limit, ttl in milliseconds. Returns {key,
+		// listed (opt), fence} of each claim taken: the keys never claimed,
+		// in byte order, then those whose claim ended, longest ago first.
+		claimTake: coordScript(`
+local pk, worker = key('p', ARGV[1]), ARGV[2]
+local ck, lk, ak = pk .. ':claims', pk .. ':listed', pk .. ':avail'
+local t = now()
+local ends, out = int(t + tonumber(ARGV[4])), {}
+for _, k in ipairs(redis.call('ZRANGEBYSCORE', ak, '-inf', '(' .. int(t), 'LIMIT', 0, ARGV[3])) do
+  local old = redis.call('HGET', ck, k)
+  local fence = int((old and tonumber(string.match(old, '^%d+')) or 0) + 1)
+  redis.call('HSET', ck, k, fence .. ':' .. worker)
+  redis.call('ZADD', ak, ends, k)
+  local n = #out
+  out[n+1], out[n+2], out[n+3] = k, redis.call('HGET', lk, k), fence
+end
+return out`),
+
+		// ARGV: pass id, worker, ttl in milliseconds, then each claim's key
+		// and fence. Returns the keys of the claims not held.
+		claimRenew: coordScript(`
+local pk, ends = key('p', ARGV[1]), int(now() + tonumber(ARGV[3]))
+return claims(pk, ARGV[2], 4, nil, function(k) redis.call('ZADD', pk .. ':avail', 'XX', ends, k) end)`),
+
+		// ARGV: pass id, worker, then each claim's key and fence. Returns
+		// the keys of the claims not held.
+		claimDone: coordScript(`
+local pk = key('p', ARGV[1])
+return claims(pk, ARGV[2], 3, nil, function(k) claimdone(pk, k) end)`),
+	}
+}
+
+// commitBody is the body of the commit scripts, after A, the number of
+// ARGV before its own: source id, at, then
+//   - the number of updated rows, each: id, ordinal, content fp, logic fp
+//     (opt each), gen, tracking (opt), the numbers of dropped and new
+//     ownerships, then each of these: target id, member;
+//   - the number of bumps, each: id, ordinal (opt);
+//   - the number of failures, each: id (0 for a new row), key, message;
+//   - the number of deletions, each: id, the number of ownerships, then
+//     each: target id, member.
+const commitBody = `
+local i = A
 local function nxt() i = i + 1; return ARGV[i] end
+local sid, at = nxt(), nxt()
 for _ = 1, tonumber(nxt()) do
   local id, o, c, l, g, t = nxt(), nxt(), nxt(), nxt(), nxt(), nxt()
   local ndrop, nnew = tonumber(nxt()), tonumber(nxt())
@@ -467,6 +674,4 @@ for _ = 1, tonumber(nxt()) do
     redis.call('DEL', rk)
   end
 end
-return 1`),
-	}
-}
+return 1`
