@@ -57,6 +57,9 @@ type Options struct {
 	Faults FaultHooks
 }
 
+// DefaultLeaseTTL is SharedOptions.LeaseTTL's default.
+const DefaultLeaseTTL = engine.DefaultLeaseTTL
+
 // SharedOptions configure a worker sharing its flow's updates with others
 // (Options.Shared). Per source, one worker lists each pass, holding its
 // listing lease; the rows that need work are shared out as claims, each

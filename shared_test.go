@@ -15,7 +15,7 @@ import (
 )
 
 // sharedBackends are the state stores several workers can share.
-var sharedBackends = []string{"postgres"}
+var sharedBackends = []string{"postgres", "redis"}
 
 func forEachSharedBackend(t *testing.T, fn func(t *testing.T, backend string)) {
 	t.Helper()

@@ -275,6 +275,8 @@ type runner struct {
 
 	db        string
 	state     string
+	solo      bool
+	leaseTTL  time.Duration
 	writers   int
 	logFormat string
 	logLevel  string
@@ -304,6 +306,8 @@ func (r *runner) command() *cobra.Command {
 	fs := root.PersistentFlags()
 	fs.StringVar(&r.db, "db", r.app.DefaultDB, "where the tables and Tidemark's state live: a SQLite file path or a postgres:// URL")
 	fs.StringVar(&r.state, "state", "", "where Tidemark's state lives, when not in --db: a SQLite file path, a postgres:// URL or a redis://host:port/N URL")
+	fs.BoolVar(&r.solo, "solo", false, "with a PostgreSQL or Redis state store, update alone: refuse to start while another update runs, rather than share its work")
+	fs.DurationVar(&r.leaseTTL, "lease-ttl", tidemark.DefaultLeaseTTL, "with a PostgreSQL or Redis state store, how long a worker's listing lease and claims outlive it, should it die")
 	fs.IntVar(&r.writers, "pg-writers", 2, "with PostgreSQL, connections that write a large batch at once")
 	fs.StringVar(&r.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&r.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -406,6 +410,9 @@ func (r *runner) open(ctx context.Context, a access) (*session, error) {
 	if r.writers < 1 {
 		return nil, fmt.Errorf("--pg-writers must be at least 1, got %d", r.writers)
 	}
+	if r.leaseTTL < 100*time.Millisecond {
+		return nil, fmt.Errorf("--lease-ttl must be at least 100ms, got %s", r.leaseTTL)
+	}
 	if err := dburl.Check(r.db); err != nil {
 		return nil, fmt.Errorf("--db: %w", err)
 	}
@@ -420,6 +427,10 @@ func (r *runner) open(ctx context.Context, a access) (*session, error) {
 		}
 	}
 	opts := tidemark.Options{StateStore: r.stateURL(), Logger: r.log}
+	if st := r.stateURL(); !r.solo && (dburl.IsPostgres(st) || dburl.IsRedis(st)) {
+		// Updates share their work with the other workers on the store.
+		opts.Shared = tidemark.SharedOptions{Enabled: true, LeaseTTL: r.leaseTTL}
+	}
 	if r.app.Options != nil {
 		r.app.Options(&opts)
 	}

@@ -182,11 +182,12 @@ func TestLockedFlow(t *testing.T) {
 			})
 			app, _ := notesApp(src)
 			first := make(chan result, 1)
-			go func() { first <- run(t, app, cli.Env{}, "update", "--db", db) }()
+			// --solo: on PostgreSQL, updates would share the work.
+			go func() { first <- run(t, app, cli.Env{}, "update", "--solo", "--db", db) }()
 			<-inGet
 			host, _ := os.Hostname()
 			want := "notes: another update of Notes is running (pid " + itoa(os.Getpid()) + " on host " + host + ")\n"
-			r := run(t, app, cli.Env{}, "update", "--db", db)
+			r := run(t, app, cli.Env{}, "update", "--solo", "--db", db)
 			require.Equal(t, cli.ExitFatal, r.code)
 			require.Equal(t, want, r.stderr)
 			require.NotContains(t, r.stdout, "done")
@@ -194,10 +195,10 @@ func TestLockedFlow(t *testing.T) {
 			stop := make(chan struct{})
 			timer := time.AfterFunc(10*time.Second, func() { close(stop) })
 			defer timer.Stop()
-			r = run(t, app, cli.Env{Stop: stop}, "update", "--live", "--db", db)
+			r = run(t, app, cli.Env{Stop: stop}, "update", "--solo", "--live", "--db", db)
 			require.Equal(t, cli.ExitFatal, r.code, r.stdout)
 			require.Equal(t, want, r.stderr)
-			r = run(t, app, cli.Env{Stop: stop}, "server", "--live", "--addr", "127.0.0.1:0", "--db", db)
+			r = run(t, app, cli.Env{Stop: stop}, "server", "--solo", "--live", "--addr", "127.0.0.1:0", "--db", db)
 			require.Equal(t, cli.ExitFatal, r.code, r.stdout)
 			require.Equal(t, want, r.stderr, "the server does not serve on without its live updates")
 			close(release)

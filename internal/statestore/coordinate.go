@@ -12,8 +12,8 @@ import (
 var ErrFenced = errors.New("statestore: the lease was taken by another worker")
 
 // Coordinator is implemented by a state store that several processes can
-// update a flow through at once (PostgreSQL; not SQLite, which stays
-// single-process). The work of each source's pass is shared out through
+// update a flow through at once (PostgreSQL and Redis; not SQLite, which
+// stays single-process). The work of each source's pass is shared out through
 // it:
 //
 //   - One worker at a time holds a pass's listing lease (PassJoin makes the
@@ -30,8 +30,8 @@ var ErrFenced = errors.New("statestore: the lease was taken by another worker")
 //     ErrFenced, so a worker that wakes up after its lease was taken
 //     cannot write on.
 //
-// Times are the database's own, so that the workers' clocks need not
-// agree.
+// Times are the database's own (PostgreSQL's now(), Redis's TIME), so
+// that the workers' clocks need not agree.
 type Coordinator interface {
 	// PassJoin joins the source's open pass, or opens one (see
 	// PassJoinParams.Fresh). The caller is
