@@ -20,6 +20,7 @@ import (
 	"github.com/tidemark/tidemark/cli"
 	"github.com/tidemark/tidemark/hnindex"
 	"github.com/tidemark/tidemark/internal/pgtest"
+	"github.com/tidemark/tidemark/internal/redistest"
 	"github.com/tidemark/tidemark/source/hackernews"
 	"github.com/tidemark/tidemark/source/hackernews/hnfake"
 	"github.com/tidemark/tidemark/target/sqltable"
@@ -34,6 +35,8 @@ type world struct {
 	fake *hnfake.Server
 	url  string
 	db   string
+	// state is the state store's URL when it is not db's (Redis).
+	state string
 	// gone404 lists thread ids whose items the API answers 404 while the
 	// listing still has them.
 	mu      sync.Mutex
@@ -80,6 +83,11 @@ func newWorld(t *testing.T, backend string, ds *hnfake.Dataset) *world {
 		w.db = filepath.Join(t.TempDir(), "hnindex.db")
 	case "postgres":
 		w.db = pgtest.Database(t)
+	case "redis":
+		// The tables in PostgreSQL, the state in Redis.
+		w.db = pgtest.Database(t)
+		base, prefix := redistest.Prefix(t)
+		w.state = base + "?prefix=" + prefix
 	}
 	return w
 }
@@ -107,6 +115,8 @@ func (w *world) run(args ...string) result {
 			return w.db
 		case "HN_API_URL":
 			return w.url
+		case "TIDEMARK_STATE_URL":
+			return w.state
 		}
 		return ""
 	}}
@@ -204,7 +214,12 @@ func (w *world) requireRows() {
 }
 
 func forEachBackend(t *testing.T, fn func(t *testing.T, backend string)) {
-	for _, b := range backends {
+	forEachOf(t, backends, fn)
+}
+
+// forEachOf runs fn as a parallel subtest per backend of these.
+func forEachOf(t *testing.T, these []string, fn func(t *testing.T, backend string)) {
+	for _, b := range these {
 		t.Run(b, func(t *testing.T) {
 			t.Parallel()
 			fn(t, b)

@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 func (w *world) start(args ...string) (*exec.Cmd, *syncBuffer) {
 	w.t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "TIDEMARK_DATABASE_URL="+w.db, "HN_API_URL="+w.url)
+	cmd.Env = append(os.Environ(), "TIDEMARK_DATABASE_URL="+w.db, "HN_API_URL="+w.url, "TIDEMARK_STATE_URL="+w.state)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(w.t, cmd.Start())
