@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -191,7 +192,22 @@ func (c crashPoint) String() string {
 // crashingUpdate runs an update that crashes at point, in the batch-th
 // batch, and reports whether it did crash.
 func (w *propWorld) crashingUpdate(rng *rand.Rand, point crashPoint) bool {
-	opts := w.opts
+	opts := w.crashOptions(rng, point, w.opts)
+	e := w.open(opts)
+	defer e.Close()
+	_, err := e.Update(w.t.Context(), tidemark.UpdateOptions{Confirm: confirmAll})
+	w.db.Heal()
+	w.tree.Heal()
+	if err != nil {
+		require.ErrorIs(w.t, err, errCrash, "only the injected crash may fail the update")
+		return true
+	}
+	return false
+}
+
+// crashOptions returns opts with faults that crash an update at point, in
+// the batch-th batch.
+func (w *propWorld) crashOptions(rng *rand.Rand, point crashPoint, opts tidemark.Options) tidemark.Options {
 	opts.Batch = tidemark.BatchOptions{MaxRows: 1 + rng.IntN(6)}
 	batch := 1 + rng.IntN(3)
 	var n atomic.Int32
@@ -223,16 +239,7 @@ func (w *propWorld) crashingUpdate(rng *rand.Rand, point crashPoint) bool {
 			return nil
 		}
 	}
-	e := w.open(opts)
-	defer e.Close()
-	_, err := e.Update(w.t.Context(), tidemark.UpdateOptions{Confirm: confirmAll})
-	w.db.Heal()
-	w.tree.Heal()
-	if err != nil {
-		require.ErrorIs(w.t, err, errCrash, "only the injected crash may fail the update")
-		return true
-	}
-	return false
+	return opts
 }
 
 // scratch builds the final source from scratch into a fresh database and
@@ -306,6 +313,47 @@ func requireLinks(t *testing.T, want map[target.Key][]any, got map[target.Key]an
 	}
 }
 
+// converges checks that one clean update with opts brings the targets to
+// what the source declares, as a build from scratch does, and that the
+// update after it has nothing to do. It returns the tree's nodes.
+func (w *propWorld) converges(backend string, opts tidemark.Options) int {
+	t := w.t
+	t.Helper()
+	// One clean update converges.
+	e := w.open(opts)
+	st, err := e.Update(t.Context(), tidemark.UpdateOptions{Confirm: confirmAll})
+	require.NoError(t, err)
+	require.Zero(t, st.Failed(), "%v", st.Failures)
+	e.Close()
+	wantNodes, wantLinks, wantClaims := w.expected()
+	require.Equal(t, wantNodes, orEmpty(w.db.Rows("nodes")), "nodes")
+	requireLinks(t, wantLinks, orEmpty(w.db.Rows("links")))
+	requireLinks(t, wantClaims, orEmpty(w.db.Rows("claims")))
+	wantTree := w.expectedTree()
+	requireTree(t, wantTree, w.tree.Snapshot())
+	// A build from scratch has the same rows; a link declared by
+	// both ends may hold either end's value.
+	scratch, scratchTree := w.scratch(backend)
+	require.Equal(t, orEmpty(scratch.Rows("nodes")), orEmpty(w.db.Rows("nodes")), "nodes against a build from scratch")
+	requireLinks(t, wantLinks, orEmpty(scratch.Rows("links")))
+	requireLinks(t, wantClaims, orEmpty(scratch.Rows("claims")))
+	requireTree(t, wantTree, scratchTree.Snapshot())
+
+	// And then there is nothing left to do.
+	w.src.ResetCounts()
+	w.db.ResetCounts()
+	w.tree.ResetLog()
+	e = w.open(opts)
+	st, err = e.Update(t.Context(), tidemark.UpdateOptions{Confirm: confirmAll})
+	require.NoError(t, err)
+	e.Close()
+	require.Zero(t, w.src.Gets(), "a converged state fetches nothing")
+	require.Equal(t, tidemarktest.Counts{}, w.db.Counts(), "a converged state writes nothing")
+	require.Empty(t, w.tree.Log(), "a converged state writes nothing to the tree")
+	require.Empty(t, st.Setup)
+	return len(wantTree)
+}
+
 func propertyIterations(t *testing.T) int {
 	n := 25
 	if s := os.Getenv("TIDEMARK_PROPERTY_ITERATIONS"); s != "" {
@@ -360,39 +408,7 @@ func TestPropertyConvergesAfterCrashes(t *testing.T) {
 					steps++
 				}
 
-				// One clean update converges.
-				e := w.open(w.opts)
-				st, err := e.Update(t.Context(), tidemark.UpdateOptions{Confirm: confirmAll})
-				require.NoError(t, err)
-				require.Zero(t, st.Failed(), "%v", st.Failures)
-				e.Close()
-				wantNodes, wantLinks, wantClaims := w.expected()
-				require.Equal(t, wantNodes, orEmpty(w.db.Rows("nodes")), "nodes")
-				requireLinks(t, wantLinks, orEmpty(w.db.Rows("links")))
-				requireLinks(t, wantClaims, orEmpty(w.db.Rows("claims")))
-				wantTree := w.expectedTree()
-				requireTree(t, wantTree, w.tree.Snapshot())
-				treeNodes += len(wantTree)
-				// A build from scratch has the same rows; a link declared by
-				// both ends may hold either end's value.
-				scratch, scratchTree := w.scratch(backend)
-				require.Equal(t, orEmpty(scratch.Rows("nodes")), orEmpty(w.db.Rows("nodes")), "nodes against a build from scratch")
-				requireLinks(t, wantLinks, orEmpty(scratch.Rows("links")))
-				requireLinks(t, wantClaims, orEmpty(scratch.Rows("claims")))
-				requireTree(t, wantTree, scratchTree.Snapshot())
-
-				// And then there is nothing left to do.
-				w.src.ResetCounts()
-				w.db.ResetCounts()
-				w.tree.ResetLog()
-				e = w.open(w.opts)
-				st, err = e.Update(t.Context(), tidemark.UpdateOptions{Confirm: confirmAll})
-				require.NoError(t, err)
-				e.Close()
-				require.Zero(t, w.src.Gets(), "a converged state fetches nothing")
-				require.Equal(t, tidemarktest.Counts{}, w.db.Counts(), "a converged state writes nothing")
-				require.Empty(t, w.tree.Log(), "a converged state writes nothing to the tree")
-				require.Empty(t, st.Setup)
+				treeNodes += w.converges(backend, w.opts)
 			})
 			if !ok {
 				break
@@ -400,5 +416,82 @@ func TestPropertyConvergesAfterCrashes(t *testing.T) {
 		}
 		t.Logf("%s: %d iterations, %d updates, %d tree nodes at the end, crashes: setup %d, precommit %d, mid-apply %d, before-commit %d",
 			backend, iterations, steps, treeNodes, crashes[crashSetup], crashes[crashPrecommit], crashes[crashMidApply], crashes[crashBeforeCommit])
+	})
+}
+
+// sharedUpdates runs n shared workers at once, each crashing at a point
+// drawn for it (or not), and returns how many crashed.
+func (w *propWorld) sharedUpdates(rng *rand.Rand, n int) int {
+	type run struct {
+		e   *tidemark.Engine
+		err error
+	}
+	runs := make([]*run, n)
+	for i := range runs {
+		point := crashNone
+		if rng.IntN(10) < 5 {
+			point = crashPoint(2 + rng.IntN(3)) // no setup crash: the database is everyone's
+		}
+		opts := w.crashOptions(rng, point, w.opts)
+		opts.Shared = tidemark.SharedOptions{Enabled: true, Worker: fmt.Sprintf("w%d", i), LeaseTTL: 300 * time.Millisecond, Poll: 2 * time.Millisecond}
+		runs[i] = &run{e: w.open(opts)}
+	}
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		wg.Go(func() {
+			_, r.err = r.e.Update(w.t.Context(), tidemark.UpdateOptions{Confirm: confirmAll})
+		})
+	}
+	wg.Wait()
+	w.db.Heal()
+	w.tree.Heal()
+	crashed := 0
+	for _, r := range runs {
+		r.e.Close()
+		if r.err != nil {
+			require.ErrorIs(w.t, r.err, errCrash, "only the injected crashes may fail an update")
+			crashed++
+		}
+	}
+	return crashed
+}
+
+// The property with several workers sharing each update, some of them
+// crashing: one clean update then converges, shared or alone.
+func TestPropertySharedWorkersConverge(t *testing.T) {
+	t.Parallel()
+	iterations := max(1, propertyIterations(t)/3)
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("TIDEMARK_PROPERTY_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		require.NoError(t, err)
+		seed = v
+	}
+	t.Logf("seed %d (TIDEMARK_PROPERTY_SEED), %d iterations per backend", seed, iterations)
+	forEachSharedBackend(t, func(t *testing.T, backend string) {
+		var updates, crashes int
+		for i := range iterations {
+			iterSeed := seed + uint64(i)
+			ok := t.Run(fmt.Sprintf("iteration-%d-seed-%d", i, iterSeed), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(iterSeed, 0x5eed))
+				opts := stateStore(t, backend)
+				opts.Retry = tidemark.RetryPolicy{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1, MaxAttempts: 2}
+				w := &propWorld{t: t, src: tidemarktest.NewSource[int, propItem](), db: tidemarktest.NewDB(), tree: tidemarktest.NewTree(), opts: opts, logic: 1}
+				for range 4 + rng.IntN(5) {
+					w.mutate(rng)
+					crashes += w.sharedUpdates(rng, 2+rng.IntN(3))
+					updates++
+				}
+				final := w.opts
+				if rng.IntN(2) == 0 {
+					final.Shared = tidemark.SharedOptions{Enabled: true, LeaseTTL: 300 * time.Millisecond, Poll: 2 * time.Millisecond}
+				}
+				w.converges(backend, final)
+			})
+			if !ok {
+				break
+			}
+		}
+		t.Logf("%s: %d iterations, %d shared updates, %d workers crashed", backend, iterations, updates, crashes)
 	})
 }
