@@ -78,8 +78,8 @@ type SharedOptions struct {
 	// (every third of it): how long the work of a worker that died waits
 	// for another (default 30s, at least 100ms).
 	LeaseTTL time.Duration
-	// Poll is how often an idle worker looks for claims, backing off to
-	// ten times as long while it finds none (default 100ms).
+	// Poll is how often an idle worker looks for claims; once the listing
+	// is complete, twice as long (default 50ms).
 	Poll time.Duration
 }
 

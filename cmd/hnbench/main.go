@@ -3,7 +3,8 @@
 // loopback and real databases, next to baselines measured in the same run,
 // and prints a table and writes a JSON report.
 //
-//	hnbench [-threads 4000] [-comments 50] [-runs 3] [-backends sqlite,postgres] [-insight-requests 2000] [-json bench.json] [-profile]
+//	hnbench [-threads 4000] [-comments 50] [-runs 3] [-backends sqlite,postgres] [-insight-requests 2000]
+//	        [-scale-backends postgres,redis] [-scale-workers 1,2,4] [-json bench.json] [-profile]
 //
 // `make bench` runs it at its default size; BENCHMARKS.md has the latest
 // figures.
@@ -18,6 +19,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -58,6 +60,13 @@ func run(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.Profile, "profile", false, "write CPU and heap profiles of hnindex (initial sync, no-change update, the insight server) into -dir")
 	backends := fs.String("backends", "sqlite,postgres", "databases to measure")
 	fs.StringVar(&cfg.PostgresURL, "postgres", envOr("TIDEMARK_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"), "a PostgreSQL server the harness may create databases on")
+	scaleBackends := fs.String("scale-backends", "postgres,redis", "state stores of the scale-out scenario (empty skips it)")
+	scaleWorkers := fs.String("scale-workers", "1,2,4", "numbers of workers in the scale-out scenario; the first is the baseline")
+	fs.IntVar(&cfg.ScaleOut.Threads, "scale-threads", 2000, "threads in the scale-out scenario's dataset")
+	fs.IntVar(&cfg.ScaleOut.Comments, "scale-comments", 5, "comments per thread in the scale-out scenario's dataset")
+	fs.DurationVar(&cfg.ScaleOut.Latency, "scale-latency", 50*time.Millisecond, "latency the fake API adds to each item request in the scale-out scenario")
+	fs.IntVar(&cfg.ScaleOut.Concurrency, "scale-concurrency", 16, "each scale-out worker's --concurrency")
+	fs.StringVar(&cfg.ScaleOut.RedisURL, "redis", envOr("TIDEMARK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), "the Redis server of the scale-out scenario")
 	dir := fs.String("dir", "", "where databases and profiles go (default: a temporary directory, removed after)")
 	jsonPath := fs.String("json", "bench.json", "where the JSON report goes")
 	verbose := fs.Bool("v", false, "log each measurement")
@@ -65,6 +74,16 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.Backends = strings.Split(*backends, ",")
+	if *scaleBackends != "" {
+		cfg.ScaleOut.Backends = strings.Split(*scaleBackends, ",")
+	}
+	for _, s := range strings.Split(*scaleWorkers, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("-scale-workers: %w", err)
+		}
+		cfg.ScaleOut.Workers = append(cfg.ScaleOut.Workers, n)
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo

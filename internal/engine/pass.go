@@ -399,7 +399,7 @@ func (e *Engine) lock(ctx context.Context) (release func(), err error) {
 			return nil, context.Cause(ctx)
 		}
 		waited += wait
-		wait = min(2*wait, 50*time.Millisecond)
+		wait = min(2*wait, 10*time.Millisecond)
 	}
 	if errors.Is(err, statestore.ErrLocked) {
 		return nil, fmt.Errorf("flow %s: %w (%w)", e.flow.Name, ErrFlowLocked, err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/statestore"
@@ -38,8 +39,8 @@ type SharedOptions struct {
 	// (every third of it): how long the work of a worker that died waits
 	// for another. Default 30s.
 	LeaseTTL time.Duration
-	// Poll is how often an idle worker looks for claims, doubling up to
-	// ten times as long while it finds none. Default 100ms.
+	// Poll is how often an idle worker looks for claims; once the listing
+	// is complete, twice as long. Default 50ms.
 	Poll time.Duration
 }
 
@@ -51,7 +52,7 @@ func (o *SharedOptions) defaults() error {
 		o.LeaseTTL = DefaultLeaseTTL
 	}
 	if o.Poll == 0 {
-		o.Poll = 100 * time.Millisecond
+		o.Poll = 50 * time.Millisecond
 	}
 	switch {
 	case o.LeaseTTL < 100*time.Millisecond:
@@ -97,6 +98,10 @@ type shareRun struct {
 	freed chan struct{}
 	// over says this worker finished the pass.
 	over bool
+	// full says the claims in hand are at their bound, or that there is
+	// nothing more to claim for now: the writer writes its batch now,
+	// rather than after its delay.
+	full atomic.Bool
 }
 
 func newShareRun(r *sourceRun) *shareRun {
@@ -273,28 +278,27 @@ func (sh *shareRun) loop(ctx context.Context) error {
 	if ok, err := join(); !ok || err != nil {
 		return err
 	}
-	if !sh.lister {
-		e.log.InfoContext(ctx, "joined a pass another worker lists", "source", r.src.Name, "pass", sh.pass.ID)
+	if _, lister := sh.lease(); !lister {
+		e.log.InfoContext(ctx, "joined a pass another worker lists", "source", r.src.Name, "pass", sh.passID())
 	}
 	for {
 		if Stopped(stop) || ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		limit := 2*r.src.MaxInFlight - sh.inHand()
+		// Claims are taken MaxInFlight at a time, which handOn gives the
+		// source's workers as they free up, up to eight times that in hand:
+		// the rest waits in the writer's batch.
+		limit := min(r.src.MaxInFlight, 8*r.src.MaxInFlight-sh.inHand())
 		if limit <= 0 {
-			// Every claim in hand waits for the writer: have it write them
+			// The claims in hand wait for the writer: have it write them
 			// now rather than after its delay.
-			r.setWaiting(true)
-			select {
-			case r.u.nudge <- struct{}{}:
-			default:
-			}
+			sh.flush()
 			select {
 			case <-sh.freed:
 			case <-stop:
 			case <-ctx.Done():
 			}
-			r.setWaiting(false)
+			sh.full.Store(false)
 			continue
 		}
 		n, err := sh.take(ctx, limit)
@@ -304,6 +308,11 @@ func (sh *shareRun) loop(ctx context.Context) error {
 		if n > 0 {
 			idle = o.Poll
 			continue
+		}
+		if sh.inHand() > 0 {
+			// Nothing more to claim for now: the rows in hand need not
+			// wait for the writer's delay.
+			sh.flush()
 		}
 		if leading != nil {
 			select {
@@ -349,7 +358,21 @@ func (sh *shareRun) loop(ctx context.Context) error {
 			}
 		}
 		t.Stop()
-		idle = min(2*idle, 10*o.Poll)
+		if pr.Listed {
+			// Nothing left to claim until a worker dies: the pass ends
+			// soon.
+			idle = min(2*idle, 2*o.Poll)
+		}
+	}
+}
+
+// flush has the writer write the rows of the claims in hand that it holds
+// now, rather than after its delay.
+func (sh *shareRun) flush() {
+	sh.full.Store(true)
+	select {
+	case sh.r.u.nudge <- struct{}{}:
+	default:
 	}
 }
 
@@ -578,7 +601,7 @@ func (sh *shareRun) leadPass(ctx context.Context) error {
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
-		wait = min(2*wait, 5*e.opts.Shared.Poll)
+		wait = min(2*wait, 2*e.opts.Shared.Poll)
 	}
 	if complete {
 		if err := r.afterListing(ctx); err != nil {

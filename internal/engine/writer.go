@@ -129,13 +129,14 @@ func (w *writer) add(res *rowResult) {
 }
 
 // sourceWaiting reports whether a source waits for rows that are all in the
-// batch, so flushing now lets it go on.
+// batch, or in a shared pass for claims the batch holds, so flushing now
+// lets it go on.
 func (w *writer) sourceWaiting() bool {
 	for _, r := range w.runs {
 		r.pending.mu.Lock()
 		waiting := r.waiting && r.inBatch > 0 && r.inBatch == r.pending.n
 		r.pending.mu.Unlock()
-		if waiting {
+		if waiting || r.inBatch > 0 && r.sh != nil && r.sh.full.Load() {
 			return true
 		}
 	}
@@ -152,6 +153,11 @@ func (w *writer) flush(ctx context.Context) error {
 	w.batch, w.actions, w.bytes = nil, 0, 0
 	for _, res := range batch {
 		res.run.inBatch--
+		if res.run.sh != nil {
+			// Written now: the rows that come next wait for the next
+			// batch, until the claims in hand reach their bound again.
+			res.run.sh.full.Store(false)
+		}
 	}
 	select {
 	case w.queue <- batch:

@@ -67,7 +67,9 @@ type Config struct {
 	// Profile, when set, writes CPU and heap profiles of the first
 	// initial sync and no-change update per backend into Dir.
 	Profile bool
-	Log     *slog.Logger
+	// ScaleOut is the scale-out scenario's; no backends skips it.
+	ScaleOut ScaleOut
+	Log      *slog.Logger
 }
 
 // Validate checks the configuration.
@@ -85,17 +87,17 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("-insight-concurrency must be between 0 and 64, got %d", c.InsightConcurrency)
 	case c.InsightBudget < 0:
 		return fmt.Errorf("-insight-budget must not be negative, got %s", c.InsightBudget)
-	case len(c.Backends) == 0:
+	case len(c.Backends) == 0 && len(c.ScaleOut.Backends) == 0:
 		return errors.New("-backends must name sqlite, postgres or both")
 	case c.Binary == "" || c.Self == "" || c.Dir == "":
 		return errors.New("hnbench: Binary, Self and Dir are required")
 	}
 	for _, b := range c.Backends {
-		if b != "sqlite" && b != "postgres" {
+		if b != "sqlite" && b != "postgres" && b != "" {
 			return fmt.Errorf("-backends: unknown backend %q (sqlite or postgres)", b)
 		}
 	}
-	return nil
+	return c.ScaleOut.validate()
 }
 
 // Result is one measured scenario or baseline.
@@ -181,8 +183,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	b.url = "http://" + ln.Addr().String() + "/api/v1"
 
 	for _, backend := range cfg.Backends {
+		if backend == "" {
+			continue
+		}
 		if err := b.backend(ctx, backend); err != nil {
 			return b.report, fmt.Errorf("%s: %w", backend, err)
+		}
+	}
+	if len(cfg.ScaleOut.Backends) > 0 {
+		if err := b.scaleOut(ctx); err != nil {
+			return b.report, fmt.Errorf("scale-out: %w", err)
 		}
 	}
 	return b.report, nil

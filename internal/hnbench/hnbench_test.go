@@ -5,11 +5,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/hnbench"
 	"github.com/tidemark/tidemark/internal/pgtest"
+	"github.com/tidemark/tidemark/internal/redistest"
 )
 
 // TestHarnessSmall runs the whole harness at a tiny size, so that a change
@@ -27,6 +29,8 @@ func TestHarnessSmall(t *testing.T) {
 		Backends: []string{"sqlite", "postgres"}, PostgresURL: pgtest.URL(t),
 		LivePasses: 2, Naive: true, InsightRequests: 30, InsightConcurrency: 2,
 		Binary: filepath.Join(dir, "hnindex"), Self: filepath.Join(dir, "hnbench"), Dir: dir,
+		ScaleOut: hnbench.ScaleOut{Backends: []string{"postgres", "redis"}, Workers: []int{1, 3}, Threads: 60, Comments: 2,
+			Latency: 5 * time.Millisecond, Concurrency: 4, RedisURL: redistest.URL(t)},
 	})
 	require.NoError(t, err)
 	get := func(backend, prefix string) hnbench.Result {
@@ -63,6 +67,18 @@ func TestHarnessSmall(t *testing.T) {
 			}
 		}
 		require.NotNil(t, get(backend, "insight: /metrics scrape").Latency)
+	}
+	for _, backend := range []string{"postgres", "redis"} {
+		solo := get(backend, "scale-out, 1 worker alone")
+		require.Equal(t, "scale-out, 1 worker", solo.Baseline)
+		for _, scenario := range []string{"scale-out, 1 worker", "scale-out, 3 workers", "scale-out, 1 worker alone"} {
+			r := get(backend, scenario)
+			require.Equal(t, int64(60), r.ItemRequests, "%s %s: each thread fetched once", backend, scenario)
+			require.Equal(t, solo.ListingRequests, r.ListingRequests, "%s %s: one listing", backend, scenario)
+			require.Equal(t, int64(180), r.Rows)
+			require.Contains(t, r.Note, "per thread")
+		}
+		require.Positive(t, get(backend, "scale-out, 3 workers").Ratio)
 	}
 	var table strings.Builder
 	require.NoError(t, report.WriteTable(&table))
