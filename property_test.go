@@ -354,6 +354,25 @@ func (w *propWorld) converges(backend string, opts tidemark.Options) int {
 	return len(wantTree)
 }
 
+// propertySeed is the seed of a property test's first iteration:
+// TIDEMARK_PROPERTY_SEED, else the time.
+func propertySeed(t *testing.T) uint64 {
+	if s := os.Getenv("TIDEMARK_PROPERTY_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		require.NoError(t, err)
+		return v
+	}
+	return uint64(time.Now().UnixNano())
+}
+
+// newPropWorld returns an empty world on a fresh state store of backend,
+// retrying faults briefly.
+func newPropWorld(t *testing.T, backend string) *propWorld {
+	opts := stateStore(t, backend)
+	opts.Retry = tidemark.RetryPolicy{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1, MaxAttempts: 2}
+	return &propWorld{t: t, src: tidemarktest.NewSource[int, propItem](), db: tidemarktest.NewDB(), tree: tidemarktest.NewTree(), opts: opts, logic: 1}
+}
+
 func propertyIterations(t *testing.T) int {
 	n := 25
 	if s := os.Getenv("TIDEMARK_PROPERTY_ITERATIONS"); s != "" {
@@ -370,12 +389,7 @@ func propertyIterations(t *testing.T) int {
 func TestPropertyConvergesAfterCrashes(t *testing.T) {
 	t.Parallel()
 	iterations := propertyIterations(t)
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("TIDEMARK_PROPERTY_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		require.NoError(t, err)
-		seed = v
-	}
+	seed := propertySeed(t)
 	t.Logf("seed %d (TIDEMARK_PROPERTY_SEED), %d iterations per backend (TIDEMARK_PROPERTY_ITERATIONS)", seed, iterations)
 
 	forEachBackend(t, func(t *testing.T, backend string) {
@@ -385,9 +399,7 @@ func TestPropertyConvergesAfterCrashes(t *testing.T) {
 			iterSeed := seed + uint64(i)
 			ok := t.Run(fmt.Sprintf("iteration-%d-seed-%d", i, iterSeed), func(t *testing.T) {
 				rng := rand.New(rand.NewPCG(iterSeed, 0x7715))
-				opts := stateStore(t, backend)
-				opts.Retry = tidemark.RetryPolicy{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1, MaxAttempts: 2}
-				w := &propWorld{t: t, src: tidemarktest.NewSource[int, propItem](), db: tidemarktest.NewDB(), tree: tidemarktest.NewTree(), opts: opts, logic: 1}
+				w := newPropWorld(t, backend)
 				for range 6 + rng.IntN(8) {
 					w.mutate(rng)
 					point := crashNone
@@ -461,12 +473,7 @@ func (w *propWorld) sharedUpdates(rng *rand.Rand, n int) int {
 func TestPropertySharedWorkersConverge(t *testing.T) {
 	t.Parallel()
 	iterations := max(1, propertyIterations(t)/3)
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("TIDEMARK_PROPERTY_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		require.NoError(t, err)
-		seed = v
-	}
+	seed := propertySeed(t)
 	t.Logf("seed %d (TIDEMARK_PROPERTY_SEED), %d iterations per backend", seed, iterations)
 	forEachSharedBackend(t, func(t *testing.T, backend string) {
 		var updates, crashes int
@@ -474,9 +481,7 @@ func TestPropertySharedWorkersConverge(t *testing.T) {
 			iterSeed := seed + uint64(i)
 			ok := t.Run(fmt.Sprintf("iteration-%d-seed-%d", i, iterSeed), func(t *testing.T) {
 				rng := rand.New(rand.NewPCG(iterSeed, 0x5eed))
-				opts := stateStore(t, backend)
-				opts.Retry = tidemark.RetryPolicy{Initial: time.Millisecond, Max: time.Millisecond, Multiplier: 1, MaxAttempts: 2}
-				w := &propWorld{t: t, src: tidemarktest.NewSource[int, propItem](), db: tidemarktest.NewDB(), tree: tidemarktest.NewTree(), opts: opts, logic: 1}
+				w := newPropWorld(t, backend)
 				for range 4 + rng.IntN(5) {
 					w.mutate(rng)
 					crashes += w.sharedUpdates(rng, 2+rng.IntN(3))
