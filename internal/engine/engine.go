@@ -245,6 +245,9 @@ type Engine struct {
 	// coord shares the flow's passes with other workers; nil when the
 	// engine updates alone.
 	coord statestore.Coordinator
+	// passes is the store's coordinator when the engine updates alone on
+	// a store that can share: it refuses to update beside a shared pass.
+	passes statestore.Coordinator
 }
 
 // New returns an engine for flow, keeping its state in store.
@@ -277,7 +280,10 @@ func New(flow *Flow, store statestore.Store, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: fingerprinting the logic version: %w", err)
 	}
-	var coord statestore.Coordinator
+	var coord, passes statestore.Coordinator
+	if c, ok := store.(statestore.Coordinator); ok && !opts.Shared.Enabled {
+		passes = c
+	}
 	if opts.Shared.Enabled {
 		c, ok := store.(statestore.Coordinator)
 		if !ok {
@@ -292,7 +298,7 @@ func New(flow *Flow, store statestore.Store, opts Options) (*Engine, error) {
 	if opts.Observers.StoreOp != nil {
 		store = &timedStore{store: store, observe: opts.Observers.StoreOp}
 	}
-	return &Engine{flow: flow, store: store, log: opts.Logger, opts: opts, logicFP: logicFP[:], coord: coord}, nil
+	return &Engine{flow: flow, store: store, log: opts.Logger, opts: opts, logicFP: logicFP[:], coord: coord, passes: passes}, nil
 }
 
 func (f *Flow) validate() error {

@@ -327,7 +327,7 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 
 	var listingErrs []error
 	for _, r := range runs {
-		if err, ok := r.counters.listingError.Load().(error); ok {
+		if err := r.counters.listingErr(); err != nil {
 			listingErrs = append(listingErrs, &ListingError{Source: r.src.Name, Err: err})
 		}
 		if r.held != nil {
@@ -407,12 +407,45 @@ func (e *Engine) lock(ctx context.Context) (release func(), err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := e.passRunning(ctx); err != nil {
+		l.Release()
+		return nil, err
+	}
 	h := &heldLock{l: l}
 	e.held.Store(h)
 	return func() {
 		e.held.CompareAndSwap(h, nil)
 		l.Release()
 	}, nil
+}
+
+// passRunning fails with ErrFlowLocked when the engine updates alone and
+// shared workers are in a pass of one of the flow's sources: they hold the
+// flow's lock only while they write a batch.
+func (e *Engine) passRunning(ctx context.Context) error {
+	if e.passes == nil {
+		return nil
+	}
+	for _, src := range e.flow.Sources {
+		id, err := e.sourceID(ctx, src.Name, true)
+		if err != nil {
+			return fmt.Errorf("flow %s: %w", e.flow.Name, err)
+		}
+		if id == 0 {
+			continue // never updated
+		}
+		var running bool
+		if err := e.do(ctx, "look for a shared pass", func(ctx context.Context) (err error) {
+			running, err = e.passes.PassRunning(ctx, statestore.PassRunningParams{SourceID: id})
+			return err
+		}); err != nil {
+			return fmt.Errorf("flow %s: %w", e.flow.Name, err)
+		}
+		if running {
+			return fmt.Errorf("flow %s: %w (shared workers are in a pass of source %s)", e.flow.Name, ErrFlowLocked, src.Name)
+		}
+	}
+	return nil
 }
 
 // heldLock is the lock the engine holds.
@@ -605,7 +638,7 @@ func (r *sourceRun) list(ctx context.Context) error {
 			}
 		}
 		if stopped {
-			r.counters.listingError.Store(ErrStopped)
+			r.counters.failListing(ErrStopped)
 			r.u.e.log.InfoContext(ctx, "update stopped; the rows in hand are finished, the rest is left for the next update", "source", r.src.Name)
 			break
 		}
@@ -616,7 +649,7 @@ func (r *sourceRun) list(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
 			}
-			r.counters.listingError.Store(item.err)
+			r.counters.failListing(item.err)
 			r.u.e.log.ErrorContext(ctx, "listing failed; rows of this source will not be deleted in this update", "source", r.src.Name, "err", item.err)
 			break
 		}
@@ -640,7 +673,7 @@ func (r *sourceRun) list(ctx context.Context) error {
 	if err := flush(); err != nil {
 		return err
 	}
-	if _, only := r.u.opts.Only[r.src.Name]; r.counters.listingError.Load() == nil && !only {
+	if _, only := r.u.opts.Only[r.src.Name]; r.counters.listingErr() == nil && !only {
 		r.counters.listingComplete.Store(true)
 	}
 	return nil

@@ -188,6 +188,10 @@ func (sh *shareRun) wasListed(key string) bool {
 	return ok
 }
 
+// rejoinFresh is the PassJoinParams.Fresh of a worker that joins its pass
+// again: longer than any pass, so that no pass is opened.
+const rejoinFresh = 100 * 365 * 24 * time.Hour
+
 // errLeaseLost cancels a lister's work when its lease was taken.
 var errLeaseLost = errors.New("the listing lease was taken by another worker")
 
@@ -233,7 +237,7 @@ func (r *sourceRun) runShared(ctx context.Context) error {
 
 // loop joins the source's pass and takes claims until the pass is
 // finished, the update stopped, or the context is done.
-func (sh *shareRun) loop(ctx context.Context) error {
+func (sh *shareRun) loop(ctx context.Context) (err error) {
 	r := sh.r
 	e := r.u.e
 	o := e.opts.Shared
@@ -242,18 +246,29 @@ func (sh *shareRun) loop(ctx context.Context) error {
 		leading  chan error // the lister's outcome, while it lists
 		leadErr  error
 		idle     = o.Poll
+		rejoin   bool // joined once already
 		joinedAt time.Time
 	)
+	// The lister's part stops with this loop when the loop fails: else it
+	// would wait for claims this worker holds and will not finish.
+	leadCtx, stopLead := context.WithCancelCause(ctx)
+	defer stopLead(nil)
 	join := func() (bool, error) {
+		fresh := r.u.opts.fresh
+		if rejoin {
+			// Joining again must not open a pass: if the pass joined is
+			// finished, this worker's part is over.
+			fresh = rejoinFresh
+		}
 		var p statestore.Pass
 		err := e.do(ctx, "join the pass", func(ctx context.Context) (err error) {
-			p, err = e.coord.PassJoin(ctx, statestore.PassJoinParams{SourceID: r.id, Worker: o.Worker, TTL: o.LeaseTTL, Fresh: r.u.opts.fresh})
+			p, err = e.coord.PassJoin(ctx, statestore.PassJoinParams{SourceID: r.id, Worker: o.Worker, TTL: o.LeaseTTL, Fresh: fresh})
 			return err
 		})
 		if err != nil {
 			return false, err
 		}
-		joinedAt = time.Now()
+		joinedAt, rejoin = time.Now(), true
 		sh.mu.Lock()
 		defer sh.mu.Unlock()
 		switch {
@@ -266,12 +281,15 @@ func (sh *shareRun) loop(ctx context.Context) error {
 		if p.Lister && leading == nil {
 			sh.lister = true
 			leading = make(chan error, 1)
-			go func() { leading <- sh.lead(ctx) }()
+			go func() { leading <- sh.lead(leadCtx) }()
 		}
 		return true, nil
 	}
 	defer func() {
 		if leading != nil {
+			if err != nil {
+				stopLead(err)
+			}
 			<-leading
 		}
 	}()
@@ -537,6 +555,8 @@ func (sh *shareRun) lead(ctx context.Context) error {
 	sh.mu.Lock()
 	sh.listed = make(map[string]struct{})
 	sh.mu.Unlock()
+	r.counters.newListing()
+	r.invalid.Store(0)
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)

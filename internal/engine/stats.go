@@ -30,8 +30,28 @@ type counters struct {
 type sourceCounters struct {
 	listed, fetched, added, updated, reprocessed, deleted, unchanged, errors atomic.Int64
 	listingComplete                                                          atomic.Bool
-	listingError                                                             atomic.Value // error
+	listingError                                                             atomic.Pointer[error]
 	held                                                                     atomic.Int64
+}
+
+// failListing records why the listing failed.
+func (s *sourceCounters) failListing(err error) { s.listingError.Store(&err) }
+
+// listingErr is why the listing failed; nil when it did not.
+func (s *sourceCounters) listingErr() error {
+	if p := s.listingError.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// newListing forgets what an earlier listing of the update found: a
+// shared pass's lister that takes its lease back lists again, and only
+// that listing may decide the deletions.
+func (s *sourceCounters) newListing() {
+	s.listingComplete.Store(false)
+	s.listingError.Store(nil)
+	s.listed.Store(0)
 }
 
 type targetCounters struct {
@@ -66,7 +86,7 @@ func (c *counters) snapshot() Stats {
 			Reprocessed: s.reprocessed.Load(), Deleted: s.deleted.Load(), Unchanged: s.unchanged.Load(), Errors: s.errors.Load(),
 			ListingComplete: s.listingComplete.Load(), Held: s.held.Load(),
 		}
-		if err, ok := s.listingError.Load().(error); ok {
+		if err := s.listingErr(); err != nil {
 			ss.ListingError = err.Error()
 		}
 		st.Sources[name] = ss

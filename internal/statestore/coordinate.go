@@ -55,6 +55,10 @@ type Coordinator interface {
 	// PassFinish closes the pass, under the lister's lease; the next
 	// PassJoin opens another.
 	PassFinish(ctx context.Context, p PassLeaseParams) error
+	// PassRunning reports whether the source's open pass is under way:
+	// its listing lease, or a claim of it, has not expired. An update that
+	// does not share (--solo) refuses to run beside one.
+	PassRunning(ctx context.Context, p PassRunningParams) (bool, error)
 
 	// ClaimTake claims up to Limit keys of the pass for TTL: keys no worker
 	// claimed yet, or whose claim expired. Two workers never get the same
@@ -112,6 +116,11 @@ type PassEnqueueParams struct {
 type ClaimItem struct {
 	Key    string
 	Listed []byte
+}
+
+// PassRunningParams are the parameters of Coordinator.PassRunning.
+type PassRunningParams struct {
+	SourceID int64
 }
 
 // PassProgressParams are the parameters of Coordinator.PassProgress.

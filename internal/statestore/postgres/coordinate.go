@@ -16,7 +16,7 @@ var _ statestore.Coordinator = (*Store)(nil)
 // the workers' clocks need not agree; a TTL is given in milliseconds.
 type coordQueries struct {
 	passOpen, passCreate, passTakeOver, passLease, passListed, passFinish string
-	passFence, passProgress, passFresh, listerHeld                        string
+	passFence, passProgress, passFresh, listerHeld, passRunning           string
 	claimAdd, claimTake, claimRenew, claimDone                            string
 }
 
@@ -48,6 +48,9 @@ func newCoordQueries(r func(string) string) coordQueries {
 				p.listed, p.finished_at IS NOT NULL
 			FROM {{passes}} AS p LEFT JOIN {{claims}} AS c ON c.pass_id = p.id
 			WHERE p.id = $1 GROUP BY p.id`),
+		passRunning: r(`SELECT EXISTS (SELECT 1 FROM {{passes}} AS p WHERE p.source_id = $1 AND p.finished_at IS NULL
+			AND (p.lister_until >= now() OR EXISTS (SELECT 1 FROM {{claims}} AS c
+				WHERE c.pass_id = p.id AND c.state = 1 AND c.until >= now())))`),
 		claimAdd: r(`INSERT INTO {{claims}} (pass_id, key, listed) SELECT $1, k, l FROM unnest($2::text[], $3::bytea[]) AS u(k, l)
 			ON CONFLICT (pass_id, key) DO NOTHING`),
 		// SKIP LOCKED: two workers taking claims at once take different
@@ -213,6 +216,15 @@ func missing(want, got []string) []string {
 		}
 	}
 	return out
+}
+
+// PassRunning implements statestore.Coordinator.
+func (s *Store) PassRunning(ctx context.Context, p statestore.PassRunningParams) (bool, error) {
+	var running bool
+	if err := s.pool.QueryRow(ctx, s.c.passRunning, p.SourceID).Scan(&running); err != nil {
+		return false, classify(ctx, fmt.Errorf("looking for a running pass of source %d: %w", p.SourceID, err))
+	}
+	return running, nil
 }
 
 // PassProgress implements statestore.Coordinator.

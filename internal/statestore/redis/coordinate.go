@@ -106,6 +106,19 @@ func (s *Store) PassProgress(ctx context.Context, p statestore.PassProgressParam
 	return pr, nil
 }
 
+// PassRunning implements statestore.Coordinator.
+func (s *Store) PassRunning(ctx context.Context, p statestore.PassRunningParams) (bool, error) {
+	v, err := s.run(ctx, s.sc.passRunning, p.SourceID)
+	if err != nil {
+		return false, fmt.Errorf("looking for a running pass of source %d: %w", p.SourceID, err)
+	}
+	n, ok := v.(int64)
+	if !ok {
+		return false, fmt.Errorf("looking for a running pass of source %d: a reply of %T", p.SourceID, v)
+	}
+	return n == 1, nil
+}
+
 // ClaimTake implements statestore.Coordinator.
 func (s *Store) ClaimTake(ctx context.Context, p statestore.ClaimTakeParams) ([]statestore.Claim, error) {
 	if p.Limit <= 0 {

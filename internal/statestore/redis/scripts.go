@@ -210,7 +210,7 @@ type scriptSet struct {
 	precommit, commit, commitFenced           *goredis.Script
 
 	passJoin, passLease, passEnqueue, passListed *goredis.Script
-	passProgress, passFinish                     *goredis.Script
+	passProgress, passFinish, passRunning        *goredis.Script
 	claimTake, claimRenew, claimDone             *goredis.Script
 }
 
@@ -550,6 +550,17 @@ local listed = p[2] and 1 or 0
 if p[3] then return {p[4], p[5], p[6], listed, 1} end
 local pending, claimed, done = counts(pk, now())
 return {pending, claimed, done, listed, 0}`),
+
+		// ARGV: source id. Returns 1 when the source's open pass has a
+		// listing lease or a claim that has not ended, else 0.
+		passRunning: reader(coordPrelude + `
+local id = redis.call('HGET', key('s', ARGV[1]), 'pass')
+if not id then return 0 end
+local pk, t = key('p', id), now()
+local ends = redis.call('HGET', pk, 'until')
+if ends and tonumber(ends) >= t then return 1 end
+if redis.call('ZCOUNT', pk .. ':avail', int(t), '+inf') > 0 then return 1 end
+return 0`),
 
 		// ARGV: pass id, worker, fence. Returns 1, or 0 when the lease is
 		// not the worker's. The pass keeps its counts; its claims go.

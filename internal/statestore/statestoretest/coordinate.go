@@ -298,6 +298,36 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		require.True(t, next.Lister)
 	})
 
+	t.Run("APassRunsWhileLeasedOrClaimed", func(t *testing.T) {
+		t.Parallel()
+		c, src := setup(t)
+		ctx := t.Context()
+		running := func() bool {
+			t.Helper()
+			ok, err := c.PassRunning(ctx, statestore.PassRunningParams{SourceID: src})
+			require.NoError(t, err)
+			return ok
+		}
+		require.False(t, running(), "no pass yet")
+		const short = 150 * time.Millisecond
+		p, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: short})
+		require.NoError(t, err)
+		require.True(t, running(), "the listing lease is live")
+		lease := statestore.PassLeaseParams{PassID: p.ID, Worker: "a", Fence: p.Fence, TTL: short}
+		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: items("k1")}))
+		time.Sleep(2 * short)
+		require.False(t, running(), "the lease expired and nothing is claimed")
+		_, err = c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: p.ID, Worker: "b", Limit: 1, TTL: long})
+		require.NoError(t, err)
+		require.True(t, running(), "a claim is live though the lease is not")
+
+		q, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "b", TTL: long})
+		require.NoError(t, err)
+		require.Equal(t, p.ID, q.ID)
+		require.NoError(t, c.PassFinish(ctx, statestore.PassLeaseParams{PassID: q.ID, Worker: "b", Fence: q.Fence, TTL: long}))
+		require.False(t, running(), "a finished pass does not run")
+	})
+
 	t.Run("AFencedCommitLandsNothing", func(t *testing.T) {
 		t.Parallel()
 		c, src := setup(t)
