@@ -159,9 +159,7 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		t.Parallel()
 		c, src := setup(t)
 		ctx := t.Context()
-		p, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: long})
-		require.NoError(t, err)
-		lease := statestore.PassLeaseParams{PassID: p.ID, Worker: "a", Fence: p.Fence, TTL: long}
+		p, lease := joinAs(t, c, src, "a", long)
 		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: items("k1", "k2")}))
 
 		a, err := c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: p.ID, Worker: "a", Limit: 10, TTL: 100 * time.Millisecond})
@@ -201,9 +199,7 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		t.Parallel()
 		c, src := setup(t)
 		ctx := t.Context()
-		p, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "lister", TTL: long})
-		require.NoError(t, err)
-		lease := statestore.PassLeaseParams{PassID: p.ID, Worker: "lister", Fence: p.Fence, TTL: long}
+		p, lease := joinAs(t, c, src, "lister", long)
 		var keys []string
 		for i := range 1000 {
 			keys = append(keys, fmt.Sprintf("k%04d", i))
@@ -257,13 +253,11 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		t.Parallel()
 		c, src := setup(t)
 		ctx := t.Context()
-		p, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: long})
-		require.NoError(t, err)
-		lease := statestore.PassLeaseParams{PassID: p.ID, Worker: "a", Fence: p.Fence, TTL: long}
+		p, lease := joinAs(t, c, src, "a", long)
 		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: items("k1")}))
 		s := c.(statestore.Store)
 		require.NoError(t, s.FlowDrop(ctx, statestore.FlowDropParams{Flow: "f"}))
-		_, err = c.PassProgress(ctx, statestore.PassProgressParams{PassID: p.ID})
+		_, err := c.PassProgress(ctx, statestore.PassProgressParams{PassID: p.ID})
 		require.ErrorIs(t, err, statestore.ErrNotFound)
 		src, err = s.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "s"})
 		require.NoError(t, err)
@@ -310,14 +304,12 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		}
 		require.False(t, running(), "no pass yet")
 		const short = 150 * time.Millisecond
-		p, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: short})
-		require.NoError(t, err)
+		p, lease := joinAs(t, c, src, "a", short)
 		require.True(t, running(), "the listing lease is live")
-		lease := statestore.PassLeaseParams{PassID: p.ID, Worker: "a", Fence: p.Fence, TTL: short}
 		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: items("k1")}))
 		time.Sleep(2 * short)
 		require.False(t, running(), "the lease expired and nothing is claimed")
-		_, err = c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: p.ID, Worker: "b", Limit: 1, TTL: long})
+		_, err := c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: p.ID, Worker: "b", Limit: 1, TTL: long})
 		require.NoError(t, err)
 		require.True(t, running(), "a claim is live though the lease is not")
 
@@ -333,9 +325,7 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		c, src := setup(t)
 		s := c.(statestore.Store)
 		ctx := t.Context()
-		p, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: long})
-		require.NoError(t, err)
-		lease := statestore.PassLeaseParams{PassID: p.ID, Worker: "a", Fence: p.Fence, TTL: long}
+		p, lease := joinAs(t, c, src, "a", long)
 		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: items("k1", "k2", "k3")}))
 		ids, err := s.Precommit(ctx, statestore.PrecommitParams{SourceID: src, Rows: []statestore.PrecommitRow{
 			{Key: "k1", Staged: []byte("s1")}, {Key: "k2", Staged: []byte("s2")}, {Key: "k3", Staged: []byte("s3")}}})
@@ -453,4 +443,13 @@ func assertNoError(t *testing.T, err error) bool {
 		return false
 	}
 	return true
+}
+
+// joinAs joins the source's pass as worker, with a listing lease of ttl if
+// it gets one, and returns the pass and the lease it names.
+func joinAs(t *testing.T, c statestore.Coordinator, src int64, worker string, ttl time.Duration) (statestore.Pass, statestore.PassLeaseParams) {
+	t.Helper()
+	p, err := c.PassJoin(t.Context(), statestore.PassJoinParams{SourceID: src, Worker: worker, TTL: ttl})
+	require.NoError(t, err)
+	return p, statestore.PassLeaseParams{PassID: p.ID, Worker: worker, Fence: p.Fence, TTL: ttl}
 }
