@@ -245,8 +245,9 @@ type Engine struct {
 	// coord shares the flow's passes with other workers; nil when the
 	// engine updates alone.
 	coord statestore.Coordinator
-	// passes is the store's coordinator when the engine updates alone on
-	// a store that can share: it refuses to update beside a shared pass.
+	// passes is the store's coordinator when it can share: an engine that
+	// updates alone refuses to run beside a shared pass, and none drops
+	// the flow under one.
 	passes statestore.Coordinator
 }
 
@@ -281,7 +282,7 @@ func New(flow *Flow, store statestore.Store, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("engine: fingerprinting the logic version: %w", err)
 	}
 	var coord, passes statestore.Coordinator
-	if c, ok := store.(statestore.Coordinator); ok && !opts.Shared.Enabled {
+	if c, ok := store.(statestore.Coordinator); ok {
 		passes = c
 	}
 	if opts.Shared.Enabled {

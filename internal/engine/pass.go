@@ -407,9 +407,11 @@ func (e *Engine) lock(ctx context.Context) (release func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := e.passRunning(ctx); err != nil {
-		l.Release()
-		return nil, err
+	if e.coord == nil {
+		if err := e.passRunning(ctx); err != nil {
+			l.Release()
+			return nil, err
+		}
 	}
 	h := &heldLock{l: l}
 	e.held.Store(h)
@@ -419,9 +421,9 @@ func (e *Engine) lock(ctx context.Context) (release func(), err error) {
 	}, nil
 }
 
-// passRunning fails with ErrFlowLocked when the engine updates alone and
-// shared workers are in a pass of one of the flow's sources: they hold the
-// flow's lock only while they write a batch.
+// passRunning fails with ErrFlowLocked when shared workers are in a pass of
+// one of the flow's sources: they hold the flow's lock only while they
+// write a batch.
 func (e *Engine) passRunning(ctx context.Context) error {
 	if e.passes == nil {
 		return nil

@@ -673,6 +673,13 @@ func (e *Engine) Drop(ctx context.Context) ([]SetupChange, error) {
 		return nil, err
 	}
 	defer release()
+	if e.coord != nil {
+		// Shared workers in a pass would fail on a flow dropped under
+		// them (an engine alone checked when it locked).
+		if err := e.passRunning(ctx); err != nil {
+			return nil, err
+		}
+	}
 	stored, err := e.listTargets(ctx)
 	if err != nil {
 		return nil, err

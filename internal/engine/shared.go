@@ -260,11 +260,7 @@ func (sh *shareRun) loop(ctx context.Context) (err error) {
 			// finished, this worker's part is over.
 			fresh = rejoinFresh
 		}
-		var p statestore.Pass
-		err := e.do(ctx, "join the pass", func(ctx context.Context) (err error) {
-			p, err = e.coord.PassJoin(ctx, statestore.PassJoinParams{SourceID: r.id, Worker: o.Worker, TTL: o.LeaseTTL, Fresh: fresh})
-			return err
-		})
+		p, err := sh.joinMode(ctx, fresh, rejoin)
 		if err != nil {
 			return false, err
 		}
@@ -384,6 +380,53 @@ func (sh *shareRun) loop(ctx context.Context) (err error) {
 	}
 }
 
+// joinMode joins the source's pass, or opens one. A pass of another mode
+// (an incremental worker beside a reexport) is not joined: its rows need
+// other work. The worker waits for it to finish, or ends it if its lister
+// is gone, then opens a pass of its own. Joining again (rejoin), the worker
+// takes whatever pass it is given: the caller checks it is its own.
+func (sh *shareRun) joinMode(ctx context.Context, fresh time.Duration, rejoin bool) (statestore.Pass, error) {
+	r := sh.r
+	e := r.u.e
+	o := e.opts.Shared
+	mode := uint8(r.u.opts.Mode)
+	wait, told := o.Poll, false
+	for {
+		var p statestore.Pass
+		err := e.do(ctx, "join the pass", func(ctx context.Context) (err error) {
+			p, err = e.coord.PassJoin(ctx, statestore.PassJoinParams{SourceID: r.id, Worker: o.Worker, TTL: o.LeaseTTL, Fresh: fresh, Mode: mode})
+			return err
+		})
+		if err != nil || rejoin || p.ID == 0 || p.Mode == mode {
+			return p, err
+		}
+		if p.Lister {
+			// Its lister is gone, and no worker of its mode took it over.
+			e.log.WarnContext(ctx, "ending a pass of another mode whose workers are gone", "source", r.src.Name, "pass", p.ID, "mode", Mode(p.Mode))
+			lease := statestore.PassLeaseParams{PassID: p.ID, Worker: o.Worker, Fence: p.Fence, TTL: o.LeaseTTL}
+			if err := e.do(ctx, "end the pass", func(ctx context.Context) error { return e.coord.PassFinish(ctx, lease) }); err != nil && !errors.Is(err, statestore.ErrFenced) {
+				return statestore.Pass{}, err
+			}
+			continue
+		}
+		if !told {
+			e.log.InfoContext(ctx, "waiting for the pass of another mode to finish", "source", r.src.Name, "pass", p.ID, "mode", Mode(p.Mode), "this", r.u.opts.Mode)
+			told = true
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-r.u.opts.Stop:
+			t.Stop()
+			return statestore.Pass{}, nil
+		case <-ctx.Done():
+			t.Stop()
+			return statestore.Pass{}, context.Cause(ctx)
+		}
+		wait = min(2*wait, 20*o.Poll)
+	}
+}
+
 // flush has the writer write the rows of the claims in hand that it holds
 // now, rather than after its delay.
 func (sh *shareRun) flush() {
@@ -467,7 +510,10 @@ func (sh *shareRun) take(ctx context.Context, limit int) (int, error) {
 		// (a lister that took over lists again).
 		if r.skip(l, m) {
 			u.flights.release(r.flightKey(c.Key))
-			r.counters.unchanged.Add(1)
+			if !sh.wasListed(c.Key) {
+				// Else this worker's listing counted it.
+				r.counters.unchanged.Add(1)
+			}
 			if obs := e.opts.Observers.RowDone; obs != nil {
 				obs(ctx, tidemarktype.RowDone{Source: r.src.Name, Key: c.Key, Outcome: tidemarktype.OutcomeUnchanged})
 			}

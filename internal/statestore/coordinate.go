@@ -80,6 +80,9 @@ type Pass struct {
 	Fence  int64
 	// Listed says the listing is complete.
 	Listed bool
+	// Mode is the pass's, as the worker that opened it gave it (see
+	// PassJoinParams.Mode).
+	Mode uint8
 }
 
 // PassJoinParams are the parameters of Coordinator.PassJoin.
@@ -89,6 +92,9 @@ type PassJoinParams struct {
 	Worker string
 	// TTL is the listing lease's, if the caller gets it.
 	TTL time.Duration
+	// Mode is recorded by a pass the call opens, and told to those who
+	// join it: the engine's update mode, which its workers must share.
+	Mode uint8
 	// Fresh, when set, keeps a pass from being opened when the source's
 	// last pass started less than Fresh ago: the Pass returned then has
 	// ID 0. Live workers use it, so that N workers list once per interval,

@@ -23,10 +23,10 @@ type coordQueries struct {
 func newCoordQueries(r func(string) string) coordQueries {
 	until := `now() + $%d * interval '1 millisecond'`
 	return coordQueries{
-		passOpen: r(`SELECT id, lister, lister_fence, lister_until < now(), listed FROM {{passes}}
+		passOpen: r(`SELECT id, lister, lister_fence, lister_until < now(), listed, mode FROM {{passes}}
 			WHERE source_id = $1 AND finished_at IS NULL FOR UPDATE`),
-		passCreate: r(`INSERT INTO {{passes}} (source_id, lister, lister_fence, lister_until)
-			VALUES ($1, $2, 1, ` + fmt.Sprintf(until, 3) + `) ON CONFLICT DO NOTHING RETURNING id`),
+		passCreate: r(`INSERT INTO {{passes}} (source_id, lister, lister_fence, lister_until, mode)
+			VALUES ($1, $2, 1, ` + fmt.Sprintf(until, 3) + `, $4) ON CONFLICT DO NOTHING RETURNING id`),
 		passTakeOver: r(`UPDATE {{passes}} SET lister = $2, lister_fence = lister_fence + 1, lister_until = ` + fmt.Sprintf(until, 3) + `
 			WHERE id = $1 RETURNING lister_fence`),
 		passLease: r(`UPDATE {{passes}} SET lister_until = ` + fmt.Sprintf(until, 4) + `
@@ -81,7 +81,7 @@ func (s *Store) PassJoin(ctx context.Context, p statestore.PassJoinParams) (stat
 				fence   int64
 				expired bool
 			)
-			err := tx.QueryRow(ctx, s.c.passOpen, p.SourceID).Scan(&pass.ID, &lister, &fence, &expired, &pass.Listed)
+			err := tx.QueryRow(ctx, s.c.passOpen, p.SourceID).Scan(&pass.ID, &lister, &fence, &expired, &pass.Listed, &pass.Mode)
 			switch {
 			case errors.Is(err, pgx.ErrNoRows):
 				if p.Fresh > 0 {
@@ -94,11 +94,11 @@ func (s *Store) PassJoin(ctx context.Context, p statestore.PassJoinParams) (stat
 						return nil
 					}
 				}
-				err = tx.QueryRow(ctx, s.c.passCreate, p.SourceID, p.Worker, p.TTL.Milliseconds()).Scan(&pass.ID)
+				err = tx.QueryRow(ctx, s.c.passCreate, p.SourceID, p.Worker, p.TTL.Milliseconds(), int16(p.Mode)).Scan(&pass.ID)
 				if errors.Is(err, pgx.ErrNoRows) {
 					continue // another worker opened it meanwhile: join that
 				}
-				pass.Lister, pass.Fence = true, 1
+				pass.Lister, pass.Fence, pass.Mode = true, 1, p.Mode
 				return err
 			case err != nil:
 				return err

@@ -33,11 +33,11 @@ func millis(d time.Duration) int64 {
 // fresh), forgetting the oldest of the source's passes beyond
 // passHistory. The source must exist: ErrNotFound otherwise.
 func (s *Store) PassJoin(ctx context.Context, p statestore.PassJoinParams) (statestore.Pass, error) {
-	list, err := s.runList(ctx, s.sc.passJoin, p.SourceID, p.Worker, millis(p.TTL), millis(p.Fresh), passHistory)
+	list, err := s.runList(ctx, s.sc.passJoin, p.SourceID, p.Worker, millis(p.TTL), millis(p.Fresh), passHistory, p.Mode)
 	var pass statestore.Pass
 	if err == nil {
 		d := decoder{list: list}
-		pass = statestore.Pass{ID: d.int(), Lister: d.int() == 1, Fence: d.int(), Listed: d.int() == 1}
+		pass = statestore.Pass{ID: d.int(), Lister: d.int() == 1, Fence: d.int(), Listed: d.int() == 1, Mode: uint8(d.int())}
 		err = d.err
 	}
 	if err != nil {

@@ -45,7 +45,8 @@ import goredis "github.com/redis/go-redis/v9"
 //	P:p:X             hash: a pass (statestore.Coordinator): source; lister,
 //	                  fence and until, the listing lease's holder, fence and
 //	                  end; started; listed (1 once the listing is complete);
-//	                  finished, and pending, claimed and done, its counts then
+//	                  finished, and pending, claimed and done, its counts then;
+//	                  mode, the engine's update mode
 //	P:p:X:listed      hash: key → listed entry (opt), each key enqueued
 //	P:p:X:claims      hash: key → "fence:worker", each key claimed and not done:
 //	                  the last fence given and who holds it
@@ -485,33 +486,33 @@ claims(pk, worker, 5, A, function(k) claimdone(pk, k) end)
 ` + commitBody),
 
 		// ARGV: source id, worker, ttl and fresh in milliseconds (0: not
-		// set), the number of passes to keep. Returns {pass id, lister (0 or
-		// 1), fence, listed (0 or 1)}, or {0, 0, 0, 0} when the last pass
-		// is fresh.
+		// set), the number of passes to keep, the mode of a pass opened.
+		// Returns {pass id, lister (0 or 1), fence, listed (0 or 1), mode},
+		// or {0, 0, 0, 0, 0} when the last pass is fresh.
 		passJoin: coordScript(`
-local sid, worker, ttl, fresh, keep = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local sid, worker, ttl, fresh, keep, mode = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local sk = key('s', sid)
 if redis.call('EXISTS', sk) == 0 then return redis.error_reply('TMNOTFOUND source ' .. sid) end
 local t = now()
 local id = redis.call('HGET', sk, 'pass')
-local p = id and redis.call('HMGET', key('p', id), 'lister', 'until', 'listed')
+local p = id and redis.call('HMGET', key('p', id), 'lister', 'until', 'listed', 'mode')
 if p and p[1] then
   local pk = key('p', id)
-  local listed = p[3] and 1 or 0
-  if p[1] ~= worker and tonumber(p[2]) >= t then return {id, 0, 0, listed} end
+  local listed, pmode = p[3] and 1 or 0, tonumber(p[4] or 0)
+  if p[1] ~= worker and tonumber(p[2]) >= t then return {id, 0, 0, listed, pmode} end
   local fence = redis.call('HINCRBY', pk, 'fence', 1)
   redis.call('HSET', pk, 'lister', worker, 'until', int(t + ttl))
-  return {id, 1, fence, listed}
+  return {id, 1, fence, listed, pmode}
 end
 local last = redis.call('HGET', sk, 'started')
-if fresh > 0 and last and t - tonumber(last) < fresh then return {0, 0, 0, 0} end
+if fresh > 0 and last and t - tonumber(last) < fresh then return {0, 0, 0, 0, 0} end
 id = int(redis.call('HINCRBY', P .. ':seq', 'pass', 1))
-redis.call('HSET', key('p', id), 'source', sid, 'lister', worker, 'fence', 1, 'until', int(t + ttl), 'started', int(t))
+redis.call('HSET', key('p', id), 'source', sid, 'lister', worker, 'fence', 1, 'until', int(t + ttl), 'started', int(t), 'mode', mode)
 redis.call('HSET', sk, 'pass', id, 'started', int(t))
 local lk = key('s', sid, 'passes')
 redis.call('LPUSH', lk, id)
 while redis.call('LLEN', lk) > keep do passdrop(redis.call('RPOP', lk)) end
-return {id, 1, 1, 0}`),
+return {id, 1, 1, 0, tonumber(mode)}`),
 
 		// ARGV: pass id, worker, fence, ttl in milliseconds. Returns 1, or 0
 		// when the lease is not the worker's.

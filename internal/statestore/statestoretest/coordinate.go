@@ -292,6 +292,20 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		require.True(t, next.Lister)
 	})
 
+	t.Run("APassKeepsItsMode", func(t *testing.T) {
+		t.Parallel()
+		c, src := setup(t)
+		ctx := t.Context()
+		p, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: long, Mode: 2})
+		require.NoError(t, err)
+		require.Equal(t, uint8(2), p.Mode, "the mode of the pass opened")
+		q, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "b", TTL: long})
+		require.NoError(t, err)
+		require.Equal(t, p.ID, q.ID)
+		require.Equal(t, uint8(2), q.Mode, "a worker joining is told the pass's mode, not its own")
+		require.False(t, q.Lister)
+	})
+
 	t.Run("APassRunsWhileLeasedOrClaimed", func(t *testing.T) {
 		t.Parallel()
 		c, src := setup(t)
