@@ -109,7 +109,10 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		t.Parallel()
 		c, src := setup(t)
 		ctx := t.Context()
-		a, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: 100 * time.Millisecond})
+		// Leases long enough that a loaded machine's calls fall within
+		// them, and sleeps longer.
+		const brief = 500 * time.Millisecond
+		a, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "a", TTL: brief})
 		require.NoError(t, err)
 		old := statestore.PassLeaseParams{PassID: a.ID, Worker: "a", Fence: a.Fence, TTL: long}
 		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: old, Items: items("k1")}))
@@ -117,7 +120,7 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		require.NoError(t, err)
 		require.False(t, b.Lister, "the lease runs yet")
 
-		time.Sleep(150 * time.Millisecond)
+		time.Sleep(brief + 100*time.Millisecond)
 		b, err = c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "b", TTL: long})
 		require.NoError(t, err)
 		require.Equal(t, a.ID, b.ID, "the same pass, listed again by another")
@@ -140,14 +143,14 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		// A lister gone after its listing was complete is replaced too: the
 		// keys it listed, which the deletions need, went with it.
 		short := lease
-		short.TTL = 50 * time.Millisecond
+		short.TTL = brief
 		require.NoError(t, c.PassLease(ctx, short))
 		require.NoError(t, c.PassListed(ctx, lease))
 		joined, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "c", TTL: long})
 		require.NoError(t, err)
 		require.False(t, joined.Lister, "the lease runs yet")
 		require.True(t, joined.Listed)
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(brief + 100*time.Millisecond)
 		again, err := c.PassJoin(ctx, statestore.PassJoinParams{SourceID: src, Worker: "c", TTL: long})
 		require.NoError(t, err)
 		require.True(t, again.Lister)
