@@ -223,6 +223,12 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 		}
 	}
 	u.shared = e.coord != nil && !opts.Preview && len(opts.Only) == 0
+	var joinUnlocked func() // the setup's lock of a shared update, until its passes are joined
+	defer func() {
+		if joinUnlocked != nil {
+			joinUnlocked()
+		}
+	}()
 	if !opts.Preview && !opts.locked {
 		release, err := e.lock(ctx)
 		if err != nil {
@@ -245,12 +251,14 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 			u.own = newOwners(u)
 			err = u.own.known(ctx)
 		}
-		if u.shared {
-			release()
-			release = nil
-		}
 		if err != nil {
 			return finish(fmt.Errorf("setting up flow %s: %w", e.flow.Name, err))
+		}
+		if u.shared {
+			// The passes are joined under the lock too (see prejoin), and
+			// the lock released once they are.
+			joinUnlocked = release
+			release = nil
 		}
 	} else {
 		setup, err := e.setup(ctx, opts.Preview)
@@ -303,8 +311,17 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 			work: make(chan *item, src.MaxInFlight), failed: make(map[string]bool)}
 		if u.shared {
 			r.sh = newShareRun(r)
+			if joinUnlocked != nil {
+				if err := r.sh.prejoin(ctx); err != nil {
+					return finish(err)
+				}
+			}
 		}
 		runs = append(runs, r)
+	}
+	if joinUnlocked != nil {
+		joinUnlocked()
+		joinUnlocked = nil
 	}
 
 	w := newWriter(u, runs)

@@ -102,6 +102,9 @@ type shareRun struct {
 	// nothing more to claim for now: the writer writes its batch now,
 	// rather than after its delay.
 	full atomic.Bool
+	// first is the pass joined under the setup's lock (see prejoin), which
+	// the claim loop starts from; nil to join when the loop starts.
+	first *statestore.Pass
 }
 
 func newShareRun(r *sourceRun) *shareRun {
@@ -260,8 +263,13 @@ func (sh *shareRun) loop(ctx context.Context) (err error) {
 			// finished, this worker's part is over.
 			fresh = rejoinFresh
 		}
-		p, err := sh.joinMode(ctx, fresh, rejoin)
-		if err != nil {
+		var (
+			p   statestore.Pass
+			err error
+		)
+		if sh.first != nil && !rejoin {
+			p = *sh.first
+		} else if p, err = sh.joinMode(ctx, fresh, rejoin); err != nil {
 			return false, err
 		}
 		joinedAt, rejoin = time.Now(), true
@@ -378,6 +386,27 @@ func (sh *shareRun) loop(ctx context.Context) (err error) {
 			idle = min(2*idle, 2*o.Poll)
 		}
 	}
+}
+
+// prejoin joins the source's pass, or opens one, while the update holds
+// the flow's lock for its setup: an update alone (--solo) that takes the
+// lock next sees the pass running. A pass of another mode is left for the
+// claim loop to wait on.
+func (sh *shareRun) prejoin(ctx context.Context) error {
+	r := sh.r
+	e := r.u.e
+	o := e.opts.Shared
+	var p statestore.Pass
+	if err := e.do(ctx, "join the pass", func(ctx context.Context) (err error) {
+		p, err = e.coord.PassJoin(ctx, statestore.PassJoinParams{SourceID: r.id, Worker: o.Worker, TTL: o.LeaseTTL, Fresh: r.u.opts.fresh, Mode: uint8(r.u.opts.Mode)})
+		return err
+	}); err != nil {
+		return err
+	}
+	if p.ID == 0 || p.Mode == uint8(r.u.opts.Mode) {
+		sh.first = &p
+	}
+	return nil
 }
 
 // joinMode joins the source's pass, or opens one. A pass of another mode
