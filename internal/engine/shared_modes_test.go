@@ -82,30 +82,28 @@ func openBackend(t *testing.T, backend string) func() coordStore {
 // claims it takes as unchanged: every target state is written again, and
 // the incremental worker runs a pass of its own after.
 func TestSharedPassKeepsItsMode(t *testing.T) {
-	for _, backend := range []string{"postgres", "redis"} {
-		t.Run(backend, func(t *testing.T) {
-			const n = 200
-			open, src, sink, flow := slowWorld(t, backend, n)
+	forEachCoordBackend(t, func(t *testing.T, backend string) {
+		const n = 200
+		open, src, sink, flow := slowWorld(t, backend, n)
 
-			var wg sync.WaitGroup
-			var st1, st2 Stats
-			var err1, err2 error
-			wg.Go(func() {
-				st1, err1 = sharedEngine(t, flow, open(), "reexporter", time.Second).Update(t.Context(), UpdateOptions{Mode: ModeReexport})
-			})
-			require.Eventually(t, func() bool { return src.Lists() >= 2 }, 10*time.Second, time.Millisecond)
-			time.Sleep(50 * time.Millisecond)
-			wg.Go(func() {
-				st2, err2 = sharedEngine(t, flow, open(), "incremental", time.Second).Update(t.Context(), UpdateOptions{})
-			})
-			wg.Wait()
-			t.Logf("reexporter: err=%v %+v", err1, st1.Sources["s"])
-			t.Logf("incremental joiner: err=%v %+v", err2, st2.Sources["s"])
-			t.Logf("target states written again: %d of %d; source listed %d times", sink.writes.Load(), n, src.Lists())
-			require.NoError(t, err1)
-			require.EqualValues(t, n, sink.writes.Load(), "a --reexport update that succeeded did not write every target state again")
+		var wg sync.WaitGroup
+		var st1, st2 Stats
+		var err1, err2 error
+		wg.Go(func() {
+			st1, err1 = sharedEngine(t, flow, open(), "reexporter", time.Second).Update(t.Context(), UpdateOptions{Mode: ModeReexport})
 		})
-	}
+		require.Eventually(t, func() bool { return src.Lists() >= 2 }, 10*time.Second, time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
+		wg.Go(func() {
+			st2, err2 = sharedEngine(t, flow, open(), "incremental", time.Second).Update(t.Context(), UpdateOptions{})
+		})
+		wg.Wait()
+		t.Logf("reexporter: err=%v %+v", err1, st1.Sources["s"])
+		t.Logf("incremental joiner: err=%v %+v", err2, st2.Sources["s"])
+		t.Logf("target states written again: %d of %d; source listed %d times", sink.writes.Load(), n, src.Lists())
+		require.NoError(t, err1)
+		require.EqualValues(t, n, sink.writes.Load(), "a --reexport update that succeeded did not write every target state again")
+	})
 }
 
 // gatedJoin holds PassJoin until open is closed, once joined is closed:
@@ -131,31 +129,29 @@ func (s *gatedJoin) PassJoin(ctx context.Context, p statestore.PassJoinParams) (
 // the worker joins its pass before it lets the setup's lock go, so the solo
 // update finds the lock held, or the pass running.
 func TestSharedSoloInTheSetupGap(t *testing.T) {
-	for _, backend := range []string{"postgres", "redis"} {
-		t.Run(backend, func(t *testing.T) {
-			const n = 100
-			open, src, sink, flow := slowWorld(t, backend, n)
+	forEachCoordBackend(t, func(t *testing.T, backend string) {
+		const n = 100
+		open, src, sink, flow := slowWorld(t, backend, n)
 
-			g := &gatedJoin{coordStore: open(), joined: make(chan struct{}), open: make(chan struct{})}
-			var wg sync.WaitGroup
-			var errW error
-			var stW Stats
-			wg.Go(func() {
-				stW, errW = sharedEngine(t, flow, g, "shared", time.Second).Update(t.Context(), UpdateOptions{Mode: ModeReexport})
-			})
-			<-g.joined // the shared worker set up, and joins
-			solo, err := New(flow, open(), Options{Retry: retry.Policy{Initial: time.Millisecond, Max: 2 * time.Millisecond, Multiplier: 2, MaxAttempts: 3}})
-			require.NoError(t, err)
-			_, errS := solo.Update(t.Context(), UpdateOptions{Mode: ModeReexport})
-			close(g.open)
-			wg.Wait()
-			require.ErrorIs(t, errS, ErrFlowLocked, "the solo update ran beside a shared pass")
-			require.NoError(t, errW)
-			require.EqualValues(t, n, stW.Sources["s"].Reprocessed, "the shared worker did the pass alone")
-			require.Equal(t, 2, src.Lists(), "the first sync's listing and the shared pass's, none by the solo update")
-			require.EqualValues(t, n, sink.writes.Load(), "each row's state written once")
+		g := &gatedJoin{coordStore: open(), joined: make(chan struct{}), open: make(chan struct{})}
+		var wg sync.WaitGroup
+		var errW error
+		var stW Stats
+		wg.Go(func() {
+			stW, errW = sharedEngine(t, flow, g, "shared", time.Second).Update(t.Context(), UpdateOptions{Mode: ModeReexport})
 		})
-	}
+		<-g.joined // the shared worker set up, and joins
+		solo, err := New(flow, open(), Options{Retry: retry.Policy{Initial: time.Millisecond, Max: 2 * time.Millisecond, Multiplier: 2, MaxAttempts: 3}})
+		require.NoError(t, err)
+		_, errS := solo.Update(t.Context(), UpdateOptions{Mode: ModeReexport})
+		close(g.open)
+		wg.Wait()
+		require.ErrorIs(t, errS, ErrFlowLocked, "the solo update ran beside a shared pass")
+		require.NoError(t, errW)
+		require.EqualValues(t, n, stW.Sources["s"].Reprocessed, "the shared worker did the pass alone")
+		require.Equal(t, 2, src.Lists(), "the first sync's listing and the shared pass's, none by the solo update")
+		require.EqualValues(t, n, sink.writes.Load(), "each row's state written once")
+	})
 }
 
 // TestSharedDropRefusesBesideAPass: a drop by a shared engine (what the CLI
@@ -163,66 +159,62 @@ func TestSharedSoloInTheSetupGap(t *testing.T) {
 // are in a pass, which would fail on a flow gone under them; it goes
 // through once the pass is over.
 func TestSharedDropRefusesBesideAPass(t *testing.T) {
-	for _, backend := range []string{"postgres", "redis"} {
-		t.Run(backend, func(t *testing.T) {
-			const n = 200
-			open, src, _, flow := slowWorld(t, backend, n)
-			var wg sync.WaitGroup
-			errs := make([]error, 2)
-			for i, w := range []string{"w1", "w2"} {
-				wg.Go(func() {
-					_, errs[i] = sharedEngine(t, flow, open(), w, time.Second).Update(t.Context(), UpdateOptions{Mode: ModeReexport})
-				})
-			}
-			require.Eventually(t, func() bool { return src.Lists() >= 2 }, 10*time.Second, time.Millisecond)
-			time.Sleep(150 * time.Millisecond)
-			changes, derr := sharedEngine(t, flow, open(), "dropper", time.Second).Drop(t.Context())
-			t.Logf("drop (shared engine) mid-pass: err=%v, %d changes", derr, len(changes))
-			wg.Wait()
-			require.ErrorIs(t, derr, ErrFlowLocked, "a drop refuses while shared workers are in a pass")
-			require.Empty(t, changes)
-			require.NoError(t, errs[0])
-			require.NoError(t, errs[1])
-			st := open()
-			id, err := st.SourceFind(t.Context(), statestore.SourceEnsureParams{Flow: "shared", Name: "s"})
-			require.NoError(t, err)
-			rows, err := st.RowCount(t.Context(), statestore.RowCountParams{SourceID: id})
-			require.NoError(t, err)
-			require.EqualValues(t, n, rows, "the flow's rows are kept")
-			// Once the pass is over, the drop goes through.
-			_, err = sharedEngine(t, flow, open(), "dropper", time.Second).Drop(t.Context())
-			require.NoError(t, err)
-		})
-	}
+	forEachCoordBackend(t, func(t *testing.T, backend string) {
+		const n = 200
+		open, src, _, flow := slowWorld(t, backend, n)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, w := range []string{"w1", "w2"} {
+			wg.Go(func() {
+				_, errs[i] = sharedEngine(t, flow, open(), w, time.Second).Update(t.Context(), UpdateOptions{Mode: ModeReexport})
+			})
+		}
+		require.Eventually(t, func() bool { return src.Lists() >= 2 }, 10*time.Second, time.Millisecond)
+		time.Sleep(150 * time.Millisecond)
+		changes, derr := sharedEngine(t, flow, open(), "dropper", time.Second).Drop(t.Context())
+		t.Logf("drop (shared engine) mid-pass: err=%v, %d changes", derr, len(changes))
+		wg.Wait()
+		require.ErrorIs(t, derr, ErrFlowLocked, "a drop refuses while shared workers are in a pass")
+		require.Empty(t, changes)
+		require.NoError(t, errs[0])
+		require.NoError(t, errs[1])
+		st := open()
+		id, err := st.SourceFind(t.Context(), statestore.SourceEnsureParams{Flow: "shared", Name: "s"})
+		require.NoError(t, err)
+		rows, err := st.RowCount(t.Context(), statestore.RowCountParams{SourceID: id})
+		require.NoError(t, err)
+		require.EqualValues(t, n, rows, "the flow's rows are kept")
+		// Once the pass is over, the drop goes through.
+		_, err = sharedEngine(t, flow, open(), "dropper", time.Second).Drop(t.Context())
+		require.NoError(t, err)
+	})
 }
 
 // TestSharedTakeOverCountsEachRowOnce: an update that takes over a pass left
 // open (its worker killed after listing) counts a key it skips once, not
 // once for its listing and again for the leftover claim.
 func TestSharedTakeOverCountsEachRowOnce(t *testing.T) {
-	for _, backend := range []string{"postgres", "redis"} {
-		t.Run(backend, func(t *testing.T) {
-			const n = 200
-			open, src, _, flow := slowWorld(t, backend, n)
-			ctx, cancel := context.WithCancel(t.Context())
-			done := make(chan error, 1)
-			go func() {
-				_, err := sharedEngine(t, flow, open(), "killed", 200*time.Millisecond).Update(ctx, UpdateOptions{Mode: ModeReexport})
-				done <- err
-			}()
-			require.Eventually(t, func() bool { return src.Lists() >= 2 }, 10*time.Second, time.Millisecond)
-			time.Sleep(100 * time.Millisecond)
-			cancel() // killed mid-pass
-			t.Logf("killed worker: %v", <-done)
-			time.Sleep(300 * time.Millisecond) // its lease and claims expire
-			src.mu.Lock()
-			src.getDelay = 0
-			src.mu.Unlock()
-			st, err := sharedEngine(t, flow, open(), "next", 200*time.Millisecond).Update(t.Context(), UpdateOptions{})
-			require.NoError(t, err)
-			s := st.Sources["s"]
-			t.Logf("next update: %+v", s)
-			require.LessOrEqual(t, s.Unchanged, s.Listed, "more rows counted unchanged than listed")
-		})
-	}
+	forEachCoordBackend(t, func(t *testing.T, backend string) {
+		const n = 200
+		open, src, _, flow := slowWorld(t, backend, n)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() {
+			_, err := sharedEngine(t, flow, open(), "killed", 200*time.Millisecond).Update(ctx, UpdateOptions{Mode: ModeReexport})
+			done <- err
+		}()
+		require.Eventually(t, func() bool { return src.Lists() >= 2 }, 10*time.Second, time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
+		cancel() // killed mid-pass
+		t.Logf("killed worker: %v", <-done)
+		time.Sleep(300 * time.Millisecond) // its lease and claims expire
+		src.mu.Lock()
+		src.getDelay = 0
+		src.mu.Unlock()
+		st, err := sharedEngine(t, flow, open(), "next", 200*time.Millisecond).Update(t.Context(), UpdateOptions{})
+		require.NoError(t, err)
+		s := st.Sources["s"]
+		t.Logf("next update: %+v", s)
+		require.LessOrEqual(t, s.Unchanged, s.Listed, "more rows counted unchanged than listed")
+	})
 }

@@ -8,8 +8,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"slices"
 	"sort"
 	"testing"
@@ -20,25 +18,9 @@ import (
 	"github.com/tidemark/tidemark/internal/pgtest"
 	"github.com/tidemark/tidemark/internal/redistest"
 	"github.com/tidemark/tidemark/internal/retry"
-	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/internal/statestore/postgres"
 	"github.com/tidemark/tidemark/internal/statestore/redis"
 )
-
-func outageEngine(t *testing.T, flow *Flow, st statestore.Store, worker string, ttl time.Duration, pol retry.Policy) *Engine {
-	t.Helper()
-	var log *slog.Logger
-	if os.Getenv("TIDEMARK_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("worker", worker)
-	}
-	e, err := New(flow, st, Options{
-		Logger: log,
-		Retry:  pol,
-		Shared: SharedOptions{Enabled: true, Worker: worker, LeaseTTL: ttl, Poll: 5 * time.Millisecond},
-	})
-	require.NoError(t, err)
-	return e
-}
 
 // TestSharedStoreOutage: two shared workers mid-pass; the proxy to the store
 // cuts every connection (and, with an outage, refuses new ones for a
@@ -95,7 +77,7 @@ func testOutage(t *testing.T, backend string, outage time.Duration, pol retry.Po
 	src := newKeySource(n)
 	sink := &delSink{}
 	flow := keyFlow(src, sink)
-	_, err := outageEngine(t, flow, direct(), "w0", time.Second, pol).Update(t.Context(), UpdateOptions{})
+	_, err := sharedEngineRetrying(t, flow, direct(), "w0", time.Second, pol).Update(t.Context(), UpdateOptions{})
 	require.NoError(t, err)
 
 	// The faulted pass: 20 keys are gone from the source; every row is
@@ -110,8 +92,8 @@ func testOutage(t *testing.T, backend string, outage time.Duration, pol retry.Po
 	sink.deleted = nil
 	sink.mu.Unlock()
 
-	e1 := outageEngine(t, flow, via(proxied), "w1", time.Second, pol)
-	e2 := outageEngine(t, flow, via(proxied), "w2", time.Second, pol)
+	e1 := sharedEngineRetrying(t, flow, via(proxied), "w1", time.Second, pol)
+	e2 := sharedEngineRetrying(t, flow, via(proxied), "w2", time.Second, pol)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	type out struct {
@@ -177,10 +159,10 @@ func testOutage(t *testing.T, backend string, outage time.Duration, pol retry.Po
 
 	// A clean update after (once leases expire).
 	time.Sleep(1100 * time.Millisecond)
-	cst, err := outageEngine(t, flow, direct(), "w3", time.Second, retry.DefaultPolicy()).Update(t.Context(), UpdateOptions{})
+	cst, err := sharedEngineRetrying(t, flow, direct(), "w3", time.Second, retry.DefaultPolicy()).Update(t.Context(), UpdateOptions{})
 	t.Logf("clean update: err=%v stats=%+v", err, cst.Sources["s"])
 	// A second, in case the first joined a leftover pass.
-	cst, err2 := outageEngine(t, flow, direct(), "w4", time.Second, retry.DefaultPolicy()).Update(t.Context(), UpdateOptions{})
+	cst, err2 := sharedEngineRetrying(t, flow, direct(), "w4", time.Second, retry.DefaultPolicy()).Update(t.Context(), UpdateOptions{})
 	t.Logf("second clean update: err=%v stats=%+v", err2, cst.Sources["s"])
 	require.NoError(t, err)
 	require.NoError(t, err2)

@@ -23,11 +23,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark/internal/pgtest"
-	"github.com/tidemark/tidemark/internal/redistest"
 	"github.com/tidemark/tidemark/internal/retry"
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/internal/statestore/postgres"
-	"github.com/tidemark/tidemark/internal/statestore/redis"
 	"github.com/tidemark/tidemark/target"
 )
 
@@ -173,7 +171,16 @@ func pgStore(t *testing.T, url, schema string) *postgres.Store {
 	return st
 }
 
+// sharedEngine opens a shared engine as worker, with brief retries: a
+// store's fault outlasts them at once.
 func sharedEngine(t *testing.T, flow *Flow, st statestore.Store, worker string, ttl time.Duration) *Engine {
+	t.Helper()
+	return sharedEngineRetrying(t, flow, st, worker, ttl, retry.Policy{Initial: time.Millisecond, Max: 2 * time.Millisecond, Multiplier: 2, MaxAttempts: 3})
+}
+
+// sharedEngineRetrying opens a shared engine as worker, retrying the
+// store's faults by pol; TIDEMARK_TEST_LOG logs its work.
+func sharedEngineRetrying(t *testing.T, flow *Flow, st statestore.Store, worker string, ttl time.Duration, pol retry.Policy) *Engine {
 	t.Helper()
 	var log *slog.Logger
 	if os.Getenv("TIDEMARK_TEST_LOG") != "" {
@@ -181,11 +188,18 @@ func sharedEngine(t *testing.T, flow *Flow, st statestore.Store, worker string, 
 	}
 	e, err := New(flow, st, Options{
 		Logger: log,
-		Retry:  retry.Policy{Initial: time.Millisecond, Max: 2 * time.Millisecond, Multiplier: 2, MaxAttempts: 3},
+		Retry:  pol,
 		Shared: SharedOptions{Enabled: true, Worker: worker, LeaseTTL: ttl, Poll: 5 * time.Millisecond},
 	})
 	require.NoError(t, err)
 	return e
+}
+
+// forEachCoordBackend runs test on each state store that shares passes.
+func forEachCoordBackend(t *testing.T, test func(t *testing.T, backend string)) {
+	for _, backend := range []string{"postgres", "redis"} {
+		t.Run(backend, func(t *testing.T) { test(t, backend) })
+	}
 }
 
 // TestSharedListerStopsWhenItsClaimLoopFails: when the lister's claim loop
@@ -194,25 +208,11 @@ func sharedEngine(t *testing.T, flow *Flow, st statestore.Store, worker string, 
 // claims the loop holds and will not finish: both workers' updates return,
 // and the claims expire for the next update.
 func TestSharedListerStopsWhenItsClaimLoopFails(t *testing.T) {
-	for _, backend := range []string{"postgres", "redis"} {
-		t.Run(backend, func(t *testing.T) { testListerStops(t, backend) })
-	}
+	forEachCoordBackend(t, testListerStops)
 }
 
 func testListerStops(t *testing.T, backend string) {
-	var open func() coordStore
-	if backend == "postgres" {
-		url, schema := pgtest.Schema(t)
-		open = func() coordStore { return pgStore(t, url, schema) }
-	} else {
-		url, prefix := redistest.Prefix(t)
-		open = func() coordStore {
-			st, err := redis.Open(t.Context(), url, redis.Config{Prefix: prefix})
-			require.NoError(t, err)
-			t.Cleanup(func() { st.Close() })
-			return st
-		}
-	}
+	open := openBackend(t, backend)
 	src := newKeySource(40)
 	sink := &delSink{}
 	flow := keyFlow(src, sink)
