@@ -281,19 +281,16 @@ func New(flow *Flow, store statestore.Store, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: fingerprinting the logic version: %w", err)
 	}
-	var coord, passes statestore.Coordinator
-	if c, ok := store.(statestore.Coordinator); ok {
-		passes = c
-	}
+	passes, _ := store.(statestore.Coordinator)
+	var coord statestore.Coordinator
 	if opts.Shared.Enabled {
-		c, ok := store.(statestore.Coordinator)
-		if !ok {
+		if passes == nil {
 			return nil, fmt.Errorf("engine: a %T state store cannot be shared by several workers: use PostgreSQL or Redis", store)
 		}
 		if err := opts.Shared.defaults(); err != nil {
 			return nil, fmt.Errorf("engine: %w", err)
 		}
-		coord = c
+		coord = passes
 	}
 	opts.Observers = opts.Observers.guarded(opts.Logger)
 	if opts.Observers.StoreOp != nil {

@@ -393,20 +393,28 @@ func (sh *shareRun) loop(ctx context.Context) (err error) {
 // lock next sees the pass running. A pass of another mode is left for the
 // claim loop to wait on.
 func (sh *shareRun) prejoin(ctx context.Context) error {
+	p, err := sh.passJoin(ctx, sh.r.u.opts.fresh)
+	if err != nil {
+		return err
+	}
+	if p.ID == 0 || p.Mode == uint8(sh.r.u.opts.Mode) {
+		sh.first = &p
+	}
+	return nil
+}
+
+// passJoin joins the source's pass, or opens one in the update's mode
+// unless the last pass started less than fresh ago.
+func (sh *shareRun) passJoin(ctx context.Context, fresh time.Duration) (statestore.Pass, error) {
 	r := sh.r
 	e := r.u.e
 	o := e.opts.Shared
 	var p statestore.Pass
-	if err := e.do(ctx, "join the pass", func(ctx context.Context) (err error) {
-		p, err = e.coord.PassJoin(ctx, statestore.PassJoinParams{SourceID: r.id, Worker: o.Worker, TTL: o.LeaseTTL, Fresh: r.u.opts.fresh, Mode: uint8(r.u.opts.Mode)})
+	err := e.do(ctx, "join the pass", func(ctx context.Context) (err error) {
+		p, err = e.coord.PassJoin(ctx, statestore.PassJoinParams{SourceID: r.id, Worker: o.Worker, TTL: o.LeaseTTL, Fresh: fresh, Mode: uint8(r.u.opts.Mode)})
 		return err
-	}); err != nil {
-		return err
-	}
-	if p.ID == 0 || p.Mode == uint8(r.u.opts.Mode) {
-		sh.first = &p
-	}
-	return nil
+	})
+	return p, err
 }
 
 // joinMode joins the source's pass, or opens one. A pass of another mode
@@ -421,11 +429,7 @@ func (sh *shareRun) joinMode(ctx context.Context, fresh time.Duration, rejoin bo
 	mode := uint8(r.u.opts.Mode)
 	wait, told := o.Poll, false
 	for {
-		var p statestore.Pass
-		err := e.do(ctx, "join the pass", func(ctx context.Context) (err error) {
-			p, err = e.coord.PassJoin(ctx, statestore.PassJoinParams{SourceID: r.id, Worker: o.Worker, TTL: o.LeaseTTL, Fresh: fresh, Mode: mode})
-			return err
-		})
+		p, err := sh.passJoin(ctx, fresh)
 		if err != nil || rejoin || p.ID == 0 || p.Mode == mode {
 			return p, err
 		}

@@ -560,8 +560,8 @@ if not id then return 0 end
 local pk, t = key('p', id), now()
 local ends = redis.call('HGET', pk, 'until')
 if ends and tonumber(ends) >= t then return 1 end
-if redis.call('ZCOUNT', pk .. ':avail', int(t), '+inf') > 0 then return 1 end
-return 0`),
+local _, claimed = counts(pk, t)
+return claimed > 0 and 1 or 0`),
 
 		// ARGV: pass id, worker, fence. Returns 1, or 0 when the lease is
 		// not the worker's. The pass keeps its counts; its claims go.
