@@ -34,7 +34,9 @@ func endSessions(t *testing.T, app string) {
 	admin, err := pgx.Connect(t.Context(), pgtest.URL(t))
 	require.NoError(t, err)
 	defer admin.Close(context.Background())
-	_, err = admin.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, app)
+	// With a timeout, pg_terminate_backend waits for each session to end
+	// (and its locks with it), rather than only signalling it.
+	_, err = admin.Exec(t.Context(), `SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = $1`, app)
 	require.NoError(t, err)
 }
 
