@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/target"
@@ -33,14 +34,9 @@ func (k *knowledge) add(prev []target.Record, mayBeMissing bool) {
 // being filled for the first time).
 func (ow *owners) known(ctx context.Context) error {
 	u := ow.u
-	ow.owned = make(map[int64]bool)
+	ow.owned = make(map[int64]*atomic.Bool)
 	for _, rs := range u.setup.roots {
 		if rs.id == 0 || rs.child.IsZero() {
-			continue
-		}
-		if u.shared {
-			// Other workers commit owners while this update runs.
-			ow.owned[rs.id], ow.anyOwned = true, true
 			continue
 		}
 		var ok bool
@@ -50,8 +46,45 @@ func (ow *owners) known(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
-		ow.owned[rs.id] = ok
-		ow.anyOwned = ow.anyOwned || ok
+		ow.owned[rs.id] = new(atomic.Bool)
+		if ok {
+			ow.owned[rs.id].Store(true)
+			ow.anyOwned.Store(true)
+		}
+	}
+	return nil
+}
+
+// writing is called by a shared update under the flow's lock, before it
+// writes a batch. It records the worker as the last writer of the roots
+// no row owned so far, and takes as owned those another worker wrote in
+// since: from then on, their states' owners are looked up, as in a root
+// that had owners when the update began. While no other worker writes in
+// a root, a worker alone fills it as an update alone would.
+func (ow *owners) writing(ctx context.Context) error {
+	u := ow.u
+	var ids []int64
+	for id, o := range ow.owned {
+		if !o.Load() {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	slices.Sort(ids)
+	var others []int64
+	if err := u.e.do(ctx, "record the writer", func(ctx context.Context) (err error) {
+		others, err = u.e.coord.TargetWriter(ctx, statestore.TargetWriterParams{TargetIDs: ids, Worker: u.e.opts.Shared.Worker})
+		return err
+	}); err != nil {
+		return err
+	}
+	for _, id := range others {
+		if o := ow.owned[id]; o != nil {
+			o.Store(true)
+			ow.anyOwned.Store(true)
+		}
 	}
 	return nil
 }
@@ -69,7 +102,7 @@ func (ow *owners) known(ctx context.Context) error {
 // adopt reconciles it again only if another row of the batch knows of it
 // (a row whose first write of it was interrupted now stops declaring it).
 func (ow *owners) adopt(ctx context.Context, batch []*rowResult) error {
-	if !ow.anyOwned && len(ow.stale) == 0 && !hasDeletes(batch) {
+	if !ow.anyOwned.Load() && len(ow.stale) == 0 && !hasDeletes(batch) {
 		// No row owns a state and none stops declaring one (a first
 		// fill): nobody knows anything the rows do not.
 		return nil
@@ -139,7 +172,7 @@ func (ow *owners) adopt(ctx context.Context, batch []*rowResult) error {
 	var check []statestore.OwnerKey
 	byOwnerKey := make(map[statestore.OwnerKey]trackKey)
 	for k := range fresh {
-		if ow.owned[k.root] {
+		if ow.isOwned(k.root) {
 			ok := ownerKey(k)
 			check = append(check, ok)
 			byOwnerKey[ok] = k

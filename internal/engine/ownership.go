@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/target"
@@ -29,10 +30,14 @@ type owners struct {
 	// w is the update's writer: for the commit under way, the rows' own
 	// precommit, and the source runs to hand marked rows to.
 	w *writer
-	// owned holds, per root id, whether some row owned a state of it when
-	// the update began; anyOwned says one does.
-	owned    map[int64]bool
-	anyOwned bool
+	// owned holds, per root id, whether some row may own a state of it
+	// that this update's own batches did not write: one owned a state when
+	// the update began, or (in a shared pass) another worker wrote in it
+	// since. anyOwned says one does. The map is made by known and not
+	// changed after; its values turn true, under the flow's lock, while
+	// rows read them (defers).
+	owned    map[int64]*atomic.Bool
+	anyOwned atomic.Bool
 	// stale holds target states whose value may be that of a row that no
 	// longer declares them, with the records that value may have: the next
 	// row of this update declaring one with another record writes it
@@ -60,7 +65,7 @@ type remake struct {
 }
 
 func newOwners(u *update) *owners {
-	return &owners{u: u, owned: make(map[int64]bool), stale: make(map[trackKey][]target.Record),
+	return &owners{u: u, owned: make(map[int64]*atomic.Bool), stale: make(map[trackKey][]target.Record),
 		remade: make(map[trackKey]remake), rewritten: make(map[trackKey]target.Record), held: make(map[trackKey]bool)}
 }
 
@@ -118,7 +123,14 @@ func (ow *owners) inRemade(k trackKey) bool {
 // defers reports whether a state a row declares in the root id, and that
 // its own committed tracking does not hold, is left to the writer to
 // reconcile (adopt): some row may own it.
-func (ow *owners) defers(id int64) bool { return ow.owned[id] }
+func (ow *owners) defers(id int64) bool { return ow.isOwned(id) }
+
+// isOwned reports whether some row may own a state of the root id that
+// this update's batches did not write (see owners.owned).
+func (ow *owners) isOwned(id int64) bool {
+	o := ow.owned[id]
+	return o != nil && o.Load()
+}
 
 // changes returns the ownership res takes and drops when it commits.
 func (ow *owners) changes(res *rowResult) (added, dropped []statestore.OwnerKey) {

@@ -60,6 +60,15 @@ type Coordinator interface {
 	// does not share (--solo) refuses to run beside one.
 	PassRunning(ctx context.Context, p PassRunningParams) (bool, error)
 
+	// TargetWriter records Worker as the last worker to write in each of
+	// the targets (those that exist; others are left out) and returns those
+	// another worker was the last to write in. A worker calls it under the
+	// flow's lock, before it writes a batch: as long as no other worker
+	// wrote in a target since the worker found it owned by no row, what
+	// its own batches did is all there is to know of the target's states,
+	// and it fills the target without looking up their owners.
+	TargetWriter(ctx context.Context, p TargetWriterParams) (others []int64, err error)
+
 	// ClaimTake claims up to Limit keys of the pass for TTL: keys no worker
 	// claimed yet, or whose claim expired. Two workers never get the same
 	// key from one call each.
@@ -127,6 +136,12 @@ type ClaimItem struct {
 // PassRunningParams are the parameters of Coordinator.PassRunning.
 type PassRunningParams struct {
 	SourceID int64
+}
+
+// TargetWriterParams are the parameters of Coordinator.TargetWriter.
+type TargetWriterParams struct {
+	TargetIDs []int64
+	Worker    string
 }
 
 // PassProgressParams are the parameters of Coordinator.PassProgress.

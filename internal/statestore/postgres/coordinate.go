@@ -18,6 +18,7 @@ type coordQueries struct {
 	passOpen, passCreate, passTakeOver, passLease, passListed, passFinish string
 	passFence, passProgress, passFresh, listerHeld, passRunning           string
 	claimAdd, claimTake, claimRenew, claimDone                            string
+	targetWriter                                                          string
 }
 
 func newCoordQueries(r func(string) string) coordQueries {
@@ -51,6 +52,12 @@ func newCoordQueries(r func(string) string) coordQueries {
 		passRunning: r(`SELECT EXISTS (SELECT 1 FROM {{passes}} AS p WHERE p.source_id = $1 AND p.finished_at IS NULL
 			AND (p.lister_until >= now() OR EXISTS (SELECT 1 FROM {{claims}} AS c
 				WHERE c.pass_id = p.id AND c.state = 1 AND c.until >= now())))`),
+		// The writers before the statement (old, from its snapshot), and
+		// the worker written in their place for the targets that exist.
+		targetWriter: r(`WITH old AS (SELECT target_id, worker FROM {{writers}} WHERE target_id = ANY($1::bigint[])),
+			put AS (INSERT INTO {{writers}} (target_id, worker) SELECT id, $2 FROM {{targets}} WHERE id = ANY($1::bigint[])
+				ON CONFLICT (target_id) DO UPDATE SET worker = EXCLUDED.worker WHERE {{writers}}.worker <> EXCLUDED.worker)
+			SELECT target_id FROM old WHERE worker <> $2 ORDER BY target_id`),
 		claimAdd: r(`INSERT INTO {{claims}} (pass_id, key, listed) SELECT $1, k, l FROM unnest($2::text[], $3::bytea[]) AS u(k, l)
 			ON CONFLICT (pass_id, key) DO NOTHING`),
 		// SKIP LOCKED: two workers taking claims at once take different
@@ -225,6 +232,22 @@ func (s *Store) PassRunning(ctx context.Context, p statestore.PassRunningParams)
 		return false, classify(ctx, fmt.Errorf("looking for a running pass of source %d: %w", p.SourceID, err))
 	}
 	return running, nil
+}
+
+// TargetWriter implements statestore.Coordinator, in one statement.
+func (s *Store) TargetWriter(ctx context.Context, p statestore.TargetWriterParams) ([]int64, error) {
+	if len(p.TargetIDs) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, s.c.targetWriter, p.TargetIDs, p.Worker)
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("recording the writer of %d targets: %w", len(p.TargetIDs), err))
+	}
+	others, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, classify(ctx, fmt.Errorf("recording the writer of %d targets: %w", len(p.TargetIDs), err))
+	}
+	return others, nil
 }
 
 // PassProgress implements statestore.Coordinator.

@@ -147,7 +147,7 @@ func TestSchemaRespectedAndVersioned(t *testing.T) {
 	require.NoError(t, err)
 	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
-	require.Equal(t, []string{"tidemark_claims", "tidemark_flows", "tidemark_locks", "tidemark_migrations", "tidemark_owners", "tidemark_passes", "tidemark_rows", "tidemark_sources", "tidemark_targets"}, tables)
+	require.Equal(t, []string{"tidemark_claims", "tidemark_flows", "tidemark_locks", "tidemark_migrations", "tidemark_owners", "tidemark_passes", "tidemark_rows", "tidemark_sources", "tidemark_target_writers", "tidemark_targets"}, tables)
 	var version int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT max(version) FROM `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()).Scan(&version))
 	require.Equal(t, migrationCount(t), version)

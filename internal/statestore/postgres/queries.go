@@ -54,6 +54,7 @@ func newQueries(schema string) queries {
 		"{{locks}}", table("tidemark_locks"),
 		"{{passes}}", table("tidemark_passes"),
 		"{{claims}}", table("tidemark_claims"),
+		"{{writers}}", table("tidemark_target_writers"),
 	)}
 	r := q.replace
 	q.migrations = r(`{{migrations}}`)

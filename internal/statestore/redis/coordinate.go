@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -117,6 +118,32 @@ func (s *Store) PassRunning(ctx context.Context, p statestore.PassRunningParams)
 		return false, fmt.Errorf("looking for a running pass of source %d: a reply of %T", p.SourceID, v)
 	}
 	return n == 1, nil
+}
+
+// TargetWriter implements statestore.Coordinator, in one script.
+func (s *Store) TargetWriter(ctx context.Context, p statestore.TargetWriterParams) ([]int64, error) {
+	if len(p.TargetIDs) == 0 {
+		return nil, nil
+	}
+	a := make([]any, 0, 1+len(p.TargetIDs))
+	a = append(a, p.Worker)
+	for _, id := range p.TargetIDs {
+		a = append(a, id)
+	}
+	list, err := s.runList(ctx, s.sc.targetWriter, a...)
+	var others []int64
+	d := decoder{list: list}
+	for err == nil && len(d.list) > 0 && d.err == nil {
+		others = append(others, d.int())
+	}
+	if err == nil {
+		err = d.err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recording the writer of %d targets: %w", len(p.TargetIDs), err)
+	}
+	slices.Sort(others)
+	return others, nil
 }
 
 // ClaimTake implements statestore.Coordinator.

@@ -37,7 +37,8 @@ import goredis "github.com/redis/go-redis/v9"
 //	P:s:S:done        sorted set: R scored processed_at, the rows once committed (SourceStatus)
 //	P:s:S:passes      list: the ids of the source's last passes (passHistory), the newest first
 //	P:r:R             hash: s, k, o, c, l, g, t, st, e, n, ea, pa (see rowFields)
-//	P:t:T             hash: flow, kind, key, parent, committed, rec, dg, lg, ua
+//	P:t:T             hash: flow, kind, key, parent, committed, rec, dg, lg, ua;
+//	                  w, the last worker to write in it (Coordinator.TargetWriter)
 //	P:t:T:staged      list: staged records, each "" (a drop) or "=" and the record
 //	P:t:T:own         sorted set: ownerships, each the 16-byte key hash and the
 //	                  owning row's id as 8 big-endian bytes, scored 0, so that
@@ -213,6 +214,7 @@ type scriptSet struct {
 	passJoin, passLease, passEnqueue, passListed *goredis.Script
 	passProgress, passFinish, passRunning        *goredis.Script
 	claimTake, claimRenew, claimDone             *goredis.Script
+	targetWriter                                 *goredis.Script
 }
 
 func newScripts() *scriptSet {
@@ -551,6 +553,21 @@ local listed = p[2] and 1 or 0
 if p[3] then return {p[4], p[5], p[6], listed, 1} end
 local pending, claimed, done = counts(pk, now())
 return {pending, claimed, done, listed, 0}`),
+
+		// ARGV: worker, then target ids. Records the worker as the last
+		// writer of each target that exists; returns the ids of those
+		// whose last writer was another worker.
+		targetWriter: script(`
+local others = {}
+for i = 2, #ARGV do
+  local tk = key('t', ARGV[i])
+  local w = redis.call('HMGET', tk, 'flow', 'w')
+  if w[1] and w[2] ~= ARGV[1] then
+    if w[2] then others[#others+1] = ARGV[i] end
+    redis.call('HSET', tk, 'w', ARGV[1])
+  end
+end
+return others`),
 
 		// ARGV: source id. Returns 1 when the source's open pass has a
 		// listing lease or a claim that has not ended, else 0.

@@ -337,6 +337,33 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		require.False(t, running(), "a finished pass does not run")
 	})
 
+	t.Run("ATargetKnowsItsLastWriter", func(t *testing.T) {
+		t.Parallel()
+		c, _ := setup(t)
+		ctx := t.Context()
+		s := c.(statestore.Store)
+		var ids []int64
+		for _, k := range []string{"t1", "t2"} {
+			tg, err := s.TargetStage(ctx, statestore.TargetStageParams{Flow: "f", Kind: "table", Key: k, Record: []byte("v")})
+			require.NoError(t, err)
+			ids = append(ids, tg.ID)
+		}
+		writer := func(worker string, ids ...int64) []int64 {
+			t.Helper()
+			others, err := c.TargetWriter(ctx, statestore.TargetWriterParams{TargetIDs: ids, Worker: worker})
+			require.NoError(t, err)
+			return others
+		}
+		t1, t2, gone := ids[0], ids[1], ids[1]+1000
+		require.Empty(t, writer("a", t1, t2), "nobody wrote in them before")
+		require.Empty(t, writer("a", t1, t2), "a was the last")
+		require.Equal(t, []int64{t1}, writer("b", t1), "a was the last to write in t1")
+		require.Equal(t, []int64{t1}, writer("a", t2, t1, gone), "b wrote in t1 since; a target that does not exist is left out")
+		require.Empty(t, writer("b", gone), "a target that does not exist has no writer")
+		require.Equal(t, []int64{t1, t2}, writer("b", t1, t2))
+		require.Empty(t, writer("b"), "no targets")
+	})
+
 	t.Run("AFencedCommitLandsNothing", func(t *testing.T) {
 		t.Parallel()
 		c, src := setup(t)
