@@ -176,7 +176,7 @@ func (ow *owners) resolve(ctx context.Context, batch []*rowResult) error {
 // settleShared settles the writes and deletions of states several rows
 // declare, or that a row stops declaring while another owns it; see
 // resolve.
-func (ow *owners) settleShared(ctx context.Context, batch []*rowResult) error {
+func (ow *owners) settleShared(ctx context.Context, batch []*rowResult) (err error) {
 	slots := make(map[trackKey]*slot)
 	get := func(k trackKey) *slot {
 		s := slots[k]
@@ -280,6 +280,11 @@ func (ow *owners) settleShared(ctx context.Context, batch []*rowResult) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err == nil {
+			err = ow.keepFilled(ctx, batch, checkFor)
+		}
+	}()
 	others := make(map[int64][]trackKey) // row id → states it must write again
 	for _, o := range owners {
 		s := checkFor[o.OwnerKey]
@@ -311,6 +316,66 @@ func (ow *owners) settleShared(ctx context.Context, batch []*rowResult) error {
 		return nil
 	}
 	return ow.markForRewrite(ctx, others)
+}
+
+// keepFilled cancels the deletions of row containers, among those settled
+// in slots, that a row outside the batch may still hold a state in, which
+// only its staged tracking knows of: a row whose update stopped (crashed)
+// after it wrote there and before its commit. That row's next update, or
+// its deletion once a listing leaves it out, settles what it wrote, and
+// the container with it: every row that declares in a container declares
+// the container. It pages through the rows of the update's sources, but
+// only for a batch that deletes a row container, which is rare.
+func (ow *owners) keepFilled(ctx context.Context, batch []*rowResult, slots map[statestore.OwnerKey]*slot) error {
+	var dels []*plannedAction
+	for _, s := range slots {
+		if a := s.deletes[0]; !a.cancelled && a.phase.class == deleteContainer {
+			dels = append(dels, a)
+		}
+	}
+	if len(dels) == 0 || ow.u.opts.Preview {
+		return nil
+	}
+	inBatch := make(map[int64]bool, len(batch))
+	for _, res := range batch {
+		inBatch[res.id] = true
+	}
+	var staged []int64
+	for _, run := range ow.w.runs {
+		if err := run.eachPage(ctx, func(page []statestore.RowMeta) error {
+			for _, m := range page {
+				if m.Staged && !inBatch[m.ID] {
+					staged = append(staged, m.ID)
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	if len(staged) == 0 {
+		return nil
+	}
+	loaded, err := ow.loadRows(ctx, staged)
+	if err != nil {
+		return err
+	}
+	for _, t := range loaded {
+		_, sections, err := ow.u.decodeTracking(t)
+		if err != nil {
+			return fmt.Errorf("row %d: %w", t.ID, err)
+		}
+		for _, sec := range sections {
+			for _, e := range sec.Entries {
+				for _, a := range dels {
+					if !a.cancelled && a.root.id == sec.TargetID && within(target.Key(e.Key), a.key) {
+						a.cancelled = true
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // wroteRecords returns the records the value in the target may have, as
