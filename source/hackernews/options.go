@@ -3,11 +3,12 @@ package hackernews
 import (
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tidemark/tidemark/source/httpsource"
 )
 
 // Defaults of Options.
@@ -16,14 +17,14 @@ const (
 	DefaultTag               = "story"
 	DefaultMaxResults        = 500
 	DefaultRequestsPerSecond = 2
-	DefaultBurst             = 4
-	DefaultConcurrency       = 8
-	DefaultTimeout           = 30 * time.Second
-	DefaultMaxElapsed        = 2 * time.Minute
+	DefaultBurst             = httpsource.DefaultBurst
+	DefaultConcurrency       = httpsource.DefaultConcurrency
+	DefaultTimeout           = httpsource.DefaultTimeout
+	DefaultMaxElapsed        = httpsource.DefaultMaxElapsed
 	// DefaultMaxBodyBytes is 16 MiB: the largest threads known are under
 	// 1 MB, a listing page of 1,000 hits about 1.3 MB; parsing a hostile
 	// body at the bound (one long string) takes a few times its size.
-	DefaultMaxBodyBytes = 16 << 20
+	DefaultMaxBodyBytes = httpsource.DefaultMaxBodyBytes
 
 	// MaxHitsPerPage is the largest page Algolia serves.
 	MaxHitsPerPage = 1000
@@ -83,7 +84,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// withDefaults returns o with its zero fields set to their defaults.
+// withDefaults returns o with its zero fields set to their defaults: the
+// HTTP client's are the kit's (httpsource.Options.WithDefaults) but for
+// RequestsPerSecond.
 func (o Options) withDefaults() Options {
 	if o.BaseURL == "" {
 		o.BaseURL = DefaultBaseURL
@@ -101,34 +104,20 @@ func (o Options) withDefaults() Options {
 	if o.RequestsPerSecond == 0 {
 		o.RequestsPerSecond = DefaultRequestsPerSecond
 	}
-	if o.Burst == 0 {
-		o.Burst = DefaultBurst
-	}
-	if o.Concurrency == 0 {
-		o.Concurrency = DefaultConcurrency
-	}
-	if o.Timeout == 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.MaxElapsed == 0 {
-		o.MaxElapsed = DefaultMaxElapsed
-	}
-	if o.MaxElapsed > 0 && o.Timeout > o.MaxElapsed {
-		// One attempt must not outlast the time allowed for them all.
-		o.Timeout = o.MaxElapsed
-	}
-	if o.MaxBodyBytes == 0 {
-		o.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if o.HTTPClient == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = max(o.Concurrency, 2)
-		o.HTTPClient = &http.Client{Transport: t}
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	h := o.http().WithDefaults()
+	o.Burst, o.Concurrency, o.Timeout, o.MaxElapsed = h.Burst, h.Concurrency, h.Timeout, h.MaxElapsed
+	o.MaxBodyBytes, o.HTTPClient, o.Logger = h.MaxBodyBytes, h.HTTPClient, h.Logger
 	return o
+}
+
+// http returns the options of the Source's HTTP client.
+func (o Options) http() httpsource.Options {
+	return httpsource.Options{
+		Name: "hackernews", UserAgent: UserAgent, Accept: "application/json",
+		RequestsPerSecond: o.RequestsPerSecond, Burst: o.Burst, Concurrency: o.Concurrency,
+		Timeout: o.Timeout, MaxElapsed: o.MaxElapsed, MaxBodyBytes: o.MaxBodyBytes,
+		AllowRedirectHosts: o.AllowRedirectHosts, HTTPClient: o.HTTPClient, Logger: o.Logger,
+	}
 }
 
 // validate checks options that had their defaults applied.
@@ -147,18 +136,6 @@ func (o Options) validate() error {
 		return fmt.Errorf("hackernews: MaxResults must be between 1 and %d, got %d", maxMaxResults, o.MaxResults)
 	case o.HitsPerPage < 1 || o.HitsPerPage > MaxHitsPerPage:
 		return fmt.Errorf("hackernews: HitsPerPage must be between 1 and %d, got %d", MaxHitsPerPage, o.HitsPerPage)
-	case math.IsNaN(o.RequestsPerSecond) || o.RequestsPerSecond <= 0:
-		return fmt.Errorf("hackernews: RequestsPerSecond must be positive, got %g", o.RequestsPerSecond)
-	case o.Burst < 1:
-		return fmt.Errorf("hackernews: Burst must be at least 1, got %d", o.Burst)
-	case o.Concurrency < 1:
-		return fmt.Errorf("hackernews: Concurrency must be at least 1, got %d", o.Concurrency)
-	case o.Timeout < 0:
-		return fmt.Errorf("hackernews: Timeout must not be negative, got %s", o.Timeout)
-	case o.MaxElapsed < 0:
-		return fmt.Errorf("hackernews: MaxElapsed must not be negative, got %s", o.MaxElapsed)
-	case o.MaxBodyBytes < 0:
-		return fmt.Errorf("hackernews: MaxBodyBytes must not be negative, got %d", o.MaxBodyBytes)
 	}
-	return nil
+	return o.http().Validate()
 }

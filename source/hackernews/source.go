@@ -35,7 +35,11 @@ func New(opts Options) (*Source, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	return &Source{opts: o, log: o.Logger, c: newClient(o)}, nil
+	c, err := newClient(o)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{opts: o, log: o.Logger, c: c}, nil
 }
 
 // List yields the ids of the newest MaxResults threads with the tag,

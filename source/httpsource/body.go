@@ -1,4 +1,4 @@
-package hackernews
+package httpsource
 
 import (
 	"compress/gzip"
