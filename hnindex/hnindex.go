@@ -10,7 +10,6 @@ package hnindex
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -182,7 +181,7 @@ func NewFlow(src tidemark.Source[string, hackernews.Thread], db *sqltable.DB) (*
 	}
 	f := &Flow{Flow: tidemark.NewFlow(FlowName)}
 	f.messages = sqltable.Declare[Message](f.Flow, db, TableName)
-	sqltable.FullText(f.messages, "text", sqltable.FullTextOptions{Language: "english"})
+	sqltable.FullText(f.messages, "text", sqltable.FullTextOptions{Language: "english", NewestFirst: "created_at"})
 	threads := tidemark.AddSource(f.Flow, SourceName, src, tidemark.MaxInFlight(8))
 	tidemark.ForEach(threads, func(_ context.Context, r *tidemark.Row, _ string, t hackernews.Thread) error {
 		for _, m := range Messages(t) {
@@ -211,7 +210,7 @@ func App(configure func(*hackernews.Options)) cli.App {
 		Env:       map[string]string{"db": "TIDEMARK_DATABASE_URL", "state": "TIDEMARK_STATE_URL", "hn-url": "HN_API_URL"},
 		Flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&o.BaseURL, "hn-url", "https://hn.algolia.com/api/v1", "the HackerNews (Algolia) API")
-			fs.StringVar(&o.Tag, "tag", "story", "the kind of threads listed (story, ask_hn, show_hn, …)")
+			fs.StringVar(&o.Tag, "tag", "story", `the kind of threads listed (story, ask_hn, show_hn, poll, …); "all" or "" for every kind`)
 			fs.IntVar(&o.MaxResults, "max-results", 500, "how many of the most recent threads to keep")
 			fs.Float64Var(&o.RequestsPerSecond, "rate", 2, "requests per second to the API, at most")
 			fs.IntVar(&o.Concurrency, "concurrency", 8, "requests in flight at once, at most")
@@ -220,6 +219,9 @@ func App(configure func(*hackernews.Options)) cli.App {
 		Validate: func() error { return validateFlags(o) },
 		Flow: func(ctx context.Context, db *sqltable.DB) (*tidemark.Flow, error) {
 			opts := o
+			if strings.TrimSpace(opts.Tag) == "" {
+				opts.Tag = hackernews.AllTags
+			}
 			if configure != nil {
 				configure(&opts)
 			}
@@ -250,8 +252,6 @@ func validateFlags(o hackernews.Options) error {
 		return fmt.Errorf("--concurrency must be at least 1, got %d", o.Concurrency)
 	case o.MaxElapsed <= 0:
 		return fmt.Errorf("--retry-deadline must be positive, got %s", o.MaxElapsed)
-	case strings.TrimSpace(o.Tag) == "":
-		return errors.New("--tag must not be empty")
 	}
 	u, err := url.Parse(o.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -27,15 +27,23 @@
 // the listing reads in windows: the first window pages through
 // search_by_date?tags=…&hitsPerPage=…&page=0,1,…; when it has served its
 // 1,000 hits and the response's nbHits says there are more, the next window
-// asks again with numericFilters=created_at_i<=X, X being the oldest
-// creation second seen so far. The boundary second is asked for again so
-// that stories created in the same second as the last one listed are not
-// lost; the ids already listed are skipped. The listing ends when
-// MaxResults ids were yielded, or a window holds every remaining hit, or a
-// window brings nothing new (an error if that window was full: more than
-// 1,000 stories created within one second cannot be paged past). Only one
-// page of hits is held at a time, besides the ids needed to skip the
-// boundary's repeats.
+// asks again with numericFilters=created_at_i<X, X being the oldest
+// creation second seen so far. Stories can share a second, so a window may
+// end inside one, with more stories of that second than it could hold: the
+// next window's first page, asked for at once, counts the stories before
+// X, and when that leaves some of the window's query unread, a query of
+// the second alone (created_at_i=X) gets them, before the next window is
+// yielded. Ids already listed are skipped. So N stories cost ⌈N/1000⌉
+// pages of 1,000, plus one small query per window that ends inside a
+// busy second. The listing ends when MaxResults ids were yielded, or a
+// window holds every remaining hit, or a window brings nothing new; more
+// than 1,000 stories created within one second cannot be paged past, and
+// fail the listing. Only one page of hits is held at a time, besides the
+// next window's first, and the ids needed to skip repeats within a
+// window's bound.
+//
+// Options.Tag AllTags ("all") lists every kind of item (no tags
+// parameter), "story" is the default.
 //
 // A page that still fails after its retries, or that cannot be read (a hit
 // whose objectID is not an item id), is yielded as the error: the listing

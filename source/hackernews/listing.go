@@ -36,97 +36,172 @@ type searchHit struct {
 // list yields the keys of the newest stories, newest first, up to
 // MaxResults; see the package documentation for the windows.
 func (s *Source) list(ctx context.Context, yield func(tidemark.Listed[string], error) bool) {
-	hpp := s.opts.HitsPerPage
-	// seen holds the ids listed, with their created_at_i (unknownTime when
-	// the hit had none). Before each window, ids newer than the window's
-	// bound are forgotten: they cannot come back.
-	const unknownTime = math.MinInt64
-	seen := make(map[int64]int64)
-	yielded := 0
-	bound, bounded := int64(0), false
-	fail := func(err error) { yield(tidemark.Listed[string]{}, err) }
+	l := &lister{s: s, ctx: ctx, yield: yield, seen: make(map[int64]int64)}
+	l.run()
+}
 
-	for window := 0; ; window++ {
-		oldest, haveOldest := int64(math.MaxInt64), false
-		hits, fresh, nbHits := 0, 0, -1
-		for page := 0; ; page++ {
-			p, err := s.searchPage(ctx, page, bound, bounded)
-			if err != nil {
-				fail(err)
-				return
-			}
-			if p.NbHits != nil {
-				nbHits = *p.NbHits
-			}
-			for i, h := range p.Hits {
-				hits++
-				id, err := objectID(h.ObjectID)
-				if err != nil {
-					fail(fmt.Errorf("hackernews: listing: window %d, page %d, hit %d: %w", window, page, i, err))
-					return
-				}
-				created, ok := unixSeconds(h.CreatedAtI)
-				if ok && created <= oldest {
-					oldest, haveOldest = created, true
-				}
-				if _, dup := seen[id]; dup {
-					continue
-				}
-				if !ok {
-					created = unknownTime
-				}
-				seen[id] = created
-				fresh++
-				if !yield(tidemark.Listed[string]{Key: strconv.FormatInt(id, 10), Ordinal: ordinal(h)}, nil) {
-					return
-				}
-				if yielded++; yielded >= s.opts.MaxResults {
-					return
-				}
-			}
-			last := len(p.Hits) < hpp ||
-				(p.NbPages != nil && page+1 >= *p.NbPages) ||
-				(page+1)*hpp >= windowCap ||
-				(nbHits >= 0 && hits >= nbHits)
-			if last {
-				break
+// lister is one listing.
+type lister struct {
+	s     *Source
+	ctx   context.Context
+	yield func(tidemark.Listed[string], error) bool
+	// seen holds the ids listed, with their created_at_i (unknownTime when
+	// the hit had none): hits repeat when the data shifts between pages,
+	// and a boundary second's query repeats those its window had. Ids
+	// created in or after a window's bound cannot come back, and are
+	// forgotten.
+	seen    map[int64]int64
+	yielded int
+}
+
+const unknownTime = math.MinInt64
+
+// tally counts the hits of a query: how many, how many were new, and the
+// oldest creation second among them.
+type tally struct {
+	hits, fresh int
+	oldest      int64
+	haveOldest  bool
+}
+
+func (l *lister) fail(err error) { l.yield(tidemark.Listed[string]{}, err) }
+
+// take yields the new hits of p, counting them in t; it reports whether
+// to go on.
+func (l *lister) take(p *searchPage, where string, t *tally) bool {
+	for i, h := range p.Hits {
+		t.hits++
+		id, err := objectID(h.ObjectID)
+		if err != nil {
+			l.fail(fmt.Errorf("hackernews: listing: %s, hit %d: %w", where, i, err))
+			return false
+		}
+		created, ok := unixSeconds(h.CreatedAtI)
+		if ok && (!t.haveOldest || created < t.oldest) {
+			t.oldest, t.haveOldest = created, true
+		}
+		if _, dup := l.seen[id]; dup {
+			continue
+		}
+		if !ok {
+			created = unknownTime
+		}
+		l.seen[id] = created
+		t.fresh++
+		if !l.yield(tidemark.Listed[string]{Key: strconv.FormatInt(id, 10), Ordinal: ordinal(h)}, nil) {
+			return false
+		}
+		if l.yielded++; l.yielded >= l.s.opts.MaxResults {
+			return false
+		}
+	}
+	return true
+}
+
+// query pages through the hits of filter, up to the window cap, taking
+// them; first, when set, is its first page, asked for already. It returns
+// the query's tally and nbHits (-1 when the API did not say), and whether
+// to go on.
+func (l *lister) query(filter, name string, first *searchPage) (tally, int, bool) {
+	hpp := l.s.opts.HitsPerPage
+	var t tally
+	nbHits := -1
+	for page := 0; ; page++ {
+		p := first
+		first = nil
+		if p == nil {
+			var err error
+			if p, err = l.s.searchPage(l.ctx, page, filter); err != nil {
+				l.fail(err)
+				return t, nbHits, false
 			}
 		}
+		if p.NbHits != nil {
+			nbHits = *p.NbHits
+		}
+		if !l.take(p, fmt.Sprintf("%s, page %d", name, page), &t) {
+			return t, nbHits, false
+		}
+		last := len(p.Hits) < hpp ||
+			(p.NbPages != nil && page+1 >= *p.NbPages) ||
+			(page+1)*hpp >= windowCap ||
+			(nbHits >= 0 && t.hits >= nbHits)
+		if last {
+			return t, nbHits, true
+		}
+	}
+}
 
-		more := hits >= windowCap
+// run reads the windows: the first holds every story, each next one those
+// created before the oldest second of the one before. When a window ends
+// inside a second, with more stories of that second than it could hold,
+// those are asked for by a query of that second alone.
+func (l *lister) run() {
+	filter := ""
+	var first *searchPage
+	for n := 0; ; n++ {
+		t, nbHits, ok := l.query(filter, fmt.Sprintf("window %d", n), first)
+		if !ok {
+			return
+		}
+		more := t.hits >= windowCap
 		if nbHits >= 0 {
-			more = nbHits > hits
+			more = nbHits > t.hits
 		}
 		switch {
 		case !more:
 			return
-		case fresh == 0 && hits >= windowCap:
-			// Every hit of a full window was listed: they all share the
-			// bound's second, and a narrower window cannot be asked for.
-			fail(fmt.Errorf("hackernews: listing: more than %d stories share created_at_i %d; cannot page past them", windowCap, oldest))
-			return
-		case fresh == 0:
+		case t.fresh == 0:
 			return // the data ran out before the count said
-		case !haveOldest:
-			fail(fmt.Errorf("%w: listing: hits without created_at_i; cannot page past %d hits", ErrMalformed, hits))
+		case !t.haveOldest:
+			l.fail(fmt.Errorf("%w: listing: hits without created_at_i; cannot page past %d hits", ErrMalformed, t.hits))
 			return
 		}
-		bound, bounded = oldest, true
-		maps.DeleteFunc(seen, func(_, created int64) bool { return created > bound })
-		s.log.DebugContext(ctx, "hackernews: next listing window", "created_at_i_max", bound, "listed", yielded)
+		// The next window's first page, asked for now, counts the stories
+		// created before the oldest second seen: when that leaves hits of
+		// this window's query unread, they were created in that second.
+		bound := t.oldest
+		filter = "created_at_i<" + strconv.FormatInt(bound, 10)
+		var err error
+		if first, err = l.s.searchPage(l.ctx, 0, filter); err != nil {
+			l.fail(err)
+			return
+		}
+		if nbHits < 0 || first.NbHits == nil || nbHits-t.hits > *first.NbHits {
+			if !l.second(bound) {
+				return
+			}
+		}
+		maps.DeleteFunc(l.seen, func(_, created int64) bool { return created >= bound })
+		l.s.log.DebugContext(l.ctx, "hackernews: next listing window", "created_at_i_below", bound, "listed", l.yielded)
 	}
 }
 
-// searchPage gets one page of a window: every hit when !bounded, else the
-// hits created at or before bound.
-func (s *Source) searchPage(ctx context.Context, page int, bound int64, bounded bool) (*searchPage, error) {
+// second takes the stories created in the second at; it reports whether
+// to go on.
+func (l *lister) second(at int64) bool {
+	t, nbHits, ok := l.query("created_at_i="+strconv.FormatInt(at, 10), fmt.Sprintf("second %d", at), nil)
+	if ok && (nbHits > t.hits || nbHits < 0 && t.hits >= windowCap) {
+		// Algolia serves 1,000 hits of a query: past them, nothing
+		// narrower than a second can be asked for.
+		l.fail(fmt.Errorf("hackernews: listing: more than %d stories share created_at_i %d; cannot page past them", windowCap, at))
+		return false
+	}
+	return ok
+}
+
+// searchPage gets one page of the hits that match filter (a numericFilters
+// value; empty for every hit).
+func (s *Source) searchPage(ctx context.Context, page int, filter string) (*searchPage, error) {
 	q := url.Values{
-		"tags":        {s.opts.Tag},
 		"hitsPerPage": {strconv.Itoa(s.opts.HitsPerPage)},
 		"page":        {strconv.Itoa(page)},
 	}
-	if bounded {
-		q.Set("numericFilters", "created_at_i<="+strconv.FormatInt(bound, 10))
+	if s.opts.Tag != AllTags {
+		q.Set("tags", s.opts.Tag)
+	}
+	if filter != "" {
+		q.Set("numericFilters", filter)
 	}
 	var p searchPage
 	err := s.c.get(ctx, EndpointSearchByDate, EndpointSearchByDate, q, false, func(r io.Reader) error {

@@ -70,7 +70,7 @@ type story struct {
 
 // archive is a search_by_date endpoint over a list of stories, newest
 // first, that serves at most 1,000 hits of a query as Algolia does, and
-// understands numericFilters=created_at_i<=X (or <X).
+// understands numericFilters=created_at_i<X, <=X and =X.
 type archive struct {
 	stories []story
 	// fail, when set, returns the status to fail a request with (0: serve).
@@ -134,15 +134,25 @@ func (a *archive) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	matching := a.stories
 	if f := q.Get("numericFilters"); f != "" {
-		orEqual := strings.HasPrefix(f, "created_at_i<=")
-		bound, err := strconv.ParseInt(strings.TrimLeft(strings.TrimPrefix(f, "created_at_i<"), "="), 10, 64)
-		if err != nil || !strings.HasPrefix(f, "created_at_i<") {
+		op, n, _ := strings.Cut(strings.TrimPrefix(f, "created_at_i"), "=")
+		if !strings.HasPrefix(f, "created_at_i") || strings.HasPrefix(n, "=") {
+			op = "bad"
+		}
+		if op == "" {
+			op = "="
+		} else if strings.HasPrefix(f, "created_at_i<") && !strings.Contains(f, "=") {
+			op, n = "<", strings.TrimPrefix(f, "created_at_i<")
+		} else if op == "<" {
+			op = "<="
+		}
+		bound, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || op != "<" && op != "<=" && op != "=" {
 			http.Error(w, `{"message":"bad numericFilters","status":400}`, http.StatusBadRequest)
 			return
 		}
 		matching = nil
 		for _, s := range a.stories {
-			if s.created < bound || (orEqual && s.created == bound) {
+			if s.created < bound && op != "=" || s.created == bound && op != "<" {
 				matching = append(matching, s)
 			}
 		}
@@ -247,14 +257,17 @@ func TestListWindows(t *testing.T) {
 	}{
 		"2,500 stories in pages of 1,000": {
 			stories: 2500, hitsPerPage: 1000, maxResults: 2500, want: 2500,
-			// Stories 999 and 1000 share a second, so do 1998 and 1999.
-			filters:  []string{"", "created_at_i<=1783568576", "created_at_i<=1783568243"},
-			requests: 3,
+			// Story 999 shares its second with 1000 and 1001, which the
+			// first window cannot hold; 2001 with 2002 and 2003: each
+			// window ends inside a second, whose query gets the rest.
+			filters: []string{"", "created_at_i<1783568576", "created_at_i=1783568576", "created_at_i<1783568242", "created_at_i=1783568242"},
+			// The windows of 1,000, 1,000 and 496 hits, and the two seconds.
+			requests: 3 + 2,
 		},
 		"2,500 stories in pages of 150": {
 			stories: 2500, hitsPerPage: 150, maxResults: 5000, want: 2500,
-			filters:  []string{"", "created_at_i<=1783568576", "created_at_i<=1783568243"},
-			requests: 7 + 7 + 4,
+			filters:  []string{"", "created_at_i<1783568576", "created_at_i=1783568576", "created_at_i<1783568242", "created_at_i=1783568242"},
+			requests: 7 + 1 + 7 + 1 + 4,
 		},
 		"MaxResults within the first page": {
 			stories: 2500, hitsPerPage: 1000, maxResults: 10, want: 10,
@@ -262,8 +275,8 @@ func TestListWindows(t *testing.T) {
 		},
 		"MaxResults in the second window": {
 			stories: 2500, hitsPerPage: 1000, maxResults: 1234, want: 1234,
-			filters:  []string{"", "created_at_i<=1783568576"},
-			requests: 2,
+			filters:  []string{"", "created_at_i<1783568576", "created_at_i=1783568576"},
+			requests: 3,
 		},
 		"MaxResults defaults the page size": {
 			stories: 2500, maxResults: 300, want: 300,
@@ -279,8 +292,10 @@ func TestListWindows(t *testing.T) {
 		},
 		"one more than a window": {
 			stories: 1001, hitsPerPage: 1000, maxResults: 5000, want: 1001,
-			filters:  []string{"", "created_at_i<=1783568576"},
-			requests: 2,
+			// Story 1000 shares story 999's second: the next window is
+			// empty, and the second's query gets it.
+			filters:  []string{"", "created_at_i<1783568576", "created_at_i=1783568576"},
+			requests: 3,
 		},
 		"no stories": {
 			stories: 0, hitsPerPage: 1000, maxResults: 5000, want: 0,
@@ -326,7 +341,31 @@ func TestListSameSecond(t *testing.T) {
 	listed, err := listAll(t, src)
 	require.ErrorContains(t, err, "more than 1000 stories share created_at_i 1700000000")
 	require.Len(t, listed, 1000)
-	require.Len(t, a.requests(), 2)
+	require.Len(t, a.requests(), 3, "the window, the next window's first page, the second's query")
+}
+
+// TestListRequestsPerWindow: when no window ends inside a second (stories
+// a second or more apart, as most are), the listing asks ⌈N/1000⌉ pages
+// of 1,000 for N stories, at exact multiples of 1,000 too.
+func TestListRequestsPerWindow(t *testing.T) {
+	t.Parallel()
+
+	for _, n := range []int{0, 999, 1000, 1001, 2999, 3000, 4000} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			t.Parallel()
+			a := &archive{}
+			for i := range n {
+				created := int64(1_783_568_909 - 7*i)
+				a.stories = append(a.stories, story{id: int64(48_000_000 + n - i), created: created, updated: time.Unix(created, 0).UTC().Format(time.RFC3339)})
+			}
+			src := newSource(t, a, hackernews.Options{HitsPerPage: 1000, MaxResults: 1_000_000})
+			listed, err := listAll(t, src)
+			require.NoError(t, err)
+			require.Equal(t, a.ids(), keys(listed))
+			want := max(1, (n+999)/1000)
+			require.Len(t, a.requests(), want, "⌈%d/1000⌉ requests", n)
+		})
+	}
 }
 
 func TestListFailsOnPage2(t *testing.T) {

@@ -13,8 +13,11 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultBaseURL           = "https://hn.algolia.com/api/v1"
-	DefaultTag               = "story"
+	DefaultBaseURL = "https://hn.algolia.com/api/v1"
+	DefaultTag     = "story"
+	// AllTags, as Options.Tag, lists every kind of item: stories, polls,
+	// jobs, comments… (no tags parameter at all).
+	AllTags                  = "all"
 	DefaultMaxResults        = 500
 	DefaultRequestsPerSecond = 2
 	DefaultBurst             = httpsource.DefaultBurst
@@ -39,7 +42,8 @@ type Options struct {
 	// https URL.
 	BaseURL string
 	// Tag filters the listing (Algolia's tags parameter): "story" by
-	// default; "ask_hn", "show_hn", "poll", "(story,poll)" ...
+	// default; "ask_hn", "show_hn", "poll", "(story,poll)" ...; AllTags
+	// ("all") lists every kind of item.
 	Tag string
 	// MaxResults is how many threads the listing yields, newest first: 500
 	// by default, at most 1,000,000.

@@ -23,6 +23,26 @@ type Table[T any] struct {
 	*table.Target[T]
 	db       *DB
 	fullText *FullTextSpec
+	// newestFirst is the column whose descending order breaks ties in a
+	// search's rank; "" for none (see SearchNewestFirst).
+	newestFirst string
+}
+
+// SearchNewestFirst has Search and SearchPage break ties in rank by the
+// column, descending (NULLs last), then by primary key: hits that match as
+// well come newest first when the column is a time. column must be one of
+// the table's (else the flow has an error); it changes no setup.
+func SearchNewestFirst[T any](t *Table[T], column string) {
+	table.CheckColumn(t.Target, "postgres", "to order search ties by", column)
+	t.newestFirst = column
+}
+
+// searchOrder is the ORDER BY of a search, after rank.
+func (t *Table[T]) searchOrder() string {
+	if t.newestFirst == "" {
+		return t.orderBy()
+	}
+	return "t." + ident(t.newestFirst) + " DESC NULLS LAST, " + t.orderBy()
 }
 
 // DeclareTable declares the table name, in the DB's schema, holding rows of
@@ -226,7 +246,7 @@ func (t *Table[T]) search(ctx context.Context, tx pgx.Tx, q table.Query, opts ta
 		FROM %s AS t, websearch_to_tsquery($1::regconfig, $2) AS q
 		WHERE t.%s @@ q ORDER BY %d DESC, %s LIMIT $3 OFFSET $5`,
 		t.selectList(), ident(fullTextColumn(fts.Column)), fts.indexed("t."+ident(fts.Column)), t.QualifiedName(),
-		ident(fullTextColumn(fts.Column)), len(t.Spec().Columns)+1, t.orderBy()),
+		ident(fullTextColumn(fts.Column)), len(t.Spec().Columns)+1, t.searchOrder()),
 		fts.Language, q.WebSearch(), opts.Limit,
 		"StartSel="+table.HighlightStart+", StopSel="+table.HighlightEnd+", MaxWords=35, MinWords=15, MaxFragments=2, FragmentDelimiter=…",
 		opts.Offset)

@@ -18,6 +18,26 @@ type Table[T any] struct {
 	*table.Target[T]
 	db       *DB
 	fullText *FullTextSpec
+	// newestFirst is the column whose descending order breaks ties in a
+	// search's rank; "" for none (see SearchNewestFirst).
+	newestFirst string
+}
+
+// SearchNewestFirst has Search and SearchPage break ties in rank by the
+// column, descending (NULLs last), then by primary key: hits that match as
+// well come newest first when the column is a time. column must be one of
+// the table's (else the flow has an error); it changes no setup.
+func SearchNewestFirst[T any](t *Table[T], column string) {
+	table.CheckColumn(t.Target, "sqlite", "to order search ties by", column)
+	t.newestFirst = column
+}
+
+// searchOrder is the ORDER BY of a search, after rank.
+func (t *Table[T]) searchOrder() string {
+	if t.newestFirst == "" {
+		return t.orderBy()
+	}
+	return quote(t.Spec().Table) + "." + quote(t.newestFirst) + " DESC, " + t.orderBy()
 }
 
 // DeclareTable declares the table name in db, holding rows of type T (see
@@ -165,8 +185,8 @@ func (t *Table[T]) search(ctx context.Context, q table.Query, opts table.SearchO
 	fts := quote(ftsName(t.Name()))
 	rows, err := t.db.db.QueryContext(ctx, fmt.Sprintf(`SELECT %s, -bm25(%s), snippet(%s, 0, ?, ?, '…', 24)
 		FROM %s JOIN %s ON %s.rowid = %s.rowid
-		WHERE %s MATCH ? ORDER BY bm25(%s) LIMIT ? OFFSET ?`,
-		t.columns(), fts, fts, fts, quote(t.Name()), quote(t.Name()), fts, fts, fts),
+		WHERE %s MATCH ? ORDER BY bm25(%s), %s LIMIT ? OFFSET ?`,
+		t.columns(), fts, fts, fts, quote(t.Name()), quote(t.Name()), fts, fts, fts, t.searchOrder()),
 		table.HighlightStart, table.HighlightEnd, q.FTS5(), opts.Limit, opts.Offset)
 	if err != nil {
 		return nil, t.searchError(ctx, err)

@@ -196,3 +196,68 @@ func TestSearchNotSetUp(t *testing.T) {
 		})
 	}
 }
+
+// dated is a note with a time, for ties in rank.
+type dated struct {
+	ID      string     `tidemark:"id,pk"`
+	Text    string     `tidemark:"text"`
+	Created *time.Time `tidemark:"created"`
+}
+
+// TestSearchNewestFirst: hits of equal rank come newest first (NULLs
+// last) with FullTextOptions.NewestFirst, then by primary key; a column
+// the table lacks is a mistake of the flow.
+func TestSearchNewestFirst(t *testing.T) {
+	t.Parallel()
+	for name, url := range databases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			db, err := sqltable.Open(t.Context(), "main", url(t), sqltable.Options{})
+			require.NoError(t, err)
+			t.Cleanup(func() { db.Close() })
+			src := tidemarktest.NewSource[string, int]()
+			// The same text in each: the same rank. Hours apart, out of
+			// key order; "e" has no time.
+			for k, h := range map[string]int{"a": 2, "b": 5, "c": 1, "d": 4, "e": -1} {
+				src.Set(k, h)
+			}
+			f := tidemark.NewFlow("Dated")
+			notes := sqltable.Declare[dated](f, db, "dated")
+			sqltable.FullText(notes, "text", sqltable.FullTextOptions{NewestFirst: "created"})
+			base := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+			tidemark.ForEach(tidemark.AddSource(f, "notes", src), func(_ context.Context, r *tidemark.Row, k string, h int) error {
+				d := dated{ID: k, Text: "the same words"}
+				if h >= 0 {
+					at := base.Add(time.Duration(h) * time.Hour)
+					d.Created = &at
+				}
+				notes.Declare(r, d)
+				return nil
+			})
+			e, err := tidemark.Open(t.Context(), f, tidemark.Options{StateStore: db.URL()})
+			require.NoError(t, err)
+			t.Cleanup(func() { e.Close() })
+			_, err = e.Update(t.Context(), tidemark.UpdateOptions{})
+			require.NoError(t, err)
+
+			hits, err := notes.Search(t.Context(), "same words", 10)
+			require.NoError(t, err)
+			var got []string
+			for _, h := range hits {
+				got = append(got, h.Row.ID)
+			}
+			require.Equal(t, []string{"b", "d", "a", "c", "e"}, got)
+			page, err := notes.SearchPage(t.Context(), "same words", table.SearchOptions{Limit: 2, Offset: 1})
+			require.NoError(t, err)
+			require.Equal(t, "d", page.Hits[0].Row.ID)
+			require.Equal(t, "a", page.Hits[1].Row.ID)
+
+			bad := tidemark.NewFlow("Bad")
+			other := sqltable.Declare[dated](bad, db, "other")
+			sqltable.FullText(other, "text", sqltable.FullTextOptions{NewestFirst: "nosuch"})
+			tidemark.ForEach(tidemark.AddSource(bad, "notes", src), func(_ context.Context, r *tidemark.Row, k string, h int) error { return nil })
+			_, err = tidemark.Open(t.Context(), bad, tidemark.Options{StateStore: db.URL()})
+			require.ErrorContains(t, err, `table other has no column "nosuch" to order search ties by`)
+		})
+	}
+}

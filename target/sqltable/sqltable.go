@@ -169,6 +169,11 @@ type FullTextOptions struct {
 	// on SQLite, whose stemmer knows only English, any other language
 	// indexes words as they are.
 	Language string
+	// NewestFirst, when set, names a column (a time, such as created_at)
+	// whose descending order breaks ties in rank: hits that match as well
+	// come newest first, then in primary key order. Without it ties come in
+	// primary key order.
+	NewestFirst string
 }
 
 // FullText declares a full-text index of the text column of t, which
@@ -180,7 +185,13 @@ func FullText[T any](t *Table[T], column string, opts FullTextOptions) {
 	}
 	if t.postgres != nil {
 		postgres.FullText(t.postgres, column, lang)
+		if opts.NewestFirst != "" {
+			postgres.SearchNewestFirst(t.postgres, opts.NewestFirst)
+		}
 		return
+	}
+	if opts.NewestFirst != "" {
+		sqlite.SearchNewestFirst(t.sqlite, opts.NewestFirst)
 	}
 	if lang == "english" {
 		sqlite.FullText(t.sqlite, column)

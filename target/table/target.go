@@ -172,6 +172,14 @@ func AttachFullText[T, S any](t *Target[T], dialect, kind, column string, spec S
 	tidemark.Attach(t.inner, kind, "index", spec)
 }
 
+// CheckColumn reports on the flow, prefixed with dialect, a column the
+// table lacks, named by what (such as "to order search ties by").
+func CheckColumn[T any](t *Target[T], dialect, what, column string) {
+	if _, ok := t.spec.Column(column); !ok {
+		t.inner.Flow().AddError(fmt.Errorf("%s: table %s has no column %q %s", dialect, t.spec.Table, column, what))
+	}
+}
+
 // checkFullText returns why column cannot have the table's full-text
 // index, if it cannot: it must exist and hold text.
 func (t *Target[T]) checkFullText(column string) error {
