@@ -14,14 +14,13 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
-	"iter"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 
 	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/source/localfs"
 	"github.com/tidemark/tidemark/target"
 )
 
@@ -54,8 +53,20 @@ func run(ctx context.Context, notesDir, out, db string) error {
 	}
 	flow := tidemark.NewFlow("NotesIndex", tidemark.LogicVersion("1"))
 	index := tidemark.Custom(flow, &jsonIndex{}, indexSpec{Path: out})
-	notes := tidemark.AddSource(flow, "notes", dirSource{dir: notesDir})
-	tidemark.ForEach(notes, func(_ context.Context, r *tidemark.Row, name string, text string) error {
+	// The .md files of the directory: a file is read only when its mtime
+	// moved, and processed only when its bytes did.
+	dir, err := localfs.New(notesDir, localfs.Options{Include: []string{"*.md"}})
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	notes := tidemark.AddSource(flow, "notes", dir)
+	tidemark.ForEach(notes, func(_ context.Context, r *tidemark.Row, name string, file localfs.File) error {
+		b, err := file.ReadAll()
+		if err != nil {
+			return err
+		}
+		text := string(b)
 		title, _, _ := strings.Cut(strings.TrimPrefix(text, "# "), "\n")
 		index.Declare(r, target.Key(name), Note{Name: name, Title: title, Words: len(strings.Fields(text))})
 		return nil
@@ -79,55 +90,6 @@ func run(ctx context.Context, notesDir, out, db string) error {
 	t := st.Targets["index/"+out]
 	fmt.Printf("%s: %d written, %d deleted\n", out, t.Upserts, t.Deletes)
 	return nil
-}
-
-// dirSource lists the .md files of a directory, with their modification
-// time as ordinal.
-type dirSource struct{ dir string }
-
-// List implements tidemark.Source: the .md files, with their modification
-// times as ordinals.
-func (d dirSource) List(ctx context.Context) iter.Seq2[tidemark.Listed[string], error] {
-	return func(yield func(tidemark.Listed[string], error) bool) {
-		entries, err := os.ReadDir(d.dir)
-		if err != nil {
-			yield(tidemark.Listed[string]{}, err)
-			return
-		}
-		for _, e := range entries {
-			if e.IsDir() || !strings.HasSuffix(e.Name(), ".md") {
-				continue
-			}
-			info, err := e.Info()
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // deleted while listing
-			}
-			if err != nil {
-				yield(tidemark.Listed[string]{}, err)
-				return
-			}
-			if !yield(tidemark.Listed[string]{Key: e.Name(), Ordinal: tidemark.Ordinal(info.ModTime().UnixMicro())}, nil) {
-				return
-			}
-		}
-	}
-}
-
-// Get implements tidemark.Source: a note's text, or gone if the file is.
-func (d dirSource) Get(ctx context.Context, name string) (tidemark.Fetched[string], error) {
-	path := filepath.Join(d.dir, name)
-	info, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return tidemark.Fetched[string]{}, nil
-	}
-	if err != nil {
-		return tidemark.Fetched[string]{}, err
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return tidemark.Fetched[string]{}, err
-	}
-	return tidemark.Fetched[string]{Exists: true, Value: string(b), Ordinal: tidemark.Ordinal(info.ModTime().UnixMicro())}, nil
 }
 
 // indexSpec names the JSON file of an index.

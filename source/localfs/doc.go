@@ -1,0 +1,27 @@
+// Package localfs is a Tidemark source over a directory: each regular file
+// under it whose path matches the include patterns (and no exclude
+// pattern) is a row, keyed by its path relative to the directory, with
+// slashes.
+//
+// A row's ordinal is the file's modification time in microseconds, so an
+// update opens only the files whose mtime moved; Get then fingerprints
+// the bytes (SHA-256, streamed), so a file touched without a change is
+// not processed again. The value is a File, which the processing function
+// reads or opens: a large file is streamed, never held whole by the
+// source.
+//
+// The directory is opened as an os.Root: a symbolic link is followed only
+// to a file inside it, never out of it, and a link to a directory is not
+// walked (no loops). A key that names a path outside the directory, or
+// one the patterns leave out, is gone.
+//
+// In live mode the source's change stream (tidemark.Watcher) comes from
+// fsnotify, over every directory of the tree, debounced (Options.Debounce):
+// an edited file reaches its targets within a fraction of a second, while
+// the periodic listing still catches what events miss (a full queue, a
+// directory renamed in from elsewhere).
+//
+// Patterns are slash-separated paths with path.Match's syntax in each
+// segment, where a segment "**" matches any number of directories:
+// "**/*.md", "docs/**", "*.txt" (top level only).
+package localfs
