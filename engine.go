@@ -340,10 +340,21 @@ func (e *Engine) Setup(ctx context.Context) ([]tidemarktype.SetupChange, error) 
 }
 
 // Drop tears down every target the flow set up, with all their contents,
-// and forgets everything remembered of the flow.
+// and forgets everything remembered of the flow; then each source that is
+// a SourceDropper removes what it installed.
 func (e *Engine) Drop(ctx context.Context) ([]tidemarktype.SetupChange, error) {
 	changes, err := e.eng.Drop(ctx)
-	return changes, err
+	if err != nil {
+		return changes, err
+	}
+	for _, s := range e.flow.sources {
+		if d, ok := s.impl.source().(SourceDropper); ok {
+			if err := d.DropSource(ctx); err != nil {
+				return changes, fmt.Errorf("tidemark: dropping source %s: %w", s.name, err)
+			}
+		}
+	}
+	return changes, nil
 }
 
 // FailingRows returns the number of rows whose last update failed, by

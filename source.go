@@ -73,6 +73,14 @@ type OrdinalProvider interface {
 	ProvidesOrdinal() bool
 }
 
+// SourceDropper is implemented by a source that installs something of its
+// own where its data lives (a trigger for its change stream): Engine.Drop
+// calls DropSource once the flow's targets and state are dropped, to
+// remove it.
+type SourceDropper interface {
+	DropSource(ctx context.Context) error
+}
+
 // Change is one row change announced by a source's change stream.
 type Change[K comparable] struct {
 	Key     K
