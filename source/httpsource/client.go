@@ -165,6 +165,14 @@ func (c *Client) Stats() Stats {
 	return st
 }
 
+// validator returns the validators kept for url.
+func (c *Client) validator(url string) (validator, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.validators[url]
+	return v, ok
+}
+
 // Forget drops the validators kept for url: its next conditional request
 // is asked unconditionally.
 func (c *Client) Forget(url string) {

@@ -23,4 +23,11 @@
 //
 // Stats counts the requests by endpoint, the retries, the bytes read and
 // the 304s. source/hackernews is built on it.
+//
+// JSONSource indexes a simple JSON REST API with no Go code but the
+// processing function: a listing URL, JSON pointers to the items of a page
+// and to each item's key and ordinal, an item URL template, and a Pager —
+// LinkNext (the Link header), Cursor (a cursor in the body) or PageNumber.
+// Its pages and items are asked for conditionally; an item's ETag is its
+// fingerprint, so an unchanged item is neither sent nor processed again.
 package httpsource

@@ -3,8 +3,11 @@ package httpsource
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,5 +47,38 @@ func FuzzResponseBody(f *testing.F) {
 		if int64(len(out)) > limit {
 			t.Fatalf("read %d bytes past the limit of %d", len(out), limit)
 		}
+	})
+}
+
+// FuzzLinkNext: any Link header yields no next page or a URL, never a
+// panic.
+func FuzzLinkNext(f *testing.F) {
+	for _, s := range []string{`</p?page=2>; rel="next"`, `<a>; rel="prev", <b>; rel="next last"`, `<>; rel=next`, `<%zz>; rel="next"`, `;;,,<`} {
+		f.Add(s)
+	}
+	cur, _ := url.Parse("https://api.example.com/items?page=1")
+	f.Fuzz(func(t *testing.T, h string) {
+		next, err := LinkNext().Next(cur, &Response{Header: http.Header{"Link": {h}}}, nil, 1)
+		if err == nil && next != "" {
+			if _, err := url.Parse(next); err != nil {
+				t.Fatalf("%q gave %q, not a URL", h, next)
+			}
+		}
+	})
+}
+
+// FuzzResolve: any document and JSON pointer resolve or not, never panic.
+func FuzzResolve(f *testing.F) {
+	f.Add(`{"a":[{"b~/":1}]}`, "/a/0/b~0~1")
+	f.Add(`[1,2]`, "/01")
+	f.Add(`null`, "")
+	f.Fuzz(func(t *testing.T, doc, ptr string) {
+		dec := json.NewDecoder(strings.NewReader(doc))
+		dec.UseNumber()
+		var v any
+		if dec.Decode(&v) != nil {
+			return
+		}
+		resolve(v, ptr)
 	})
 }

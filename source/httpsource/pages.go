@@ -1,0 +1,108 @@
+package httpsource
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// A Pager says which page of a listing comes after the one read: its URL,
+// or "" when that was the last. page is the page read (decoded with
+// UseNumber), items how many items it held.
+type Pager interface {
+	Next(cur *url.URL, resp *Response, page any, items int) (string, error)
+}
+
+// LinkNext follows the Link header's rel="next" (RFC 8288), as GitHub's
+// and many REST APIs page; the listing ends on a page without one.
+func LinkNext() Pager { return linkNext{} }
+
+type linkNext struct{}
+
+func (linkNext) Next(cur *url.URL, resp *Response, _ any, _ int) (string, error) {
+	for _, h := range resp.Header.Values("Link") {
+		for part := range strings.SplitSeq(h, ",") {
+			target, params, ok := strings.Cut(strings.TrimSpace(part), ";")
+			target = strings.TrimSpace(target)
+			if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
+				continue
+			}
+			for p := range strings.SplitSeq(params, ";") {
+				k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+				if strings.EqualFold(strings.TrimSpace(k), "rel") && hasRel(strings.Trim(strings.TrimSpace(v), `"`), "next") {
+					next, err := cur.Parse(target[1 : len(target)-1])
+					if err != nil {
+						return "", fmt.Errorf("httpsource: Link header: %w", err)
+					}
+					return next.String(), nil
+				}
+			}
+		}
+	}
+	return "", nil
+}
+
+func hasRel(rels, want string) bool {
+	for _, r := range strings.Fields(rels) {
+		if strings.EqualFold(r, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// Cursor reads the next page's cursor at the JSON pointer ptr of a page
+// (such as "/meta/next_cursor") and asks for it as the query parameter
+// param of the listing URL; the listing ends when the cursor is missing,
+// null or empty.
+func Cursor(ptr, param string) Pager { return cursor{ptr: ptr, param: param} }
+
+type cursor struct{ ptr, param string }
+
+func (c cursor) Next(cur *url.URL, _ *Response, page any, _ int) (string, error) {
+	v, ok := resolve(page, c.ptr)
+	if !ok || v == nil {
+		return "", nil
+	}
+	text, ok := scalarText(v)
+	if !ok {
+		if s, isString := v.(string); isString && s == "" {
+			return "", nil
+		}
+		return "", fmt.Errorf("httpsource: the cursor at %s is %T, not a string or number", c.ptr, v)
+	}
+	next := *cur
+	q := next.Query()
+	q.Set(c.param, text)
+	next.RawQuery = q.Encode()
+	return next.String(), nil
+}
+
+// PageNumber asks for pages first, first+1, … as the query parameter
+// param; the listing ends on a page with no items.
+func PageNumber(param string, first int) Pager { return pageNumber{param: param, first: first} }
+
+type pageNumber struct {
+	param string
+	first int
+}
+
+func (p pageNumber) Next(cur *url.URL, _ *Response, _ any, items int) (string, error) {
+	if items == 0 {
+		return "", nil
+	}
+	n := p.first
+	if s := cur.Query().Get(p.param); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil {
+			return "", fmt.Errorf("httpsource: page parameter %s=%q is not a number", p.param, s)
+		}
+		n = v
+	}
+	next := *cur
+	q := next.Query()
+	q.Set(p.param, strconv.Itoa(n+1))
+	next.RawQuery = q.Encode()
+	return next.String(), nil
+}
