@@ -25,18 +25,18 @@ func TestContainerWithAGoneRowsStagedState(t *testing.T) {
 	})
 }
 
-func containerWithAGoneRowsStagedState(t *testing.T, backend string, shared bool) {
-	w := newPropWorld(t, backend)
-	if shared {
-		w.opts.Shared = tidemark.SharedOptions{Enabled: true, LeaseTTL: 300 * time.Millisecond, Poll: 2 * time.Millisecond}
-	}
+// stagedInFolder makes row 1 hold folder d0, then row 2 join it in an
+// update that crashes before its commit: only row 2's staged tracking
+// knows of its directory t/d0/r2.
+func (w *propWorld) stagedInFolder() {
+	t := w.t
+	t.Helper()
 	w.src.Set(1, propItem{Val: 1, Folders: []int{0}})
 	e := w.open(w.opts)
 	_, err := e.Update(t.Context(), tidemark.UpdateOptions{})
 	require.NoError(t, err)
 	e.Close()
 
-	// Row 2 joins d0, and the update crashes before its commit.
 	w.src.Set(2, propItem{Val: 2, Folders: []int{0}})
 	opts := w.opts
 	opts.Faults.BeforeCommit = func(context.Context) error { return errCrash }
@@ -45,10 +45,18 @@ func containerWithAGoneRowsStagedState(t *testing.T, backend string, shared bool
 	require.ErrorIs(t, err, errCrash)
 	e.Close()
 	require.Contains(t, w.tree.Snapshot(), "t/d0/r2", "row 2's directory was written before the crash")
+}
+
+func containerWithAGoneRowsStagedState(t *testing.T, backend string, shared bool) {
+	w := newPropWorld(t, backend)
+	if shared {
+		w.opts.Shared = tidemark.SharedOptions{Enabled: true, LeaseTTL: 300 * time.Millisecond, Poll: 2 * time.Millisecond}
+	}
+	w.stagedInFolder()
 
 	w.src.Delete(2)
 	w.src.Set(1, propItem{Val: 1})
-	e = w.open(w.opts)
+	e := w.open(w.opts)
 	st, err := e.Update(t.Context(), tidemark.UpdateOptions{Confirm: confirmAll})
 	e.Close()
 	require.NoError(t, err)

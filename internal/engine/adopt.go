@@ -55,19 +55,22 @@ func (ow *owners) known(ctx context.Context) error {
 	return nil
 }
 
-// writing is called by a shared update under the flow's lock, before it
-// writes a batch. It records the worker as the last writer of the roots
-// no row owned so far, and takes as owned those another worker wrote in
-// since: from then on, their states' owners are looked up, as in a root
-// that had owners when the update began. While no other worker writes in
-// a root, a worker alone fills it as an update alone would.
+// writing is called by every update of a shared engine under the flow's
+// lock, before it writes a batch. It records the worker as the last
+// writer of every root, and takes as owned the roots no row owned so far
+// that another worker wrote in since: from then on, their states' owners
+// are looked up, as in a root that had owners when the update began.
+// While no other worker writes in a root, a worker alone fills it as an
+// update alone would. Every writer records itself, whether it looks owners
+// up or not, or a worker taking the shortcut would miss it.
 func (ow *owners) writing(ctx context.Context) error {
 	u := ow.u
-	var ids []int64
-	for id, o := range ow.owned {
-		if !o.Load() {
-			ids = append(ids, id)
-		}
+	if u.e.coord == nil || u.opts.Preview {
+		return nil // alone: no other worker writes while it does
+	}
+	ids := make([]int64, 0, len(ow.owned))
+	for id := range ow.owned {
+		ids = append(ids, id)
 	}
 	if len(ids) == 0 {
 		return nil

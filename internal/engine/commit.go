@@ -22,6 +22,7 @@ func (w *writer) commitBatch(ctx context.Context, batch []*rowResult, failed map
 			return err
 		}
 	}
+	w.u.own.unstaged(batch)
 	for _, res := range batch {
 		if !res.lost {
 			w.countRow(ctx, res, failed[res])

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/tidemark/tidemark/internal/statestore"
@@ -54,6 +55,10 @@ type owners struct {
 	// wrote in: their next try knows of them, from their staged tracking,
 	// so they stay until then.
 	held map[trackKey]bool
+	// staged holds, once a batch deleting a row container needed it, the
+	// staged sections of the flow's rows that have any (see stagedIndex).
+	stagedMu sync.Mutex
+	staged   map[int64][]statestore.Section
 }
 
 // remake is a row container's write that invalidated what is in it, by
@@ -319,13 +324,12 @@ func (ow *owners) settleShared(ctx context.Context, batch []*rowResult) (err err
 }
 
 // keepFilled cancels the deletions of row containers, among those settled
-// in slots, that a row outside the batch may still hold a state in, which
-// only its staged tracking knows of: a row whose update stopped (crashed)
-// after it wrote there and before its commit. That row's next update, or
-// its deletion once a listing leaves it out, settles what it wrote, and
-// the container with it: every row that declares in a container declares
-// the container. It pages through the rows of the update's sources, but
-// only for a batch that deletes a row container, which is rare.
+// in slots, that a row outside the batch (or one of it that failed) may
+// still hold a state in, which only its staged tracking knows of: a row
+// whose update stopped (crashed) after it wrote there and before its
+// commit. That row's next update, or its deletion once a listing leaves
+// it out, settles what it wrote, and the container with it: every row
+// that declares in a container declares the container.
 func (ow *owners) keepFilled(ctx context.Context, batch []*rowResult, slots map[statestore.OwnerKey]*slot) error {
 	var dels []*plannedAction
 	for _, s := range slots {
@@ -333,37 +337,34 @@ func (ow *owners) keepFilled(ctx context.Context, batch []*rowResult, slots map[
 			dels = append(dels, a)
 		}
 	}
-	if len(dels) == 0 || ow.u.opts.Preview {
+	return ow.keepStaged(ctx, batch, dels)
+}
+
+// keepStaged cancels those of the container deletions dels that a staged
+// state of a row other than the batch's own (but for its failed rows) is
+// in. The staged states of the flow's rows are paged through once per
+// update (once per batch in a shared pass, whose other workers stage and
+// commit meanwhile), and only for a batch that deletes a row container.
+func (ow *owners) keepStaged(ctx context.Context, batch []*rowResult, dels []*plannedAction) error {
+	if len(dels) == 0 {
 		return nil
 	}
-	inBatch := make(map[int64]bool, len(batch))
-	for _, res := range batch {
-		inBatch[res.id] = true
+	if err := ow.w.awaitCommit(); err != nil {
+		return err
 	}
-	var staged []int64
-	for _, run := range ow.w.runs {
-		if err := run.eachPage(ctx, func(page []statestore.RowMeta) error {
-			for _, m := range page {
-				if m.Staged && !inBatch[m.ID] {
-					staged = append(staged, m.ID)
-				}
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-	}
-	if len(staged) == 0 {
-		return nil
-	}
-	loaded, err := ow.loadRows(ctx, staged)
+	idx, err := ow.stagedIndex(ctx)
 	if err != nil {
 		return err
 	}
-	for _, t := range loaded {
-		_, sections, err := ow.u.decodeTracking(t)
-		if err != nil {
-			return fmt.Errorf("row %d: %w", t.ID, err)
+	settled := make(map[int64]bool, len(batch))
+	for _, res := range batch {
+		if res.kind != resultFailed {
+			settled[res.id] = true // its staged states are in its own plan
+		}
+	}
+	for id, sections := range idx {
+		if settled[id] {
+			continue
 		}
 		for _, sec := range sections {
 			for _, e := range sec.Entries {
@@ -376,6 +377,74 @@ func (ow *owners) keepFilled(ctx context.Context, batch []*rowResult, slots map[
 		}
 	}
 	return nil
+}
+
+// stagedIndex returns the staged sections of the flow's rows that have
+// any, by row id: from the state store the first time in an update (in a
+// shared pass, every time), then as commits since left them (unstaged).
+func (ow *owners) stagedIndex(ctx context.Context) (map[int64][]statestore.Section, error) {
+	ow.stagedMu.Lock()
+	idx := ow.staged
+	ow.stagedMu.Unlock()
+	if idx != nil && !ow.u.shared {
+		return idx, nil
+	}
+	e := ow.u.e
+	var ids []int64
+	for _, src := range e.flow.Sources {
+		id, err := e.sourceID(ctx, src.Name, true)
+		if err != nil {
+			return nil, err
+		}
+		if id == 0 {
+			continue // never updated
+		}
+		if err := e.eachRowPage(ctx, id, func(page []statestore.RowMeta) error {
+			for _, m := range page {
+				if m.Staged {
+					ids = append(ids, m.ID)
+				}
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	idx = make(map[int64][]statestore.Section, len(ids))
+	if len(ids) > 0 {
+		loaded, err := ow.loadRows(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range loaded {
+			_, sections, err := ow.u.decodeTracking(t)
+			if err != nil {
+				return nil, fmt.Errorf("row %d: %w", t.ID, err)
+			}
+			if len(sections) > 0 {
+				idx[t.ID] = sections
+			}
+		}
+	}
+	ow.stagedMu.Lock()
+	ow.staged = idx
+	ow.stagedMu.Unlock()
+	return idx, nil
+}
+
+// unstaged forgets the staged states of the rows a commit settled: updated
+// or deleted, not failed.
+func (ow *owners) unstaged(batch []*rowResult) {
+	ow.stagedMu.Lock()
+	defer ow.stagedMu.Unlock()
+	if ow.staged == nil {
+		return
+	}
+	for _, res := range batch {
+		if res.kind == resultUpdate || res.kind == resultGone || res.kind == resultBump {
+			delete(ow.staged, res.id)
+		}
+	}
 }
 
 // wroteRecords returns the records the value in the target may have, as
@@ -590,9 +659,24 @@ func (ow *owners) revive(ctx context.Context, batch []*rowResult, failed map[*ro
 	var (
 		out  []*plannedAction
 		rows []*rowResult
+		dels []*plannedAction
 	)
 	for i, a := range cands {
-		if owned[check[i]] || ow.u.opts.Preview {
+		if !owned[check[i]] && a.phase.class == deleteContainer {
+			dels = append(dels, a)
+		}
+	}
+	// A container deletion revived waits, as any, for a staged state of
+	// another row in it: keepStaged marks it cancelled again.
+	for _, a := range dels {
+		a.cancelled = false
+	}
+	if err := ow.keepStaged(ctx, batch, dels); err != nil {
+		return nil, err
+	}
+	for i, a := range cands {
+		if owned[check[i]] || ow.u.opts.Preview || a.cancelled && a.phase.class == deleteContainer {
+			a.cancelled = true
 			continue
 		}
 		a.cancelled = false

@@ -944,11 +944,17 @@ func (r *sourceRun) countGone(ctx context.Context) (all, gone int64, err error) 
 // eachPage pages through the source's rows by ascending id, handing each
 // page to fn.
 func (r *sourceRun) eachPage(ctx context.Context, fn func(page []statestore.RowMeta) error) error {
+	return r.u.e.eachRowPage(ctx, r.id, fn)
+}
+
+// eachRowPage pages through the rows of source id by ascending id, handing
+// each page to fn.
+func (e *Engine) eachRowPage(ctx context.Context, id int64, fn func(page []statestore.RowMeta) error) error {
 	var after int64
 	for {
 		var page []statestore.RowMeta
-		if err := r.u.e.do(ctx, "scan rows", func(ctx context.Context) (err error) {
-			page, err = r.u.e.store.RowScan(ctx, statestore.RowScanParams{SourceID: r.id, AfterID: after, Limit: 1000})
+		if err := e.do(ctx, "scan rows", func(ctx context.Context) (err error) {
+			page, err = e.store.RowScan(ctx, statestore.RowScanParams{SourceID: id, AfterID: after, Limit: 1000})
 			return err
 		}); err != nil {
 			return err

@@ -32,11 +32,12 @@ func (s *findCounter) OwnerFind(ctx context.Context, p statestore.OwnerFindParam
 }
 
 // sameKeys lists n keys, each declaring the target state "t" + key with
-// the value "v:" + key; Get waits for gate when it is set.
+// the value "v:" + key; when gate is set, Get waits for it for the keys
+// from the from-th on.
 type sameKeys struct {
-	n    int
-	gate chan struct{}
-	gets atomic.Int64
+	n, from int
+	gate    chan struct{}
+	gets    atomic.Int64
 }
 
 func (s *sameKeys) List(ctx context.Context) iter.Seq2[Listed, error] {
@@ -51,7 +52,9 @@ func (s *sameKeys) List(ctx context.Context) iter.Seq2[Listed, error] {
 
 func (s *sameKeys) Get(ctx context.Context, key string) (Fetched, error) {
 	s.gets.Add(1)
-	if s.gate != nil {
+	var i int
+	fmt.Sscanf(key, "%d", &i)
+	if s.gate != nil && i >= s.from {
 		select {
 		case <-s.gate:
 		case <-ctx.Done():

@@ -229,9 +229,9 @@ func (w *writer) write(ctx context.Context, batch []*rowResult) error {
 		if batch, err = w.keepClaimed(ctx, batch); err != nil || len(batch) == 0 {
 			return err
 		}
-		if err := w.u.own.writing(ctx); err != nil {
-			return err
-		}
+	}
+	if err := w.u.own.writing(ctx); err != nil {
+		return err
 	}
 	if err := w.u.own.resolve(ctx, batch); err != nil {
 		return err
