@@ -56,6 +56,10 @@ type lister struct {
 
 const unknownTime = math.MinInt64
 
+// maxRestarts bounds the readings of a query again because stories left
+// it between its pages.
+const maxRestarts = 3
+
 // tally counts the hits of a query: how many, how many were new, and the
 // oldest creation second among them.
 type tally struct {
@@ -105,7 +109,7 @@ func (l *lister) take(p *searchPage, where string, t *tally) bool {
 func (l *lister) query(filter, name string, first *searchPage) (tally, int, bool) {
 	hpp := l.s.opts.HitsPerPage
 	var t tally
-	nbHits := -1
+	nbHits, restarts := -1, 0
 	for page := 0; ; page++ {
 		p := first
 		first = nil
@@ -117,6 +121,18 @@ func (l *lister) query(filter, name string, first *searchPage) (tally, int, bool
 			}
 		}
 		if p.NbHits != nil {
+			if nbHits >= 0 && *p.NbHits < nbHits && len(p.Hits) > 0 {
+				// A story left the query since an earlier page: the
+				// pages after it shifted up, and one may have moved onto
+				// a page read already. The query is read again from its
+				// first page; the ids seen are skipped.
+				if restarts++; restarts > maxRestarts {
+					l.fail(tidemark.Retryable(fmt.Errorf("hackernews: listing: %s: the stories changed under %d readings of it in a row", name, restarts)))
+					return t, nbHits, false
+				}
+				nbHits, t.hits, page = -1, 0, -1
+				continue
+			}
 			nbHits = *p.NbHits
 		}
 		if !l.take(p, fmt.Sprintf("%s, page %d", name, page), &t) {

@@ -121,8 +121,9 @@ type Request struct {
 	NotFoundOK bool
 	// Conditional asks with the validators the URL's last success
 	// answered with (its ETag as If-None-Match, its Last-Modified as
-	// If-Modified-Since), and makes a 304 Not Modified return
-	// ErrNotModified without reading the body.
+	// If-Modified-Since). A 304 Not Modified to a request that sent a
+	// validator (from Conditional or Header) returns ErrNotModified
+	// without reading the body; to one that sent none, it is an HTTPError.
 	Conditional bool
 	// Header holds more headers to send.
 	Header http.Header
@@ -347,7 +348,7 @@ func (c *Client) attempt(ctx context.Context, r Request, read func(*Response) er
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
 		resp.Body.Close()
 	}()
-	if resp.StatusCode == http.StatusNotModified && r.Conditional {
+	if resp.StatusCode == http.StatusNotModified && (req.Header.Get("If-None-Match") != "" || req.Header.Get("If-Modified-Since") != "") {
 		c.notModified.Add(1)
 		return ErrNotModified
 	}

@@ -54,6 +54,7 @@ type JSONSource struct {
 	// its body, and its headers (a Link to the next page).
 	mu    sync.Mutex
 	pages map[string]keptPage
+	kept  int // bytes in pages
 }
 
 // keptPage is a listing page's last success.
@@ -61,6 +62,10 @@ type keptPage struct {
 	body   []byte
 	header http.Header
 }
+
+// maxKeptPages bounds the bytes of the listing pages a JSONSource keeps
+// for their 304s: past it, pages are asked for unconditionally.
+const maxKeptPages = 4 << 20
 
 var _ tidemark.Source[string, Item] = (*JSONSource)(nil)
 
@@ -170,14 +175,26 @@ func (s *JSONSource) listed(it any) (tidemark.Listed[string], error) {
 	return l, nil
 }
 
-// page gets a listing page, conditionally: a 304 reads the body kept from
-// its last success.
+// page gets a listing page, conditionally: with the validators of the
+// page it kept (its own: a Client shared with another source answers
+// for its pages), a 304 reads that page's body and headers again.
 func (s *JSONSource) page(ctx context.Context, u string) (any, *Response, error) {
+	s.mu.Lock()
+	kept, ok := s.pages[u]
+	s.mu.Unlock()
+	h := http.Header{}
+	if ok {
+		if v := kept.header.Get("ETag"); v != "" {
+			h.Set("If-None-Match", v)
+		} else if v := kept.header.Get("Last-Modified"); v != "" {
+			h.Set("If-Modified-Since", v)
+		}
+	}
 	var (
 		body []byte
 		resp *Response
 	)
-	err := s.c.Get(ctx, Request{URL: u, Endpoint: "list", Conditional: true}, func(r *Response) error {
+	err := s.c.Get(ctx, Request{URL: u, Endpoint: "list", Header: h}, func(r *Response) error {
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
 			return err
@@ -186,22 +203,12 @@ func (s *JSONSource) page(ctx context.Context, u string) (any, *Response, error)
 		return nil
 	})
 	switch {
-	case errors.Is(err, ErrNotModified):
-		s.mu.Lock()
-		kept, ok := s.pages[u]
-		s.mu.Unlock()
-		if !ok {
-			// Validators without the page (forgotten): ask in full.
-			s.c.Forget(u)
-			return s.page(ctx, u)
-		}
+	case errors.Is(err, ErrNotModified) && ok:
 		body, resp = kept.body, &Response{StatusCode: http.StatusNotModified, Header: kept.header, Body: bytes.NewReader(kept.body)}
 	case err != nil:
 		return nil, nil, err
 	default:
-		s.mu.Lock()
-		s.pages[u] = keptPage{body: body, header: resp.Header.Clone()}
-		s.mu.Unlock()
+		s.keep(u, body, resp.Header)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -210,6 +217,22 @@ func (s *JSONSource) page(ctx context.Context, u string) (any, *Response, error)
 		return nil, nil, fmt.Errorf("httpsource: listing page %s: %w", u, err)
 	}
 	return page, resp, nil
+}
+
+// keep keeps a page's body and headers for its next 304, within
+// maxKeptPages.
+func (s *JSONSource) keep(u string, body []byte, h http.Header) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.pages[u]; ok {
+		s.kept -= len(old.body)
+		delete(s.pages, u)
+	}
+	if h.Get("ETag") == "" && h.Get("Last-Modified") == "" || s.kept+len(body) > maxKeptPages {
+		return
+	}
+	s.pages[u] = keptPage{body: body, header: h.Clone()}
+	s.kept += len(body)
 }
 
 // Item is a JSONSource row's value: an item's JSON.
@@ -240,11 +263,12 @@ func (it Item) Decode(ctx context.Context, v any) error {
 	return json.Unmarshal(it.Raw, v)
 }
 
-// MarshalJSON returns the item's JSON, which the engine fingerprints when
-// the server gives no ETag.
+// MarshalJSON returns the item's JSON. An item the server answered 304
+// for has no body: MarshalJSON fails then, rather than write null; Decode
+// asks for the body.
 func (it Item) MarshalJSON() ([]byte, error) {
 	if it.Raw == nil {
-		return []byte("null"), nil
+		return nil, errors.New("httpsource: the item's body was not sent (304 Not Modified): read it with Item.Decode")
 	}
 	return it.Raw, nil
 }
@@ -267,7 +291,7 @@ func (s *JSONSource) Get(ctx context.Context, key string) (tidemark.Fetched[Item
 		if !json.Valid(b) {
 			return Permanent(fmt.Errorf("item %s: the body is not JSON", key))
 		}
-		f = tidemark.Fetched[Item]{Exists: true, Value: Item{Raw: b, s: s, key: key}, Fingerprint: validatorOf(r.Header.Get("ETag"), r.Header.Get("Last-Modified"))}
+		f = tidemark.Fetched[Item]{Exists: true, Value: Item{Raw: b, s: s, key: key}, Fingerprint: etagPrint(r.Header.Get("ETag"))}
 		return nil
 	})
 	switch {
@@ -275,21 +299,25 @@ func (s *JSONSource) Get(ctx context.Context, key string) (tidemark.Fetched[Item
 		return tidemark.Fetched[Item]{}, nil
 	case errors.Is(err, ErrNotModified):
 		v, _ := s.c.validator(u)
-		return tidemark.Fetched[Item]{Exists: true, Value: Item{s: s, key: key}, Fingerprint: validatorOf(v.etag, v.lastModified)}, nil
+		if v.etag == "" {
+			// Not modified since a Last-Modified, of one-second grain:
+			// no fingerprint to trust, so the body is asked for.
+			s.c.Forget(u)
+			return s.Get(ctx, key)
+		}
+		return tidemark.Fetched[Item]{Exists: true, Value: Item{s: s, key: key}, Fingerprint: etagPrint(v.etag)}, nil
 	case err != nil:
 		return tidemark.Fetched[Item]{}, err
 	}
 	return f, nil
 }
 
-// validatorOf is the fingerprint of a response's validators: nil without
-// any (the engine then fingerprints the value).
-func validatorOf(etag, lastModified string) []byte {
-	switch {
-	case etag != "":
-		return []byte("etag:" + etag)
-	case lastModified != "":
-		return []byte("lm:" + lastModified)
+// etagPrint is the fingerprint of an ETag: nil without one (the engine
+// then fingerprints the body). Last-Modified is no fingerprint: two
+// versions within a second share it.
+func etagPrint(etag string) []byte {
+	if etag == "" {
+		return nil
 	}
-	return nil
+	return []byte("etag:" + etag)
 }

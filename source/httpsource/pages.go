@@ -22,25 +22,82 @@ type linkNext struct{}
 
 func (linkNext) Next(cur *url.URL, resp *Response, _ any, _ int) (string, error) {
 	for _, h := range resp.Header.Values("Link") {
-		for part := range strings.SplitSeq(h, ",") {
-			target, params, ok := strings.Cut(strings.TrimSpace(part), ";")
-			target = strings.TrimSpace(target)
-			if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
-				continue
-			}
-			for p := range strings.SplitSeq(params, ";") {
-				k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-				if strings.EqualFold(strings.TrimSpace(k), "rel") && hasRel(strings.Trim(strings.TrimSpace(v), `"`), "next") {
-					next, err := cur.Parse(target[1 : len(target)-1])
-					if err != nil {
-						return "", fmt.Errorf("httpsource: Link header: %w", err)
-					}
-					return next.String(), nil
+		for _, l := range parseLinks(h) {
+			if hasRel(l.params["rel"], "next") {
+				next, err := cur.Parse(l.target)
+				if err != nil {
+					return "", fmt.Errorf("httpsource: Link header: %w", err)
 				}
+				return next.String(), nil
 			}
 		}
 	}
 	return "", nil
+}
+
+// link is one link of a Link header: its target and parameters, names in
+// lower case.
+type link struct {
+	target string
+	params map[string]string
+}
+
+// parseLinks parses a Link header (RFC 8288): links separated by commas
+// outside their <target> and quoted values, which may hold commas.
+func parseLinks(h string) []link {
+	var out []link
+	for i := 0; i < len(h); {
+		lt := strings.IndexByte(h[i:], '<')
+		if lt < 0 {
+			break
+		}
+		gt := strings.IndexByte(h[i+lt:], '>')
+		if gt < 0 {
+			break
+		}
+		l := link{target: h[i+lt+1 : i+lt+gt], params: make(map[string]string)}
+		j := i + lt + gt + 1
+		// Parameters up to the next comma outside quotes.
+		for j < len(h) && h[j] != ',' {
+			if h[j] != ';' {
+				j++
+				continue
+			}
+			j++
+			start := j
+			for j < len(h) && h[j] != '=' && h[j] != ';' && h[j] != ',' {
+				j++
+			}
+			name := strings.ToLower(strings.TrimSpace(h[start:j]))
+			value := ""
+			if j < len(h) && h[j] == '=' {
+				j++
+				for j < len(h) && h[j] == ' ' {
+					j++
+				}
+				if j < len(h) && h[j] == '"' {
+					end := strings.IndexByte(h[j+1:], '"')
+					if end < 0 {
+						end = len(h) - j - 1
+					}
+					value = h[j+1 : j+1+end]
+					j += end + 2
+				} else {
+					start := j
+					for j < len(h) && h[j] != ';' && h[j] != ',' {
+						j++
+					}
+					value = strings.TrimSpace(h[start:j])
+				}
+			}
+			if _, seen := l.params[name]; !seen && name != "" {
+				l.params[name] = value
+			}
+		}
+		out = append(out, l)
+		i = j + 1
+	}
+	return out
 }
 
 func hasRel(rels, want string) bool {
@@ -80,7 +137,10 @@ func (c cursor) Next(cur *url.URL, _ *Response, page any, _ int) (string, error)
 }
 
 // PageNumber asks for pages first, first+1, … as the query parameter
-// param; the listing ends on a page with no items.
+// param; the listing ends on a page with no items. Offset pages shift
+// when an item is removed from a page already read: the item that moved
+// up onto it is not listed, and is deleted until the next listing finds
+// it again. Prefer LinkNext or Cursor where the API has a stable cursor.
 func PageNumber(param string, first int) Pager { return pageNumber{param: param, first: first} }
 
 type pageNumber struct {

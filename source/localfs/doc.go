@@ -3,8 +3,10 @@
 // pattern) is a row, keyed by its path relative to the directory, with
 // slashes.
 //
-// A row's ordinal is the file's modification time in microseconds, so an
-// update opens only the files whose mtime moved; Get then fingerprints
+// A row's ordinal is the file's modification time in microseconds (on
+// Linux the later of its mtime and ctime, which moves on every change and
+// cannot be set back: a file replaced by an older copy is read again), so
+// an update opens only the files whose times moved; Get then fingerprints
 // the bytes (SHA-256, streamed), so a file touched without a change is
 // not processed again. The value is a File, which the processing function
 // reads or opens: a large file is streamed, never held whole by the
@@ -13,7 +15,10 @@
 // The directory is opened as an os.Root: a symbolic link is followed only
 // to a file inside it, never out of it, and a link to a directory is not
 // walked (no loops). A key that names a path outside the directory, or
-// one the patterns leave out, is gone.
+// one the patterns leave out, is gone; so is anything but a regular file
+// (a named pipe is never opened). A file whose name is not UTF-8 is never
+// a row. A directory that cannot be read fails the listing, which then
+// deletes nothing.
 //
 // In live mode the source's change stream (tidemark.Watcher) comes from
 // fsnotify, over every directory of the tree, debounced (Options.Debounce):

@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tidemark/tidemark"
 )
@@ -182,11 +184,18 @@ func (s *Source) List(ctx context.Context) iter.Seq2[tidemark.Listed[string], er
 				return cerr
 			}
 			if err != nil {
-				if name == "." {
-					return err
+				if errors.Is(err, fs.ErrNotExist) && name != "." {
+					return nil // removed while listed: gone
 				}
-				s.log.WarnContext(ctx, "localfs: skipping an entry it cannot read", "path", name, "err", err)
-				if d != nil && d.IsDir() {
+				// An unreadable directory ends the listing as
+				// incomplete: what is under it must not be deleted.
+				return err
+			}
+			if !utf8.ValidString(name) {
+				// A key is text: such a file is never a row, in the
+				// listing as in Get.
+				s.log.WarnContext(ctx, "localfs: skipping a file whose name is not UTF-8", "path", strings.ToValidUTF8(name, "\ufffd"))
+				if d.IsDir() {
 					return fs.SkipDir
 				}
 				return nil
@@ -208,7 +217,7 @@ func (s *Source) List(ctx context.Context) iter.Seq2[tidemark.Listed[string], er
 			if fi == nil {
 				return nil
 			}
-			if !yield(tidemark.Listed[string]{Key: name, Ordinal: tidemark.Ordinal(fi.ModTime().UnixMicro())}, nil) {
+			if !yield(tidemark.Listed[string]{Key: name, Ordinal: ordinalOf(fi)}, nil) {
 				return stopped
 			}
 			return nil
@@ -237,11 +246,15 @@ func (s *Source) stat(name string, d fs.DirEntry) (fs.FileInfo, error) {
 // of its bytes (as the fingerprint), streamed. A key that is no file of
 // the directory, or that the patterns leave out, is gone.
 func (s *Source) Get(ctx context.Context, key string) (tidemark.Fetched[File], error) {
-	if !fs.ValidPath(key) || key == "." || strings.Contains(key, `\`) || !s.matches(key) {
+	if !fs.ValidPath(key) || key == "." || !utf8.ValidString(key) || !s.matches(key) {
 		return tidemark.Fetched[File]{}, nil
 	}
 	name := filepath.FromSlash(key)
-	f, err := s.root.Open(name)
+	// Only a regular file is opened: opening a named pipe would block.
+	if fi, err := s.root.Stat(name); err == nil && !fi.Mode().IsRegular() {
+		return tidemark.Fetched[File]{}, nil
+	}
+	f, err := s.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return tidemark.Fetched[File]{}, nil
@@ -267,7 +280,7 @@ func (s *Source) Get(ctx context.Context, key string) (tidemark.Fetched[File], e
 	return tidemark.Fetched[File]{
 		Exists:      true,
 		Value:       File{Path: key, Size: fi.Size(), ModTime: fi.ModTime(), root: s.root},
-		Ordinal:     tidemark.Ordinal(fi.ModTime().UnixMicro()),
+		Ordinal:     ordinalOf(fi),
 		Fingerprint: h.Sum(nil),
 	}, nil
 }

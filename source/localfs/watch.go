@@ -100,7 +100,7 @@ func (s *Source) Watch(ctx context.Context, notify func(tidemark.Change[string])
 				delete(pending, key)
 				ord := tidemark.NoOrdinal
 				if fi, err := s.root.Stat(filepath.FromSlash(key)); err == nil && fi.Mode().IsRegular() {
-					ord = tidemark.Ordinal(fi.ModTime().UnixMicro())
+					ord = ordinalOf(fi)
 				}
 				if err := notify(tidemark.Change[string]{Key: key, Ordinal: ord}); err != nil {
 					return err

@@ -57,8 +57,14 @@ type Source struct {
 	cols     string // the value's columns, over t
 	where    string // " AND (…)" or ""
 	// name is what the trigger, its function and the channel are named
-	// after: a hash of the table's name.
+	// after: a hash of the source's table, key, columns, ordinal and
+	// filter, so that sources of other flows over the table have their own.
 	name string
+	// view says the table is a view, which has no trigger: no change
+	// stream, the periodic listing alone.
+	view bool
+	// keyTypes are the key columns' types, for the casts of a key.
+	keyTypes []string
 }
 
 var (
@@ -105,6 +111,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, o Options) (*Source, error) {
 			return nil, err
 		}
 		matches = append(matches, fmt.Sprintf("t.%s = $%d::%s", ident(k), i+1, t))
+		s.keyTypes = append(s.keyTypes, t)
 	}
 	s.keyExpr = s.keyOver("t")
 	s.keyMatch = strings.Join(matches, " AND ")
@@ -136,11 +143,19 @@ func New(ctx context.Context, pool *pgxpool.Pool, o Options) (*Source, error) {
 		s.cols = strings.Join(cs, ", ")
 		s.fpExpr = "md5(ROW(" + s.cols + ")::text)"
 	}
-	if o.Where != "" {
-		s.where = " AND (" + o.Where + ")"
+	// A row with a NULL key part has no key: it is no row, in the
+	// listing as in Get (where = never holds for NULL).
+	for _, k := range o.Key {
+		s.where += " AND t." + ident(k) + " IS NOT NULL"
 	}
-	h := sha256.Sum256([]byte(o.Schema + "\x00" + o.Table))
+	if o.Where != "" {
+		s.where += " AND (" + o.Where + ")"
+	}
+	h := sha256.Sum256([]byte(strings.Join([]string{o.Schema, o.Table, strings.Join(o.Key, "\x01"), o.Ordinal, strings.Join(o.Columns, "\x01"), o.Where}, "\x00")))
 	s.name = "tidemark_" + hex.EncodeToString(h[:6])
+	if err := pool.QueryRow(ctx, `SELECT relkind IN ('v', 'm') FROM pg_class WHERE oid = $1::regclass`, s.table).Scan(&s.view); err != nil {
+		return nil, fmt.Errorf("source/postgres: table %s.%s: %w", o.Schema, o.Table, err)
+	}
 	// The filter is checked once, by asking for no row.
 	if _, err := pool.Exec(ctx, "SELECT 1 FROM "+s.table+" AS t WHERE false"+s.where); err != nil {
 		return nil, fmt.Errorf("source/postgres: the filter %q: %w", o.Where, err)
@@ -267,6 +282,41 @@ func (s *Source) keyArgs(key string) ([]any, bool) {
 	return args, true
 }
 
+// getError is the error of a Get of the key args that failed with err. A
+// data exception (SQLSTATE class 22) is the key's own when the key does
+// not cast to the key columns' types: no row has that key. Otherwise it is
+// the row's data failing the filter or a cast, which fails the row (a
+// retry does not fix it); it is not gone.
+func (s *Source) getError(ctx context.Context, args []any, err error) error {
+	var pgErr interface{ SQLState() string }
+	if !errors.As(err, &pgErr) || !strings.HasPrefix(pgErr.SQLState(), "22") {
+		return s.fail("reading", ctx, err)
+	}
+	casts := make([]string, len(args))
+	for i, t := range s.keyTypes {
+		casts[i] = fmt.Sprintf("$%d::%s", i+1, t)
+	}
+	if _, cerr := s.pool.Exec(ctx, "SELECT "+strings.Join(casts, ", "), args...); cerr != nil {
+		if errors.As(cerr, &pgErr) && strings.HasPrefix(pgErr.SQLState(), "22") {
+			return errNoSuchKey
+		}
+		return s.fail("reading", ctx, cerr)
+	}
+	return fmt.Errorf("source/postgres: reading %s.%s: %w", s.o.Schema, s.o.Table, err)
+}
+
+// gone returns what a Get that failed with err returns: the row gone
+// when no row can have the key, else the error.
+func (s *Source) gone(ctx context.Context, args []any, err error) (tidemark.Fetched[Row], error) {
+	if err := s.getError(ctx, args, err); !errors.Is(err, errNoSuchKey) {
+		return tidemark.Fetched[Row]{}, err
+	}
+	return tidemark.Fetched[Row]{}, nil
+}
+
+// errNoSuchKey is getError's word for a key no row can have.
+var errNoSuchKey = errors.New("no such key")
+
 // Get reads the row key: its columns, its ordinal and its content's MD5
 // (the fingerprint). A key no row has, or that the filter leaves out, is
 // gone; so is a key that cannot be one.
@@ -278,20 +328,12 @@ func (s *Source) Get(ctx context.Context, key string) (tidemark.Fetched[Row], er
 	rows, err := s.pool.Query(ctx, fmt.Sprintf("SELECT %s, %s, %s FROM %s AS t WHERE %s%s",
 		s.ordExpr, s.fpExpr, s.cols, s.table, s.keyMatch, s.where), args...)
 	if err != nil {
-		var pgErr interface{ SQLState() string }
-		if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.SQLState(), "22") {
-			return tidemark.Fetched[Row]{}, nil // a key that is not of the column's type
-		}
-		return tidemark.Fetched[Row]{}, s.fail("reading", ctx, err)
+		return s.gone(ctx, args, err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			var pgErr interface{ SQLState() string }
-			if errors.As(err, &pgErr) && strings.HasPrefix(pgErr.SQLState(), "22") {
-				return tidemark.Fetched[Row]{}, nil
-			}
-			return tidemark.Fetched[Row]{}, s.fail("reading", ctx, err)
+			return s.gone(ctx, args, err)
 		}
 		return tidemark.Fetched[Row]{}, nil
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tidemark/tidemark"
 )
 
@@ -18,6 +20,9 @@ const maxPayload = 7900
 // schema. Watch calls it; it needs the rights to create a function and a
 // trigger on the table.
 func (s *Source) Install(ctx context.Context) error {
+	if s.view {
+		return nil // a view has no trigger: the listing finds its changes
+	}
 	fn := ident(s.o.Schema) + "." + ident(s.name+"_notify")
 	changed := make([]string, len(s.o.Key))
 	for i, k := range s.o.Key {
@@ -38,10 +43,25 @@ func (s *Source) Install(ctx context.Context) error {
   END IF;
   RETURN NULL;
 END`, notify("OLD"), notify("NEW"), strings.Join(changed, " OR "), notify("OLD"))
-	sql := fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $tidemark$%s$tidemark$;
+	// The body's dollar quote is one its text (identifiers included)
+	// does not hold.
+	tag := "$tm$"
+	for strings.Contains(body, tag) {
+		tag = tag[:len(tag)-1] + "x$"
+	}
+	sql := fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s%s%s;
 CREATE OR REPLACE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s()`,
-		fn, body, ident(s.name), s.table, fn)
-	if _, err := s.pool.Exec(ctx, sql); err != nil {
+		fn, tag, body, tag, ident(s.name), s.table, fn)
+	// Two installs at once (two workers entering live mode) would race
+	// on the function's catalog row: they take turns.
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", s.name); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, sql)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("source/postgres: installing the change trigger on %s.%s: %w", s.o.Schema, s.o.Table, err)
 	}
 	return nil
@@ -50,6 +70,9 @@ CREATE OR REPLACE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW
 // DropSource implements tidemark.SourceDropper: it removes the trigger and
 // its function, if installed.
 func (s *Source) DropSource(ctx context.Context) error {
+	if s.view {
+		return nil
+	}
 	sql := fmt.Sprintf(`DROP TRIGGER IF EXISTS %s ON %s; DROP FUNCTION IF EXISTS %s()`,
 		ident(s.name), s.table, ident(s.o.Schema)+"."+ident(s.name+"_notify"))
 	if _, err := s.pool.Exec(ctx, sql); err != nil {
@@ -63,6 +86,14 @@ func (s *Source) DropSource(ctx context.Context) error {
 // ordinal (the row is read again). It returns when ctx ends or the
 // connection fails; live mode restarts it, and lists the table meanwhile.
 func (s *Source) Watch(ctx context.Context, notify func(tidemark.Change[string]) error) error {
+	if s.view {
+		// No change stream over a view: live mode's periodic listing
+		// alone finds its changes. Returning would have it restart the
+		// stream, again and again.
+		s.log.InfoContext(ctx, "source/postgres: a view has no change trigger; its changes are found by the periodic listing", "table", s.o.Schema+"."+s.o.Table)
+		<-ctx.Done()
+		return context.Cause(ctx)
+	}
 	if err := s.Install(ctx); err != nil {
 		return err
 	}
