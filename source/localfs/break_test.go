@@ -153,3 +153,40 @@ func TestBreakGetFIFOHangs(t *testing.T) {
 		t.Fatal("Get of a FIFO is still blocked 1.8s after its context ended")
 	}
 }
+// TestBreakWatchRenamedDirectory: after `mv d e`, a file edited in e/sub
+// is announced under its old path d/sub (fsnotify keeps the old path of
+// the subdirectory's watch, and Watch's Add of e/sub gets that watch
+// back): the edit of e/sub/x.md never reaches the targets in live mode,
+// and a change of a key that does not exist is announced instead.
+func TestBreakWatchRenamedDirectory(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write(t, dir, map[string]string{"d/sub/x.md": "x"})
+	s, err := localfs.New(dir, localfs.Options{Include: []string{"**/*.md"}, Debounce: 20 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	changes := make(chan tidemark.Change[string], 64)
+	go s.Watch(ctx, func(c tidemark.Change[string]) error { changes <- c; return nil })
+	time.Sleep(100 * time.Millisecond) // the watch is set up
+	require.NoError(t, os.Rename(filepath.Join(dir, "d"), filepath.Join(dir, "e")))
+	time.Sleep(300 * time.Millisecond) // the rename's announcements
+	for len(changes) > 0 {
+		t.Logf("after the rename: %+v", <-changes)
+	}
+	write(t, dir, map[string]string{"e/sub/x.md": "edited"})
+	var got []string
+	deadline := time.After(2 * time.Second)
+	for {
+		select {
+		case c := <-changes:
+			got = append(got, c.Key)
+			if c.Key == "e/sub/x.md" {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("the edit of e/sub/x.md was announced as %q", got)
+		}
+	}
+}

@@ -12,7 +12,9 @@
 // reads or opens: a large file is streamed, never held whole by the
 // source.
 //
-// The directory is opened as an os.Root: a symbolic link is followed only
+// The directory is opened once, by New, as an os.Root (a path through a
+// symbolic link that a deploy later switches keeps naming the directory it
+// named then: open a new Source after the switch): a symbolic link is followed only
 // to a file inside it, never out of it, and a link to a directory is not
 // walked (no loops). A key that names a path outside the directory, or
 // one the patterns leave out, is gone; so is anything but a regular file

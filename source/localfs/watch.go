@@ -78,6 +78,17 @@ func (s *Source) Watch(ctx context.Context, notify func(tidemark.Change[string])
 			if rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
 				continue
 			}
+			if ev.Has(fsnotify.Rename) || ev.Has(fsnotify.Remove) {
+				// A directory moved or removed: its watches would go on
+				// reporting under its old path. They go; the new path's
+				// Create watches it again, and the listing finds what
+				// left with the old one.
+				for _, p := range w.WatchList() {
+					if p == ev.Name || strings.HasPrefix(p, ev.Name+string(filepath.Separator)) {
+						_ = w.Remove(p)
+					}
+				}
+			}
 			if ev.Has(fsnotify.Create) {
 				if fi, err := s.root.Lstat(filepath.FromSlash(rel)); err == nil && fi.IsDir() {
 					if s.mayHold(rel) {
