@@ -153,6 +153,7 @@ func TestBreakGetFIFOHangs(t *testing.T) {
 		t.Fatal("Get of a FIFO is still blocked 1.8s after its context ended")
 	}
 }
+
 // TestBreakWatchRenamedDirectory: after `mv d e`, a file edited in e/sub
 // is announced under its old path d/sub (fsnotify keeps the old path of
 // the subdirectory's watch, and Watch's Add of e/sub gets that watch
