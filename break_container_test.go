@@ -8,7 +8,6 @@ package tidemark_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,23 +15,15 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tidemark/tidemark"
-	"github.com/tidemark/tidemark/target"
 	"github.com/tidemark/tidemark/tidemarktest"
 	"github.com/tidemark/tidemark/tidemarktype"
 )
 
-// folderProcess declares, in the tree, what propProcess does: for each
-// folder c a directory dc with a file n, and in it a directory r<id> of the
-// row's own, with a file v and a tag.
+// folderProcess declares row's folders in the tree, as propProcess does
+// (declareFolders), and nothing else.
 func folderProcess(logic int, tree *tidemark.Target[tidemarktest.Node]) tidemark.ProcessFunc[int, propItem] {
 	return func(_ context.Context, r *tidemark.Row, id int, it propItem) error {
-		for _, c := range it.Folders {
-			d := tidemark.Nest[tidemarktest.Node](r, tree, target.Key(fmt.Sprintf("d%d", c)), tidemarktest.Node{Dir: true, Epoch: logic % 2})
-			d.Declare(r, "n", tidemarktest.Node{Text: fmt.Sprint(it.Val % 3)})
-			own := tidemark.Nest[tidemarktest.Node](r, d, target.Key(fmt.Sprintf("r%d", id)), tidemarktest.Node{Dir: true})
-			own.Declare(r, "v", tidemarktest.Node{Text: fmt.Sprint(it.Val)})
-			tidemark.Attach(own, "tag", "t", fmt.Sprint(it.Val%2))
-		}
+		declareFolders(r, tree, logic, id, it)
 		return nil
 	}
 }

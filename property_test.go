@@ -82,13 +82,7 @@ type propWorld struct {
 // directory r<id> of the row's own, with a file v and a tag.
 func propProcess(logic int, nodes *tidemark.Target[propNode], links *tidemark.Target[propLink], claims *tidemark.Target[propClaim], tree *tidemark.Target[tidemarktest.Node]) tidemark.ProcessFunc[int, propItem] {
 	return func(_ context.Context, r *tidemark.Row, id int, it propItem) error {
-		for _, c := range it.Folders {
-			d := tidemark.Nest[tidemarktest.Node](r, tree, target.Key(fmt.Sprintf("d%d", c)), tidemarktest.Node{Dir: true, Epoch: logic % 2})
-			d.Declare(r, "n", tidemarktest.Node{Text: fmt.Sprint(it.Val % 3)})
-			own := tidemark.Nest[tidemarktest.Node](r, d, target.Key(fmt.Sprintf("r%d", id)), tidemarktest.Node{Dir: true})
-			own.Declare(r, "v", tidemarktest.Node{Text: fmt.Sprint(it.Val)})
-			tidemark.Attach(own, "tag", "t", fmt.Sprint(it.Val%2))
-		}
+		declareFolders(r, tree, logic, id, it)
 		for _, c := range it.Claims {
 			claims.Declare(r, target.Key(fmt.Sprintf("c%d", c)), propClaim{N: c, Note: fmt.Sprint(it.Val % 3)})
 		}
@@ -100,6 +94,19 @@ func propProcess(logic int, nodes *tidemark.Target[propNode], links *tidemark.Ta
 			links.Declare(r, target.Key(fmt.Sprintf("%d-%d", a, b)), propLink{A: a, B: b, Note: fmt.Sprintf("by %d at %d", id, it.Val)})
 		}
 		return nil
+	}
+}
+
+// declareFolders declares row id's folders in the tree: for each folder c
+// a directory dc with a file n, and in it a directory r<id> of the row's
+// own, with a file v and a tag.
+func declareFolders(r *tidemark.Row, tree *tidemark.Target[tidemarktest.Node], logic, id int, it propItem) {
+	for _, c := range it.Folders {
+		d := tidemark.Nest[tidemarktest.Node](r, tree, target.Key(fmt.Sprintf("d%d", c)), tidemarktest.Node{Dir: true, Epoch: logic % 2})
+		d.Declare(r, "n", tidemarktest.Node{Text: fmt.Sprint(it.Val % 3)})
+		own := tidemark.Nest[tidemarktest.Node](r, d, target.Key(fmt.Sprintf("r%d", id)), tidemarktest.Node{Dir: true})
+		own.Declare(r, "v", tidemarktest.Node{Text: fmt.Sprint(it.Val)})
+		tidemark.Attach(own, "tag", "t", fmt.Sprint(it.Val%2))
 	}
 }
 

@@ -209,7 +209,7 @@ func (s *Source) List(ctx context.Context) iter.Seq2[tidemark.Listed[string], er
 			if !s.matches(name) {
 				return nil
 			}
-			fi, err := s.stat(name, d)
+			fi, err := s.stat(name)
 			if err != nil {
 				s.log.WarnContext(ctx, "localfs: skipping a file", "path", name, "err", err)
 				return nil
@@ -231,7 +231,7 @@ func (s *Source) List(ctx context.Context) iter.Seq2[tidemark.Listed[string], er
 // stat returns the file info of a regular file, following a symbolic link
 // inside the directory; nil for anything else (a directory, a device, a
 // link to a directory), and an error for a link out of the directory.
-func (s *Source) stat(name string, d fs.DirEntry) (fs.FileInfo, error) {
+func (s *Source) stat(name string) (fs.FileInfo, error) {
 	fi, err := s.root.Stat(filepath.FromSlash(name)) // follows links, never out
 	if err != nil {
 		return nil, err
