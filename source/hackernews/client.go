@@ -56,12 +56,9 @@ func (c *client) stats() ClientStats {
 	}
 }
 
-// errNotFound is what get returns for a 404 when notFoundOK.
-var errNotFound = httpsource.ErrNotFound
-
 // get sends GET {base}/{path}?{query}, retrying transient failures, and
 // calls read with the body of a successful (2xx) response; read's error is
-// retried as transient unless it is a context's. A 404 returns errNotFound
+// retried as transient unless it is a context's. A 404 returns httpsource.ErrNotFound
 // when notFoundOK. The error returned after retries is never marked
 // transient: the caller has had its retries.
 func (c *client) get(ctx context.Context, endpoint, path string, query url.Values, notFoundOK bool, read func(io.Reader) error) error {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/tidemark/tidemark"
+	"github.com/tidemark/tidemark/source/httpsource"
 )
 
 // Source is the HackerNews source: it lists the newest threads of a tag
@@ -72,7 +73,7 @@ func (s *Source) Get(ctx context.Context, id string) (tidemark.Fetched[Thread], 
 		return err
 	})
 	switch {
-	case errors.Is(err, errNotFound):
+	case errors.Is(err, httpsource.ErrNotFound):
 		return tidemark.Fetched[Thread]{}, nil
 	case err != nil:
 		return tidemark.Fetched[Thread]{}, err

@@ -327,9 +327,7 @@ func (c *Client) attempt(ctx context.Context, r Request, read func(*Response) er
 	// out of reach of the limit on the bytes as sent.
 	req.Header.Set("Accept-Encoding", "gzip")
 	if r.Conditional {
-		c.mu.Lock()
-		v, ok := c.validators[r.URL]
-		c.mu.Unlock()
+		v, ok := c.validator(r.URL)
 		if ok && v.etag != "" {
 			req.Header.Set("If-None-Match", v.etag)
 		}
