@@ -65,7 +65,7 @@ type keptPage struct {
 
 // maxKeptPages bounds the bytes of the listing pages a JSONSource keeps
 // for their 304s: past it, pages are asked for unconditionally.
-const maxKeptPages = 4 << 20
+const maxKeptPages = 2 << 20
 
 var _ tidemark.Source[string, Item] = (*JSONSource)(nil)
 
