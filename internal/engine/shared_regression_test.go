@@ -307,21 +307,26 @@ func TestSharedRelistingThatFailsDeletesNothing(t *testing.T) {
 		res <- err
 	}()
 
-	// Every row but 0099 committed, by w1 or w2.
+	// Every row but 0099 committed, by w1 or w2. The test watches the pass
+	// by reading its table, not by joining it: a join could open the pass
+	// itself (before w1 did) or take w1's listing lease over (when a
+	// heartbeat is late on a loaded machine), for an hour.
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	passes := pgx.Identifier{schema}.Sanitize() + ".tidemark_passes"
 	var (
-		sid  int64
-		err  error
-		pass statestore.Pass
+		sid    int64
+		passID int64
 	)
 	require.Eventually(t, func() bool {
 		if sid, err = ghost.SourceFind(ctx, statestore.SourceEnsureParams{Flow: "shared", Name: "s"}); err != nil {
 			return false
 		}
-		pass, err = ghost.PassJoin(ctx, statestore.PassJoinParams{SourceID: sid, Worker: "ghost", TTL: time.Hour})
-		if err != nil || pass.ID == 0 || pass.Lister {
+		if err := conn.QueryRow(ctx, `SELECT id FROM `+passes+` WHERE source_id = $1 AND finished_at IS NULL`, sid).Scan(&passID); err != nil {
 			return false
 		}
-		pr, err := ghost.PassProgress(ctx, statestore.PassProgressParams{PassID: pass.ID})
+		pr, err := ghost.PassProgress(ctx, statestore.PassProgressParams{PassID: passID})
 		return err == nil && pr.Listed && pr.Done == n-1
 	}, 20*time.Second, 10*time.Millisecond)
 	// w2 stops (it finishes what it holds once the gate opens).
@@ -329,10 +334,7 @@ func TestSharedRelistingThatFailsDeletesNothing(t *testing.T) {
 
 	// w1 pauses for longer than its lease (simulated: its lease runs out),
 	// and a worker takes the lease over and dies at once (the ghost).
-	conn, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, fmt.Sprintf(`UPDATE %s.tidemark_passes SET lister_until = now() - interval '1 hour' WHERE id = $1`, pgx.Identifier{schema}.Sanitize()), pass.ID)
+	_, err = conn.Exec(ctx, `UPDATE `+passes+` SET lister_until = now() - interval '1 hour' WHERE id = $1`, passID)
 	require.NoError(t, err)
 	// The next listing fails after 10 keys.
 	src.mu.Lock()
