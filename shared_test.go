@@ -3,7 +3,9 @@ package tidemark_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,5 +141,45 @@ func TestSharedWorkersSplitAPass(t *testing.T) {
 		_, lonely := h.db.Rows("tags")[target.Key("only-30")]
 		require.False(t, lonely, "the tag no document declares is gone")
 		require.Equal(t, 1, ov.worst)
+	})
+}
+
+// TestSharedTakeOverListsRowsChangedSinceDone: a worker that takes over a
+// pass whose lister crashed lists again, and a row done earlier in the pass
+// that changed since needs work again: the update after the crash
+// converges, though it joins the crashed worker's pass.
+func TestSharedTakeOverListsRowsChangedSinceDone(t *testing.T) {
+	forEachSharedBackend(t, func(t *testing.T, backend string) {
+		h := newHarness(t, backend)
+		h.fill(20)
+		const ttl = 300 * time.Millisecond
+		opts := h.opts
+		opts.Batch = tidemark.BatchOptions{MaxRows: 2}
+		opts.Shared = tidemark.SharedOptions{Enabled: true, Worker: "w0", LeaseTTL: ttl, Poll: 5 * time.Millisecond}
+		var commits atomic.Int32
+		opts.Faults.BeforeCommit = func(context.Context) error {
+			if commits.Add(1) == 3 {
+				return errCrash
+			}
+			return nil
+		}
+		e := h.openOpts(h.src, opts)
+		_, err := e.Update(t.Context(), tidemark.UpdateOptions{})
+		e.Close()
+		require.ErrorIs(t, err, errCrash)
+		written := sortedKeys(h.db.Rows("docs"))
+		require.NotEmpty(t, written, "the batches before the crash committed")
+
+		// A row written before the crash changes; the next worker joins the
+		// pass left open, takes its lease over once it ran out, lists again.
+		changed, err := strconv.Atoi(written[0])
+		require.NoError(t, err)
+		h.src.Set(changed, doc{Title: "changed after it was done", Tags: []string{"even"}})
+		h.src.ResetCounts()
+		for i, err := range h.workers(1, ttl) {
+			require.NoError(t, err, "worker %d", i)
+		}
+		h.expectDocs()
+		require.Equal(t, 1, h.src.GetsOf()[changed], "the row changed since it was done is fetched again")
 	})
 }

@@ -44,8 +44,11 @@ type Coordinator interface {
 	// taken.
 	PassLease(ctx context.Context, p PassLeaseParams) error
 	// PassEnqueue adds claims of keys to the pass, under the lister's lease
-	// (ErrFenced when it was taken). A key the pass has already is left as
-	// it is.
+	// (ErrFenced when it was taken). A key the pass has already takes the
+	// new listed entry if it differs; when the key was done, it is then
+	// pending again: a lister that took over lists again, and a row that
+	// changed since it was done in this pass needs work again. A key
+	// enqueued again with the same entry is left as it is.
 	PassEnqueue(ctx context.Context, p PassEnqueueParams) error
 	// PassListed records that the lister's listing is complete: every key
 	// that needs work is enqueued.

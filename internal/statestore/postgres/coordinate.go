@@ -58,8 +58,13 @@ func newCoordQueries(r func(string) string) coordQueries {
 			put AS (INSERT INTO {{writers}} (target_id, worker) SELECT id, $2 FROM {{targets}} WHERE id = ANY($1::bigint[])
 				ON CONFLICT (target_id) DO UPDATE SET worker = EXCLUDED.worker WHERE {{writers}}.worker <> EXCLUDED.worker)
 			SELECT target_id FROM old WHERE worker <> $2 ORDER BY target_id`),
-		claimAdd: r(`INSERT INTO {{claims}} (pass_id, key, listed) SELECT $1, k, l FROM unnest($2::text[], $3::bytea[]) AS u(k, l)
-			ON CONFLICT (pass_id, key) DO NOTHING`),
+		// A key the pass has takes a listed entry that differs, and needs
+		// work again if it was done (see statestore.Coordinator).
+		claimAdd: r(`INSERT INTO {{claims}} AS c (pass_id, key, listed)
+			SELECT DISTINCT ON (k) $1, k, l FROM unnest($2::text[], $3::bytea[]) AS u(k, l)
+			ON CONFLICT (pass_id, key) DO UPDATE SET listed = EXCLUDED.listed,
+				state = CASE WHEN c.state = 2 THEN 0 ELSE c.state END
+			WHERE c.listed IS DISTINCT FROM EXCLUDED.listed`),
 		// SKIP LOCKED: two workers taking claims at once take different
 		// keys, neither waiting for the other.
 		claimTake: r(`UPDATE {{claims}} AS c SET state = 1, worker = $2, fence = c.fence + 1, until = ` + fmt.Sprintf(until, 4) + `

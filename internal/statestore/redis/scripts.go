@@ -49,8 +49,8 @@ import goredis "github.com/redis/go-redis/v9"
 //	                  finished, and pending, claimed and done, its counts then;
 //	                  mode, the engine's update mode
 //	P:p:X:listed      hash: key → listed entry (opt), each key enqueued
-//	P:p:X:claims      hash: key → "fence:worker", each key claimed and not done:
-//	                  the last fence given and who holds it
+//	P:p:X:claims      hash: key → "fence:worker", each key ever claimed: the
+//	                  last fence given and who holds it ("fence:" once done)
 //	P:p:X:avail       sorted set: the keys not done, scored 0 when never claimed,
 //	                  else by when their claim ends (Unix ms): the keys free to
 //	                  take are those scored below now
@@ -157,8 +157,11 @@ local function claims(pk, worker, j, last, f)
   end
   return lost
 end
+-- claimdone marks claim k of pass pk done: it keeps its fence, held by no
+-- worker, for the key may be enqueued again (see passEnqueue).
 local function claimdone(pk, k)
-  redis.call('HDEL', pk .. ':claims', k)
+  local ck = pk .. ':claims'
+  redis.call('HSET', ck, k, string.match(redis.call('HGET', ck, k), '^%d+') .. ':')
   redis.call('ZREM', pk .. ':avail', k)
 end
 -- counts returns the pending (never claimed, or expired), claimed and
@@ -531,7 +534,13 @@ local pk = leased(ARGV[1], ARGV[2], ARGV[3])
 if not pk then return 0 end
 local lk, ak = pk .. ':listed', pk .. ':avail'
 for j = 4, #ARGV, 2 do
-  if redis.call('HSETNX', lk, ARGV[j], ARGV[j+1]) == 1 then redis.call('ZADD', ak, 0, ARGV[j]) end
+  local k, l = ARGV[j], ARGV[j+1]
+  if redis.call('HSETNX', lk, k, l) == 1 then
+    redis.call('ZADD', ak, 0, k)
+  elseif redis.call('HGET', lk, k) ~= l then
+    redis.call('HSET', lk, k, l)
+    redis.call('ZADD', ak, 'NX', 0, k)
+  end
 end
 return 1`),
 

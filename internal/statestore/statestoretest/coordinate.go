@@ -158,6 +158,57 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		require.ErrorIs(t, c.PassFinish(ctx, lease), statestore.ErrFenced)
 	})
 
+	t.Run("AKeyDoneAndListedAnewIsClaimedAgain", func(t *testing.T) {
+		t.Parallel()
+		c, src := setup(t)
+		ctx := t.Context()
+		p, lease := joinAs(t, c, src, "a", long)
+		item := func(k, listed string) []statestore.ClaimItem {
+			return []statestore.ClaimItem{{Key: k, Listed: []byte(listed)}}
+		}
+		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: item("k1", "at 1")}))
+		first, err := c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: p.ID, Worker: "a", Limit: 10, TTL: long})
+		require.NoError(t, err)
+		require.Len(t, first, 1)
+		lost, err := c.ClaimDone(ctx, statestore.ClaimDoneParams{PassID: p.ID, Worker: "a", Claims: refs(first)})
+		require.NoError(t, err)
+		require.Empty(t, lost)
+
+		// The same listing again: the key stays done.
+		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: item("k1", "at 1")}))
+		pr, err := c.PassProgress(ctx, statestore.PassProgressParams{PassID: p.ID})
+		require.NoError(t, err)
+		require.Equal(t, statestore.PassProgress{Done: 1}, pr, "listed again unchanged, a done key stays done")
+
+		// The row changed since: a lister that lists it anew (one that took
+		// over) makes it pending again, with the new entry.
+		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: item("k1", "at 2")}))
+		pr, err = c.PassProgress(ctx, statestore.PassProgressParams{PassID: p.ID})
+		require.NoError(t, err)
+		require.Equal(t, statestore.PassProgress{Pending: 1}, pr, "listed anew, a done key needs work again")
+		again, err := c.ClaimTake(ctx, statestore.ClaimTakeParams{PassID: p.ID, Worker: "b", Limit: 10, TTL: long})
+		require.NoError(t, err)
+		require.Len(t, again, 1)
+		require.Equal(t, []byte("at 2"), again[0].Listed)
+		require.Greater(t, again[0].Fence, first[0].Fence, "a claim taken again has a new fence")
+		lost, err = c.ClaimDone(ctx, statestore.ClaimDoneParams{PassID: p.ID, Worker: "a", Claims: refs(first)})
+		require.NoError(t, err)
+		require.Equal(t, []string{"k1"}, lost, "the first claim is over")
+
+		// A key claimed and listed anew keeps its claim: its worker fetches
+		// the row's value now.
+		require.NoError(t, c.PassEnqueue(ctx, statestore.PassEnqueueParams{PassLeaseParams: lease, Items: item("k1", "at 3")}))
+		pr, err = c.PassProgress(ctx, statestore.PassProgressParams{PassID: p.ID})
+		require.NoError(t, err)
+		require.Equal(t, statestore.PassProgress{Claimed: 1}, pr)
+		lost, err = c.ClaimDone(ctx, statestore.ClaimDoneParams{PassID: p.ID, Worker: "b", Claims: refs(again)})
+		require.NoError(t, err)
+		require.Empty(t, lost)
+		pr, err = c.PassProgress(ctx, statestore.PassProgressParams{PassID: p.ID})
+		require.NoError(t, err)
+		require.Equal(t, statestore.PassProgress{Done: 1}, pr)
+	})
+
 	t.Run("AClaimThatExpiresIsTakenOver", func(t *testing.T) {
 		t.Parallel()
 		c, src := setup(t)
