@@ -103,3 +103,99 @@ users: listed 24, fetched 1, added 0, updated 1, unchanged 23, deleted 0, failed
 == update 2: nothing changed
 `), out.String())
 }
+
+// fixture is the flow opened on a temporary database, against fresh fakes.
+type fixture struct {
+	svcs *Services
+	app  *app
+	out  bytes.Buffer
+}
+
+func setup(t *testing.T, cfg config) *fixture {
+	t.Helper()
+	f := &fixture{svcs: StartServices()}
+	t.Cleanup(f.svcs.Close)
+	var err error
+	f.app, err = open(t.Context(), cfg, f.svcs)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, f.app.Close()) })
+	return f
+}
+
+// update runs an update and returns what it printed.
+func (f *fixture) update(t *testing.T) string {
+	t.Helper()
+	f.out.Reset()
+	require.NoError(t, f.app.update(t.Context(), &f.out))
+	return f.out.String()
+}
+
+// A service answering 503 is asked again, and the update completes.
+func TestRetriesA5xx(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	f := setup(t, cfg)
+	f.update(t)
+	require.NoError(t, f.svcs.Billing.Edit("u007", map[string]any{"plan": "enterprise"}))
+	f.svcs.Billing.FailNext(1)
+	require.Equal(t, `users: listed 24, fetched 1, added 0, updated 1, unchanged 23, deleted 0, failed 0; users360: 1 written, 0 deleted
+  accounts  list 3  get  1
+  billing   list 4  get  1  (1 answered 503)
+  crm       list 3  get  1
+`, f.update(t))
+	require.Equal(t, ptr("enterprise"), rows(t, cfg.DB)["u007"].Plan)
+}
+
+// A service that answers 503 past the retry deadline fails the listing:
+// the update says so and deletes nothing; the next one converges.
+func TestAnOutageDeletesNothing(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.RetryDeadline = 100 * time.Millisecond
+	f := setup(t, cfg)
+	f.update(t)
+	require.NoError(t, f.svcs.CRM.Edit("u001", map[string]any{"notes": "Moved to the Lisbon office."}))
+	f.svcs.CRM.FailNext(1000)
+	err := f.app.update(t.Context(), &f.out)
+	require.ErrorIs(t, err, tidemark.ErrListingIncomplete)
+	require.ErrorContains(t, err, "HTTP 503")
+	require.Len(t, rows(t, cfg.DB), 24)
+
+	f.svcs.CRM.FailNext(0)
+	f.svcs.CRM.TakeCounts()
+	require.Contains(t, f.update(t), "fetched 1, added 0, updated 1")
+	require.Equal(t, ptr("Moved to the Lisbon office."), rows(t, cfg.DB)["u001"].Notes)
+}
+
+// A record that disappears from billing — which no ordinal built from
+// the updated_at values would notice, since it can only fall — empties
+// the row's billing columns; a user gone from accounts leaves the table.
+func TestRecordsThatDisappear(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	f := setup(t, cfg)
+	f.update(t)
+	f.svcs.Billing.Delete("u005")
+	f.svcs.Accounts.Delete("u006")
+	require.Equal(t, `users: listed 23, fetched 1, added 0, updated 1, unchanged 22, deleted 1, failed 0; users360: 1 written, 1 deleted
+  accounts  list 3  get  1
+  billing   list 3  get  1  (1 not found)
+  crm       list 3  get  1
+`, f.update(t))
+	got := rows(t, cfg.DB)
+	require.NotContains(t, got, "u006")
+	require.Nil(t, got["u005"].Plan)
+	require.Equal(t, ptr("Literate Press"), got["u005"].Company)
+}
+
+// The demo's edit is one that max(updated_at) would miss: billing stamps
+// it earlier than u007's accounts record.
+func TestTheEditIsOlderThanTheAccount(t *testing.T) {
+	t.Parallel()
+	f := setup(t, testConfig(t))
+	require.NoError(t, f.svcs.Billing.Edit("u007", map[string]any{"plan": "enterprise"}))
+	u, err := f.app.source.Get(t.Context(), "u007")
+	require.NoError(t, err)
+	require.True(t, u.Value.Billing.UpdatedAt.Before(u.Value.Account.UpdatedAt),
+		"billing %s, accounts %s", u.Value.Billing.UpdatedAt, u.Value.Account.UpdatedAt)
+}
