@@ -21,7 +21,7 @@ import (
 //
 // and counts the requests it answers.
 type Service struct {
-	Name string
+	Name string // accounts, billing or crm
 	srv  *httptest.Server
 
 	mu       sync.Mutex
