@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"maps"
 	"mime"
@@ -68,7 +67,7 @@ func NewFake(parts []Part) *Fake {
 }
 
 // Start serves the fake on a loopback port, returning its endpoint and
-// a function that stops it.
+// a function that stops it, closing its connections.
 func (f *Fake) Start() (url string, stop func() error, err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -159,8 +158,8 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeFault(w, Fault{FaultCode: "soap:Client", FaultString: "request too large"})
 		return
 	}
-	answer, truncate, err := f.answer(op, &buf)
-	if fault := (*Fault)(nil); errors.As(err, &fault) {
+	answer, truncate, fault := f.answer(op, &buf)
+	if fault != nil {
 		writeFault(w, *fault)
 		return
 	}
@@ -178,13 +177,13 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // answer counts a call of op and returns its answer, to be truncated
 // when truncate, or its fault.
-func (f *Fake) answer(op string, body *bytes.Buffer) (answer any, truncate bool, err error) {
+func (f *Fake) answer(op string, body *bytes.Buffer) (answer any, truncate bool, fault *Fault) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c := f.calls[op]
 	c.Requests++
 	defer func() {
-		if err != nil {
+		if fault != nil {
 			c.Faults++
 		}
 		f.calls[op] = c
@@ -217,7 +216,7 @@ func (f *Fake) answer(op string, body *bytes.Buffer) (answer any, truncate bool,
 
 // listParts answers a page of the parts in part number order. A page
 // token is the last part number of the page before, base64-encoded.
-func (f *Fake) listParts(req *listParts) (answer any, truncate bool, err error) {
+func (f *Fake) listParts(req *listParts) (answer any, truncate bool, fault *Fault) {
 	after, err := base64.RawURLEncoding.DecodeString(req.PageToken)
 	if err != nil {
 		return nil, false, clientFault("bad PageToken")

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -57,8 +58,8 @@ func (f *Fault) Code() string {
 	return f.FaultCode[strings.LastIndexByte(f.FaultCode, ':')+1:]
 }
 
-// Busy reports whether the fault says the service is busy: a retry later
-// may succeed.
+// Busy reports whether the fault says the service is busy, as this ERP
+// does with soap:Server.Busy: a retry later may succeed.
 func (f *Fault) Busy() bool { return f.Code() == "Server.Busy" }
 
 // marshalEnvelope returns an envelope whose body holds payload.
@@ -136,11 +137,19 @@ func (o ClientOptions) withDefaults() ClientOptions {
 }
 
 func (o ClientOptions) validate() error {
-	switch {
-	case !strings.HasPrefix(o.URL, "http://") && !strings.HasPrefix(o.URL, "https://"):
+	switch u, err := url.Parse(o.URL); {
+	case err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
 		return fmt.Errorf("URL must be an http or https URL, got %q", o.URL)
-	case o.RequestsPerSecond < 0 || o.Burst < 0 || o.MaxAttempts < 0 || o.Backoff < 0 || o.Timeout < 0 || o.MaxBodyBytes < 0:
-		return errors.New("RequestsPerSecond, Burst, MaxAttempts, Backoff, Timeout and MaxBodyBytes must not be negative")
+	case o.RequestsPerSecond < 0:
+		return fmt.Errorf("RequestsPerSecond must not be negative, got %v", o.RequestsPerSecond)
+	case o.Burst < 0:
+		return fmt.Errorf("Burst must not be negative, got %d", o.Burst)
+	case o.MaxAttempts < 0:
+		return fmt.Errorf("MaxAttempts must not be negative, got %d", o.MaxAttempts)
+	case o.Backoff < 0 || o.Timeout < 0:
+		return fmt.Errorf("Backoff and Timeout must not be negative, got %s and %s", o.Backoff, o.Timeout)
+	case o.MaxBodyBytes < 0:
+		return fmt.Errorf("MaxBodyBytes must not be negative, got %d", o.MaxBodyBytes)
 	}
 	return nil
 }
@@ -182,12 +191,10 @@ func call[T any](ctx context.Context, c *Client, action string, in any) (*T, err
 	wait := c.o.Backoff
 	for attempt := 1; ; attempt++ {
 		out, err := post[T](ctx, c, action, req)
-		var f *Fault
-		var t transientError
 		switch {
 		case err == nil:
 			return out, nil
-		case !errors.As(err, &t) && !(errors.As(err, &f) && f.Busy()):
+		case !retryable(err):
 			return nil, err
 		case attempt == c.o.MaxAttempts:
 			return nil, fmt.Errorf("giving up after %d attempts: %w", attempt, err)
@@ -200,6 +207,16 @@ func call[T any](ctx context.Context, c *Client, action string, in any) (*T, err
 		}
 		wait *= 2
 	}
+}
+
+// retryable reports whether a retry may fix err: a busy fault, or a
+// transient failure.
+func retryable(err error) bool {
+	var (
+		f *Fault
+		t transientError
+	)
+	return errors.As(err, &t) || errors.As(err, &f) && f.Busy()
 }
 
 // transientError is a failure a retry may fix: a dropped connection, a

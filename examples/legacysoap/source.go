@@ -19,7 +19,7 @@ const partsNS = "http://erp.acme.example/parts/v1"
 type listParts struct {
 	XMLName   xml.Name `xml:"http://erp.acme.example/parts/v1 ListParts"`
 	PageToken string   `xml:"PageToken,omitempty"`
-	PageSize  int      `xml:"PageSize"`
+	PageSize  int      `xml:"PageSize,omitempty"`
 }
 
 // listPartsResponse is a page; the last has no NextPageToken.
@@ -87,7 +87,7 @@ type Source struct {
 var _ tidemark.Source[string, Part] = (*Source)(nil)
 
 // NewSource returns a Source calling through c, listing pageSize parts a
-// page.
+// page (0: as many as the service likes).
 func NewSource(c *Client, pageSize int) *Source { return &Source{c: c, pageSize: pageSize} }
 
 // List yields every part with its LastModified in µs. A page that fails
