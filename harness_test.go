@@ -86,6 +86,8 @@ type harness struct {
 	wrap    func(tidemark.ProcessFunc[int, doc]) tidemark.ProcessFunc[int, doc]
 	// done holds, after workers, the rows each worker processed.
 	done []int64
+	// joined, if set, is told by workers when worker i joined its pass.
+	joined func(i int)
 }
 
 func newHarness(t *testing.T, backend string) *harness {

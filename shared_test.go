@@ -14,6 +14,7 @@ import (
 
 	"github.com/tidemark/tidemark"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // sharedBackends are the state stores several workers can share.
@@ -73,6 +74,9 @@ func (h *harness) workers(n int, ttl time.Duration) []error {
 	for i := range n {
 		opts := h.opts
 		opts.Shared = tidemark.SharedOptions{Enabled: true, Worker: fmt.Sprintf("w%d", i), LeaseTTL: ttl, Poll: 5 * time.Millisecond}
+		if h.joined != nil {
+			opts.Observer = &unlockObserver{joined: func() { h.joined(i) }}
+		}
 		e := h.openOpts(h.src, opts)
 		g.Go(func() error {
 			defer e.Close()
@@ -89,10 +93,58 @@ func (h *harness) workers(n int, ttl time.Duration) []error {
 	return errs
 }
 
+// holdGets makes the source's Gets wait until n workers have joined the
+// pass (or for 10 s), and then lets every Get through: no worker comes
+// late, finds the pass over, and lists for a pass of its own. A shared
+// update joins its pass before it releases the lock of its setup: its
+// first "unlock".
+func (h *harness) holdGets(n int) {
+	var (
+		mu     sync.Mutex
+		joined = make(map[int]bool)
+		all    = make(chan struct{})
+	)
+	timeout := time.AfterFunc(10*time.Second, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(joined) < n {
+			h.t.Logf("holdGets: %d of %d workers joined within 10 s; letting the Gets through", len(joined), n)
+			joined[-1] = true // closed
+			close(all)
+		}
+	})
+	h.t.Cleanup(func() { timeout.Stop() })
+	h.joined = func(worker int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if joined[worker] || joined[-1] {
+			return
+		}
+		if joined[worker] = true; len(joined) == n {
+			joined[-1] = true
+			close(all)
+		}
+	}
+	h.src.OnGet(func(int) { <-all })
+}
+
+// unlockObserver tells joined of a worker's first "unlock".
+type unlockObserver struct {
+	once   sync.Once
+	joined func()
+}
+
+func (o *unlockObserver) StoreOp(_ context.Context, op tidemarktype.StoreOp) {
+	if op.Op == "unlock" {
+		o.once.Do(o.joined)
+	}
+}
+
 func TestSharedWorkersSplitAPass(t *testing.T) {
 	forEachSharedBackend(t, func(t *testing.T, backend string) {
 		h, ov := sharedHarness(t, backend)
 		h.fill(400)
+		h.holdGets(4)
 		for i, err := range h.workers(4, 5*time.Second) {
 			require.NoError(t, err, "worker %d", i)
 		}
@@ -125,6 +177,7 @@ func TestSharedWorkersSplitAPass(t *testing.T) {
 		for i := 350; i < 400; i++ {
 			h.src.Delete(i)
 		}
+		h.holdGets(4)
 		for i, err := range h.workers(4, 5*time.Second) {
 			require.NoError(t, err, "worker %d", i)
 		}
@@ -133,6 +186,8 @@ func TestSharedWorkersSplitAPass(t *testing.T) {
 		require.Len(t, h.src.GetsOf(), 31, "the changed documents only")
 
 		h.src.ResetCounts()
+		h.src.OnGet(nil)
+		h.joined = nil
 		h.src.Set(30, doc{Title: "not lonely", Tags: []string{"odd"}})
 		for i, err := range h.workers(3, 5*time.Second) {
 			require.NoError(t, err, "worker %d", i)
