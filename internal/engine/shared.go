@@ -544,11 +544,11 @@ func (sh *shareRun) take(ctx context.Context, limit int) (int, error) {
 		if r.skip(l, m) {
 			u.flights.release(r.flightKey(c.Key))
 			if !sh.wasListed(c.Key) {
-				// Else this worker's listing counted it.
+				// Else this worker's listing counted it, and told of it.
 				r.counters.unchanged.Add(1)
-			}
-			if obs := e.opts.Observers.RowDone; obs != nil {
-				obs(ctx, tidemarktype.RowDone{Source: r.src.Name, Key: c.Key, Outcome: tidemarktype.OutcomeUnchanged})
+				if obs := e.opts.Observers.RowDone; obs != nil {
+					obs(ctx, tidemarktype.RowDone{Source: r.src.Name, Key: c.Key, Outcome: tidemarktype.OutcomeUnchanged})
+				}
 			}
 			done = append(done, statestore.ClaimRef{Key: c.Key, Fence: c.Fence})
 			continue

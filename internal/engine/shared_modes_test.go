@@ -20,6 +20,7 @@ import (
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/internal/statestore/redis"
 	"github.com/tidemark/tidemark/target"
+	"github.com/tidemark/tidemark/tidemarktype"
 )
 
 // writeSink counts the upserts written.
@@ -211,10 +212,27 @@ func TestSharedTakeOverCountsEachRowOnce(t *testing.T) {
 		src.mu.Lock()
 		src.getDelay = 0
 		src.mu.Unlock()
-		st, err := sharedEngine(t, flow, open(), "next", 200*time.Millisecond).Update(t.Context(), UpdateOptions{})
+		var (
+			mu   sync.Mutex
+			told = make(map[string]int)
+		)
+		next, err := New(flow, open(), Options{
+			Retry:  retry.Policy{Initial: time.Millisecond, Max: 2 * time.Millisecond, Multiplier: 2, MaxAttempts: 3},
+			Shared: SharedOptions{Enabled: true, Worker: "next", LeaseTTL: 200 * time.Millisecond, Poll: 5 * time.Millisecond},
+			Observers: Observers{RowDone: func(_ context.Context, r tidemarktype.RowDone) {
+				mu.Lock()
+				defer mu.Unlock()
+				told[r.Key]++
+			}},
+		})
+		require.NoError(t, err)
+		st, err := next.Update(t.Context(), UpdateOptions{})
 		require.NoError(t, err)
 		s := st.Sources["s"]
 		t.Logf("next update: %+v", s)
 		require.LessOrEqual(t, s.Unchanged, s.Listed, "more rows counted unchanged than listed")
+		for k, n := range told {
+			require.Equal(t, 1, n, "RowDone told of %s %d times", k, n)
+		}
 	})
 }
