@@ -38,6 +38,11 @@ type passView struct {
 type targetStatsView struct {
 	Upserts int64 `json:"upserts"`
 	Deletes int64 `json:"deletes"`
+	// Changes, Delivered and DeliveryFailures count the work of the
+	// target's change hook, if it has one.
+	Changes          int64 `json:"changes,omitempty"`
+	Delivered        int64 `json:"delivered,omitempty"`
+	DeliveryFailures int64 `json:"delivery_failures,omitempty"`
 }
 
 // hub is the server's observer of the engine: it keeps the recent passes
@@ -173,7 +178,7 @@ func (h *hub) view(st tidemarktype.UpdateStats, running bool) passView {
 		v.Sources[name] = s
 	}
 	for key, t := range st.Targets {
-		v.Targets[key] = targetStatsView{Upserts: t.Upserts, Deletes: t.Deletes}
+		v.Targets[key] = targetStatsView{Upserts: t.Upserts, Deletes: t.Deletes, Changes: t.Changes, Delivered: t.Delivered, DeliveryFailures: t.DeliveryFailures}
 	}
 	for _, f := range st.Failures {
 		f.Message = h.scrub(f.Message)

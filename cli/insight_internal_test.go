@@ -166,3 +166,26 @@ func TestHubKeepsTheRunningPass(t *testing.T) {
 	}
 	require.Equal(t, []string{"pass_started", "pass_progress", "row_failed", "pass_finished"}, kinds)
 }
+
+// TestDashboardShowsAFailingHook: the dashboard's targets say how their
+// change hooks are doing, down to the failing change.
+func TestDashboardShowsAFailingHook(t *testing.T) {
+	t.Parallel()
+	p, err := loadPages()
+	require.NoError(t, err)
+	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	d := &pageData{App: "pricewatch", Flow: "Prices", Title: "Dashboard", View: &flowView{Flow: "Prices", Targets: []targetView{
+		{Name: "prices", Kind: "sqlite.table", State: "set up", Hook: &tidemarktype.HookStatus{Attached: true, Pending: 3, Failing: 1, OldestAt: at,
+			Failure: &tidemarktype.HookFailure{Key: "sku-7", Source: "prices", Row: `"sku-7"`, Attempts: 4, Error: "webhook: 503 Service Unavailable\nmore", NextAt: at.Add(time.Minute)}}},
+		{Name: "quiet", Kind: "sqlite.table", State: "set up", Hook: &tidemarktype.HookStatus{Attached: true}},
+		{Name: "plain", Kind: "sqlite.table", State: "set up"},
+	}}}
+	var b bytes.Buffer
+	require.NoError(t, p["dashboard"].ExecuteTemplate(&b, "layout", d))
+	html := b.String()
+	require.Contains(t, html, "3 not delivered")
+	require.Contains(t, html, "1 failing: sku-7 (4 attempts")
+	require.Contains(t, html, "webhook: 503 Service Unavailable")
+	require.NotContains(t, html, "more", "the error's first line only")
+	require.Contains(t, html, "every change delivered")
+}

@@ -87,6 +87,8 @@ type targetView struct {
 	Rows        *int64       `json:"rows,omitempty"`
 	Spec        any          `json:"spec"`
 	Attachments []targetView `json:"attachments,omitempty"`
+	// Hook is the state of the target's change hook, if it has one.
+	Hook *tidemarktype.HookStatus `json:"hook,omitempty"`
 }
 
 // flowView reads the flow's status, and the row counts of its tables.
@@ -100,6 +102,7 @@ func (r *runner) flowView(ctx context.Context, s *session, failures int) (*flowV
 		tv := targetView{Name: targetName(s.flow, t.Key), Key: t.Key, Kind: t.Kind, Spec: t.Spec}
 		exists := false
 		tv.State, exists = targetState(st, t.Key, "")
+		tv.Hook = targetHook(st, t.Key)
 		if spec, ok := tableSpec(t.Spec); ok && exists {
 			n, err := s.db.RowCount(ctx, spec)
 			switch {
@@ -152,6 +155,32 @@ func targetState(st *tidemarktype.Status, key, parent string) (string, bool) {
 		}
 	}
 	return "not set up", false
+}
+
+// targetHook returns the state of the change hook of the root target key.
+func targetHook(st *tidemarktype.Status, key string) *tidemarktype.HookStatus {
+	for _, t := range st.Targets {
+		if t.Key == key && t.Parent == "" {
+			return t.Hook
+		}
+	}
+	return nil
+}
+
+// hookText says how a target's change hook is doing, for people.
+func hookText(h *tidemarktype.HookStatus) string {
+	if h.Pending == 0 {
+		return "change hook: every change delivered"
+	}
+	s := fmt.Sprintf("change hook: %d change(s) not delivered yet, the oldest committed %s", h.Pending, h.OldestAt.Local().Format(time.DateTime))
+	if !h.Attached {
+		s += "; the flow no longer attaches a hook, so they wait"
+	}
+	if f := h.Failure; f != nil {
+		s += fmt.Sprintf("\n    %d failing: %s (row %s of %s) failed %d time(s), next try %s: %s",
+			h.Failing, keyText(f.Key), keyText(f.Row), f.Source, f.Attempts, f.NextAt.Local().Format(time.DateTime), firstLine(f.Error))
+	}
+	return s
 }
 
 // showOptions are the options of show and its subcommands.
@@ -246,6 +275,9 @@ func (r *runner) printFlow(v *flowView) {
 	fmt.Fprintln(out, "\ntargets")
 	for _, t := range v.Targets {
 		fmt.Fprintf(out, "  %s (%s): %s%s\n", t.Name, t.Kind, t.State, rowsText(t.Rows))
+		if t.Hook != nil {
+			fmt.Fprintf(out, "    %s\n", hookText(t.Hook))
+		}
 		writeSpec(out, "    ", t.Spec)
 		for _, a := range t.Attachments {
 			fmt.Fprintf(out, "    attachment %s %s\n", a.Kind, a.Key)

@@ -152,6 +152,13 @@ func (e *DeletionsHeldError) Is(target error) bool { return target == ErrDeletio
 type TargetStats struct {
 	Upserts int64
 	Deletes int64
+	// Changes counts the changes of the target's states the update
+	// committed for its change hook; Delivered those the hook was told of
+	// (some may be from earlier updates), and DeliveryFailures the
+	// deliveries that failed, to be tried again later.
+	Changes          int64 `json:",omitempty"`
+	Delivered        int64 `json:",omitempty"`
+	DeliveryFailures int64 `json:",omitempty"`
 }
 
 // RowFailure is a source row whose update failed: in an update's stats,
@@ -249,6 +256,37 @@ type TargetStatus struct {
 	// was interrupted during setup; the next one completes it.
 	Staged    bool
 	UpdatedAt time.Time
+	// Hook is the state of the target's change hook, for a root target
+	// that has one or whose outbox holds changes; nil otherwise.
+	Hook *HookStatus `json:",omitempty"`
+}
+
+// HookStatus is the state of a target's change hook: the committed changes
+// of its states not delivered yet.
+type HookStatus struct {
+	// Attached says the flow gives the target a hook; without one, the
+	// changes wait for a flow that does.
+	Attached bool `json:"attached"`
+	// Pending counts the changes not delivered; Failing those of them
+	// whose delivery failed at least once.
+	Pending int64 `json:"pending"`
+	Failing int64 `json:"failing"`
+	// OldestAt is the commit time of the oldest change not delivered.
+	OldestAt time.Time `json:"oldest_at,omitzero"`
+	// Failure is the oldest failing change, if there is one.
+	Failure *HookFailure `json:"failure,omitempty"`
+}
+
+// HookFailure is a change whose delivery to a hook keeps failing.
+type HookFailure struct {
+	// Key is the target state's; Source and Row name the row that made
+	// the change.
+	Key      string    `json:"key"`
+	Source   string    `json:"source"`
+	Row      string    `json:"row"`
+	Attempts int       `json:"attempts"`
+	Error    string    `json:"error"`
+	NextAt   time.Time `json:"next_at"`
 }
 
 // Outcome is what became of a source row in an update.
@@ -326,7 +364,9 @@ type StoreOp struct {
 	// "target_list", "target_stage", "target_commit", "lookup" (the state
 	// of listed keys), "row_load", "row_scan", "row_count",
 	// "row_failures", "row_find", "row_get", "row_page", "owner_find",
-	// "owner_exists", "precommit" and "commit".
+	// "owner_exists", "precommit", "commit", and the outbox of change
+	// hooks' "outbox_take", "outbox_done", "outbox_retry" and
+	// "outbox_status".
 	Op string
 	// Duration is the time the call took.
 	Duration time.Duration

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/statestore"
@@ -245,14 +246,38 @@ func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult,
 		}
 		rows = append(rows, res)
 	}
+	var err error
 	if run.sh == nil {
 		p := w.commitParams(run, rows, land, now)
 		if len(p.Rows)+len(p.Bumps)+len(p.Deletes)+len(p.Failed) == 0 {
 			return nil
 		}
-		return w.u.e.write(ctx, "commit", func(ctx context.Context) error { return w.u.e.store.Commit(ctx, p) })
+		err = w.u.e.write(ctx, "commit", func(ctx context.Context) error { return w.u.e.store.Commit(ctx, p) })
+	} else {
+		err = w.commitShared(ctx, run, rows, land, now)
 	}
-	return w.commitShared(ctx, run, rows, land, now)
+	if err == nil && slices.ContainsFunc(rows, func(res *rowResult) bool { return len(res.changes) > 0 }) {
+		for _, res := range rows {
+			if res.lost || res.kind != resultUpdate && res.kind != resultGone {
+				continue
+			}
+			for _, c := range res.changes {
+				w.u.counters.targets[string(w.u.setup.byID[c.TargetID].root.Key)].changes.Add(1)
+			}
+		}
+		w.u.hooks.nudge()
+	}
+	return err
+}
+
+// appendChanges appends the row's changes of hooked states, from source
+// sourceID, to changes.
+func (res *rowResult) appendChanges(changes []statestore.Change, sourceID int64) []statestore.Change {
+	for _, c := range res.changes {
+		c.SourceID = sourceID
+		changes = append(changes, c)
+	}
+	return changes
 }
 
 // commitParams returns the commit of rows, run's rows in a batch.
@@ -277,6 +302,7 @@ func (w *writer) commitParams(run *sourceRun, rows []*rowResult, land landing, n
 			added, dropped := u.own.changes(res)
 			p.Rows = append(p.Rows, statestore.CommitRow{ID: res.id, Ordinal: res.ordinal, ContentFP: res.contentFP, LogicFP: u.e.logicFP,
 				Gen: u.setup.gen, Tracking: statestore.EncodeSections(sections), NewOwners: added, DroppedOwners: dropped})
+			p.Changes = res.appendChanges(p.Changes, run.id)
 		case resultBump:
 			p.Bumps = append(p.Bumps, statestore.OrdinalBump{ID: res.id, Ordinal: res.ordinal})
 		case resultGone:
@@ -285,6 +311,7 @@ func (w *writer) commitParams(run *sourceRun, rows []*rowResult, land landing, n
 				owners = append(owners, ownerKey(k))
 			}
 			p.Deletes = append(p.Deletes, statestore.RowDelete{ID: res.id, Owners: owners})
+			p.Changes = res.appendChanges(p.Changes, run.id)
 		case resultFailed:
 			p.Failed = append(p.Failed, statestore.RowFailed{ID: res.id, Key: res.key, Message: res.err.Error()})
 			run.markFailed(res.key)

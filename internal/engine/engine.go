@@ -51,6 +51,9 @@ type Root struct {
 	// ChildType, if set, is the value type the child handler must take.
 	ChildType   reflect.Type
 	Attachments []*Attachment
+	// Hook, if set, is told of the committed changes of the root's
+	// children.
+	Hook *Hook
 }
 
 // Attachment is auxiliary state of a container root, reconciled by the
@@ -249,6 +252,9 @@ type Engine struct {
 	// updates alone refuses to run beside a shared pass, and none drops
 	// the flow under one.
 	passes statestore.Coordinator
+	// worker names the engine to the outbox (and, shared, to the other
+	// workers): Options.Shared.Worker, or one made up.
+	worker string
 }
 
 // New returns an engine for flow, keeping its state in store.
@@ -296,7 +302,11 @@ func New(flow *Flow, store statestore.Store, opts Options) (*Engine, error) {
 	if opts.Observers.StoreOp != nil {
 		store = &timedStore{store: store, observe: opts.Observers.StoreOp}
 	}
-	return &Engine{flow: flow, store: store, log: opts.Logger, opts: opts, logicFP: logicFP[:], coord: coord, passes: passes}, nil
+	worker := opts.Shared.Worker
+	if worker == "" {
+		worker = defaultWorker()
+	}
+	return &Engine{flow: flow, store: store, log: opts.Logger, opts: opts, logicFP: logicFP[:], coord: coord, passes: passes, worker: worker}, nil
 }
 
 func (f *Flow) validate() error {

@@ -110,6 +110,9 @@ type update struct {
 	// shared says the update shares its passes with other workers: its
 	// batches are written under the flow's lock, taken for each.
 	shared bool
+	// hooks delivers the changes of hooked targets; nil when there are
+	// none.
+	hooks *deliverer
 }
 
 // sourceRun is one source's part of an update.
@@ -324,6 +327,8 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 		joinUnlocked = nil
 	}
 
+	u.hooks = newDeliverer(u)
+	u.hooks.start(ctx)
 	w := newWriter(u, runs)
 	writerDone := make(chan error, 1)
 	go func() {
@@ -341,6 +346,7 @@ func (e *Engine) Update(ctx context.Context, opts UpdateOptions) (Stats, error) 
 	srcErr := g.Wait()
 	close(u.results)
 	writerErr := <-writerDone
+	u.hooks.finish(ctx)
 
 	var listingErrs []error
 	for _, r := range runs {

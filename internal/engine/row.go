@@ -55,6 +55,11 @@ type tracked struct {
 	// committed says the row's committed tracking holds the state, so the
 	// row owns it.
 	committed bool
+	// value and seq are the committed value and change count of a state of
+	// a target with a change hook (see statestore.Entry); value is nil when
+	// none was kept.
+	value []byte
+	seq   int64
 }
 
 // declaration is a target state a row declares.
@@ -195,6 +200,9 @@ type rowResult struct {
 	// worker that took it.
 	claim *statestore.ClaimRef
 	lost  bool
+	// changes are the changes of hooked target states the row's commit
+	// puts in the outbox (see Hook).
+	changes []statestore.Change
 }
 
 func (r *sourceRun) fail(res *rowResult, err error) *rowResult {
@@ -349,7 +357,8 @@ func (u *update) decodeTracking(t statestore.RowTracking) (map[trackKey]*tracked
 			continue
 		}
 		for _, e := range s.Entries {
-			out[trackKey{rs.id, target.Key(e.Key)}] = &tracked{prev: []target.Record{e.Record}, mayBeMissing: lost || reexport, wrote: e.Wrote, committed: true}
+			out[trackKey{rs.id, target.Key(e.Key)}] = &tracked{prev: []target.Record{e.Record}, mayBeMissing: lost || reexport, wrote: e.Wrote, committed: true,
+				value: e.Value, seq: e.Seq}
 		}
 	}
 	var live []statestore.Section
@@ -379,6 +388,28 @@ func (u *update) decodeTracking(t statestore.RowTracking) (map[trackKey]*tracked
 		}
 	}
 	return out, live, nil
+}
+
+// hookChange records, in entry, the value hooked that the row declares for
+// the state key of the hooked root rs, which t tracks, and adds the change
+// to the row's changes when there is one: the value differs from the one
+// committed; or, when none was kept (the state is new to the row, or was
+// written before the target had its hook), when written says the state is
+// written.
+func (res *rowResult) hookChange(rs *rootState, key target.Key, t *tracked, hooked []byte, entry *statestore.Entry, written bool) {
+	entry.Value, entry.Seq = hooked, t.seq
+	var old []byte
+	switch {
+	case t.committed && t.value != nil:
+		if bytes.Equal(t.value, hooked) {
+			return
+		}
+		old = t.value
+	case t.committed && !written:
+		return
+	}
+	entry.Seq++
+	res.changes = append(res.changes, statestore.Change{TargetID: rs.id, RowKey: res.key, Key: string(key), Seq: entry.Seq, Old: old, New: hooked})
 }
 
 // reconcile runs the handlers for a row's declared target states, and for
@@ -464,27 +495,42 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(key), err)
 		}
 		seen[k] = decl
+		var hooked []byte // the value a change hook is told of
+		if rs.root.Hook != nil && len(d.Path) == 0 && d.Attach == "" {
+			if hooked, err = rs.root.Hook.encode(d.Value); err != nil {
+				return fmt.Errorf("target %s, key %q: encoding the value for its change hook: %w", rs.root.Key, displayKey(key), err)
+			}
+		}
 		if decl.fresh && u.own.defers(rs.id) {
 			// Another row may own the state: the writer reconciles it
 			// with what that row knows (owners.adopt).
 			decl.deferred = true
 			res.deferred++
-			res.declared[rs.id] = append(res.declared[rs.id], statestore.Entry{Key: string(key)})
+			entry := statestore.Entry{Key: string(key)}
+			if hooked != nil {
+				res.hookChange(rs, key, t, hooked, &entry, true)
+			}
+			res.declared[rs.id] = append(res.declared[rs.id], entry)
 			continue
 		}
 		rec, err := safeReconcile(decl.h, d.Key, d.Value, prev, mayBeMissing)
 		if err != nil {
 			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(key), err)
 		}
+		planned := rec != nil && !rec.Action.IsZero()
 		switch {
-		case rec != nil && !rec.Action.IsZero():
+		case planned:
 			decl.plan(res, rs, key, rec)
 		case rec != nil:
 			decl.record = rec.Record
 		case len(prev) > 0:
 			decl.record = prev[0]
 		}
-		res.declared[rs.id] = append(res.declared[rs.id], statestore.Entry{Key: string(key), Record: decl.record})
+		entry := statestore.Entry{Key: string(key), Record: decl.record}
+		if hooked != nil {
+			res.hookChange(rs, key, t, hooked, &entry, planned && u.opts.Mode != ModeReexport)
+		}
+		res.declared[rs.id] = append(res.declared[rs.id], entry)
 	}
 	gone := make([]trackKey, 0, len(tracking))
 	for k := range tracking {
@@ -519,6 +565,9 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 		rec, err := safeReconcile(h, n.key, nil, prev, mayBeMissing)
 		if err != nil {
 			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err)
+		}
+		if rs.root.Hook != nil && n.depth() == 0 && n.attach == "" && t.committed {
+			res.changes = append(res.changes, statestore.Change{TargetID: rs.id, RowKey: res.key, Key: string(k.key), Seq: t.seq + 1, Old: t.value})
 		}
 		if rec != nil && !rec.Action.IsZero() {
 			res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, delete: true, wrote: t.wrote, prev: prev, mayBeMissing: mayBeMissing,

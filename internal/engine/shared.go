@@ -61,12 +61,18 @@ func (o *SharedOptions) defaults() error {
 		return fmt.Errorf("Shared.Poll must be positive, got %s", o.Poll)
 	}
 	if o.Worker == "" {
-		host, _ := os.Hostname()
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		o.Worker = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+		o.Worker = defaultWorker()
 	}
 	return nil
+}
+
+// defaultWorker makes up a worker's name: the host's, the process id and
+// a random suffix.
+func defaultWorker() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
 // Worker returns the name under which the engine shares its flow's work;

@@ -55,8 +55,15 @@ func (s *sourceCounters) newListing() {
 }
 
 type targetCounters struct {
-	upserts, deletes atomic.Int64
+	upserts, deletes                atomic.Int64
+	changes, delivered, deliveryErr atomic.Int64
 }
+
+// hookDelivered counts a change told to target's hook.
+func (c *counters) hookDelivered(target string) { c.targets[target].delivered.Add(1) }
+
+// hookFailed counts a failed delivery of a change to target's hook.
+func (c *counters) hookFailed(target string) { c.targets[target].deliveryErr.Add(1) }
 
 func newCounters(f *Flow) *counters {
 	c := &counters{sources: make(map[string]*sourceCounters), targets: make(map[string]*targetCounters)}
@@ -92,7 +99,8 @@ func (c *counters) snapshot() Stats {
 		st.Sources[name] = ss
 	}
 	for key, t := range c.targets {
-		st.Targets[key] = TargetStats{Upserts: t.upserts.Load(), Deletes: t.deletes.Load()}
+		st.Targets[key] = TargetStats{Upserts: t.upserts.Load(), Deletes: t.deletes.Load(),
+			Changes: t.changes.Load(), Delivered: t.delivered.Load(), DeliveryFailures: t.deliveryErr.Load()}
 	}
 	c.mu.Lock()
 	st.Failures = append([]RowFailure(nil), c.failures...)

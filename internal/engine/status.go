@@ -97,9 +97,59 @@ func (e *Engine) Status(ctx context.Context, failures int) (Status, error) {
 	for _, t := range stored {
 		keys[t.ID] = t.Key
 	}
+	hooks, err := e.hookStatus(ctx, stored)
+	if err != nil {
+		return st, err
+	}
 	for _, t := range stored {
 		st.Targets = append(st.Targets, TargetStatus{Kind: t.Kind, Key: t.Key, Attachment: t.ParentID != 0, Parent: keys[t.ParentID],
-			Exists: t.Exists, Staged: len(t.Staged) > 0, UpdatedAt: t.UpdatedAt})
+			Exists: t.Exists, Staged: len(t.Staged) > 0, UpdatedAt: t.UpdatedAt, Hook: hooks[t.ID]})
 	}
 	return st, nil
+}
+
+// hookStatus returns the state of the change hooks of the stored root
+// targets that have a hook or changes in the outbox, by target id.
+func (e *Engine) hookStatus(ctx context.Context, stored []statestore.Target) (map[int64]*tidemarktype.HookStatus, error) {
+	out := make(map[int64]*tidemarktype.HookStatus)
+	var ids []int64
+	for _, t := range stored {
+		if t.ParentID != 0 {
+			continue
+		}
+		ids = append(ids, t.ID)
+		for _, r := range e.flow.Roots {
+			if string(r.Key) == t.Key && r.Kind == t.Kind && r.Hook != nil {
+				out[t.ID] = &tidemarktype.HookStatus{Attached: true}
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	var pending []statestore.OutboxStatus
+	if err := e.do(ctx, "outbox status", func(ctx context.Context) (err error) {
+		pending, err = e.store.OutboxStatus(ctx, statestore.OutboxStatusParams{TargetIDs: ids})
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	names := make(map[int64]string)
+	for _, src := range e.flow.Sources {
+		if id, err := e.sourceID(ctx, src.Name, true); err == nil && id != 0 {
+			names[id] = src.Name
+		}
+	}
+	for _, p := range pending {
+		h := out[p.TargetID]
+		if h == nil {
+			h = &tidemarktype.HookStatus{}
+			out[p.TargetID] = h
+		}
+		h.Pending, h.Failing, h.OldestAt = p.Pending, p.Failing, p.OldestAt
+		if f := p.Failed; f != nil {
+			h.Failure = &tidemarktype.HookFailure{Key: f.Key, Source: names[f.SourceID], Row: f.RowKey, Attempts: f.Attempts, Error: f.LastError, NextAt: f.NextAt}
+		}
+	}
+	return out, nil
 }

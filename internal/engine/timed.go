@@ -148,6 +148,22 @@ func (s *timedStore) Commit(ctx context.Context, p statestore.CommitParams) erro
 	return timedErr(ctx, s, "commit", s.store.Commit, p)
 }
 
+func (s *timedStore) OutboxTake(ctx context.Context, p statestore.OutboxTakeParams) ([]statestore.Change, error) {
+	return timed(ctx, s, "outbox_take", s.store.OutboxTake, p)
+}
+
+func (s *timedStore) OutboxDone(ctx context.Context, p statestore.OutboxDoneParams) ([]int64, error) {
+	return timed(ctx, s, "outbox_done", s.store.OutboxDone, p)
+}
+
+func (s *timedStore) OutboxRetry(ctx context.Context, p statestore.OutboxRetryParams) error {
+	return timedErr(ctx, s, "outbox_retry", s.store.OutboxRetry, p)
+}
+
+func (s *timedStore) OutboxStatus(ctx context.Context, p statestore.OutboxStatusParams) ([]statestore.OutboxStatus, error) {
+	return timed(ctx, s, "outbox_status", s.store.OutboxStatus, p)
+}
+
 func (s *timedStore) Close() error { return s.store.Close() }
 
 // timedLock is a flow's lock whose checks and release are timed too.

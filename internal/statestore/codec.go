@@ -30,6 +30,12 @@ type Entry struct {
 	// that it may be the value in the target; a row whose write of a state
 	// that several rows declare was superseded in its batch has it unset.
 	Wrote bool
+	// Value is the state's value as a change hook is told of it (JSON),
+	// kept only for the states of a target with a hook; nil otherwise.
+	Value []byte
+	// Seq counts the changes of the state the row made while the target
+	// had a hook (see Change.Seq).
+	Seq int64
 }
 
 // blobVersion is the first byte of every encoded blob.
@@ -39,6 +45,7 @@ const (
 	flagHasRecord = 1 << 0
 	flagDeleting  = 1 << 1
 	flagWrote     = 1 << 2
+	flagHasValue  = 1 << 3
 )
 
 // ErrCorrupt is wrapped by DecodeSections for a blob it cannot read.
@@ -48,7 +55,9 @@ var ErrCorrupt = errors.New("statestore: corrupt tracking blob")
 // format is a version byte, then a uvarint count of sections, each a uvarint
 // target id, a uvarint generation and a uvarint count of entries, each a
 // uvarint-length-prefixed key, a flags byte (1: has record, 2: deleting,
-// 4: wrote) and, if it has one, a uvarint-length-prefixed record.
+// 4: wrote, 8: has value), if it has one a uvarint-length-prefixed record,
+// and if it has a value a uvarint-length-prefixed value and a uvarint
+// sequence.
 func EncodeSections(sections []Section) []byte {
 	if len(sections) == 0 {
 		return nil
@@ -58,6 +67,9 @@ func EncodeSections(sections []Section) []byte {
 		size += 3 * binary.MaxVarintLen64
 		for _, e := range s.Entries {
 			size += 2*binary.MaxVarintLen32 + 1 + len(e.Key) + len(e.Record)
+			if e.Value != nil {
+				size += binary.MaxVarintLen32 + binary.MaxVarintLen64 + len(e.Value)
+			}
 		}
 	}
 	b := make([]byte, 0, size)
@@ -80,10 +92,18 @@ func EncodeSections(sections []Section) []byte {
 			if e.Wrote {
 				flags |= flagWrote
 			}
+			if e.Value != nil {
+				flags |= flagHasValue
+			}
 			b = append(b, flags)
 			if e.Record != nil {
 				b = binary.AppendUvarint(b, uint64(len(e.Record)))
 				b = append(b, e.Record...)
+			}
+			if e.Value != nil {
+				b = binary.AppendUvarint(b, uint64(len(e.Value)))
+				b = append(b, e.Value...)
+				b = binary.AppendUvarint(b, uint64(e.Seq))
 			}
 		}
 	}
@@ -109,7 +129,7 @@ func DecodeSections(b []byte) ([]Section, error) {
 		for range m {
 			e := Entry{Key: string(d.bytes())}
 			flags := d.byte()
-			if flags&^(flagHasRecord|flagDeleting|flagWrote) != 0 {
+			if flags&^(flagHasRecord|flagDeleting|flagWrote|flagHasValue) != 0 {
 				d.fail("flags")
 			}
 			e.Deleting = flags&flagDeleting != 0
@@ -119,6 +139,13 @@ func DecodeSections(b []byte) ([]Section, error) {
 				if e.Record == nil {
 					e.Record = []byte{}
 				}
+			}
+			if flags&flagHasValue != 0 {
+				e.Value = d.bytes()
+				if e.Value == nil {
+					e.Value = []byte{}
+				}
+				e.Seq = int64(d.uvarint())
 			}
 			if d.err != nil {
 				return nil, d.err

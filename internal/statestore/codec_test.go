@@ -18,6 +18,8 @@ func TestSectionsRoundTrip(t *testing.T) {
 			{Key: "gone", Deleting: true},
 			{Key: "written", Record: []byte{9}, Wrote: true},
 			{Key: "ünïcode\x00nul", Record: bytes.Repeat([]byte{0xff}, 300)},
+			{Key: "hooked", Record: []byte{7}, Value: []byte(`{"price":12.5}`), Seq: 3},
+			{Key: "hooked, empty", Value: []byte{}, Seq: 1 << 40},
 		}},
 		{TargetID: 1 << 40, Gen: 77},
 	}
@@ -31,6 +33,8 @@ func TestSectionsRoundTrip(t *testing.T) {
 	require.Empty(t, got[1].Entries)
 	require.NotNil(t, got[0].Entries[1].Record, "an empty record stays distinct from none")
 	require.Nil(t, got[0].Entries[2].Record)
+	require.NotNil(t, got[0].Entries[7].Value, "an empty value stays distinct from none")
+	require.Nil(t, got[0].Entries[0].Value)
 
 	require.Nil(t, EncodeSections(nil))
 	none, err := DecodeSections(nil)
@@ -68,6 +72,7 @@ func TestDecodeCorrupt(t *testing.T) {
 
 func FuzzDecodeSections(f *testing.F) {
 	f.Add(EncodeSections([]Section{{TargetID: 1, Gen: 2, Entries: []Entry{{Key: "a", Record: []byte("r")}, {Key: "b", Deleting: true}}}}))
+	f.Add(EncodeSections([]Section{{TargetID: 3, Entries: []Entry{{Key: "h", Record: []byte("r"), Value: []byte("{}"), Seq: 2}}}}))
 	f.Add([]byte{blobVersion, 0})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -88,7 +93,8 @@ func FuzzDecodeSections(f *testing.F) {
 			}
 			for j, e := range sections[i].Entries {
 				g := again[i].Entries[j]
-				if e.Key != g.Key || e.Deleting != g.Deleting || e.Wrote != g.Wrote || !bytes.Equal(e.Record, g.Record) || (e.Record == nil) != (g.Record == nil) {
+				if e.Key != g.Key || e.Deleting != g.Deleting || e.Wrote != g.Wrote || !bytes.Equal(e.Record, g.Record) || (e.Record == nil) != (g.Record == nil) ||
+					!bytes.Equal(e.Value, g.Value) || (e.Value == nil) != (g.Value == nil) || e.Seq != g.Seq {
 					t.Fatalf("round trip changed entry %d of section %d", j, i)
 				}
 			}

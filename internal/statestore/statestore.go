@@ -54,6 +54,7 @@ type Lock interface {
 // safe: at worst a failure is counted twice or a generation advanced twice,
 // which costs a reprocessing, never a lost or orphaned state.
 type Store interface {
+	Outbox
 	// FlowGet returns a flow's state, creating it on first use.
 	FlowGet(ctx context.Context, p FlowGetParams) (Flow, error)
 	// FlowFind returns a flow's state without creating it: ErrNotFound for
@@ -67,7 +68,8 @@ type Store interface {
 	// it is released, and is released by the system if the process dies:
 	// at once in SQLite and PostgreSQL, once its TTL has run out in Redis.
 	FlowLock(ctx context.Context, p FlowLockParams) (Lock, error)
-	// FlowDrop forgets everything kept for a flow.
+	// FlowDrop forgets everything kept for a flow, the outbox's changes of
+	// its targets too.
 	FlowDrop(ctx context.Context, p FlowDropParams) error
 
 	// SourceEnsure returns the id of a flow's source, creating it on first use.
@@ -428,6 +430,9 @@ type CommitParams struct {
 	Deletes []RowDelete
 	// At is the time to record as the rows' processing time.
 	At time.Time
+	// Changes go to the outbox (see Outbox) in the same transaction, with
+	// At as their time. A commit may carry changes and nothing else.
+	Changes []Change
 	// Fence, when set, makes the commit that of a worker sharing a pass
 	// (see Coordinator): it lands only if the worker still holds what
 	// Fence names, and marks the claims done in the same transaction.

@@ -125,6 +125,15 @@ func (t *Table[T]) Declare(r *tidemark.Row, row T) {
 	t.sqlite.Declare(r, row)
 }
 
+// OnChange attaches hook to the table t: see table.OnChange.
+func OnChange[T any](t *Table[T], hook func(ctx context.Context, c tidemark.TargetChange[T]) error, opts ...tidemark.HookOption) {
+	if t.postgres != nil {
+		table.OnChange(t.postgres.Target, hook, opts...)
+		return
+	}
+	table.OnChange(t.sqlite.Target, hook, opts...)
+}
+
 // Name returns the table's name.
 func (t *Table[T]) Name() string {
 	if t.postgres != nil {

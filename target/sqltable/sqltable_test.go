@@ -23,14 +23,19 @@ type note struct {
 	Text string `tidemark:"text"`
 }
 
+// databaseURLs makes, per database, the URL of a fresh one for a test.
+func databaseURLs() map[string]func(t *testing.T) string {
+	return map[string]func(t *testing.T) string{
+		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "app.db") },
+		"postgres": func(t *testing.T) string { return pgtest.Database(t) },
+	}
+}
+
 // TestOneAPIOnBothDatabases declares, fills and searches a table through
 // sqltable on a SQLite file and on PostgreSQL, with the same code.
 func TestOneAPIOnBothDatabases(t *testing.T) {
 	t.Parallel()
-	urls := map[string]func(t *testing.T) string{
-		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "app.db") },
-		"postgres": func(t *testing.T) string { return pgtest.Database(t) },
-	}
+	urls := databaseURLs()
 	for name, url := range urls {
 		for _, lang := range []string{"", "simple"} {
 			t.Run(name+"/"+lang, func(t *testing.T) {
@@ -103,10 +108,7 @@ type price struct {
 // parts, in the order asked, across statements, on both databases.
 func TestLookupMany(t *testing.T) {
 	t.Parallel()
-	urls := map[string]func(t *testing.T) string{
-		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "app.db") },
-		"postgres": func(t *testing.T) string { return pgtest.Database(t) },
-	}
+	urls := databaseURLs()
 	day := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
 	for name, url := range urls {
 		t.Run(name, func(t *testing.T) {

@@ -50,6 +50,7 @@ type Store struct {
 	schema   string
 	q        queries
 	c        coordQueries
+	o        outboxQueries
 }
 
 var _ statestore.Store = (*Store)(nil)
@@ -114,6 +115,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, schema string) (*Store, error)
 func open(ctx context.Context, pool *pgxpool.Pool, schema string, ownsPool bool) (*Store, error) {
 	s := &Store{pool: pool, ownsPool: ownsPool, schema: schema, q: newQueries(schema)}
 	s.c = newCoordQueries(s.q.replace)
+	s.o = newOutboxQueries(s.q.replace)
 	if err := s.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("postgres state store in schema %s: %w", schema, err)
 	}
@@ -1055,13 +1057,14 @@ func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]
 	return ids, nil
 }
 
-// Commit implements statestore.Store. Its statements, at most six whatever
-// the number of rows, are sent as one batch, in the order the SQLite driver
-// applies them: commit the updated rows, bump ordinals, record failures of
-// known rows, then of new ones, drop ownerships, delete rows.
+// Commit implements statestore.Store. Its statements, at most seven
+// whatever the number of rows, are sent as one batch, in the order the
+// SQLite driver applies them: commit the updated rows, bump ordinals,
+// record failures of known rows, then of new ones, drop ownerships, delete
+// rows, and add the changes to the outbox.
 func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 	n := len(p.Rows) + len(p.Bumps) + len(p.Failed) + len(p.Deletes)
-	if n == 0 {
+	if n == 0 && len(p.Changes) == 0 {
 		return nil
 	}
 	var (
@@ -1160,6 +1163,11 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 	if len(deletes) > 0 {
 		queue(fmt.Sprintf("deleting %d rows", len(deletes)), s.q.rowDelete, deletes)
 	}
+	if len(p.Changes) > 0 {
+		c := newChangeArrays(p.Changes)
+		queue(fmt.Sprintf("adding %d changes to the outbox", len(p.Changes)), s.o.changeAdd,
+			p.At, c.targetIDs, c.sourceIDs, c.rowKeys, c.keys, c.seqs, c.olds, c.news)
+	}
 
 	read := func(br pgx.BatchResults) error {
 		for _, op := range ops {
@@ -1188,7 +1196,7 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 		})
 	}
 	if err != nil {
-		return fmt.Errorf("committing %d rows of source %d: %w", n, p.SourceID, err)
+		return fmt.Errorf("committing %d rows and %d changes of source %d: %w", n, len(p.Changes), p.SourceID, err)
 	}
 	return nil
 }

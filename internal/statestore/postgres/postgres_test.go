@@ -147,7 +147,7 @@ func TestSchemaRespectedAndVersioned(t *testing.T) {
 	require.NoError(t, err)
 	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
-	require.Equal(t, []string{"tidemark_claims", "tidemark_flows", "tidemark_locks", "tidemark_migrations", "tidemark_owners", "tidemark_passes", "tidemark_rows", "tidemark_sources", "tidemark_target_writers", "tidemark_targets"}, tables)
+	require.Equal(t, []string{"tidemark_claims", "tidemark_flows", "tidemark_locks", "tidemark_migrations", "tidemark_outbox", "tidemark_owners", "tidemark_passes", "tidemark_rows", "tidemark_sources", "tidemark_target_writers", "tidemark_targets"}, tables)
 	var version int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT max(version) FROM `+pgx.Identifier{schema, "tidemark_migrations"}.Sanitize()).Scan(&version))
 	require.Equal(t, migrationCount(t), version)
@@ -421,9 +421,12 @@ func TestRoundTrips(t *testing.T) {
 	require.NoError(t, err)
 	src, err := s.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "s"})
 	require.NoError(t, err)
+	_, err = s.FlowGet(ctx, statestore.FlowGetParams{Flow: "f"})
+	require.NoError(t, err)
+	tg := outboxTarget(t, s, "t", 0)
 
 	// Each round uses every statement of Precommit and Commit, for 500
-	// rows; the first prepares the statements.
+	// rows and their changes; the first prepares the statements.
 	round := func(r int) (precommit, commit int64) {
 		rows := make([]statestore.PrecommitRow, 500)
 		var known []int64
@@ -447,6 +450,7 @@ func TestRoundTrips(t *testing.T) {
 		ord := int64(r)
 		p := statestore.CommitParams{SourceID: src, At: time.Now()}
 		for i, id := range ids {
+			p.Changes = append(p.Changes, statestore.Change{TargetID: tg, SourceID: src, RowKey: rows[i].Key, Key: rows[i].Key, Seq: 1, New: []byte("v")})
 			switch i % 5 {
 			case 0:
 				owners := []statestore.OwnerKey{{TargetID: 1, KeyHash: statestore.HashKey(fmt.Sprint(r, i))}}

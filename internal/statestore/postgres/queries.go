@@ -55,6 +55,7 @@ func newQueries(schema string) queries {
 		"{{passes}}", table("tidemark_passes"),
 		"{{claims}}", table("tidemark_claims"),
 		"{{writers}}", table("tidemark_target_writers"),
+		"{{outbox}}", table("tidemark_outbox"),
 	)}
 	r := q.replace
 	q.migrations = r(`{{migrations}}`)

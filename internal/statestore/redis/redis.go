@@ -16,6 +16,13 @@
 // passHistory passes, so that the memory a source takes does not grow
 // with its passes.
 //
+// The store is a statestore.Outbox too. Each target keeps the ids of its
+// states' heads (the oldest change of each) in two sorted sets: those free
+// to take, by id, and those leased or waiting for a retry, by when they
+// are free again. A take moves the heads free again to the first and reads
+// the first Limit of it per target asked, so that its cost grows with what
+// it takes and frees, not with the size of the outbox.
+//
 // Redis keeps its data in memory. A store that must outlive a restart of
 // the server needs the server's append-only file (appendonly yes,
 // appendfsync everysec or always) and maxmemory-policy noeviction: a
@@ -888,16 +895,18 @@ func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]
 
 // Commit implements statestore.Store, in one script whatever the number
 // of rows, applying its parts in the order of the SQLite driver: updated
-// rows (each with its ownerships), bumps, failures, deletions. A fenced
-// commit (p.Fence) checks in the same script, before it writes anything,
-// that the worker holds its claims and lease, and marks the claims done;
-// it runs even with no rows, to mark them.
+// rows (each with its ownerships), bumps, failures, deletions, then the
+// outbox's changes. A fenced commit (p.Fence) checks in the same script,
+// before it writes anything, that the worker holds its claims and lease,
+// and marks the claims done; it runs even with no rows, to mark them. A
+// change of a target that no longer exists is left out, as it would be
+// forgotten with the target.
 func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 	n := len(p.Rows) + len(p.Bumps) + len(p.Failed) + len(p.Deletes)
-	if n == 0 && p.Fence == nil {
+	if n == 0 && len(p.Changes) == 0 && p.Fence == nil {
 		return nil
 	}
-	size := 4 + 8*len(p.Rows) + 2*len(p.Bumps) + 3*len(p.Failed) + 2*len(p.Deletes)
+	size := 5 + 8*len(p.Rows) + 2*len(p.Bumps) + 3*len(p.Failed) + 2*len(p.Deletes) + 7*len(p.Changes)
 	sc, a := s.sc.commit, make([]any, 0, size)
 	if p.Fence != nil {
 		sc, a = s.sc.commitFenced, fenceArgs(p.Fence, size)
@@ -927,12 +936,16 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 		a = append(a, d.ID, len(d.Owners))
 		owners(d.Owners, d.ID)
 	}
+	a = append(a, len(p.Changes))
+	for _, c := range p.Changes {
+		a = append(a, c.TargetID, c.SourceID, c.RowKey, c.Key, c.Seq, opt(c.Old), opt(c.New))
+	}
 	v, err := s.run(ctx, sc, a...)
 	if err == nil && p.Fence != nil {
 		err = fenced(v)
 	}
 	if err != nil {
-		return fmt.Errorf("committing %d rows of source %d: %w", n, p.SourceID, err)
+		return fmt.Errorf("committing %d rows and %d changes of source %d: %w", n, len(p.Changes), p.SourceID, err)
 	}
 	return nil
 }

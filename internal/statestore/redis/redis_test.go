@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -343,6 +345,138 @@ func TestManyRows(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, page, 2)
 	require.Equal(t, keys[n-2], page[0].Key)
+}
+
+// TestOutboxKeysForgotten checks that the outbox's keys go with their
+// changes: when delivered, with a target dropped by TargetCommit, with
+// the flow; and that a change of a target that does not exist is left out.
+func TestOutboxKeysForgotten(t *testing.T) {
+	t.Parallel()
+	s := open(t, Config{})
+	ctx := t.Context()
+	_, err := s.FlowGet(ctx, statestore.FlowGetParams{Flow: "f"})
+	require.NoError(t, err)
+	src, err := s.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "s"})
+	require.NoError(t, err)
+	var targets []int64
+	for _, key := range []string{"t1", "t2"} {
+		tg, err := s.TargetStage(ctx, statestore.TargetStageParams{Flow: "f", Kind: "table", Key: key, Record: []byte("v")})
+		require.NoError(t, err)
+		_, err = s.TargetCommit(ctx, statestore.TargetCommitParams{Flow: "f", ID: tg.ID, Exists: true, Record: []byte("v")})
+		require.NoError(t, err)
+		targets = append(targets, tg.ID)
+	}
+	t1, t2 := targets[0], targets[1]
+	outboxKeys := func() []string {
+		var out []string
+		for _, pattern := range []string{":c:*", ":t:*:out", ":t:*:fail", ":t:*:dup", ":t:*:q:*", ":t:*:due", ":t:*:wait"} {
+			keys, err := s.rdb.Keys(ctx, s.p+pattern).Result()
+			require.NoError(t, err)
+			out = append(out, keys...)
+		}
+		return out
+	}
+	changes := func(tid int64, keys ...string) []statestore.Change {
+		var out []statestore.Change
+		for _, k := range keys {
+			out = append(out, statestore.Change{TargetID: tid, SourceID: src, RowKey: "r:" + k, Key: k, Seq: 1, New: []byte{}})
+		}
+		return out
+	}
+	require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: time.Now(),
+		Changes: changes(t1+t2+1, "x")}), "a change of no target")
+	require.Empty(t, outboxKeys(), "is left out")
+
+	require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: time.Now(),
+		Changes: append(changes(t1, "a", "b:c"), changes(t2, "a")...)}))
+	take := statestore.OutboxTakeParams{TargetIDs: []int64{t1, t2}, Worker: "w", Limit: 10, TTL: time.Minute}
+	got, err := s.OutboxTake(ctx, take)
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	require.Equal(t, []byte{}, got[0].New, "an empty value is not nil")
+	require.NoError(t, s.OutboxRetry(ctx, statestore.OutboxRetryParams{Worker: "w", Change: statestore.OutboxRef{ID: got[1].ID, Fence: got[1].Fence},
+		Error: "e", NextAt: time.Now().Add(time.Hour)}))
+	lost, err := s.OutboxDone(ctx, statestore.OutboxDoneParams{Worker: "w", Changes: []statestore.OutboxRef{{ID: got[2].ID, Fence: got[2].Fence}}})
+	require.NoError(t, err)
+	require.Empty(t, lost)
+	require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: time.Now(),
+		Changes: changes(t2, "a")}), "delivered, the change is kept again")
+	st, err := s.OutboxStatus(ctx, statestore.OutboxStatusParams{TargetIDs: []int64{t2, t1, t2}})
+	require.NoError(t, err)
+	require.Len(t, st, 2)
+	require.Equal(t, []int64{t1, t2}, []int64{st[0].TargetID, st[1].TargetID})
+	require.Equal(t, int64(2), st[0].Pending)
+	require.Equal(t, int64(1), st[0].Failing)
+	require.Equal(t, int64(1), st[1].Pending)
+
+	_, err = s.TargetCommit(ctx, statestore.TargetCommitParams{Flow: "f", ID: t1, Exists: false})
+	require.NoError(t, err)
+	st, err = s.OutboxStatus(ctx, statestore.OutboxStatusParams{TargetIDs: []int64{t1, t2}})
+	require.NoError(t, err)
+	require.Len(t, st, 1, "a dropped target's changes go with it")
+	require.Equal(t, t2, st[0].TargetID)
+	for _, k := range outboxKeys() {
+		require.NotContains(t, k, fmt.Sprintf(":t:%d:", t1))
+	}
+	require.Len(t, outboxKeys(), 5, "t2's one change: its hash, out, dup, queue and due")
+
+	require.NoError(t, s.FlowDrop(ctx, statestore.FlowDropParams{Flow: "f"}))
+	require.Empty(t, outboxKeys())
+}
+
+// TestOutboxWorkersShare drains an outbox with workers taking at once:
+// each change is delivered once, and those of a state in commit order.
+func TestOutboxWorkersShare(t *testing.T) {
+	t.Parallel()
+	s := open(t, Config{})
+	ctx := t.Context()
+	_, err := s.FlowGet(ctx, statestore.FlowGetParams{Flow: "f"})
+	require.NoError(t, err)
+	src, err := s.SourceEnsure(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "s"})
+	require.NoError(t, err)
+	tg, err := s.TargetStage(ctx, statestore.TargetStageParams{Flow: "f", Kind: "table", Key: "t", Record: []byte("v")})
+	require.NoError(t, err)
+	_, err = s.TargetCommit(ctx, statestore.TargetCommitParams{Flow: "f", ID: tg.ID, Exists: true, Record: []byte("v")})
+	require.NoError(t, err)
+	const states, seqs = 20, 10
+	for seq := int64(1); seq <= seqs; seq++ {
+		cp := statestore.CommitParams{SourceID: src, At: time.Now()}
+		for k := range states {
+			key := fmt.Sprintf("k%02d", k)
+			cp.Changes = append(cp.Changes, statestore.Change{TargetID: tg.ID, SourceID: src, RowKey: key, Key: key, Seq: seq})
+		}
+		require.NoError(t, s.Commit(ctx, cp))
+	}
+	var mu sync.Mutex
+	last := map[string]int64{}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			worker := fmt.Sprintf("w%d", w)
+			for {
+				got, err := s.OutboxTake(ctx, statestore.OutboxTakeParams{TargetIDs: []int64{tg.ID}, Worker: worker, Limit: 7, TTL: time.Minute})
+				if !assert.NoError(t, err) || len(got) == 0 {
+					return
+				}
+				refs := make([]statestore.OutboxRef, len(got))
+				mu.Lock()
+				for i, c := range got {
+					assert.Equal(t, last[c.Key]+1, c.Seq, "%s: once each, in order", c.Key)
+					last[c.Key] = c.Seq
+					refs[i] = statestore.OutboxRef{ID: c.ID, Fence: c.Fence}
+				}
+				mu.Unlock()
+				lost, err := s.OutboxDone(ctx, statestore.OutboxDoneParams{Worker: worker, Changes: refs})
+				assert.NoError(t, err)
+				assert.Empty(t, lost)
+			}
+		})
+	}
+	wg.Wait()
+	require.Len(t, last, states)
+	for k, seq := range last {
+		require.Equal(t, int64(seqs), seq, k)
+	}
 }
 
 // serverError is an error reply of the server, as go-redis gives it.

@@ -17,10 +17,11 @@ import goredis "github.com/redis/go-redis/v9"
 // (ids, generations, failure counts) are numbers in Lua, through int.
 //
 // The keys (F a flow id, S a source id, R a row id, T a target id, X a
-// pass id):
+// pass id, C a change id):
 //
 //	P:meta            hash: version, the layout's version; created_at
-//	P:seq             hash: the last id given, by kind (flow, source, target, row, pass)
+//	P:seq             hash: the last id given, by kind (flow, source, target, row, pass,
+//	                  change)
 //	P:flows           hash: flow name → F, its namespace, made on first use
 //	P:gens            hash: flow name → generation; a flow exists once in it
 //	P:lock:<name>     hash: a flow's update lock: token, pid, host, since; with a TTL
@@ -43,6 +44,23 @@ import goredis "github.com/redis/go-redis/v9"
 //	P:t:T:own         sorted set: ownerships, each the 16-byte key hash and the
 //	                  owning row's id as 8 big-endian bytes, scored 0, so that
 //	                  the owners of one key hash are a range of it
+//	P:t:T:out         sorted set: C scored C, the target's undelivered changes
+//	                  (statestore.Outbox): OutboxStatus's pending count and oldest
+//	P:t:T:fail        sorted set: C scored C, those of them whose delivery failed
+//	P:t:T:dup         hash: dupkey of a change → C, so that a change committed
+//	                  twice is kept once
+//	P:t:T:q:<key>     list: the ids of the undelivered changes of the target's
+//	                  state key, oldest first; the first is the state's head,
+//	                  the only one of its changes OutboxTake gives
+//	P:t:T:due         sorted set: C scored C, the heads free to take: not leased
+//	                  and not waiting for a retry
+//	P:t:T:wait        sorted set: the other heads, scored by when they are free
+//	                  again (Unix µs, the server's TIME for a lease's end, NextAt
+//	                  for a retry): OutboxTake moves those scored below now to due
+//	P:c:C             hash: a change: t, s, r, k, q (target, source, row key, key,
+//	                  seq); o, n (old and new, absent for NULL); a (commit time);
+//	                  na, e, x (attempts, last error, next at: once it failed);
+//	                  f, the last fence OutboxTake gave; w, the worker leasing it
 //	P:p:X             hash: a pass (statestore.Coordinator): source; lister,
 //	                  fence and until, the listing lease's holder, fence and
 //	                  end; started; listed (1 once the listing is complete);
@@ -57,12 +75,21 @@ import goredis "github.com/redis/go-redis/v9"
 //
 // A pass's listed, claims and avail go when it finishes, its hash when it
 // falls out of its source's passes, all of them when its flow is dropped.
+// A change goes when it is delivered (OutboxDone), the outbox keys of a
+// target with the target (TargetCommit of a dropped target, FlowDrop).
+// Every head of a state is in one of its target's due and wait; a worker
+// holds a change while its w and f are the worker's and the fence
+// OutboxTake gave it, which a later take (a new fence) or a retry (no w)
+// ends.
 //
 // Times are Unix microseconds, but for the coordinator's: those are the
 // server's (TIME), so that the workers' clocks need not agree, and in
-// milliseconds, as its TTLs are given. A field that is absent is NULL; an
-// optional value passed to a script (an ordinal, a fingerprint, a blob)
-// is "" for NULL, or "=" followed by the value (see opt).
+// milliseconds, as its TTLs are given. The outbox's leases end by the
+// server's clock too, but in microseconds, as they share P:t:T:wait with
+// the NextAt of retries, which are the workers'. A field that is absent
+// is NULL; an optional value passed to a script (an ordinal, a
+// fingerprint, a blob, a change's old and new) is "" for NULL, or "="
+// followed by the value (see opt).
 
 // prelude is the start of every script.
 const prelude = `
@@ -127,6 +154,21 @@ local function stagedrop(tid)
   end
   redis.call('RPUSH', sk, '')
 end
+-- dupkey names a change of a target in its P:t:T:dup by its source id,
+-- row key, key and seq: the row key's length makes it one of one.
+local function dupkey(s, r, k, q) return s .. ':' .. #r .. ':' .. r .. k .. ':' .. q end
+-- outboxdrop forgets the outbox's changes of target tid.
+local function outboxdrop(tid)
+  local states = {}
+  for _, id in ipairs(redis.call('ZRANGE', key('t', tid, 'out'), 0, -1)) do
+    local k = redis.call('HGET', key('c', id), 'k')
+    if k then states[k] = true end
+    redis.call('UNLINK', key('c', id))
+  end
+  for k in pairs(states) do redis.call('UNLINK', key('t', tid, 'q', k)) end
+  redis.call('UNLINK', key('t', tid, 'out'), key('t', tid, 'fail'), key('t', tid, 'dup'),
+    key('t', tid, 'due'), key('t', tid, 'wait'))
+end
 `
 
 // coordPrelude follows prelude in the coordinator's scripts
@@ -178,11 +220,28 @@ local function passdrop(id)
 end
 `
 
+// outboxPrelude follows prelude in the outbox's scripts
+// (statestore.Outbox).
+const outboxPrelude = `
+-- clock is the server's time in Unix microseconds.
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+-- change appends change id to out: id, t, s, r, k, q, o, n, a, na, e, x, f.
+local function change(out, id)
+  local c = redis.call('HMGET', key('c', id), 't', 's', 'r', 'k', 'q', 'o', 'n', 'a', 'na', 'e', 'x', 'f')
+  out[#out+1] = id
+  for j = 1, 12 do out[#out+1] = c[j] end
+end
+`
+
 // rowMetaStride and rowInfoStride are the replies per row of rowmeta and
-// rowinfo.
+// rowinfo; changeStride per change of the outbox's change.
 const (
 	rowMetaStride = 8
 	rowInfoStride = 13
+	changeStride  = 13
 )
 
 // notFound starts the error a script returns for what must exist and does
@@ -203,6 +262,9 @@ func reader(body string) *goredis.Script {
 // coordScript is script with coordPrelude.
 func coordScript(body string) *goredis.Script { return script(coordPrelude + body) }
 
+// outboxScript is script with outboxPrelude.
+func outboxScript(body string) *goredis.Script { return script(outboxPrelude + body) }
+
 // scriptSet is the store's scripts. They name no key of their own: stores
 // of any prefix run the same scripts, which the server caches once.
 type scriptSet struct {
@@ -218,6 +280,8 @@ type scriptSet struct {
 	passProgress, passFinish, passRunning        *goredis.Script
 	claimTake, claimRenew, claimDone             *goredis.Script
 	targetWriter                                 *goredis.Script
+
+	outboxTake, outboxDone, outboxRetry, outboxStatus *goredis.Script
 }
 
 func newScripts() *scriptSet {
@@ -248,6 +312,7 @@ if fid then
   end
   for _, tid in ipairs(redis.call('HVALS', key('f', fid, 'targets'))) do
     redis.call('UNLINK', key('t', tid), key('t', tid, 'staged'), key('t', tid, 'own'))
+    outboxdrop(tid)
   end
   redis.call('UNLINK', key('f', fid, 'sources'), key('f', fid, 'targets'))
   redis.call('HDEL', P .. ':flows', flow)
@@ -353,6 +418,7 @@ if exists == '0' then
       local tid = all[j+1]
       if tid == id or redis.call('HGET', key('t', tid), 'parent') == id then
         redis.call('UNLINK', key('t', tid), key('t', tid, 'staged'), key('t', tid, 'own'))
+        outboxdrop(tid)
         redis.call('HDEL', fk, all[j])
       end
     end
@@ -631,6 +697,109 @@ return claims(pk, ARGV[2], 4, nil, function(k) redis.call('ZADD', pk .. ':avail'
 		claimDone: coordScript(`
 local pk = key('p', ARGV[1])
 return claims(pk, ARGV[2], 3, nil, function(k) claimdone(pk, k) end)`),
+
+		// ARGV: worker, limit, ttl in milliseconds, steal (0 or 1), then
+		// target ids. Frees the heads of the targets whose lease ended (or,
+		// stealing, is held) or whose retry is due, then leases the limit of free heads of smallest ids. Returns
+		// change of each, with its new fence.
+		outboxTake: outboxScript(`
+local worker, lim, steal = ARGV[1], tonumber(ARGV[2]), ARGV[4] == '1'
+local t = clock()
+local free, ids = '(' .. int(t), {}
+for j = 5, #ARGV do
+  local dk, wk = key('t', ARGV[j], 'due'), key('t', ARGV[j], 'wait')
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', wk, '-inf', free)) do redis.call('ZADD', dk, id, id) end
+  redis.call('ZREMRANGEBYSCORE', wk, '-inf', free)
+  if steal then
+    -- Leased heads are free too (their worker is gone); those waiting
+    -- for a retry are not.
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', wk, int(t), '+inf')) do
+      local w = redis.call('HGET', key('c', id), 'w')
+      if w and w ~= '' then
+        redis.call('ZREM', wk, id)
+        redis.call('ZADD', dk, id, id)
+      end
+    end
+  end
+  for _, id in ipairs(redis.call('ZRANGE', dk, 0, lim - 1)) do ids[#ids+1] = tonumber(id) end
+end
+table.sort(ids)
+local ends, out = int(t + 1000 * tonumber(ARGV[3])), {}
+for j = 1, math.min(lim, #ids) do
+  local id = int(ids[j])
+  local ck = key('c', id)
+  local tid = redis.call('HGET', ck, 't')
+  redis.call('HINCRBY', ck, 'f', 1)
+  redis.call('HSET', ck, 'w', worker)
+  redis.call('ZREM', key('t', tid, 'due'), id)
+  redis.call('ZADD', key('t', tid, 'wait'), ends, id)
+  change(out, id)
+end
+return out`),
+
+		// ARGV: worker, then each change's id and fence. Deletes the changes
+		// the worker holds, making the next change of each one's state its
+		// head; returns the ids of the others.
+		outboxDone: outboxScript(`
+local worker, lost = ARGV[1], {}
+for j = 2, #ARGV, 2 do
+  local id = ARGV[j]
+  local ck = key('c', id)
+  local c = redis.call('HMGET', ck, 'w', 'f', 't', 's', 'r', 'k', 'q')
+  if c[1] == worker and c[2] == ARGV[j+1] then
+    local tid = c[3]
+    local qk, dk = key('t', tid, 'q', c[6]), key('t', tid, 'due')
+    if redis.call('LINDEX', qk, 0) == id then
+      redis.call('LPOP', qk)
+      local head = redis.call('LINDEX', qk, 0)
+      if head then redis.call('ZADD', dk, head, head) end
+    else
+      redis.call('LREM', qk, 1, id)
+    end
+    redis.call('ZREM', dk, id)
+    redis.call('ZREM', key('t', tid, 'wait'), id)
+    redis.call('ZREM', key('t', tid, 'out'), id)
+    redis.call('ZREM', key('t', tid, 'fail'), id)
+    redis.call('HDEL', key('t', tid, 'dup'), dupkey(c[4], c[5], c[6], c[7]))
+    redis.call('DEL', ck)
+  else
+    lost[#lost+1] = id
+  end
+end
+return lost`),
+
+		// ARGV: worker, change id, fence, error, next at. Records a failed
+		// delivery of a change the worker holds, which waits until next at.
+		// Returns 1, or 0 when the worker does not hold it.
+		outboxRetry: outboxScript(`
+local worker, id, fence, msg, nat = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local ck = key('c', id)
+local c = redis.call('HMGET', ck, 'w', 'f', 't')
+if c[1] ~= worker or c[2] ~= fence then return 0 end
+redis.call('HINCRBY', ck, 'na', 1)
+redis.call('HSET', ck, 'e', msg, 'x', nat)
+redis.call('HDEL', ck, 'w')
+redis.call('ZREM', key('t', c[3], 'due'), id)
+redis.call('ZADD', key('t', c[3], 'wait'), nat, id)
+redis.call('ZADD', key('t', c[3], 'fail'), id, id)
+return 1`),
+
+		// ARGV: target ids. Returns, for each target with undelivered
+		// changes, {id, pending, failing, the oldest one's commit time, change
+		// of the failing one of smallest id (empty when none)}.
+		outboxStatus: reader(outboxPrelude + `
+local out = {}
+for j = 1, #ARGV do
+  local tid = ARGV[j]
+  local ok, fk = key('t', tid, 'out'), key('t', tid, 'fail')
+  local oldest = redis.call('ZRANGE', ok, 0, 0)[1]
+  if oldest then
+    local failed, f = {}, redis.call('ZRANGE', fk, 0, 0)[1]
+    if f then change(failed, f) end
+    out[#out+1] = {tid, redis.call('ZCARD', ok), redis.call('ZCARD', fk), redis.call('HGET', key('c', oldest), 'a'), failed}
+  end
+end
+return out`),
 	}
 }
 
@@ -642,7 +811,10 @@ return claims(pk, ARGV[2], 3, nil, function(k) claimdone(pk, k) end)`),
 //   - the number of bumps, each: id, ordinal (opt);
 //   - the number of failures, each: id (0 for a new row), key, message;
 //   - the number of deletions, each: id, the number of ownerships, then
-//     each: target id, member.
+//     each: target id, member;
+//   - the number of changes for the outbox, each: target id, source id,
+//     row key, key, seq, old, new (opt each). A change of a target that
+//     does not exist, or one already kept (see dupkey), is left out.
 const commitBody = `
 local i = A
 local function nxt() i = i + 1; return ARGV[i] end
@@ -710,6 +882,22 @@ for _ = 1, tonumber(nxt()) do
     redis.call('ZREM', key('s', s, 'failing'), failmember(id))
     redis.call('ZREM', key('s', s, 'done'), id)
     redis.call('DEL', rk)
+  end
+end
+local live = {}
+for _ = 1, tonumber(nxt()) do
+  local tid, s, r, k, q, o, n = nxt(), nxt(), nxt(), nxt(), nxt(), nxt(), nxt()
+  if live[tid] == nil then live[tid] = redis.call('HEXISTS', key('t', tid), 'flow') == 1 end
+  local dk, dup = key('t', tid, 'dup'), dupkey(s, r, k, q)
+  if live[tid] and redis.call('HEXISTS', dk, dup) == 0 then
+    local id = int(redis.call('HINCRBY', P .. ':seq', 'change', 1))
+    redis.call('HSET', dk, dup, id)
+    local ck = key('c', id)
+    redis.call('HSET', ck, 't', tid, 's', s, 'r', r, 'k', k, 'q', q, 'a', at)
+    if o ~= '' then redis.call('HSET', ck, 'o', string.sub(o, 2)) end
+    if n ~= '' then redis.call('HSET', ck, 'n', string.sub(n, 2)) end
+    redis.call('ZADD', key('t', tid, 'out'), id, id)
+    if redis.call('RPUSH', key('t', tid, 'q', k), id) == 1 then redis.call('ZADD', key('t', tid, 'due'), id, id) end
   end
 end
 return 1`

@@ -225,6 +225,7 @@ func canonical(path string) string {
 func (s *Store) FlowDrop(ctx context.Context, p statestore.FlowDropParams) error {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		for _, q := range []string{
+			`DELETE FROM tidemark_outbox WHERE target_id IN (SELECT id FROM tidemark_targets WHERE flow = ?)`,
 			`DELETE FROM tidemark_owners WHERE target_id IN (SELECT id FROM tidemark_targets WHERE flow = ?)`,
 			`DELETE FROM tidemark_rows WHERE source_id IN (SELECT id FROM tidemark_sources WHERE flow = ?)`,
 			`DELETE FROM tidemark_targets WHERE flow = ?`,
@@ -417,6 +418,9 @@ func (s *Store) TargetCommit(ctx context.Context, p statestore.TargetCommitParam
 		if !p.Exists {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM tidemark_owners WHERE target_id = ?`, p.ID); err != nil {
 				return err
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM tidemark_outbox WHERE target_id IN (SELECT id FROM tidemark_targets WHERE id = ? OR parent_id = ?)`, p.ID, p.ID); err != nil {
+				return fmt.Errorf("deleting the changes of its outbox: %w", err)
 			}
 			if _, err := tx.ExecContext(ctx, `DELETE FROM tidemark_targets WHERE id = ? OR parent_id = ?`, p.ID, p.ID); err != nil {
 				return err
@@ -808,7 +812,8 @@ func (s *Store) Precommit(ctx context.Context, p statestore.PrecommitParams) ([]
 	return ids, nil
 }
 
-// Commit implements statestore.Store.
+// Commit implements statestore.Store. The changes are added to the
+// outbox last, in the same transaction.
 func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 	at := micros(p.At)
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -879,10 +884,15 @@ func (s *Store) Commit(ctx context.Context, p statestore.CommitParams) error {
 				return fmt.Errorf("deleting row %d: %w", d.ID, err)
 			}
 		}
+		if len(p.Changes) > 0 {
+			if err := addChanges(ctx, tx, at, p.Changes); err != nil {
+				return fmt.Errorf("adding %d changes to the outbox: %w", len(p.Changes), err)
+			}
+		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("committing %d rows: %w", len(p.Rows)+len(p.Bumps)+len(p.Failed)+len(p.Deletes), err)
+		return fmt.Errorf("committing %d rows and %d changes: %w", len(p.Rows)+len(p.Bumps)+len(p.Failed)+len(p.Deletes), len(p.Changes), err)
 	}
 	return nil
 }

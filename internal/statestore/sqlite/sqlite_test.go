@@ -3,10 +3,13 @@ package sqlite
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tidemark/tidemark/internal/sqlitedb"
 	"github.com/tidemark/tidemark/internal/statestore"
 	"github.com/tidemark/tidemark/internal/statestore/statestoretest"
 )
@@ -98,4 +101,71 @@ func TestLockThroughALink(t *testing.T) {
 	defer held.Release()
 	_, err = s2.FlowLock(t.Context(), statestore.FlowLockParams{Flow: "f"})
 	require.ErrorIs(t, err, statestore.ErrLocked)
+}
+
+// TestOutboxMigratesAnOlderFile opens a file of the version before the
+// outbox, holding a flow and its target, and commits a change to it.
+func TestOutboxMigratesAnOlderFile(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "state.db")
+	ms, err := statestore.LoadMigrations(migrationFS, "migrations")
+	require.NoError(t, err)
+	db, err := sqlitedb.Open(ctx, path, 1)
+	require.NoError(t, err)
+	_, err = db.Exec(`CREATE TABLE tidemark_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`)
+	require.NoError(t, err)
+	for _, m := range ms[:3] {
+		_, err := db.Exec(m.SQL)
+		require.NoError(t, err, m.Name)
+		_, err = db.Exec(`INSERT INTO tidemark_migrations (version, name, applied_at) VALUES (?, ?, 0)`, m.Version, m.Name)
+		require.NoError(t, err)
+	}
+	_, err = db.Exec(`INSERT INTO tidemark_flows (name, created_at) VALUES ('f', 0);
+		INSERT INTO tidemark_sources (flow, name) VALUES ('f', 's');
+		INSERT INTO tidemark_targets (flow, kind, key, committed, record, updated_at) VALUES ('f', 'table', 't', 1, 'v1', 0)`)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	s, err := Open(ctx, path)
+	require.NoError(t, err)
+	defer s.Close()
+	var version int
+	require.NoError(t, s.DB().QueryRow(`SELECT max(version) FROM tidemark_migrations`).Scan(&version))
+	require.Equal(t, len(ms), version)
+	src, err := s.SourceFind(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "s"})
+	require.NoError(t, err)
+	targets, err := s.TargetList(ctx, statestore.TargetListParams{Flow: "f"})
+	require.NoError(t, err)
+	require.Len(t, targets, 1)
+	require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: time.Now(), Changes: []statestore.Change{
+		{TargetID: targets[0].ID, SourceID: src, RowKey: "r", Key: "k", Seq: 1, New: []byte("1")},
+	}}))
+	got, err := s.OutboxTake(ctx, statestore.OutboxTakeParams{TargetIDs: []int64{targets[0].ID}, Worker: "w", Limit: 1, TTL: time.Minute})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+}
+
+// TestOutboxTakeUsesTheStateIndex checks that the oldest-change probe of
+// OutboxTake is an index search, not a scan of the outbox.
+func TestOutboxTakeUsesTheStateIndex(t *testing.T) {
+	t.Parallel()
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "state.db"))
+	require.NoError(t, err)
+	defer s.Close()
+	rows, err := s.DB().Query(`EXPLAIN QUERY PLAN SELECT c.id FROM tidemark_outbox AS c
+		WHERE c.target_id IN (SELECT value FROM json_each('[1]'))
+			AND NOT EXISTS (SELECT 1 FROM tidemark_outbox AS e WHERE e.target_id = c.target_id AND e.key = c.key AND e.id < c.id)
+		ORDER BY c.id LIMIT 10`)
+	require.NoError(t, err)
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+		plan = append(plan, detail)
+	}
+	require.NoError(t, rows.Err())
+	require.Contains(t, strings.Join(plan, "\n"), "SEARCH e USING COVERING INDEX tidemark_outbox_state", plan)
 }

@@ -427,10 +427,16 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 		require.NoError(t, err)
 		byKey := map[string]int64{"k1": ids[0], "k2": ids[1], "k3": ids[2]}
 		ord := int64(7)
+		tg, err := s.TargetStage(ctx, statestore.TargetStageParams{Flow: "f", Kind: "table", Key: "t", Record: []byte("v1")})
+		require.NoError(t, err)
+		_, err = s.TargetCommit(ctx, statestore.TargetCommitParams{Flow: "f", ID: tg.ID, Exists: true, Record: []byte("v1")})
+		require.NoError(t, err)
+		target := tg.ID
 		commit := func(worker string, fence *statestore.CommitFence, keys ...string) error {
 			cp := statestore.CommitParams{SourceID: src, At: time.Now(), Fence: fence}
 			for _, k := range keys {
 				cp.Rows = append(cp.Rows, statestore.CommitRow{ID: byKey[k], Ordinal: &ord, ContentFP: []byte("c"), LogicFP: []byte("l"), Tracking: []byte("t " + worker)})
+				cp.Changes = append(cp.Changes, statestore.Change{TargetID: target, SourceID: src, RowKey: k, Key: k, Seq: 1, New: []byte(worker)})
 			}
 			return s.Commit(ctx, cp)
 		}
@@ -458,6 +464,9 @@ func ExerciseCoordinator(t *testing.T, newStore func(t *testing.T) statestore.St
 			require.Nil(t, r.Ordinal, "%s: a fenced commit lands nothing", r.Key)
 			require.True(t, r.Staged, r.Key)
 		}
+		changes, err := s.OutboxStatus(ctx, statestore.OutboxStatusParams{TargetIDs: []int64{target}})
+		require.NoError(t, err)
+		require.Empty(t, changes, "a fenced commit lands no change")
 
 		// The two a still holds (expired, but taken by nobody) commit, and
 		// are done.

@@ -26,6 +26,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) statestore.Store) {
 		t.Cleanup(func() { require.NoError(t, s.Close()) })
 		return s
 	}
+	t.Run("Outbox", func(t *testing.T) { exerciseOutbox(t, setup) })
 
 	t.Run("RowReads", func(t *testing.T) {
 		t.Parallel()
