@@ -27,7 +27,9 @@ type TargetChange[V any] struct {
 	// as the source encodes its key).
 	Source string
 	Row    string
-	// Seq numbers the row's changes of the state: 1, 2, …
+	// Seq orders the row's changes of the state: it grows from one to the
+	// next (it is the change's time in µs, or one more than the last), and
+	// across the row's deletion and return.
 	Seq int64
 	// At is when the change was committed.
 	At time.Time

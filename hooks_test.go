@@ -39,6 +39,8 @@ type hookWorld struct {
 
 	mu   sync.Mutex
 	told []tidemark.TargetChange[price]
+	// ids are the IDs of the changes told, first to last, by key.
+	ids map[target.Key][]tidemark.TargetChange[price]
 }
 
 func newHookWorld(t *testing.T, backend string) *hookWorld {
@@ -71,6 +73,10 @@ func (w *hookWorld) openWith(eo tidemark.Options, opts ...tidemark.HookOption) *
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.told = append(w.told, c)
+		if w.ids == nil {
+			w.ids = make(map[target.Key][]tidemark.TargetChange[price])
+		}
+		w.ids[c.Key] = append(w.ids[c.Key], c)
 		return nil
 	}, opts...)
 	e, err := tidemark.Open(w.t.Context(), f, eo)
@@ -106,7 +112,7 @@ func describeChange(c tidemark.TargetChange[price]) string {
 		}
 		return fmt.Sprint(p.Cents)
 	}
-	return fmt.Sprintf("%s#%d: %s -> %s", c.Key, c.Seq, v(c.Old), v(c.New))
+	return fmt.Sprintf("%s: %s -> %s", c.Key, v(c.Old), v(c.New))
 }
 
 func TestHookIsToldEachChangeOnce(t *testing.T) {
@@ -118,7 +124,7 @@ func TestHookIsToldEachChangeOnce(t *testing.T) {
 		st := w.update(e, tidemark.UpdateOptions{})
 		got := w.take()
 		slices.Sort(got)
-		require.Equal(t, []string{"a#1: none -> 100", "b#1: none -> 250"}, got)
+		require.Equal(t, []string{"a: none -> 100", "b: none -> 250"}, got)
 		require.Equal(t, int64(2), st.Targets["memory/prices"].Changes)
 		require.Equal(t, int64(2), st.Targets["memory/prices"].Delivered)
 
@@ -139,10 +145,27 @@ func TestHookIsToldEachChangeOnce(t *testing.T) {
 		w.update(e, tidemark.UpdateOptions{})
 		got = w.take()
 		slices.Sort(got)
-		require.Equal(t, []string{"a#2: 100 -> 120", "b#2: 250 -> none", "c#1: none -> 900"}, got)
+		require.Equal(t, []string{"a: 100 -> 120", "b: 250 -> none", "c: none -> 900"}, got)
+
+		// A row deleted and back: its next change is another, with a Seq
+		// and an ID of its own.
+		w.src.Set("b", price{"bread", 250})
+		w.update(e, tidemark.UpdateOptions{})
+		require.Equal(t, []string{"b: none -> 250"}, w.take())
+		ids := make(map[string]bool)
+		for key, cs := range w.ids {
+			for i, c := range cs {
+				require.False(t, ids[c.ID()], "%s: change %d has the ID of another", key, i)
+				ids[c.ID()] = true
+				if i > 0 {
+					require.Greater(t, c.Seq, cs[i-1].Seq, "%s: Seq grows", key)
+				}
+			}
+		}
+		require.Len(t, ids, 6)
 
 		// The same change told twice has the same ID; another has another.
-		a := tidemark.TargetChange[price]{Target: "memory/prices", Key: "a", Source: "items", Row: `"a"`, Seq: 2}
+		a := tidemark.TargetChange[price]{Target: "memory/prices", Key: "a", Source: "items", Row: `"a"`, Seq: 1764669000000000}
 		b := a
 		b.Seq = 3
 		require.Equal(t, a.ID(), a.ID())
@@ -192,7 +215,7 @@ func TestAFailingHookRetriesAndHoldsItsStateOnly(t *testing.T) {
 		w.src.Set("a", price{"apple", 110})
 		w.src.Set("b", price{"bread", 260})
 		st := w.update(e, tidemark.UpdateOptions{})
-		require.Equal(t, []string{"b#2: 250 -> 260"}, w.take(), "the other state's change goes on")
+		require.Equal(t, []string{"b: 250 -> 260"}, w.take(), "the other state's change goes on")
 		require.Equal(t, int64(1), st.Targets["memory/prices"].DeliveryFailures)
 		w.src.Set("a", price{"apple", 130})
 		w.update(e, tidemark.UpdateOptions{})
@@ -215,7 +238,7 @@ func TestAFailingHookRetriesAndHoldsItsStateOnly(t *testing.T) {
 		w.mu.Unlock()
 		time.Sleep(250 * time.Millisecond)
 		w.update(e, tidemark.UpdateOptions{})
-		require.Equal(t, []string{"a#2: 100 -> 110", "a#3: 110 -> 130"}, w.take())
+		require.Equal(t, []string{"a: 100 -> 110", "a: 110 -> 130"}, w.take())
 		status, err = e.Status(t.Context(), 0)
 		require.NoError(t, err)
 		require.Zero(t, hookOf(t, status, "memory/prices").Pending)
@@ -293,7 +316,7 @@ func TestHookKill9BetweenCommitAndDelivery(t *testing.T) {
 		require.Len(t, told, 20, "%v", told)
 		slices.Sort(told)
 		for i, s := range told {
-			require.Equal(t, fmt.Sprintf("p%02d#1: none -> %d", i, 100+i), s)
+			require.Equal(t, fmt.Sprintf("p%02d: none -> %d", i, 100+i), s)
 		}
 		told = nil
 		_, err = e.Update(t.Context(), tidemark.UpdateOptions{})
@@ -335,6 +358,6 @@ func TestSharedWorkersTellEachChangeOnce(t *testing.T) {
 		got = w.take()
 		slices.Sort(got)
 		require.Len(t, got, 20, "%v", got)
-		require.Equal(t, "k00#2: 0 -> 1000", got[0])
+		require.Equal(t, "k00: 0 -> 1000", got[0])
 	})
 }

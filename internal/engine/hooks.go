@@ -50,8 +50,9 @@ type HookChange struct {
 	// Source and Row name the source row whose update made the change.
 	Source string
 	Row    string
-	// Seq numbers the row's changes of the state: with Source, Row and
-	// Key it identifies the change, for a receiver to drop one told twice.
+	// Seq orders the row's changes of the state (see nextSeq): with
+	// Source, Row and Key it identifies the change, for a receiver to drop
+	// one told twice.
 	Seq int64
 	// Old and New are the values before and after, as JSON; Old is nil
 	// for a state new to its row (or written before the target had its

@@ -408,8 +408,18 @@ func (res *rowResult) hookChange(rs *rootState, key target.Key, t *tracked, hook
 	case t.committed && !written:
 		return
 	}
-	entry.Seq++
+	entry.Seq = nextSeq(t.seq)
 	res.changes = append(res.changes, statestore.Change{TargetID: rs.id, RowKey: res.key, Key: string(key), Seq: entry.Seq, Old: old, New: hooked})
+}
+
+// nextSeq returns the sequence number of a state's change after one
+// numbered last: the time in microseconds, or last+1 if that is not more.
+// A number made from the time grows across a row's deletion and return,
+// when its tracking, and with it the last number, went with the row: the
+// changes of the row's next life never take the numbers, and so the
+// idempotency keys, of its last.
+func nextSeq(last int64) int64 {
+	return max(last+1, time.Now().UnixMicro())
 }
 
 // reconcile runs the handlers for a row's declared target states, and for
@@ -567,7 +577,7 @@ func (r *sourceRun) reconcile(res *rowResult, it *item, decls []Decl) error {
 			return fmt.Errorf("target %s, key %q: %w", rs.root.Key, displayKey(k.key), err)
 		}
 		if rs.root.Hook != nil && n.depth() == 0 && n.attach == "" && t.committed {
-			res.changes = append(res.changes, statestore.Change{TargetID: rs.id, RowKey: res.key, Key: string(k.key), Seq: t.seq + 1, Old: t.value})
+			res.changes = append(res.changes, statestore.Change{TargetID: rs.id, RowKey: res.key, Key: string(k.key), Seq: nextSeq(t.seq), Old: t.value})
 		}
 		if rec != nil && !rec.Action.IsZero() {
 			res.actions = append(res.actions, &plannedAction{row: res, root: rs, key: k.key, action: rec.Action, delete: true, wrote: t.wrote, prev: prev, mayBeMissing: mayBeMissing,

@@ -33,8 +33,8 @@ type Entry struct {
 	// Value is the state's value as a change hook is told of it (JSON),
 	// kept only for the states of a target with a hook; nil otherwise.
 	Value []byte
-	// Seq counts the changes of the state the row made while the target
-	// had a hook (see Change.Seq).
+	// Seq is the sequence number of the state's last change the row made
+	// while the target had a hook (see Change.Seq).
 	Seq int64
 }
 

@@ -47,7 +47,7 @@ type Change struct {
 	RowKey   string
 	// Key is the target state's key in its target.
 	Key string
-	// Seq numbers the changes of the state made by the row: 1, 2, … With
+	// Seq orders the changes of the state made by the row, growing. With
 	// TargetID, SourceID, RowKey and Key it identifies the change; a
 	// change committed twice is kept once.
 	Seq int64
