@@ -159,8 +159,10 @@ func (d *deliverer) finish(ctx context.Context) {
 	}
 }
 
-// drain delivers the changes due until none is. A failure of the state
-// store is logged: the changes stay in the outbox for the next update.
+// drain delivers the changes due until none is, or a round delivers
+// none: a change whose backoff is shorter than a round is not tried over
+// and over. A failure of the state store is logged: the changes stay in
+// the outbox for the next update.
 func (d *deliverer) drain(ctx context.Context) {
 	if err := d.deliverDue(ctx); err != nil && ctx.Err() == nil {
 		d.u.e.log.WarnContext(ctx, "could not deliver the changes of hooked targets; the next update will", "err", err)
@@ -213,17 +215,20 @@ func (d *deliverer) deliverDue(ctx context.Context) error {
 				return err
 			}
 		}
-		if len(done) > 0 {
-			var lost []int64
-			if err := e.do(ctx, "end changes", func(ctx context.Context) (err error) {
-				lost, err = e.store.OutboxDone(ctx, statestore.OutboxDoneParams{Worker: e.worker, Changes: done})
-				return err
-			}); err != nil {
-				return err
-			}
-			if len(lost) > 0 {
-				e.log.WarnContext(ctx, "changes were delivered by this worker after their lease ended: another worker may deliver them again", "changes", len(lost))
-			}
+		if len(done) == 0 {
+			return nil // every change taken failed
+		}
+		// Delivered: recorded even when the update is being stopped, or
+		// they would be told again.
+		var lost []int64
+		if err := e.do(context.WithoutCancel(ctx), "end changes", func(ctx context.Context) (err error) {
+			lost, err = e.store.OutboxDone(ctx, statestore.OutboxDoneParams{Worker: e.worker, Changes: done})
+			return err
+		}); err != nil {
+			return err
+		}
+		if len(lost) > 0 {
+			e.log.WarnContext(ctx, "changes were delivered by this worker after their lease ended: another worker may deliver them again", "changes", len(lost))
 		}
 	}
 	return nil
