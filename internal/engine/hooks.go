@@ -206,9 +206,10 @@ func (d *deliverer) deliverDue(ctx context.Context) error {
 			if backoff == nil {
 				backoff = DefaultHookBackoff
 			}
-			next := time.Now().Add(backoff(c.Attempts + 1))
+			wait := backoff(c.Attempts + 1)
+			next := time.Now().Add(wait)
 			e.log.WarnContext(ctx, "a change hook failed; the change is delivered again later", "target", rs.root.Key, "key", c.Key,
-				"attempt", c.Attempts+1, "next", next.Format(time.RFC3339), "err", err)
+				"attempt", c.Attempts+1, "retry_in", wait, "err", err)
 			if err := e.do(ctx, "retry a change", func(ctx context.Context) error {
 				return e.store.OutboxRetry(ctx, statestore.OutboxRetryParams{Worker: e.worker, Change: ref, Error: err.Error(), NextAt: next})
 			}); err != nil {

@@ -134,6 +134,15 @@ func OnChange[T any](t *Table[T], hook func(ctx context.Context, c tidemark.Targ
 	table.OnChange(t.sqlite.Target, hook, opts...)
 }
 
+// Key returns the table's key as a target: its key in an update's stats
+// (UpdateStats.Targets) and in the flow's status.
+func (t *Table[T]) Key() target.Key {
+	if t.postgres != nil {
+		return t.postgres.Inner().Key()
+	}
+	return t.sqlite.Inner().Key()
+}
+
 // Name returns the table's name.
 func (t *Table[T]) Name() string {
 	if t.postgres != nil {
