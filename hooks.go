@@ -33,9 +33,13 @@ type TargetChange[V any] struct {
 	Seq int64
 	// At is when the change was committed.
 	At time.Time
-	// Attempt counts the deliveries of the change, this one included: more
-	// than 1 after a failed delivery, or a crash before the hook returned.
+	// Attempt is 1 more than the failed deliveries of the change (a
+	// delivery cut short by a crash is not counted).
 	Attempt int
+
+	// sourceID is the source's id in the state store, which ID uses: a
+	// source's name may change while a change waits.
+	sourceID int64
 }
 
 // ID returns the change's idempotency key: the same for every delivery of
@@ -44,7 +48,11 @@ type TargetChange[V any] struct {
 // file name.
 func (c TargetChange[V]) ID() string {
 	h := sha256.New()
-	for _, s := range []string{string(c.Target), c.Source, c.Row, string(c.Key)} {
+	source := c.Source
+	if c.sourceID != 0 {
+		source = fmt.Sprintf("#%d", c.sourceID)
+	}
+	for _, s := range []string{string(c.Target), source, c.Row, string(c.Key)} {
 		var n [binary.MaxVarintLen64]byte
 		h.Write(n[:binary.PutUvarint(n[:], uint64(len(s)))])
 		h.Write([]byte(s))
@@ -81,12 +89,13 @@ func HookBackoff(backoff func(n int) time.Duration) HookOption {
 // Delivery is at least once, in commit order for each state: the changes
 // are kept in the state store's outbox by the commit that makes them, so
 // a crash between the commit and the delivery delivers them on the next
-// update. A hook that returns an error is tried again, at once for an
-// error marked Retryable, else after a backoff (see HookBackoff); the
-// state's later changes wait behind it, other states' go on. A change told
-// twice has the same ID.
+// update. A hook that returns an error is tried again after a backoff
+// (see HookBackoff); the state's later changes wait behind it, other
+// states' go on. A change told twice has the same ID.
 //
-// Values are kept as JSON: a hook sees what encoding/json makes of them.
+// Values are kept as JSON: a hook sees what encoding/json makes of them,
+// and a value that does not encode, or does not decode back, fails its
+// row.
 // To tell the old value, the flow keeps each hooked state's last value in
 // its state store: the cost of a hook is the size of its target's values
 // once more, there. Call OnChange while building the flow, once per
@@ -127,13 +136,23 @@ func OnChangeAs[V, W any](t *Target[V], as func(V) (W, error), hook func(ctx con
 			if err != nil {
 				return nil, err
 			}
-			return json.Marshal(w)
+			b, err := json.Marshal(w)
+			if err != nil {
+				return nil, fmt.Errorf("the change hook's value does not encode as JSON: %w", err)
+			}
+			// What cannot be told must fail its row now, not block its
+			// state's changes in the outbox for ever.
+			if _, err := decodeHooked[W](b); err != nil {
+				return nil, fmt.Errorf("the change hook's value does not decode back from JSON into %T: %w", w, err)
+			}
+			return b, nil
 		},
 		Deliver: func(ctx context.Context, c engine.HookChange) error {
-			ch := TargetChange[W]{Target: c.Target, Key: c.Key, Source: c.Source, Row: c.Row, Seq: c.Seq, At: c.At, Attempt: c.Attempt}
+			ch := TargetChange[W]{Target: c.Target, Key: c.Key, Source: c.Source, Row: c.Row, Seq: c.Seq, At: c.At, Attempt: c.Attempt, sourceID: c.SourceID}
 			var err error
 			if ch.Old, err = decodeHooked[W](c.Old); err != nil {
-				return fmt.Errorf("decoding the old value of %q: %w", c.Key, err)
+				// Kept by a release whose type was another: unknown now.
+				ch.Old = nil
 			}
 			if ch.New, err = decodeHooked[W](c.New); err != nil {
 				return fmt.Errorf("decoding the new value of %q: %w", c.Key, err)

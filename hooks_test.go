@@ -33,14 +33,44 @@ type hookWorld struct {
 	src  *tidemarktest.Source[string, price]
 	db   *tidemarktest.DB
 	opts tidemark.Options
+	hookRecorder
+}
+
+// hookRecorder is a change hook that records what it is told.
+type hookRecorder struct {
+	mu sync.Mutex
 	// fail, if set, fails the delivery of a change when it returns an
 	// error.
 	fail func(c tidemark.TargetChange[price]) error
-
-	mu   sync.Mutex
 	told []tidemark.TargetChange[price]
-	// ids are the IDs of the changes told, first to last, by key.
+	// ids are the changes told, first to last, by key.
 	ids map[target.Key][]tidemark.TargetChange[price]
+}
+
+func (h *hookRecorder) setFail(f func(c tidemark.TargetChange[price]) error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fail = f
+}
+
+// hook is the change hook.
+func (h *hookRecorder) hook(_ context.Context, c tidemark.TargetChange[price]) error {
+	h.mu.Lock()
+	fail := h.fail
+	h.mu.Unlock()
+	if fail != nil {
+		if err := fail(c); err != nil {
+			return err
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.told = append(h.told, c)
+	if h.ids == nil {
+		h.ids = make(map[target.Key][]tidemark.TargetChange[price])
+	}
+	h.ids[c.Key] = append(h.ids[c.Key], c)
+	return nil
 }
 
 func newHookWorld(t *testing.T, backend string) *hookWorld {
@@ -61,24 +91,7 @@ func (w *hookWorld) openWith(eo tidemark.Options, opts ...tidemark.HookOption) *
 		prices.Declare(r, target.Key(key), p)
 		return nil
 	})
-	tidemark.OnChange(prices, func(_ context.Context, c tidemark.TargetChange[price]) error {
-		w.mu.Lock()
-		fail := w.fail
-		w.mu.Unlock()
-		if fail != nil {
-			if err := fail(c); err != nil {
-				return err
-			}
-		}
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.told = append(w.told, c)
-		if w.ids == nil {
-			w.ids = make(map[target.Key][]tidemark.TargetChange[price])
-		}
-		w.ids[c.Key] = append(w.ids[c.Key], c)
-		return nil
-	}, opts...)
+	tidemark.OnChange(prices, w.hook, opts...)
 	e, err := tidemark.Open(w.t.Context(), f, eo)
 	require.NoError(w.t, err)
 	w.t.Cleanup(func() { e.Close() })

@@ -21,10 +21,9 @@ import (
 // the delivery delivers on the next update. For that, the values of a
 // hooked target's states are kept in the rows' tracking, as JSON.
 type Hook struct {
-	// Deliver tells the hook of a change. An error marked retryable is
-	// retried at once, as the engine's other retries; any other, or one
-	// that outlasts them, makes the change wait Backoff before the next
-	// try, and the state's later changes wait behind it.
+	// Deliver tells the hook of a change. An error makes the change wait
+	// Backoff before the next try, and the state's later changes wait
+	// behind it; the other states' changes go on.
 	Deliver func(ctx context.Context, c HookChange) error
 	// Backoff is the wait after a change's n-th failed delivery (n from
 	// 1); nil for DefaultHookBackoff.
@@ -47,9 +46,12 @@ type HookChange struct {
 	// Target is the root target's key, Key the state's.
 	Target target.Key
 	Key    target.Key
-	// Source and Row name the source row whose update made the change.
-	Source string
-	Row    string
+	// Source and Row name the source row whose update made the change;
+	// SourceID is the source's id in the state store, which the change's
+	// identity uses (a source's name may change).
+	Source   string
+	SourceID int64
+	Row      string
 	// Seq orders the row's changes of the state (see nextSeq): with
 	// Source, Row and Key it identifies the change, for a receiver to drop
 	// one told twice.
@@ -60,7 +62,8 @@ type HookChange struct {
 	Old, New []byte
 	// At is the commit's time.
 	At time.Time
-	// Attempt counts the deliveries of the change, this one included.
+	// Attempt is 1 more than the failed deliveries of the change
+	// recorded (a delivery cut short by a crash is not).
 	Attempt int
 }
 
@@ -102,7 +105,10 @@ func newDeliverer(u *update) *deliverer {
 	if u.opts.Preview {
 		return nil
 	}
-	d := &deliverer{u: u, roots: make(map[int64]*rootState), steal: !u.shared, kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	// An engine that never shares holds the flow's lock for its updates,
+	// live ones too; a shared engine's updates of a few keys (Only: a live
+	// worker's change stream) are not shared, yet other workers deliver.
+	d := &deliverer{u: u, roots: make(map[int64]*rootState), steal: u.e.coord == nil, kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	for _, rs := range u.setup.roots {
 		if rs.root.Hook != nil && rs.id != 0 {
 			d.roots[rs.id] = rs
@@ -235,8 +241,9 @@ func (d *deliverer) deliverDue(ctx context.Context) error {
 	return nil
 }
 
-// deliver tells c to its hook, retrying errors marked retryable; a panic
-// in the hook is its error.
+// deliver tells c to its hook, once: a failure waits its backoff, so that
+// a hook that keeps failing holds back no other state. A panic in the hook
+// is its error.
 func (d *deliverer) deliver(ctx context.Context, c statestore.Change) error {
 	e := d.u.e
 	rs := d.roots[c.TargetID]
@@ -244,8 +251,8 @@ func (d *deliverer) deliver(ctx context.Context, c statestore.Change) error {
 	if err != nil {
 		return err
 	}
-	hc := HookChange{Target: rs.root.Key, Key: target.Key(c.Key), Source: source, Row: c.RowKey, Seq: c.Seq, Old: c.Old, New: c.New, At: c.At, Attempt: c.Attempts + 1}
-	err = e.do(ctx, "deliver a change", func(ctx context.Context) (err error) {
+	hc := HookChange{Target: rs.root.Key, Key: target.Key(c.Key), Source: source, SourceID: c.SourceID, Row: c.RowKey, Seq: c.Seq, Old: c.Old, New: c.New, At: c.At, Attempt: c.Attempts + 1}
+	err = func() (err error) {
 		defer func() {
 			if p := recover(); p != nil {
 				e.log.ErrorContext(ctx, "a panic in a change hook", "target", rs.root.Key, "key", c.Key, "panic", p, "stack", string(debug.Stack()))
@@ -253,7 +260,7 @@ func (d *deliverer) deliver(ctx context.Context, c statestore.Change) error {
 			}
 		}()
 		return rs.root.Hook.Deliver(ctx, hc)
-	})
+	}()
 	if err == nil {
 		d.u.counters.hookDelivered(string(rs.root.Key))
 	}
