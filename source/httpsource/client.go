@@ -1,6 +1,7 @@
 package httpsource
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -127,6 +128,24 @@ type Request struct {
 	Conditional bool
 	// Header holds more headers to send.
 	Header http.Header
+
+	// Method is the request's method, for Client.Do; Get sends GET.
+	Method string
+	// Body, if not nil, is sent with each attempt (its Content-Type in
+	// Header). A request with a body is retried as any other: send only
+	// requests that are safe to repeat, as a query sent by POST (a SOAP
+	// call, a search API) is.
+	Body []byte
+	// ReadError, if set, reads an answer that is not a success (not 2xx,
+	// and not the 304 or 404 the fields above turn into ErrNotModified or
+	// ErrNotFound): an API that tells its errors in the body, such as a
+	// SOAP fault (HTTP 500) that means "busy" or "no such item". It
+	// returns nil to leave the answer to the default (429, 408 and 5xx
+	// retried, others an *HTTPError), ErrNotFound when the answer means
+	// the item is gone, an error marked Permanent to fail at once, and
+	// any other error to retry. Its Response's body is bounded by
+	// Options.MaxBodyBytes.
+	ReadError func(*Response) error
 }
 
 // Response is a successful (2xx) response, as Client.Get hands it to its
@@ -245,10 +264,21 @@ func (c *Client) count(endpoint string) {
 // conditional request ErrNotModified. The error returned after retries is
 // never marked transient: the caller has had its retries.
 func (c *Client) Get(ctx context.Context, req Request, read func(*Response) error) error {
+	req.Method = http.MethodGet
+	return c.Do(ctx, req, read)
+}
+
+// Do is Get with req.Method (GET when empty) and req.Body.
+func (c *Client) Do(ctx context.Context, req Request, read func(*Response) error) error {
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
 	u, err := url.Parse(req.URL)
 	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("%s: GET %q: not an http or https URL", c.name, req.URL)
+		return fmt.Errorf("%s: %s %q: not an http or https URL", c.name, method, req.URL)
 	}
+	req.Method = method
 	name := req.Name
 	if name == "" {
 		name = withoutSecrets(u)
@@ -272,19 +302,19 @@ func (c *Client) Get(ctx context.Context, req Request, read func(*Response) erro
 	case errors.As(err, &unreachableErr):
 		return err
 	case ctx.Err() != nil:
-		return fmt.Errorf("%s: GET %s: %w", c.name, name, context.Cause(ctx))
+		return fmt.Errorf("%s: %s %s: %w", c.name, method, name, context.Cause(ctx))
 	case errors.As(err, &permanent):
-		return fmt.Errorf("%s: GET %s: %w", c.name, name, permanent.err)
+		return fmt.Errorf("%s: %s %s: %w", c.name, method, name, permanent.err)
 	case retry.Is(err):
 		// Given up: report the last failure, no longer marked transient.
 		cause := err
 		if marked := (*retry.Error)(nil); errors.As(err, &marked) {
 			cause = marked.Err
 		}
-		return fmt.Errorf("%s: GET %s: giving up after %d attempts in %s (MaxElapsed %s): %w",
-			c.name, name, attempts, time.Since(start).Round(time.Millisecond), c.policy.MaxElapsed, cause)
+		return fmt.Errorf("%s: %s %s: giving up after %d attempts in %s (MaxElapsed %s): %w",
+			c.name, method, name, attempts, time.Since(start).Round(time.Millisecond), c.policy.MaxElapsed, cause)
 	}
-	return fmt.Errorf("%s: GET %s: %w", c.name, name, err)
+	return fmt.Errorf("%s: %s %s: %w", c.name, method, name, err)
 }
 
 // Permanent marks err, returned by a read function of Client.Get, as not
@@ -306,7 +336,11 @@ func (c *Client) attempt(ctx context.Context, r Request, read func(*Response) er
 	}
 	defer func() { <-c.sem }()
 
-	req, err := http.NewRequest(http.MethodGet, r.URL, nil)
+	var sent io.Reader
+	if r.Body != nil {
+		sent = bytes.NewReader(r.Body)
+	}
+	req, err := http.NewRequest(r.Method, r.URL, sent)
 	if err != nil {
 		return &permanentError{err}
 	}
@@ -382,6 +416,21 @@ func (c *Client) attempt(ctx context.Context, r Request, read func(*Response) er
 		return nil
 	case code == http.StatusNotFound && r.NotFoundOK:
 		return ErrNotFound
+	}
+	if r.ReadError != nil {
+		err := r.ReadError(&Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: body})
+		var permanent *permanentError
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrNotFound):
+			return ErrNotFound
+		case ctx.Err() != nil, errors.As(err, &permanent):
+			return err
+		default:
+			return retry.MarkAfter(err, RetryAfter(resp.Header.Get("Retry-After"), time.Now()))
+		}
+	}
+	switch code := resp.StatusCode; {
 	case code == http.StatusTooManyRequests || code == http.StatusRequestTimeout || code >= 500:
 		wait := RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		herr := &HTTPError{StatusCode: code, RetryAfter: wait, Body: snippet(body)}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -183,4 +184,83 @@ func TestOptionsValidate(t *testing.T) {
 	require.EqualError(t, err, "kit: Concurrency must be at least 1, got -1")
 	_, err = httpsource.New(httpsource.Options{MaxBodyBytes: -1})
 	require.EqualError(t, err, "httpsource: MaxBodyBytes must not be negative, got -1")
+}
+
+// TestDoPostsABodyAndReadsErrors: Do sends a method and a body, again on
+// each attempt; ReadError reads an error answer's body and says what it
+// means: retry, gone, or fail at once.
+func TestDoPostsABodyAndReadsErrors(t *testing.T) {
+	t.Parallel()
+	var (
+		mu    sync.Mutex
+		calls []string
+		busy  = 1
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, r.Method+" "+string(b))
+		switch {
+		case string(b) == "<get id=1/>" && busy > 0:
+			busy--
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, "<fault>Server.Busy</fault>")
+		case string(b) == "<get id=1/>":
+			io.WriteString(w, "<part id=1/>")
+		case string(b) == "<get id=2/>":
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, "<fault>Client.NoSuchPart</fault>")
+		case string(b) == "<get id=3/>":
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, "<fault>Client.BadRequest</fault>")
+		default:
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c := newClient(t, httpsource.Options{RequestsPerSecond: 1000})
+	readFault := func(r *httpsource.Response) error {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		switch s := string(b); {
+		case strings.Contains(s, "Server.Busy"):
+			return errors.New("busy") // retried
+		case strings.Contains(s, "NoSuchPart"):
+			return httpsource.ErrNotFound
+		case strings.Contains(s, "<fault>"):
+			return httpsource.Permanent(fmt.Errorf("fault: %s", s))
+		}
+		return nil
+	}
+	read := body
+	call := func(body string) (string, error) {
+		var got string
+		err := c.Do(t.Context(), httpsource.Request{URL: srv.URL + "/svc", Method: http.MethodPost, Body: []byte(body),
+			Header: http.Header{"Content-Type": {"text/xml"}}, ReadError: readFault}, read(&got))
+		return got, err
+	}
+	got, err := call("<get id=1/>")
+	require.NoError(t, err)
+	require.Equal(t, "<part id=1/>", got)
+	_, err = call("<get id=2/>")
+	require.ErrorIs(t, err, httpsource.ErrNotFound)
+	_, err = call("<get id=3/>")
+	require.ErrorContains(t, err, "POST")
+	require.ErrorContains(t, err, "fault: <fault>Client.BadRequest</fault>")
+	_, err = call("<other/>")
+	var herr *httpsource.HTTPError
+	require.ErrorAs(t, err, &herr, "ReadError left it to the default")
+	require.Equal(t, http.StatusBadRequest, herr.StatusCode)
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{
+		"POST <get id=1/>", "POST <get id=1/>", // busy, retried with its body again
+		"POST <get id=2/>", // gone: once
+		"POST <get id=3/>", // permanent: once
+		"POST <other/>",    // a 400: once
+	}, calls)
 }
