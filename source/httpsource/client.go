@@ -129,7 +129,9 @@ type Request struct {
 	// Header holds more headers to send.
 	Header http.Header
 
-	// Method is the request's method, for Client.Do; Get sends GET.
+	// Method is the request's method, for Client.Do; Get sends GET. A
+	// redirect that would change it (a 302 turns a POST into a GET) is
+	// refused.
 	Method string
 	// Body, if not nil, is sent with each attempt (its Content-Type in
 	// Header). A request with a body is retried as any other: send only
@@ -215,6 +217,10 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request, limit boo
 		return &redirectError{name: c.name, msg: "to " + withoutSecrets(to) + ": " + fmt.Sprintf(format, args...)}
 	}
 	switch host := strings.ToLower(to.Host); {
+	case req.Method != via[0].Method:
+		// A 301, 302 or 303 turns a POST into a GET without its body: the
+		// answer would not be the request's.
+		return refuse("a %s redirected as a %s", via[0].Method, req.Method)
 	case to.Scheme != "http" && to.Scheme != "https":
 		return refuse("not an http or https URL")
 	case from.Scheme == "https" && to.Scheme == "http":
@@ -273,6 +279,11 @@ func (c *Client) Do(ctx context.Context, req Request, read func(*Response) error
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
+	}
+	if req.Conditional && (req.Body != nil || method != http.MethodGet && method != http.MethodHead) {
+		// Validators are kept by URL: requests of one URL with different
+		// bodies would send each other's.
+		return fmt.Errorf("%s: %s %q: a conditional request is a GET or HEAD without a body", c.name, method, req.URL)
 	}
 	u, err := url.Parse(req.URL)
 	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
@@ -419,11 +430,16 @@ func (c *Client) attempt(ctx context.Context, r Request, read func(*Response) er
 	}
 	if r.ReadError != nil {
 		err := r.ReadError(&Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: body})
-		var permanent *permanentError
+		var (
+			permanent *permanentError
+			tooLarge  *bodyTooLargeError
+		)
 		switch {
 		case err == nil:
 		case errors.Is(err, ErrNotFound):
 			return ErrNotFound
+		case errors.As(err, &tooLarge):
+			return tooLarge // as large the next time
 		case ctx.Err() != nil, errors.As(err, &permanent):
 			return err
 		default:
