@@ -20,7 +20,9 @@ type Outbox interface {
 	// OutboxTake leases, for TTL, up to Limit changes of the targets
 	// TargetIDs that are due: for each target state, its oldest change,
 	// when it is not leased by a worker (or its lease ended) and its
-	// NextAt has come. They come in ID order, each with a new Fence.
+	// NextAt has come. The changes that never failed are taken first, in
+	// ID order, then those that failed, in ID order: states that keep
+	// failing do not fill every take. Each comes with a new Fence.
 	OutboxTake(ctx context.Context, p OutboxTakeParams) ([]Change, error)
 	// OutboxDone removes delivered changes: those Worker still leases with
 	// the fence given. It returns the IDs of the others, which are left as

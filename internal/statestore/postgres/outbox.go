@@ -54,7 +54,7 @@ func newOutboxQueries(r func(string) string) outboxQueries {
 						AND ($5 OR c.lease_until IS NULL OR c.lease_until < now())
 						AND (c.next_at IS NULL OR c.next_at <= now())
 						AND NOT EXISTS (SELECT 1 FROM {{outbox}} AS e WHERE e.target_id = c.target_id AND e.key = c.key AND e.id < c.id)
-					ORDER BY c.id LIMIT $3 FOR UPDATE OF c SKIP LOCKED) AS due
+					ORDER BY c.attempts > 0, c.id LIMIT $3 FOR UPDATE OF c SKIP LOCKED) AS due
 				WHERE o.id = due.id
 				RETURNING o.*)
 			SELECT ` + changeColumns("taken") + ` FROM taken ORDER BY taken.id`),

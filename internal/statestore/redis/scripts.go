@@ -705,10 +705,16 @@ return claims(pk, ARGV[2], 3, nil, function(k) claimdone(pk, k) end)`),
 		outboxTake: outboxScript(`
 local worker, lim, steal = ARGV[1], tonumber(ARGV[2]), ARGV[4] == '1'
 local t = clock()
-local free, ids = '(' .. int(t), {}
+local free, heads = '(' .. int(t), {}
+-- A head is scored by its id in due, plus 2^50 once it failed: the changes
+-- never failed come first, so that failing states do not fill every take.
+local function due(dk, id)
+  local na = tonumber(redis.call('HGET', key('c', id), 'na') or '0')
+  redis.call('ZADD', dk, na > 0 and 1125899906842624 + tonumber(id) or tonumber(id), id)
+end
 for j = 5, #ARGV do
   local dk, wk = key('t', ARGV[j], 'due'), key('t', ARGV[j], 'wait')
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', wk, '-inf', free)) do redis.call('ZADD', dk, id, id) end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', wk, '-inf', free)) do due(dk, id) end
   redis.call('ZREMRANGEBYSCORE', wk, '-inf', free)
   if steal then
     -- Leased heads are free too (their worker is gone); those waiting
@@ -717,16 +723,17 @@ for j = 5, #ARGV do
       local w = redis.call('HGET', key('c', id), 'w')
       if w and w ~= '' then
         redis.call('ZREM', wk, id)
-        redis.call('ZADD', dk, id, id)
+        due(dk, id)
       end
     end
   end
-  for _, id in ipairs(redis.call('ZRANGE', dk, 0, lim - 1)) do ids[#ids+1] = tonumber(id) end
+  local r = redis.call('ZRANGE', dk, 0, lim - 1, 'WITHSCORES')
+  for i = 1, #r, 2 do heads[#heads+1] = {tonumber(r[i+1]), tonumber(r[i])} end
 end
-table.sort(ids)
+table.sort(heads, function(a, b) return a[1] < b[1] end)
 local ends, out = int(t + 1000 * tonumber(ARGV[3])), {}
-for j = 1, math.min(lim, #ids) do
-  local id = int(ids[j])
+for j = 1, math.min(lim, #heads) do
+  local id = int(heads[j][2])
   local ck = key('c', id)
   local tid = redis.call('HGET', ck, 't')
   redis.call('HINCRBY', ck, 'f', 1)

@@ -136,7 +136,7 @@ func (s *Store) OutboxTake(ctx context.Context, p statestore.OutboxTakeParams) (
 					AND (?6 OR c.lease_until IS NULL OR c.lease_until < ?4)
 					AND (c.next_at IS NULL OR c.next_at <= ?4)
 					AND NOT EXISTS (SELECT 1 FROM tidemark_outbox AS e WHERE e.target_id = c.target_id AND e.key = c.key AND e.id < c.id)
-				ORDER BY c.id LIMIT ?5)
+				ORDER BY c.attempts > 0, c.id LIMIT ?5)
 			RETURNING `+changeColumns(""),
 			p.Worker, micros(now.Add(p.TTL)), jsonIDs(p.TargetIDs), micros(now), p.Limit, p.Steal)
 		if err != nil {

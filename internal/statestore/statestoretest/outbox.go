@@ -210,6 +210,29 @@ func exerciseOutbox(t *testing.T, setup func(t *testing.T) statestore.Store) {
 		require.Equal(t, "HTTP 503", again[0].LastError)
 	})
 
+	t.Run("ChangesThatNeverFailedComeFirst", func(t *testing.T) {
+		t.Parallel()
+		s, src, t1, t2 := world(t)
+		ctx := t.Context()
+		require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: time.Now(), Changes: []statestore.Change{
+			change(t1, src, "r1", "a", 1, "", `1`),
+			change(t2, src, "r1", "x", 1, "", `1`),
+			change(t1, src, "r2", "b", 1, "", `1`),
+		}}))
+		first, err := s.OutboxTake(ctx, statestore.OutboxTakeParams{TargetIDs: []int64{t1, t2}, Worker: "w", Limit: 2, TTL: long})
+		require.NoError(t, err)
+		require.Equal(t, []string{"a#1", "x#1"}, keys(first))
+		for _, r := range refs(first) {
+			require.NoError(t, s.OutboxRetry(ctx, statestore.OutboxRetryParams{Worker: "w", Change: r, Error: "down", NextAt: time.Now().Add(-time.Second)}))
+		}
+		next, err := s.OutboxTake(ctx, statestore.OutboxTakeParams{TargetIDs: []int64{t1, t2}, Worker: "w", Limit: 1, TTL: long})
+		require.NoError(t, err)
+		require.Equal(t, []string{"b#1"}, keys(next), "the change that never failed first, though its ID is the largest")
+		rest, err := s.OutboxTake(ctx, statestore.OutboxTakeParams{TargetIDs: []int64{t1, t2}, Worker: "w", Limit: 10, TTL: long})
+		require.NoError(t, err)
+		require.Equal(t, []string{"a#1", "x#1"}, keys(rest), "then those that failed, in ID order")
+	})
+
 	t.Run("FlowDropForgetsChanges", func(t *testing.T) {
 		t.Parallel()
 		s, src, t1, _ := world(t)
