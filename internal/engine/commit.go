@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	"github.com/tidemark/tidemark/internal/statestore"
@@ -256,18 +255,23 @@ func (w *writer) commit(ctx context.Context, run *sourceRun, batch []*rowResult,
 	} else {
 		err = w.commitShared(ctx, run, rows, land, now)
 	}
-	if err == nil && slices.ContainsFunc(rows, func(res *rowResult) bool { return len(res.changes) > 0 }) {
-		for _, res := range rows {
-			if res.lost || res.kind != resultUpdate && res.kind != resultGone {
-				continue
-			}
-			for _, c := range res.changes {
-				w.u.counters.targets[string(w.u.setup.byID[c.TargetID].root.Key)].changes.Add(1)
-			}
+	if err != nil {
+		return err
+	}
+	changes := 0
+	for _, res := range rows {
+		if res.lost || res.kind != resultUpdate && res.kind != resultGone {
+			continue // its changes were not committed
 		}
+		for _, c := range res.changes {
+			w.u.counters.targets[string(w.u.setup.byID[c.TargetID].root.Key)].changes.Add(1)
+		}
+		changes += len(res.changes)
+	}
+	if changes > 0 {
 		w.u.hooks.nudge()
 	}
-	return err
+	return nil
 }
 
 // appendChanges appends the row's changes of hooked states, from source

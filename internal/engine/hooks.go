@@ -272,15 +272,11 @@ func (d *deliverer) source(ctx context.Context, id int64) (string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.sources == nil {
-		d.sources = make(map[int64]string)
-		for _, src := range d.u.e.flow.Sources {
-			sid, err := d.u.e.sourceID(ctx, src.Name, true)
-			if err != nil {
-				d.sources = nil
-				return "", err
-			}
-			d.sources[sid] = src.Name
+		names, err := d.u.e.sourceNames(ctx)
+		if err != nil {
+			return "", err
 		}
+		d.sources = names
 	}
 	if name, ok := d.sources[id]; ok {
 		return name, nil

@@ -134,11 +134,9 @@ func (e *Engine) hookStatus(ctx context.Context, stored []statestore.Target) (ma
 	}); err != nil {
 		return nil, err
 	}
-	names := make(map[int64]string)
-	for _, src := range e.flow.Sources {
-		if id, err := e.sourceID(ctx, src.Name, true); err == nil && id != 0 {
-			names[id] = src.Name
-		}
+	names, err := e.sourceNames(ctx)
+	if err != nil {
+		return nil, err
 	}
 	for _, p := range pending {
 		h := out[p.TargetID]
