@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/tidemark/tidemark/internal/pgtest"
 	"github.com/tidemark/tidemark/internal/statestore"
-	"github.com/tidemark/tidemark/internal/statestore/sqlite"
+	"github.com/tidemark/tidemark/internal/statestore/statestoretest"
 )
 
 // outboxTarget creates a committed target of flow f, an attachment of
@@ -107,13 +106,7 @@ func outboxCases(t *testing.T, s statestore.Store) []string {
 // drivers: they must keep the same.
 func TestOutboxMatchesSQLite(t *testing.T) {
 	t.Parallel()
-	s, _, _ := openStore(t, nil)
-	lite, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "state.db"))
-	require.NoError(t, err)
-	defer lite.Close()
-	want := outboxCases(t, lite)
-	got := outboxCases(t, s)
-	require.Equal(t, want, got)
+	got := matchSQLite(t, outboxCases)
 	require.Contains(t, got, "status 0: pending 300 failing 0 oldest 2026-01-01 00:00:00 +0000 UTC failed false", "a change given twice is kept once")
 	require.Contains(t, got, "after the drop 2: pending 1")
 	require.Contains(t, got, `t2 "\x00\xff é" r#1 old "" new nil attempts 0`, "any bytes as a key, an empty value apart from none")
@@ -236,17 +229,7 @@ func TestOutboxMigratesAnOlderSchema(t *testing.T) {
 	var version int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT max(version) FROM `+q.migrations).Scan(&version))
 	require.Equal(t, len(ms), version)
-	src, err := s.SourceFind(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "s"})
-	require.NoError(t, err)
-	targets, err := s.TargetList(ctx, statestore.TargetListParams{Flow: "f"})
-	require.NoError(t, err)
-	require.Len(t, targets, 1)
-	require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: time.Now(), Changes: []statestore.Change{
-		{TargetID: targets[0].ID, SourceID: src, RowKey: "r", Key: "k", Seq: 1, New: []byte("1")},
-	}}))
-	got, err := s.OutboxTake(ctx, statestore.OutboxTakeParams{TargetIDs: []int64{targets[0].ID}, Worker: "w", Limit: 1, TTL: time.Minute})
-	require.NoError(t, err)
-	require.Len(t, got, 1)
+	statestoretest.OutboxAfterMigration(t, s)
 	rows, err := conn.Query(ctx, `SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'tidemark_outbox' ORDER BY indexname`, schema)
 	require.NoError(t, err)
 	indexes, err := pgx.CollectRows(rows, pgx.RowTo[string])

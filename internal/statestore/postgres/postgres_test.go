@@ -540,14 +540,21 @@ func edgeCases(t *testing.T, s statestore.Store) []string {
 // the same.
 func TestEdgeCasesMatchSQLite(t *testing.T) {
 	t.Parallel()
+	t.Logf("%q", matchSQLite(t, edgeCases))
+}
+
+// matchSQLite runs cases on a fresh store of this driver and of SQLite's,
+// requires the same outcome of both, and returns it.
+func matchSQLite(t *testing.T, cases func(*testing.T, statestore.Store) []string) []string {
+	t.Helper()
 	s, _, _ := openStore(t, nil)
 	lite, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "state.db"))
 	require.NoError(t, err)
 	defer lite.Close()
-	want := edgeCases(t, lite)
-	got := edgeCases(t, s)
+	want := cases(t, lite)
+	got := cases(t, s)
 	require.Equal(t, want, got)
-	t.Logf("%q", got)
+	return got
 }
 
 func TestFlowLockAcrossStoresAndConnectionLoss(t *testing.T) {

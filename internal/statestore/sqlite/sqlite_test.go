@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -133,17 +132,7 @@ func TestOutboxMigratesAnOlderFile(t *testing.T) {
 	var version int
 	require.NoError(t, s.DB().QueryRow(`SELECT max(version) FROM tidemark_migrations`).Scan(&version))
 	require.Equal(t, len(ms), version)
-	src, err := s.SourceFind(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "s"})
-	require.NoError(t, err)
-	targets, err := s.TargetList(ctx, statestore.TargetListParams{Flow: "f"})
-	require.NoError(t, err)
-	require.Len(t, targets, 1)
-	require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: time.Now(), Changes: []statestore.Change{
-		{TargetID: targets[0].ID, SourceID: src, RowKey: "r", Key: "k", Seq: 1, New: []byte("1")},
-	}}))
-	got, err := s.OutboxTake(ctx, statestore.OutboxTakeParams{TargetIDs: []int64{targets[0].ID}, Worker: "w", Limit: 1, TTL: time.Minute})
-	require.NoError(t, err)
-	require.Len(t, got, 1)
+	statestoretest.OutboxAfterMigration(t, s)
 }
 
 // TestOutboxTakeUsesTheStateIndex checks that the oldest-change probe of

@@ -249,3 +249,22 @@ func exerciseOutbox(t *testing.T, setup func(t *testing.T) statestore.Store) {
 		require.Empty(t, none)
 	})
 }
+
+// OutboxAfterMigration checks that s, a store migrated from a layout that
+// had no outbox and held flow "f" with source "s" and one target, keeps
+// and gives the changes of that target.
+func OutboxAfterMigration(t *testing.T, s statestore.Store) {
+	t.Helper()
+	ctx := t.Context()
+	src, err := s.SourceFind(ctx, statestore.SourceEnsureParams{Flow: "f", Name: "s"})
+	require.NoError(t, err)
+	targets, err := s.TargetList(ctx, statestore.TargetListParams{Flow: "f"})
+	require.NoError(t, err)
+	require.Len(t, targets, 1)
+	require.NoError(t, s.Commit(ctx, statestore.CommitParams{SourceID: src, At: time.Now(), Changes: []statestore.Change{
+		{TargetID: targets[0].ID, SourceID: src, RowKey: "r", Key: "k", Seq: 1, New: []byte("1")},
+	}}))
+	got, err := s.OutboxTake(ctx, statestore.OutboxTakeParams{TargetIDs: []int64{targets[0].ID}, Worker: "w", Limit: 1, TTL: time.Minute})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+}
