@@ -19,6 +19,10 @@ test: ## Run every test with -race, against PostgreSQL (started from the install
 demo: ## The offline demo: hnindex syncs a fake HackerNews API into hnindex-demo.db (SQLite), then searches it.
 	./scripts/demo.sh
 
+.PHONY: examples
+examples: ## Run the four use cases in examples/ offline, each on its own fakes (quickstart, user360, legacysoap, pricewatch); files in a temp dir.
+	./scripts/examples.sh
+
 .PHONY: bench
 bench: ## The benchmark harness: hnindex end to end against the fake API and real databases, with baselines (BENCHARGS=...).
 	$(GO) run ./cmd/hnbench $(BENCHARGS)
